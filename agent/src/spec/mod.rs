@@ -1,0 +1,807 @@
+//! Kernel specs: `kernels/<name>/kernel.toml` parsed strictly (unknown keys are errors
+//! naming file, line and key), validated into typed values with parsed expressions.
+
+pub mod expr;
+pub mod plan;
+pub mod space;
+pub mod types;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use toml::Spanned;
+
+pub use expr::{Expr, Vars};
+pub use space::{Config, SearchSpace};
+pub use types::DType;
+
+/// A spec that cannot be used, with the place that says why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct SpecError {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        if let Some(k) = &self.key {
+            write!(f, ": `{k}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// What a tunable controls; patterns choose moves by role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Block,
+    Tile,
+    Vector,
+    Unroll,
+    Parallelism,
+    Variant,
+    Stages,
+    Other,
+}
+
+/// Whether the kernel reads, writes, or reads and writes a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Io {
+    In,
+    Out,
+    Inout,
+}
+
+/// How the input values of a buffer are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "dist", rename_all = "lowercase")]
+pub enum Init {
+    /// Standard normal, signed.
+    Normal,
+    /// Uniform in [low, high).
+    Uniform { low: f64, high: f64 },
+    /// Uniform integers in [low, high).
+    Randint { low: i64, high: i64 },
+    /// Every element the same value.
+    Constant { value: f64 },
+}
+
+/// The arithmetic ceiling a kernel's FLOPs are compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComputeKind {
+    /// FP32 FMA on the CUDA cores.
+    Fp32,
+    /// FP16 inputs, FP32 accumulation on the tensor cores.
+    TensorF16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Tolerance {
+    pub rtol: f64,
+    pub atol: f64,
+}
+
+impl Tolerance {
+    /// The default tolerance of a dtype when the spec names none.
+    pub fn default_for(d: DType) -> Tolerance {
+        match d {
+            DType::F16 => Tolerance { rtol: 1e-2, atol: 1e-3 },
+            DType::Bf16 => Tolerance { rtol: 2e-2, atol: 1e-2 },
+            DType::F32 => Tolerance { rtol: 1e-5, atol: 1e-6 },
+            DType::F64 => Tolerance { rtol: 1e-12, atol: 1e-14 },
+            _ => Tolerance { rtol: 0.0, atol: 0.0 },
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Tunable {
+    pub name: String,
+    pub values: Vec<i64>,
+    pub role: Role,
+    pub baseline: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub grid: [Expr; 3],
+    pub block: [Expr; 3],
+    pub shared_bytes: Expr,
+}
+
+#[derive(Debug, Clone)]
+pub enum ArgKind {
+    Buffer {
+        dtype: DType,
+        io: Io,
+        len: Expr,
+        init: Init,
+        large_scale: Option<f64>,
+    },
+    Scalar {
+        dtype: DType,
+        value: Expr,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Arg {
+    pub name: String,
+    pub kind: ArgKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum Reference {
+    /// A separate, plainly written kernel with the same arguments.
+    Kernel {
+        source_path: PathBuf,
+        source: String,
+        entry: String,
+        launch: Launch,
+    },
+    /// The spec's own baseline configuration is the reference.
+    Baseline,
+}
+
+#[derive(Debug, Clone)]
+pub struct Validation {
+    /// Full problems (the default problem is not among them).
+    pub sizes: Vec<Vars>,
+    pub trials: u32,
+    pub large_scale: f64,
+    pub deterministic: bool,
+    pub tolerances: BTreeMap<DType, Tolerance>,
+}
+
+impl Validation {
+    pub fn tolerance(&self, d: DType) -> Tolerance {
+        self.tolerances
+            .get(&d)
+            .copied()
+            .unwrap_or_else(|| Tolerance::default_for(d))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Cost {
+    pub bytes: Expr,
+    pub flops: Expr,
+    pub compute: ComputeKind,
+}
+
+/// A validated kernel spec.
+#[derive(Debug, Clone)]
+pub struct KernelSpec {
+    pub name: String,
+    pub dir: PathBuf,
+    pub spec_path: PathBuf,
+    pub source_path: PathBuf,
+    pub source: String,
+    pub entry: String,
+    pub problem: Vars,
+    pub workload_axes: Vec<String>,
+    pub tunables: Vec<Tunable>,
+    pub restrictions: Vec<Expr>,
+    pub launch: Launch,
+    pub args: Vec<Arg>,
+    pub reference: Reference,
+    pub validation: Validation,
+    pub cost: Cost,
+    pub compile_options: Vec<String>,
+}
+
+impl KernelSpec {
+    /// Loads `<dir>/kernel.toml` and the sources it names.
+    pub fn load(dir: &Path) -> Result<Self, SpecError> {
+        let spec_path = dir.join("kernel.toml");
+        let text = std::fs::read_to_string(&spec_path).map_err(|e| SpecError {
+            path: spec_path.clone(),
+            line: None,
+            key: None,
+            message: format!("cannot read the spec: {e}"),
+        })?;
+        Self::parse(&text, &spec_path, &|p| std::fs::read_to_string(p))
+    }
+
+    /// Parses spec text; `read` reads the sources the spec names (relative to its dir).
+    pub fn parse(
+        text: &str,
+        spec_path: &Path,
+        read: &dyn Fn(&Path) -> std::io::Result<String>,
+    ) -> Result<Self, SpecError> {
+        let ctx = Ctx { text, path: spec_path };
+        let raw: RawSpec = toml::from_str(text).map_err(|e| SpecError {
+            path: spec_path.to_path_buf(),
+            line: e.span().map(|s| ctx.line(&s)),
+            key: None,
+            message: e.message().trim().to_string(),
+        })?;
+        validate(raw, &ctx, read)
+    }
+
+    /// The baseline configuration: every tunable at its baseline value.
+    pub fn baseline(&self) -> Config {
+        Config(
+            self.tunables
+                .iter()
+                .map(|t| (t.name.clone(), t.baseline))
+                .collect(),
+        )
+    }
+
+    pub fn space(&self) -> SearchSpace<'_> {
+        SearchSpace::new(self)
+    }
+
+    /// Problem sizes and tunables as one set of expression variables.
+    pub fn vars(&self, problem: &Vars, config: &Config) -> Vars {
+        let mut v = problem.clone();
+        v.extend(config.0.iter().map(|(k, x)| (k.clone(), *x)));
+        v
+    }
+
+    /// Applies `NAME=VALUE` overrides to a configuration, checking each against the spec.
+    pub fn with_overrides(&self, base: &Config, sets: &[(String, i64)]) -> Result<Config, String> {
+        let mut c = base.clone();
+        for (name, value) in sets {
+            let t = self
+                .tunables
+                .iter()
+                .find(|t| &t.name == name)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = self.tunables.iter().map(|t| t.name.as_str()).collect();
+                    format!("`{name}` is not a tunable of {} (tunables: {})", self.name, names.join(", "))
+                })?;
+            if !t.values.contains(value) {
+                return Err(format!(
+                    "{name}={value} is not among its values {:?} in {}",
+                    t.values,
+                    self.spec_path.display()
+                ));
+            }
+            c.0.insert(name.clone(), *value);
+        }
+        Ok(c)
+    }
+
+    /// The restrictions that `config` violates at `problem` (empty when it is allowed).
+    pub fn violated(&self, problem: &Vars, config: &Config) -> Vec<String> {
+        let vars = self.vars(problem, config);
+        self.restrictions
+            .iter()
+            .filter(|r| !matches!(r.eval_bool(&vars), Ok(true)))
+            .map(|r| r.src().to_string())
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Raw, as written in TOML.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    name: String,
+    source: String,
+    entry: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    description: Option<String>,
+    problem: Spanned<BTreeMap<String, i64>>,
+    #[serde(default)]
+    workload_axes: Vec<Spanned<String>>,
+    #[serde(default)]
+    compile_options: Vec<String>,
+    #[serde(default)]
+    validate: Option<Spanned<RawValidate>>,
+    #[serde(default)]
+    tune: Option<RawTune>,
+    launch: Spanned<RawLaunch>,
+    #[serde(rename = "arg")]
+    args: Vec<Spanned<RawArg>>,
+    reference: Spanned<RawReference>,
+    cost: Spanned<RawCost>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawValidate {
+    #[serde(default)]
+    sizes: Vec<Spanned<BTreeMap<String, i64>>>,
+    rtol: Option<f64>,
+    atol: Option<f64>,
+    #[serde(default)]
+    tolerance: BTreeMap<String, Spanned<RawTolerance>>,
+    trials: Option<Spanned<u32>>,
+    large_scale: Option<f64>,
+    #[serde(default = "yes")]
+    deterministic: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTolerance {
+    rtol: f64,
+    atol: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTunable {
+    values: Vec<i64>,
+    role: Role,
+    baseline: Option<i64>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    description: Option<String>,
+}
+
+/// `[tune]`: tunables by name, plus the `restrictions` list.
+#[derive(Default)]
+struct RawTune {
+    params: Vec<(String, Spanned<RawTunable>)>,
+    restrictions: Vec<Spanned<ExprSrc>>,
+}
+
+impl<'de> Deserialize<'de> for RawTune {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawTune;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a table of tunables and an optional `restrictions` list")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawTune, A::Error> {
+                let mut out = RawTune::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "restrictions" {
+                        out.restrictions = map.next_value()?;
+                    } else {
+                        out.params.push((key, map.next_value()?));
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLaunch {
+    grid: Vec<Spanned<ExprSrc>>,
+    block: Vec<Spanned<ExprSrc>>,
+    shared_bytes: Option<Spanned<ExprSrc>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArg {
+    name: String,
+    #[serde(rename = "type")]
+    ty: String,
+    io: Option<Io>,
+    len: Option<Spanned<ExprSrc>>,
+    init: Option<String>,
+    low: Option<f64>,
+    high: Option<f64>,
+    value: Option<Spanned<ExprSrc>>,
+    large_scale: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReference {
+    source: Option<String>,
+    entry: Option<String>,
+    #[serde(default)]
+    baseline: bool,
+    launch: Option<Spanned<RawLaunch>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCost {
+    bytes: Spanned<ExprSrc>,
+    flops: Spanned<ExprSrc>,
+    compute: Option<ComputeKind>,
+}
+
+/// An expression as written: a string, or a plain number.
+#[derive(Debug, Clone)]
+struct ExprSrc(String);
+
+impl<'de> Deserialize<'de> for ExprSrc {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = ExprSrc;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an expression (a string) or a number")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ExprSrc, E> {
+                Ok(ExprSrc(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ExprSrc, E> {
+                Ok(ExprSrc(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ExprSrc, E> {
+                Ok(ExprSrc(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<ExprSrc, E> {
+                Ok(ExprSrc(format!("{v:?}")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Validation: raw -> typed.
+
+struct Ctx<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn line(&self, span: &Range<usize>) -> usize {
+        let end = span.start.min(self.text.len());
+        self.text[..end].matches('\n').count() + 1
+    }
+
+    fn err(&self, span: Option<&Range<usize>>, key: &str, message: impl Into<String>) -> SpecError {
+        SpecError {
+            path: self.path.to_path_buf(),
+            line: span.map(|s| self.line(s)),
+            key: Some(key.to_string()),
+            message: message.into(),
+        }
+    }
+
+    /// Parses an expression and checks that it reads only `known` variables.
+    fn expr(&self, raw: &Spanned<ExprSrc>, key: &str, known: &BTreeSet<String>) -> Result<Expr, SpecError> {
+        let span = raw.span();
+        let e = Expr::parse(&raw.get_ref().0)
+            .map_err(|m| self.err(Some(&span), key, format!("not an expression: {m}")))?;
+        for v in e.variables() {
+            if !known.contains(&v) {
+                let names: Vec<&str> = known.iter().map(String::as_str).collect();
+                return Err(self.err(
+                    Some(&span),
+                    key,
+                    format!("`{}` uses `{v}`, which is neither a problem size nor a tunable (known: {})", e.src(), names.join(", ")),
+                ));
+            }
+        }
+        Ok(e)
+    }
+
+    fn launch(&self, raw: &Spanned<RawLaunch>, key: &str, known: &BTreeSet<String>) -> Result<Launch, SpecError> {
+        let span = raw.span();
+        let l = raw.get_ref();
+        let dims = |v: &Vec<Spanned<ExprSrc>>, name: &str| -> Result<[Expr; 3], SpecError> {
+            if v.is_empty() || v.len() > 3 {
+                return Err(self.err(Some(&span), &format!("{key}.{name}"), "needs 1 to 3 expressions (x, y, z)"));
+            }
+            let mut out = [Expr::parse("1").expect("literal"), Expr::parse("1").expect("literal"), Expr::parse("1").expect("literal")];
+            for (i, e) in v.iter().enumerate() {
+                out[i] = self.expr(e, &format!("{key}.{name}[{i}]"), known)?;
+            }
+            Ok(out)
+        };
+        Ok(Launch {
+            grid: dims(&l.grid, "grid")?,
+            block: dims(&l.block, "block")?,
+            shared_bytes: match &l.shared_bytes {
+                Some(s) => self.expr(s, &format!("{key}.shared_bytes"), known)?,
+                None => Expr::parse("0").expect("literal"),
+            },
+        })
+    }
+
+    fn read_source(&self, name: &str, key: &str, read: &dyn Fn(&Path) -> std::io::Result<String>) -> Result<(PathBuf, String), SpecError> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let p = dir.join(name);
+        let text = read(&p).map_err(|e| self.err(None, key, format!("cannot read source {}: {e}", p.display())))?;
+        Ok((p, text))
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn validate(raw: RawSpec, ctx: &Ctx, read: &dyn Fn(&Path) -> std::io::Result<String>) -> Result<KernelSpec, SpecError> {
+    // Problem sizes.
+    let problem_span = raw.problem.span();
+    let problem: Vars = raw.problem.into_inner();
+    if problem.is_empty() {
+        return Err(ctx.err(Some(&problem_span), "problem", "needs at least one problem size"));
+    }
+    for (k, v) in &problem {
+        if !is_identifier(k) {
+            return Err(ctx.err(Some(&problem_span), &format!("problem.{k}"), "is not a valid identifier"));
+        }
+        if *v <= 0 {
+            return Err(ctx.err(Some(&problem_span), &format!("problem.{k}"), format!("must be positive, got {v}")));
+        }
+    }
+    let mut workload_axes = Vec::new();
+    for a in &raw.workload_axes {
+        if !problem.contains_key(a.get_ref()) {
+            return Err(ctx.err(Some(&a.span()), "workload_axes", format!("`{}` is not a problem size", a.get_ref())));
+        }
+        workload_axes.push(a.get_ref().clone());
+    }
+
+    // Tunables.
+    let tune = raw.tune.unwrap_or_default();
+    let mut tunables = Vec::new();
+    for (name, t) in &tune.params {
+        let span = t.span();
+        let key = format!("tune.{name}");
+        if !is_identifier(name) {
+            return Err(ctx.err(Some(&span), &key, "a tunable's name must be a C identifier (it becomes -D NAME=VALUE)"));
+        }
+        if problem.contains_key(name) {
+            return Err(ctx.err(Some(&span), &key, "has the same name as a problem size"));
+        }
+        let t = t.get_ref();
+        if t.values.is_empty() {
+            return Err(ctx.err(Some(&span), &format!("{key}.values"), "needs at least one value"));
+        }
+        let distinct: BTreeSet<_> = t.values.iter().collect();
+        if distinct.len() != t.values.len() {
+            return Err(ctx.err(Some(&span), &format!("{key}.values"), "lists a value twice"));
+        }
+        let baseline = t.baseline.unwrap_or(t.values[0]);
+        if !t.values.contains(&baseline) {
+            return Err(ctx.err(Some(&span), &format!("{key}.baseline"), format!("{baseline} is not among the values {:?}", t.values)));
+        }
+        tunables.push(Tunable {
+            name: name.clone(),
+            values: t.values.clone(),
+            role: t.role,
+            baseline,
+        });
+    }
+    let problem_names: BTreeSet<String> = problem.keys().cloned().collect();
+    let mut known = problem_names.clone();
+    known.extend(tunables.iter().map(|t| t.name.clone()));
+
+    let restrictions = tune
+        .restrictions
+        .iter()
+        .enumerate()
+        .map(|(i, r)| ctx.expr(r, &format!("tune.restrictions[{i}]"), &known))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    // Validation settings.
+    let (vraw, vspan) = match raw.validate {
+        Some(v) => {
+            let s = v.span();
+            (v.into_inner(), Some(s))
+        }
+        None => (RawValidate { deterministic: true, ..Default::default() }, None),
+    };
+    let mut sizes = Vec::new();
+    for (i, s) in vraw.sizes.iter().enumerate() {
+        let mut full = problem.clone();
+        for (k, v) in s.get_ref() {
+            if !problem.contains_key(k) {
+                return Err(ctx.err(Some(&s.span()), &format!("validate.sizes[{i}].{k}"), "is not a problem size"));
+            }
+            if *v <= 0 {
+                return Err(ctx.err(Some(&s.span()), &format!("validate.sizes[{i}].{k}"), format!("must be positive, got {v}")));
+            }
+            full.insert(k.clone(), *v);
+        }
+        sizes.push(full);
+    }
+    let trials = match &vraw.trials {
+        Some(t) if *t.get_ref() < 3 => {
+            return Err(ctx.err(Some(&t.span()), "validate.trials", "must be at least 3 (each with fresh random inputs)"));
+        }
+        Some(t) => *t.get_ref(),
+        None => 3,
+    };
+    let mut tolerances = BTreeMap::new();
+    for d in DType::ALL.into_iter().filter(|d| d.is_float()) {
+        let mut t = Tolerance::default_for(d);
+        if let Some(r) = vraw.rtol {
+            t.rtol = r;
+        }
+        if let Some(a) = vraw.atol {
+            t.atol = a;
+        }
+        tolerances.insert(d, t);
+    }
+    for (name, t) in &vraw.tolerance {
+        let d = DType::parse(name).ok_or_else(|| ctx.err(Some(&t.span()), &format!("validate.tolerance.{name}"), "is not a dtype"))?;
+        tolerances.insert(d, Tolerance { rtol: t.get_ref().rtol, atol: t.get_ref().atol });
+    }
+    for (d, t) in &tolerances {
+        if !(t.rtol >= 0.0 && t.atol >= 0.0 && t.rtol.is_finite() && t.atol.is_finite()) {
+            return Err(ctx.err(vspan.as_ref(), &format!("validate.tolerance.{d}"), "rtol and atol must be finite and non-negative"));
+        }
+    }
+    let large_scale = vraw.large_scale.unwrap_or(1000.0);
+    if !(large_scale.is_finite() && large_scale >= 1.0) {
+        return Err(ctx.err(vspan.as_ref(), "validate.large_scale", "must be a finite number of at least 1"));
+    }
+
+    // Launch and arguments.
+    let launch = ctx.launch(&raw.launch, "launch", &known)?;
+    let mut args = Vec::new();
+    let mut arg_names = BTreeSet::new();
+    for (i, a) in raw.args.iter().enumerate() {
+        let span = a.span();
+        let a = a.get_ref();
+        let key = format!("arg[{i}] ({})", a.name);
+        if !is_identifier(&a.name) {
+            return Err(ctx.err(Some(&span), &key, "an argument's name must be an identifier"));
+        }
+        if !arg_names.insert(a.name.clone()) {
+            return Err(ctx.err(Some(&span), &key, "an argument with this name is already declared"));
+        }
+        let (base, is_ptr) = match a.ty.strip_suffix('*') {
+            Some(b) => (b.trim(), true),
+            None => (a.ty.trim(), false),
+        };
+        let dtype = DType::parse(base).ok_or_else(|| {
+            let all: Vec<&str> = DType::ALL.iter().map(|d| d.name()).collect();
+            ctx.err(Some(&span), &format!("{key}.type"), format!("`{}` is not a type; use one of {} (add `*` for a device buffer)", a.ty, all.join(", ")))
+        })?;
+        let kind = if is_ptr {
+            if a.value.is_some() {
+                return Err(ctx.err(Some(&span), &format!("{key}.value"), "a buffer has `len`, not `value`"));
+            }
+            let io = a.io.ok_or_else(|| ctx.err(Some(&span), &format!("{key}.io"), "a buffer needs `io` = \"in\", \"out\" or \"inout\""))?;
+            let len = a.len.as_ref().ok_or_else(|| ctx.err(Some(&span), &format!("{key}.len"), "a buffer needs `len` (an expression)"))?;
+            let len = ctx.expr(len, &format!("{key}.len"), &known)?;
+            let init = parse_init(a, dtype).map_err(|m| ctx.err(Some(&span), &format!("{key}.init"), m))?;
+            if io == Io::Out && a.init.is_some() {
+                return Err(ctx.err(Some(&span), &format!("{key}.init"), "an output buffer is poisoned before each run, not initialised"));
+            }
+            ArgKind::Buffer { dtype, io, len, init, large_scale: a.large_scale }
+        } else {
+            for (present, field) in [(a.io.is_some(), "io"), (a.len.is_some(), "len"), (a.init.is_some(), "init")] {
+                if present {
+                    return Err(ctx.err(Some(&span), &format!("{key}.{field}"), "a scalar has only `value`"));
+                }
+            }
+            let value = a.value.as_ref().ok_or_else(|| ctx.err(Some(&span), &format!("{key}.value"), "a scalar needs `value` (an expression)"))?;
+            ArgKind::Scalar { dtype, value: ctx.expr(value, &format!("{key}.value"), &known)? }
+        };
+        args.push(Arg { name: a.name.clone(), kind });
+    }
+    if !args.iter().any(|a| matches!(a.kind, ArgKind::Buffer { io: Io::Out | Io::Inout, .. })) {
+        return Err(ctx.err(None, "arg", "no argument is an output (`io = \"out\"` or `\"inout\"`): there is nothing to validate"));
+    }
+
+    // Reference.
+    let rspan = raw.reference.span();
+    let r = raw.reference.get_ref();
+    let reference = match (r.baseline, &r.source, &r.entry) {
+        (true, None, None) => {
+            if r.launch.is_some() {
+                return Err(ctx.err(Some(&rspan), "reference.launch", "the baseline reference uses the kernel's own launch"));
+            }
+            Reference::Baseline
+        }
+        (false, Some(src), Some(entry)) => {
+            let (source_path, source) = ctx.read_source(src, "reference.source", read)?;
+            let launch = match &r.launch {
+                Some(l) => ctx.launch(l, "reference.launch", &known)?,
+                None => launch.clone(),
+            };
+            Reference::Kernel { source_path, source, entry: entry.clone(), launch }
+        }
+        _ => {
+            return Err(ctx.err(Some(&rspan), "reference", "give either `source` and `entry` of a reference kernel, or `baseline = true`"));
+        }
+    };
+
+    let cspan = raw.cost.span();
+    let c = raw.cost.get_ref();
+    let cost = Cost {
+        bytes: ctx.expr(&c.bytes, "cost.bytes", &known)?,
+        flops: ctx.expr(&c.flops, "cost.flops", &known)?,
+        compute: c.compute.unwrap_or(ComputeKind::Fp32),
+    };
+
+    if !is_identifier(&raw.entry) {
+        return Err(ctx.err(None, "entry", "must be the kernel's `extern \"C\"` name"));
+    }
+    let (source_path, source) = ctx.read_source(&raw.source, "source", read)?;
+    let spec = KernelSpec {
+        name: raw.name,
+        dir: ctx.path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        spec_path: ctx.path.to_path_buf(),
+        source_path,
+        source,
+        entry: raw.entry,
+        problem,
+        workload_axes,
+        tunables,
+        restrictions,
+        launch,
+        args,
+        reference,
+        validation: Validation {
+            sizes,
+            trials,
+            large_scale,
+            deterministic: vraw.deterministic,
+            tolerances,
+        },
+        cost,
+        compile_options: raw.compile_options,
+    };
+
+    // The baseline must be allowed and every expression must evaluate for it.
+    let base = spec.baseline();
+    let bad = spec.violated(&spec.problem, &base);
+    if !bad.is_empty() {
+        return Err(ctx.err(None, "tune", format!("the baseline configuration {base} violates {}", bad.join(", "))));
+    }
+    plan::plan(&spec, &base, &spec.problem).map_err(|m| ctx.err(Some(&cspan), "baseline", m))?;
+    if spec.space().valid().next().is_none() {
+        return Err(ctx.err(None, "tune.restrictions", "no configuration satisfies the restrictions"));
+    }
+    Ok(spec)
+}
+
+fn parse_init(a: &RawArg, dtype: DType) -> Result<Init, String> {
+    let name = a.init.as_deref().unwrap_or("normal");
+    let bound = |v: Option<f64>, d: f64| v.unwrap_or(d);
+    let init = match name {
+        "normal" => Init::Normal,
+        "uniform" => Init::Uniform { low: bound(a.low, -1.0), high: bound(a.high, 1.0) },
+        "positive" => Init::Uniform { low: bound(a.low, 0.0), high: bound(a.high, 1.0) },
+        "randint" => {
+            let (Some(lo), Some(hi)) = (a.low, a.high) else {
+                return Err("`randint` needs `low` and `high`".into());
+            };
+            Init::Randint { low: lo as i64, high: hi as i64 }
+        }
+        "zeros" => Init::Constant { value: 0.0 },
+        "ones" => Init::Constant { value: 1.0 },
+        other => return Err(format!("`{other}` is not a distribution; use normal, uniform, positive, randint, zeros or ones")),
+    };
+    if (a.low.is_some() || a.high.is_some()) && !matches!(name, "uniform" | "positive" | "randint") {
+        return Err(format!("`low`/`high` do not apply to `{name}`"));
+    }
+    match init {
+        Init::Uniform { low, high } if !(low < high) => Err(format!("low ({low}) must be below high ({high})")),
+        Init::Randint { low, high } if low >= high => Err(format!("low ({low}) must be below high ({high})")),
+        Init::Normal | Init::Uniform { .. } if !dtype.is_float() => {
+            Err(format!("`{name}` draws fractions; an integer buffer ({dtype}) needs `randint`, `zeros` or `ones`"))
+        }
+        i => Ok(i),
+    }
+}
+
+#[cfg(test)]
+mod tests;

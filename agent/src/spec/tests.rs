@@ -1,0 +1,241 @@
+//! Spec parsing: the bundled example and every error path, without a GPU.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+const SOFTMAX: &str = include_str!("../../../kernels/softmax/kernel.toml");
+
+fn sources(p: &Path) -> std::io::Result<String> {
+    match p.file_name().and_then(|n| n.to_str()) {
+        Some("softmax.cu") | Some("softmax_ref.cu") => Ok("// source".into()),
+        _ => Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")),
+    }
+}
+
+fn parse(text: &str) -> Result<KernelSpec, SpecError> {
+    KernelSpec::parse(text, &PathBuf::from("kernels/t/kernel.toml"), &sources)
+}
+
+/// Replaces the first occurrence of `from` in the example spec.
+fn edit(from: &str, to: &str) -> String {
+    assert!(SOFTMAX.contains(from), "the example no longer contains {from:?}");
+    SOFTMAX.replacen(from, to, 1)
+}
+
+fn err(text: &str) -> SpecError {
+    match parse(text) {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e,
+    }
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text[..text.find(needle).unwrap()].matches('\n').count() + 1
+}
+
+#[test]
+fn bundled_example_parses_from_disk() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernels/softmax");
+    let spec = KernelSpec::load(&dir).unwrap();
+    assert_eq!(spec.name, "softmax");
+    assert_eq!(spec.entry, "softmax_rows");
+    assert!(spec.source.contains("softmax_rows"));
+    assert_eq!(spec.tunables.len(), 2);
+    assert_eq!(spec.baseline().to_string(), "BLOCK=128 VEC=1");
+    assert_eq!(spec.validation.sizes.len(), 3);
+    assert_eq!(spec.validation.sizes[0]["rows"], 3);
+    assert!(matches!(spec.reference, Reference::Kernel { .. }));
+}
+
+#[test]
+fn search_space_is_lazy_with_known_size_and_restrictions() {
+    let spec = parse(SOFTMAX).unwrap();
+    let space = spec.space();
+    assert_eq!(space.size(), 18);
+    let all: Vec<Config> = space.iter().collect();
+    assert_eq!(all.len(), 18);
+    let distinct: std::collections::BTreeSet<_> = all.iter().collect();
+    assert_eq!(distinct.len(), 18);
+    assert_eq!(space.get(18), None);
+    // cols = 1024 admits every VEC.
+    assert_eq!(space.valid().count(), 18);
+    let odd = edit("cols = 1024", "cols = 1026");
+    let spec = parse(&odd).unwrap();
+    let valid: Vec<Config> = spec.space().valid().collect();
+    assert_eq!(valid.len(), 12, "VEC=4 is excluded when cols % 4 != 0");
+    assert!(valid.iter().all(|c| c.0["VEC"] != 4));
+}
+
+#[test]
+fn plan_evaluates_launch_args_and_cost() {
+    let spec = parse(SOFTMAX).unwrap();
+    let c = spec.with_overrides(&spec.baseline(), &[("BLOCK".into(), 256)]).unwrap();
+    let p = plan::plan(&spec, &c, &spec.problem).unwrap();
+    assert_eq!(p.launch.grid, [4096, 1, 1]);
+    assert_eq!(p.launch.block, [256, 1, 1]);
+    assert_eq!(p.ref_launch.unwrap().grid, [64, 1, 1]);
+    assert_eq!(p.bytes, 2.0 * 4096.0 * 1024.0 * 4.0);
+    assert_eq!(p.footprint(), 2 * 4096 * 1024 * 4);
+    match &p.args[3] {
+        plan::ArgPlan::Scalar { bytes, .. } => assert_eq!(bytes, &1024i32.to_le_bytes().to_vec()),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(p.label, "cols=1024 rows=4096");
+}
+
+#[test]
+fn overrides_are_checked() {
+    let spec = parse(SOFTMAX).unwrap();
+    let e = spec.with_overrides(&spec.baseline(), &[("BLOK".into(), 64)]).unwrap_err();
+    assert!(e.contains("not a tunable"), "{e}");
+    let e = spec.with_overrides(&spec.baseline(), &[("BLOCK".into(), 100)]).unwrap_err();
+    assert!(e.contains("not among its values"), "{e}");
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let text = edit("entry = \"softmax_rows\"", "entry = \"softmax_rows\"\nentree = 3");
+    let e = err(&text);
+    assert_eq!(e.path, PathBuf::from("kernels/t/kernel.toml"));
+    assert_eq!(e.line, Some(line_of(&text, "entree")));
+    assert!(e.message.contains("entree"), "{e}");
+    let shown = e.to_string();
+    assert!(shown.starts_with("kernels/t/kernel.toml:"), "{shown}");
+}
+
+#[test]
+fn unknown_key_inside_a_tunable_is_reported() {
+    let text = edit("role = \"vector\"", "role = \"vector\", step = 2");
+    let e = err(&text);
+    assert_eq!(e.line, Some(line_of(&text, "step = 2")));
+    assert!(e.message.contains("step"), "{e}");
+}
+
+#[test]
+fn unknown_key_inside_an_arg_is_reported() {
+    let text = edit("init = \"normal\"", "init = \"normal\"\nalign = 16");
+    let e = err(&text);
+    assert_eq!(e.line, Some(line_of(&text, "align = 16")));
+    assert!(e.message.contains("align"), "{e}");
+}
+
+#[test]
+fn unknown_role_is_reported() {
+    let e = err(&edit("role = \"block\"", "role = \"blocks\""));
+    assert!(e.message.contains("blocks"), "{e}");
+}
+
+#[test]
+fn malformed_toml_is_reported_with_a_line() {
+    let text = edit("[problem]", "[problem");
+    let e = err(&text);
+    assert_eq!(e.line, Some(line_of(&text, "[problem")));
+}
+
+#[test]
+fn expression_with_unknown_variable_names_the_key() {
+    let text = edit("block = [\"BLOCK\", 1, 1]", "block = [\"BLOCKS\", 1, 1]");
+    let e = err(&text);
+    assert_eq!(e.key.as_deref(), Some("launch.block[0]"));
+    assert_eq!(e.line, Some(line_of(&text, "\"BLOCKS\"")));
+    assert!(e.message.contains("BLOCKS"), "{e}");
+}
+
+#[test]
+fn malformed_expression_names_the_key() {
+    let e = err(&edit("bytes = \"2 * rows * cols * 4\"", "bytes = \"2 * (rows * cols * 4\""));
+    assert_eq!(e.key.as_deref(), Some("cost.bytes"));
+}
+
+#[test]
+fn restriction_that_is_not_boolean_or_excludes_baseline() {
+    let e = err(&edit("restrictions = [\"cols % VEC == 0\"]", "restrictions = [\"VEC > 1\"]"));
+    assert!(e.message.contains("baseline"), "{e}");
+    let e = err(&edit("restrictions = [\"cols % VEC == 0\"]", "restrictions = [\"cols % VEC\"]"));
+    assert!(e.message.contains("baseline"), "{e}");
+}
+
+#[test]
+fn restrictions_that_leave_nothing() {
+    let text = edit("restrictions = [\"cols % VEC == 0\"]", "restrictions = [\"BLOCK > 4096\"]");
+    let e = err(&text);
+    // The baseline is the first configuration checked, so it is named.
+    assert!(e.message.contains("violates"), "{e}");
+}
+
+#[test]
+fn missing_source_is_reported() {
+    let e = err(&edit("source = \"softmax.cu\"", "source = \"nope.cu\""));
+    assert_eq!(e.key.as_deref(), Some("source"));
+    assert!(e.message.contains("nope.cu"), "{e}");
+    let e = err(&edit("source = \"softmax_ref.cu\"", "source = \"nope_ref.cu\""));
+    assert_eq!(e.key.as_deref(), Some("reference.source"));
+}
+
+#[test]
+fn tunable_errors() {
+    let e = err(&edit("values = [1, 2, 4]", "values = []"));
+    assert_eq!(e.key.as_deref(), Some("tune.VEC.values"));
+    let e = err(&edit("values = [1, 2, 4]", "values = [1, 2, 2]"));
+    assert!(e.message.contains("twice"), "{e}");
+    let e = err(&edit("baseline = 128", "baseline = 100"));
+    assert_eq!(e.key.as_deref(), Some("tune.BLOCK.baseline"));
+    let e = err(&edit("VEC = {", "rows = {"));
+    assert!(e.message.contains("same name as a problem size"), "{e}");
+}
+
+#[test]
+fn arg_errors() {
+    let e = err(&edit("type = \"f32*\"", "type = \"float*\""));
+    assert_eq!(e.key.as_deref(), Some("arg[0] (x).type"));
+    let e = err(&edit("io = \"in\"\n", ""));
+    assert_eq!(e.key.as_deref(), Some("arg[0] (x).io"));
+    let e = err(&edit("init = \"normal\"", "init = \"gaussian\""));
+    assert!(e.message.contains("gaussian"), "{e}");
+    let e = err(&edit("value = \"rows\"", "value = \"rows\"\nio = \"in\""));
+    assert!(e.message.contains("scalar"), "{e}");
+    let e = err(&edit("name = \"y\"", "name = \"x\""));
+    assert!(e.message.contains("already declared"), "{e}");
+    let e = err(&edit("io = \"out\"", "io = \"in\""));
+    assert!(e.message.contains("no argument is an output"), "{e}");
+}
+
+#[test]
+fn validation_errors() {
+    let e = err(&edit("{ rows = 3, cols = 1000 }", "{ rows = 3, colz = 1000 }"));
+    assert_eq!(e.key.as_deref(), Some("validate.sizes[0].colz"));
+    let e = err(&edit("rtol = 1e-5", "rtol = 1e-5\ntrials = 2"));
+    assert_eq!(e.key.as_deref(), Some("validate.trials"));
+    let e = err(&edit("rtol = 1e-5", "rtol = -1.0"));
+    assert!(e.message.contains("non-negative"), "{e}");
+    let spec = parse(&edit("rtol = 1e-5", "rtol = 1e-5\ntolerance.f16 = { rtol = 0.05, atol = 0.01 }")).unwrap();
+    assert_eq!(spec.validation.tolerance(DType::F16).rtol, 0.05);
+    assert_eq!(spec.validation.tolerance(DType::F32).rtol, 1e-5);
+}
+
+#[test]
+fn problem_errors() {
+    let e = err(&edit("rows = 4096", "rows = 0"));
+    assert_eq!(e.key.as_deref(), Some("problem.rows"));
+    let e = err(&edit("name = \"softmax\"", "name = \"softmax\"\nworkload_axes = [\"batch\"]"));
+    assert_eq!(e.key.as_deref(), Some("workload_axes"));
+}
+
+#[test]
+fn reference_must_be_a_kernel_or_the_baseline() {
+    let e = err(&edit("entry = \"softmax_ref\"", ""));
+    assert_eq!(e.key.as_deref(), Some("reference"));
+    let text = SOFTMAX.split("[reference]").next().unwrap().to_string()
+        + "[reference]\nbaseline = true\n[cost]\nbytes = \"rows\"\nflops = \"0\"\n";
+    let spec = parse(&text).unwrap();
+    assert!(matches!(spec.reference, Reference::Baseline));
+}
+
+#[test]
+fn launch_that_evaluates_to_zero_is_an_outcome_not_a_panic() {
+    let spec = parse(&edit("grid = [\"rows\", 1, 1]", "grid = [\"rows / 8192\", 1, 1]"));
+    // rows / 8192 is 0 at the default problem: the baseline itself cannot launch.
+    let e = spec.unwrap_err();
+    assert!(e.message.contains("grid[0]"), "{e}");
+}

@@ -1,0 +1,85 @@
+// Row softmax, one CTA of BLOCK threads per row, loads of VEC floats.
+// Tunables arrive as -DBLOCK=... -DVEC=...; the defaults below are the baseline.
+#ifndef BLOCK
+#define BLOCK 128
+#endif
+#ifndef VEC
+#define VEC 1
+#endif
+
+template <int V> struct VecT;
+template <> struct VecT<1> { typedef float T; };
+template <> struct VecT<2> { typedef float2 T; };
+template <> struct VecT<4> { typedef float4 T; };
+
+__device__ __forceinline__ void unpack(float v, float* o) { o[0] = v; }
+__device__ __forceinline__ void unpack(float2 v, float* o) { o[0] = v.x; o[1] = v.y; }
+__device__ __forceinline__ void unpack(float4 v, float* o) { o[0] = v.x; o[1] = v.y; o[2] = v.z; o[3] = v.w; }
+__device__ __forceinline__ void pack(const float* o, float* v) { *v = o[0]; }
+__device__ __forceinline__ void pack(const float* o, float2* v) { v->x = o[0]; v->y = o[1]; }
+__device__ __forceinline__ void pack(const float* o, float4* v) { v->x = o[0]; v->y = o[1]; v->z = o[2]; v->w = o[3]; }
+
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// Every thread gets the block-wide result. BLOCK is a multiple of 32.
+__device__ float block_max(float v, float* red) {
+    v = warp_max(v);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+    __syncthreads();
+    float r = red[0];
+    for (int i = 1; i < BLOCK / 32; ++i) r = fmaxf(r, red[i]);
+    __syncthreads();
+    return r;
+}
+__device__ float block_sum(float v, float* red) {
+    v = warp_sum(v);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+    __syncthreads();
+    float r = 0.0f;
+    for (int i = 0; i < BLOCK / 32; ++i) r += red[i];
+    __syncthreads();
+    return r;
+}
+
+extern "C" __global__ void __launch_bounds__(BLOCK)
+softmax_rows(const float* __restrict__ x, float* __restrict__ y, int rows, int cols) {
+    typedef VecT<VEC>::T vt;
+    __shared__ float red[32];
+    const size_t row = blockIdx.x;
+    if (row >= (size_t)rows) return;
+    const vt* xv = reinterpret_cast<const vt*>(x + row * cols);
+    vt* yv = reinterpret_cast<vt*>(y + row * cols);
+    const int n = cols / VEC;
+
+    float m = -INFINITY;
+    for (int i = threadIdx.x; i < n; i += BLOCK) {
+        float e[VEC];
+        unpack(xv[i], e);
+        for (int k = 0; k < VEC; ++k) m = fmaxf(m, e[k]);
+    }
+    m = block_max(m, red);
+
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < n; i += BLOCK) {
+        float e[VEC];
+        unpack(xv[i], e);
+        for (int k = 0; k < VEC; ++k) s += expf(e[k] - m);
+    }
+    const float inv = 1.0f / block_sum(s, red);
+
+    for (int i = threadIdx.x; i < n; i += BLOCK) {
+        float e[VEC];
+        unpack(xv[i], e);
+        for (int k = 0; k < VEC; ++k) e[k] = expf(e[k] - m) * inv;
+        vt o;
+        pack(e, &o);
+        yv[i] = o;
+    }
+}
