@@ -5,4 +5,6 @@
 //! process that owns the GPU, and its supervisor), `validate` (is it correct),
 //! `measure` (how fast, how sure), `evaluate` (one candidate end to end), `cli`.
 
+pub mod measure;
 pub mod spec;
+pub mod validate;

@@ -1,0 +1,228 @@
+//! The validation protocol's pure half: seeded input generation (signed by default,
+//! a large-magnitude trial), output comparison against the reference with per-dtype
+//! tolerances, and the error figures that are recorded (max abs, max rel, relative L2).
+//! The worker runs kernels; everything that decides "correct" lives here.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{DType, Init, Tolerance};
+
+/// Which kind of inputs a trial draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrialKind {
+    /// The spec's distribution (signed by default).
+    Normal,
+    /// The same distribution scaled by the arg's `large_scale`.
+    Large,
+}
+
+/// The seed of trial `trial` at size `size` of a run seeded with `base`.
+pub fn trial_seed(base: u64, size: usize, trial: usize) -> u64 {
+    base ^ (size as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (trial as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+}
+
+/// Generates `len` elements of `dtype` as little-endian bytes.
+pub fn generate(dtype: DType, len: u64, init: Init, kind: TrialKind, large_scale: f64, seed: u64) -> Vec<u8> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let scale = match kind {
+        TrialKind::Normal => 1.0,
+        TrialKind::Large if dtype.is_float() => large_scale,
+        TrialKind::Large => 1.0,
+    };
+    let mut out = Vec::with_capacity(len as usize * dtype.size());
+    for _ in 0..len {
+        let v = match init {
+            Init::Normal => {
+                let z: f64 = StandardNormal.sample(&mut rng);
+                z * scale
+            }
+            Init::Uniform { low, high } => rng.random_range(low..high) * scale,
+            Init::Randint { low, high } => rng.random_range(low..high) as f64,
+            Init::Constant { value } => value * scale,
+        };
+        dtype.encode(v, &mut out);
+    }
+    out
+}
+
+/// How far an output is from the reference.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ErrorStats {
+    pub elements: u64,
+    pub max_abs: f64,
+    pub max_rel: f64,
+    /// ||out - ref|| / ||ref|| (0 when both are zero).
+    pub rel_l2: f64,
+    /// Elements outside tolerance (NaN included).
+    pub bad: u64,
+    /// Elements that still hold the poison value: never written by the kernel.
+    pub unwritten: u64,
+    /// Elements that are NaN or infinite where the reference is finite.
+    pub non_finite: u64,
+    /// The first element outside tolerance: (index, got, expected).
+    pub first_bad: Option<(u64, f64, f64)>,
+}
+
+impl ErrorStats {
+    pub fn passed(&self) -> bool {
+        self.bad == 0
+    }
+}
+
+/// Compares `out` with `reference` element by element: |out - ref| <= atol + rtol * |ref|.
+/// A non-finite reference element must be matched exactly (same class).
+pub fn compare(dtype: DType, out: &[u8], reference: &[u8], tol: Tolerance) -> ErrorStats {
+    let n = (out.len().min(reference.len()) / dtype.size()) as u64;
+    let poison = vec![dtype.poison_byte(); dtype.size()];
+    let mut s = ErrorStats {
+        elements: n,
+        max_abs: 0.0,
+        max_rel: 0.0,
+        rel_l2: 0.0,
+        bad: 0,
+        unwritten: 0,
+        non_finite: 0,
+        first_bad: None,
+    };
+    let (mut diff2, mut ref2) = (0.0f64, 0.0f64);
+    let sz = dtype.size();
+    for i in 0..n as usize {
+        let raw = &out[i * sz..(i + 1) * sz];
+        let got = dtype.read(out, i);
+        let want = dtype.read(reference, i);
+        let unwritten = raw == poison.as_slice() && reference[i * sz..(i + 1) * sz] != *poison.as_slice();
+        if unwritten {
+            s.unwritten += 1;
+        }
+        let ok = if !want.is_finite() {
+            (want.is_nan() && got.is_nan()) || want == got
+        } else if !got.is_finite() {
+            s.non_finite += 1;
+            false
+        } else {
+            let d = (got - want).abs();
+            s.max_abs = s.max_abs.max(d);
+            if want != 0.0 {
+                s.max_rel = s.max_rel.max(d / want.abs());
+            } else if d > 0.0 {
+                s.max_rel = f64::INFINITY;
+            }
+            diff2 += d * d;
+            ref2 += want * want;
+            !unwritten && d <= tol.atol + tol.rtol * want.abs()
+        };
+        if !ok {
+            s.bad += 1;
+            if s.first_bad.is_none() {
+                s.first_bad = Some((i as u64, got, want));
+            }
+        }
+    }
+    if s.non_finite > 0 {
+        s.max_abs = f64::INFINITY;
+        s.max_rel = f64::INFINITY;
+        s.rel_l2 = f64::INFINITY;
+    } else {
+        s.rel_l2 = if ref2 > 0.0 { (diff2 / ref2).sqrt() } else if diff2 > 0.0 { f64::INFINITY } else { 0.0 };
+    }
+    s
+}
+
+/// Index of the first element where two runs differ bit for bit (a race), if any.
+pub fn first_difference(dtype: DType, a: &[u8], b: &[u8]) -> Option<u64> {
+    let sz = dtype.size();
+    a.chunks(sz).zip(b.chunks(sz)).position(|(x, y)| x != y).map(|i| i as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f32s(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    const TOL: Tolerance = Tolerance { rtol: 1e-5, atol: 1e-6 };
+
+    #[test]
+    fn equal_outputs_pass() {
+        let a = f32s(&[1.0, -2.0, 0.0]);
+        let s = compare(DType::F32, &a, &a, TOL);
+        assert!(s.passed());
+        assert_eq!((s.max_abs, s.max_rel, s.rel_l2), (0.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn small_relative_error_passes_large_fails() {
+        let r = f32s(&[1000.0, 1.0]);
+        let ok = compare(DType::F32, &f32s(&[1000.005, 1.0]), &r, TOL);
+        assert!(ok.passed(), "{ok:?}");
+        let bad = compare(DType::F32, &f32s(&[1000.5, 1.0]), &r, TOL);
+        assert_eq!(bad.bad, 1);
+        assert_eq!(bad.first_bad.unwrap().0, 0);
+        assert!((bad.max_rel - 5e-4).abs() < 1e-6);
+    }
+
+    #[test]
+    fn poisoned_element_is_reported_unwritten() {
+        let r = f32s(&[1.0, 2.0, 3.0]);
+        let mut out = f32s(&[1.0, 2.0, 3.0]);
+        out[8..12].copy_from_slice(&[0xFF; 4]);
+        let s = compare(DType::F32, &out, &r, TOL);
+        assert_eq!((s.bad, s.unwritten, s.non_finite), (1, 1, 1));
+        assert_eq!(s.first_bad.unwrap().0, 2);
+        assert!(s.rel_l2.is_infinite());
+    }
+
+    #[test]
+    fn nan_output_fails_even_with_huge_tolerance() {
+        let r = f32s(&[1.0]);
+        let s = compare(DType::F32, &f32s(&[f32::NAN]), &r, Tolerance { rtol: 1e9, atol: 1e9 });
+        assert!(!s.passed());
+    }
+
+    #[test]
+    fn integer_outputs_are_exact() {
+        let r: Vec<u8> = [5i32, 6].iter().flat_map(|x| x.to_le_bytes()).collect();
+        let o: Vec<u8> = [5i32, 7].iter().flat_map(|x| x.to_le_bytes()).collect();
+        let t = Tolerance::default_for(DType::I32);
+        assert_eq!(compare(DType::I32, &o, &r, t).bad, 1);
+        assert!(compare(DType::I32, &r, &r, t).passed());
+    }
+
+    #[test]
+    fn generated_inputs_are_signed_seeded_and_scaled() {
+        let a = generate(DType::F32, 1000, Init::Normal, TrialKind::Normal, 1000.0, 42);
+        let b = generate(DType::F32, 1000, Init::Normal, TrialKind::Normal, 1000.0, 42);
+        let c = generate(DType::F32, 1000, Init::Normal, TrialKind::Normal, 1000.0, 43);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        let vals: Vec<f64> = (0..1000).map(|i| DType::F32.read(&a, i)).collect();
+        assert!(vals.iter().any(|v| *v < 0.0) && vals.iter().any(|v| *v > 0.0));
+        let large = generate(DType::F32, 1000, Init::Normal, TrialKind::Large, 1000.0, 42);
+        let big: Vec<f64> = (0..1000).map(|i| DType::F32.read(&large, i)).collect();
+        let max = big.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert!(max > 1000.0, "large trial reaches large magnitudes: {max}");
+        let idx = generate(DType::I32, 100, Init::Randint { low: 0, high: 10 }, TrialKind::Large, 1000.0, 1);
+        assert!((0..100).all(|i| (0.0..10.0).contains(&DType::I32.read(&idx, i))));
+    }
+
+    #[test]
+    fn trial_seeds_differ() {
+        let seeds: std::collections::BTreeSet<u64> =
+            (0..4).flat_map(|s| (0..4).map(move |t| trial_seed(7, s, t))).collect();
+        assert_eq!(seeds.len(), 16);
+    }
+
+    #[test]
+    fn race_detection_finds_the_first_differing_element() {
+        let a = f32s(&[1.0, 2.0, 3.0]);
+        let b = f32s(&[1.0, 2.5, 3.0]);
+        assert_eq!(first_difference(DType::F32, &a, &b), Some(1));
+        assert_eq!(first_difference(DType::F32, &a, &a), None);
+    }
+}
