@@ -5,6 +5,10 @@
 //! process that owns the GPU, and its supervisor), `validate` (is it correct),
 //! `measure` (how fast, how sure), `evaluate` (one candidate end to end), `cli`.
 
+pub mod cli;
+pub mod evaluate;
+pub mod gpu;
 pub mod measure;
 pub mod spec;
 pub mod validate;
+pub mod worker;

@@ -58,7 +58,7 @@ softmax_rows(const float* __restrict__ x, float* __restrict__ y, int rows, int c
     vt* yv = reinterpret_cast<vt*>(y + row * cols);
     const int n = cols / VEC;
 
-    float m = -INFINITY;
+    float m = __int_as_float(0xff800000);  // -inf
     for (int i = threadIdx.x; i < n; i += BLOCK) {
         float e[VEC];
         unpack(xv[i], e);

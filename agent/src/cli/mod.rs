@@ -1,0 +1,168 @@
+//! Command-line interface: argument parsing and exit codes. Each command lives in its
+//! own module and returns an exit code; errors are printed once, here.
+
+mod bench;
+mod doctor;
+pub mod table;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::evaluate::{default_cache_dir, Options};
+
+/// Exit codes, one meaning each.
+pub mod exit {
+    /// Everything asked for ran, and every configuration passed.
+    pub const OK: i32 = 0;
+    /// It ran, but a configuration was rejected (compile failed, incorrect, hung, ...).
+    pub const REJECTED: i32 = 1;
+    /// Bad input: a malformed spec, an unknown tunable, a bad flag value.
+    pub const USAGE: i32 = 2;
+    /// No usable GPU, or the GPU infrastructure failed.
+    pub const NO_GPU: i32 = 3;
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "nightshift",
+    version,
+    about = "An agentic optimization daemon for CUDA kernels: measures, validates and tunes kernels on the real GPU",
+    long_about = "nightshift compiles CUDA kernels described by a kernel spec (kernels/<name>/kernel.toml) with NVRTC, \
+validates them against a reference with a protocol a cheating kernel cannot pass, and times them with statistics that \
+say FAST only when the evidence says so. Every number it prints was measured on the GPU it runs on."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate and time one configuration of a kernel (or two, interleaved, with --vs).
+    Bench(BenchArgs),
+    /// Report driver, CUDA, NVRTC and NVML versions, devices, clocks, throttling, and
+    /// the device's measured ceilings. Exits non-zero when no GPU is usable.
+    Doctor(DoctorArgs),
+    /// Internal: the GPU worker process, speaking JSON lines on stdin/stdout.
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// CUDA device ordinal.
+    #[arg(long, default_value_t = 0)]
+    pub gpu: usize,
+    /// Where compiled kernels and measured ceilings are cached
+    /// [default: $NIGHTSHIFT_CACHE_DIR, $XDG_CACHE_HOME/nightshift or ~/.cache/nightshift].
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Measure the device ceilings again instead of using the cached ones.
+    #[arg(long)]
+    pub remeasure: bool,
+    /// Print machine-readable JSON on stdout instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// The kernel's directory (holding kernel.toml).
+    pub kernel: PathBuf,
+    /// Set a tunable of the configuration to bench (default: the spec's baseline).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_assignment)]
+    pub set: Vec<(String, i64)>,
+    /// Also bench a second configuration, the first with these changes, measured
+    /// interleaved with it; prints the speedup and the FAST/SLOW/SAME/AMBIGUOUS verdict.
+    #[arg(long = "vs", value_name = "NAME=VALUE", value_parser = parse_assignment)]
+    pub vs: Vec<(String, i64)>,
+    /// Minimum speedup for a FAST verdict (0.02 = 2%).
+    #[arg(long, default_value_t = crate::measure::verdict::DEFAULT_MIN_GAIN)]
+    pub min_gain: f64,
+    /// Seconds without progress before a candidate is declared hung and its worker killed.
+    #[arg(long, default_value_t = 30.0)]
+    pub watchdog: f64,
+    /// Longest time spent sampling one configuration (or pair), seconds.
+    #[arg(long, default_value_t = 3.0)]
+    pub max_time: f64,
+    /// Target relative half-width of the 95% interval of the median.
+    #[arg(long, default_value_t = 0.005)]
+    pub target_noise: f64,
+    /// Window of back-to-back launches for the energy reading, ms (0 to skip).
+    #[arg(long, default_value_t = 500.0)]
+    pub energy_ms: f64,
+    /// Validate only; do not time.
+    #[arg(long)]
+    pub validate_only: bool,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    #[arg(long, default_value_t = 0)]
+    pub gpu: usize,
+    #[arg(long)]
+    pub cache_dir: PathBuf,
+}
+
+fn parse_assignment(s: &str) -> Result<(String, i64), String> {
+    let (name, value) = s.split_once('=').ok_or_else(|| format!("`{s}` is not NAME=VALUE"))?;
+    let value: i64 = value.trim().parse().map_err(|_| format!("`{value}` in `{s}` is not an integer"))?;
+    Ok((name.trim().to_string(), value))
+}
+
+impl CommonArgs {
+    fn options(&self) -> Options {
+        let mut o = Options::new(self.cache_dir.clone().unwrap_or_else(default_cache_dir));
+        o.gpu = self.gpu;
+        o.remeasure_ceilings = self.remeasure;
+        o
+    }
+}
+
+/// Progress on stderr when it is a terminal: one line, overwritten.
+pub fn progress_printer() -> Box<dyn FnMut(&str)> {
+    if std::io::stderr().is_terminal() {
+        Box::new(|s: &str| {
+            let mut line: String = s.chars().take(100).collect();
+            line.push_str("                    ");
+            eprint!("\r  {line}\r");
+        })
+    } else {
+        Box::new(|_| {})
+    }
+}
+
+pub fn clear_progress() {
+    if std::io::stderr().is_terminal() {
+        eprint!("\r{:120}\r", "");
+    }
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Worker(a) => crate::worker::server::run(a.gpu, a.cache_dir),
+        Command::Bench(a) => {
+            let mut o = a.common.options();
+            o.min_gain = a.min_gain;
+            o.watchdog = Duration::from_secs_f64(a.watchdog.max(1.0));
+            o.measure.rule.max_time = Duration::from_secs_f64(a.max_time.max(0.1));
+            o.measure.rule.target_rel = a.target_noise;
+            o.measure.energy_ms = a.energy_ms;
+            bench::run(&a, o)
+        }
+        Command::Doctor(a) => doctor::run(&a.common, a.common.options()),
+    }
+}

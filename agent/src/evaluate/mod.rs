@@ -1,0 +1,433 @@
+//! One candidate end to end, on the parent's side: plan every size, compile candidate
+//! and reference in parallel (cached), hand the job to the worker, turn a hang or a
+//! dead worker into an outcome, and judge the measurement against the device's
+//! measured ceilings (roofline fractions; `implausible` above them).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::gpu::ceilings::Ceilings;
+use crate::gpu::nvrtc::{self, CompileRequest, Compiled};
+use crate::gpu::{DeviceInfo, FunctionInfo};
+use crate::measure::verdict::DEFAULT_MIN_GAIN;
+use crate::spec::plan::{self, problem_label};
+use crate::spec::{ComputeKind, Config, KernelSpec, Reference};
+use crate::worker::protocol::*;
+use crate::worker::supervisor::{Reply, Supervisor, SupervisorError, WorkerCommand};
+
+/// How evaluations are run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub gpu: usize,
+    pub cache_dir: PathBuf,
+    /// Longest silence from the worker before a candidate is declared hung.
+    pub watchdog: Duration,
+    pub measure: MeasureOpts,
+    pub min_gain: f64,
+    pub seed: u64,
+    /// Fractions of a ceiling up to 1 + margin are flagged anomalies; above, implausible.
+    pub plausibility_margin: f64,
+    pub remeasure_ceilings: bool,
+}
+
+impl Options {
+    pub fn new(cache_dir: PathBuf) -> Self {
+        Options {
+            gpu: 0,
+            cache_dir,
+            watchdog: Duration::from_secs(30),
+            measure: MeasureOpts::default(),
+            min_gain: DEFAULT_MIN_GAIN,
+            seed: 0x6E5E_ED00,
+            plausibility_margin: 0.03,
+            remeasure_ceilings: false,
+        }
+    }
+}
+
+/// The default cache directory: `$NIGHTSHIFT_CACHE_DIR`, else `$XDG_CACHE_HOME/nightshift`,
+/// else `~/.cache/nightshift`, else `.nightshift-cache`.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("NIGHTSHIFT_CACHE_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(d).join("nightshift");
+    }
+    if let Some(h) = std::env::var_os("HOME") {
+        return PathBuf::from(h).join(".cache/nightshift");
+    }
+    PathBuf::from(".nightshift-cache")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Worker(#[from] SupervisorError),
+    #[error("the GPU worker failed: {0}")]
+    Infra(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompileInfo {
+    pub ms: f64,
+    pub cached: bool,
+    pub log: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkippedSize {
+    pub size: String,
+    pub reason: String,
+}
+
+/// Achieved throughput against the measured ceilings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Roofline {
+    pub bytes: f64,
+    pub flops: f64,
+    pub gbs: f64,
+    pub dram_fraction: f64,
+    pub gflops: f64,
+    pub compute: ComputeKind,
+    pub compute_fraction: f64,
+    /// `memory` or `compute`: the larger fraction.
+    pub bound: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageTimes {
+    pub compile_ms: f64,
+    pub validate_ms: f64,
+    pub measure_ms: f64,
+    pub total_ms: f64,
+}
+
+/// Everything known about one configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub kernel: String,
+    pub config: Config,
+    pub problem: String,
+    pub outcome: Outcome,
+    pub compile: Option<CompileInfo>,
+    pub function: Option<FunctionInfo>,
+    pub checks: Vec<Check>,
+    pub skipped_sizes: Vec<SkippedSize>,
+    pub measurement: Option<Measurement>,
+    pub occupancy: Option<Occupancy>,
+    pub roofline: Option<Roofline>,
+    /// Figures that need a second look (e.g. at the ceiling within noise).
+    pub anomalies: Vec<String>,
+    pub times: StageTimes,
+}
+
+impl Evaluation {
+    fn new(spec: &KernelSpec, config: &Config, outcome: Outcome) -> Self {
+        Evaluation {
+            kernel: spec.name.clone(),
+            config: config.clone(),
+            problem: problem_label(&spec.problem),
+            outcome,
+            compile: None,
+            function: None,
+            checks: vec![],
+            skipped_sizes: vec![],
+            measurement: None,
+            occupancy: None,
+            roofline: None,
+            anomalies: vec![],
+            times: StageTimes::default(),
+        }
+    }
+
+    pub fn median_us(&self) -> Option<f64> {
+        self.measurement.as_ref()?.summary.map(|s| s.median)
+    }
+}
+
+/// Plans the job's sizes: the default problem first, then the validation sizes the
+/// configuration's restrictions allow (the others are recorded as skipped).
+pub fn plan_sizes(spec: &KernelSpec, config: &Config) -> Result<(Vec<plan::SizePlan>, Vec<SkippedSize>), Outcome> {
+    let bad = spec.violated(&spec.problem, config);
+    if !bad.is_empty() {
+        return Err(Outcome::Unlaunchable { reason: format!("{config} violates {} at the default problem", bad.join(", ")) });
+    }
+    let mut sizes = vec![plan::plan(spec, config, &spec.problem).map_err(|reason| Outcome::Unlaunchable { reason })?];
+    let mut skipped = Vec::new();
+    for p in &spec.validation.sizes {
+        let bad = spec.violated(p, config);
+        if !bad.is_empty() {
+            skipped.push(SkippedSize { size: problem_label(p), reason: format!("restriction {} excludes it", bad.join(", ")) });
+            continue;
+        }
+        sizes.push(plan::plan(spec, config, p).map_err(|m| Outcome::Unlaunchable { reason: format!("at {}: {m}", problem_label(p)) })?);
+    }
+    Ok((sizes, skipped))
+}
+
+/// The compile requests for the candidate and its reference.
+pub fn compile_requests(spec: &KernelSpec, config: &Config, arch: &str) -> (CompileRequest, CompileRequest, String) {
+    let mut common = spec.compile_options.clone();
+    common.push(format!("-I{}", spec.dir.display()));
+    let file = |p: &Path| p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "kernel.cu".into());
+    let with = |defs: Vec<String>| {
+        let mut o = common.clone();
+        o.extend(defs);
+        o
+    };
+    let cand = CompileRequest { name: file(&spec.source_path), source: spec.source.clone(), options: with(config.defines()), arch: arch.into() };
+    let (reference, entry) = match &spec.reference {
+        Reference::Kernel { source_path, source, entry, .. } => (
+            CompileRequest { name: file(source_path), source: source.clone(), options: with(spec.baseline().defines()), arch: arch.into() },
+            entry.clone(),
+        ),
+        Reference::Baseline => (
+            CompileRequest { name: file(&spec.source_path), source: spec.source.clone(), options: with(spec.baseline().defines()), arch: arch.into() },
+            spec.entry.clone(),
+        ),
+    };
+    (cand, reference, entry)
+}
+
+/// Compiles all requests at once, one CPU thread each.
+pub fn compile_all(reqs: &[CompileRequest], cache: &Path) -> Vec<Result<Compiled, String>> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = reqs.iter().map(|r| s.spawn(move || nvrtc::compile(r, cache))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("the compiler thread panicked".into()))).collect()
+    })
+}
+
+/// Achieved throughput and plausibility of a measured configuration.
+pub fn judge(e: &mut Evaluation, bytes: f64, flops: f64, compute: ComputeKind, ceilings: &Ceilings, margin: f64) {
+    let Some(median_us) = e.median_us() else { return };
+    let secs = median_us * 1e-6;
+    let gbs = bytes / secs / 1e9;
+    let gflops = flops / secs / 1e9;
+    let compute_ceiling = match compute {
+        ComputeKind::Fp32 => ceilings.fp32_gflops,
+        ComputeKind::TensorF16 => ceilings.tensor_f16_gflops,
+    };
+    let r = Roofline {
+        bytes,
+        flops,
+        gbs,
+        dram_fraction: gbs / ceilings.dram_gbs,
+        gflops,
+        compute,
+        compute_fraction: gflops / compute_ceiling,
+        bound: if gbs / ceilings.dram_gbs >= gflops / compute_ceiling { "memory".into() } else { "compute".into() },
+    };
+    for (what, achieved, ceiling, frac) in [
+        ("DRAM bandwidth (GB/s)", gbs, ceilings.dram_gbs, r.dram_fraction),
+        ("arithmetic throughput (GFLOP/s)", gflops, compute_ceiling, r.compute_fraction),
+    ] {
+        if frac > 1.0 + margin {
+            e.outcome = Outcome::Implausible { what: what.into(), achieved, ceiling };
+        } else if frac > 1.0 {
+            e.anomalies.push(format!(
+                "{what} {achieved:.1} is {:.1}% of the measured ceiling {ceiling:.1}, within the {:.0}% noise margin; the ceiling may be underestimated",
+                100.0 * frac,
+                100.0 * margin
+            ));
+        }
+    }
+    e.roofline = Some(r);
+}
+
+/// A worker, the device it runs on, and the device's measured ceilings.
+pub struct Session {
+    sup: Supervisor,
+    pub device: DeviceInfo,
+    pub ceilings: Ceilings,
+    pub opts: Options,
+    progress: Box<dyn FnMut(&str)>,
+}
+
+impl Session {
+    /// Starts the worker on `opts.gpu` and loads (or measures) the device's ceilings.
+    pub fn start(opts: Options, mut progress: Box<dyn FnMut(&str)>) -> Result<Session, EvalError> {
+        let cmd = WorkerCommand::this_exe(vec![
+            "worker".into(),
+            "--gpu".into(),
+            opts.gpu.to_string(),
+            "--cache-dir".into(),
+            opts.cache_dir.display().to_string(),
+        ])
+        .map_err(|e| EvalError::Infra(format!("cannot find this executable: {e}")))?;
+        // Ceilings and start-up get a longer leash than a candidate.
+        let mut sup = Supervisor::new(cmd, opts.watchdog.max(Duration::from_secs(60)));
+        progress("starting the GPU worker");
+        let device = sup.ensure_started()?.clone();
+        let path = opts.cache_dir.join("ceilings").join(format!("{}.json", device.uuid));
+        let cached: Option<Ceilings> = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok());
+        let ceilings = match cached {
+            Some(c) if !opts.remeasure_ceilings && c.driver_version == device.driver_version => c,
+            _ => {
+                progress("measuring device ceilings (once per device)");
+                match sup.call(&Request::Ceilings, &mut |s| progress(s))? {
+                    Reply::Done(Response::Ceilings { ceilings }) => {
+                        let _ = std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")));
+                        if let Ok(t) = serde_json::to_string_pretty(&ceilings) {
+                            let _ = std::fs::write(&path, t);
+                        }
+                        *ceilings
+                    }
+                    Reply::Done(Response::Error { message }) => return Err(EvalError::Infra(message)),
+                    other => return Err(EvalError::Infra(format!("measuring ceilings: {other:?}"))),
+                }
+            }
+        };
+        sup.watchdog = opts.watchdog;
+        Ok(Session { sup, device, ceilings, opts, progress })
+    }
+
+    pub fn restarts(&self) -> u32 {
+        self.sup.restarts
+    }
+
+    /// Compiles and builds the worker job of one configuration, or the outcome that
+    /// ends it early.
+    fn prepare(&mut self, spec: &KernelSpec, config: &Config, measure: bool) -> Result<(EvalJob, Evaluation), Evaluation> {
+        let start = Instant::now();
+        let mut e = Evaluation::new(spec, config, Outcome::Passed);
+        let (sizes, skipped) = match plan_sizes(spec, config) {
+            Ok(x) => x,
+            Err(o) => {
+                e.outcome = o;
+                return Err(e);
+            }
+        };
+        e.skipped_sizes = skipped;
+        (self.progress)(&format!("compiling {config}"));
+        let (cand, reference, ref_entry) = compile_requests(spec, config, &self.device.arch);
+        let mut results = compile_all(&[cand, reference], &self.opts.cache_dir).into_iter();
+        let (c, r) = (results.next().expect("two results"), results.next().expect("two results"));
+        e.times.compile_ms = start.elapsed().as_secs_f64() * 1e3;
+        let cubin = match c {
+            Ok(Compiled::Ok { cubin, log, cached, ms }) => {
+                e.compile = Some(CompileInfo { ms, cached, log });
+                cubin
+            }
+            Ok(Compiled::Failed { log, cached, ms }) => {
+                e.compile = Some(CompileInfo { ms, cached, log: log.clone() });
+                e.outcome = Outcome::CompileFailed { log };
+                return Err(e);
+            }
+            Err(m) => {
+                e.outcome = Outcome::CompileFailed { log: m };
+                return Err(e);
+            }
+        };
+        let ref_cubin = match r {
+            Ok(Compiled::Ok { cubin, .. }) => cubin,
+            Ok(Compiled::Failed { log, .. }) => {
+                e.outcome = Outcome::Crashed { stage: "compile reference".into(), error: format!("the reference does not compile:\n{log}") };
+                return Err(e);
+            }
+            Err(m) => {
+                e.outcome = Outcome::Crashed { stage: "compile reference".into(), error: m };
+                return Err(e);
+            }
+        };
+        let v = &spec.validation;
+        let job = EvalJob {
+            label: config.to_string(),
+            kernel: KernelImage { cubin, entry: spec.entry.clone() },
+            reference: KernelImage { cubin: ref_cubin, entry: ref_entry },
+            sizes,
+            validation: ValidationOpts {
+                trials: v.trials,
+                seed: self.opts.seed,
+                deterministic: v.deterministic,
+                tolerances: v.tolerances.iter().map(|(d, t)| (*d, *t)).collect(),
+            },
+            measure: measure.then(|| self.opts.measure.clone()),
+        };
+        Ok((job, e))
+    }
+
+    fn absorb(&self, e: &mut Evaluation, r: WorkerReport, job: &EvalJob, spec: &KernelSpec) {
+        e.outcome = r.outcome;
+        e.function = r.function;
+        e.checks = r.checks;
+        e.measurement = r.measurement;
+        e.occupancy = r.occupancy;
+        e.times.validate_ms = r.validate_ms;
+        e.times.measure_ms = r.measure_ms;
+        if e.outcome == Outcome::Passed {
+            let p = &job.sizes[0];
+            judge(e, p.bytes, p.flops, spec.cost.compute, &self.ceilings, self.opts.plausibility_margin);
+        }
+    }
+
+    fn lost(reply: Reply) -> Result<Outcome, EvalError> {
+        match reply {
+            Reply::Hung { stage, waited } => Ok(Outcome::Hung { stage, after_s: waited.as_secs_f64() }),
+            Reply::Died { stage, status } => Ok(Outcome::Crashed { stage, error: format!("the worker died ({status})") }),
+            Reply::Done(Response::Error { message }) => Err(EvalError::Infra(message)),
+            Reply::Done(other) => Err(EvalError::Infra(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Compiles, validates and (when `measure`) measures one configuration.
+    pub fn evaluate(&mut self, spec: &KernelSpec, config: &Config, measure: bool) -> Result<Evaluation, EvalError> {
+        let start = Instant::now();
+        let (job, mut e) = match self.prepare(spec, config, measure) {
+            Ok(x) => x,
+            Err(e) => return Ok(e),
+        };
+        let progress = &mut self.progress;
+        let reply = self.sup.call(&Request::Evaluate { job: Box::new(job.clone()) }, &mut |s| progress(s))?;
+        match reply {
+            Reply::Done(Response::Evaluated { report }) => self.absorb(&mut e, *report, &job, spec),
+            other => e.outcome = Self::lost(other)?,
+        }
+        e.times.total_ms = start.elapsed().as_secs_f64() * 1e3;
+        Ok(e)
+    }
+
+    /// Validates both configurations and measures them interleaved (A B A B ...).
+    /// The speedup is B's over A (time of A / time of B).
+    pub fn compare(&mut self, spec: &KernelSpec, a: &Config, b: &Config) -> Result<(Evaluation, Evaluation, Option<AbResult>), EvalError> {
+        let start = Instant::now();
+        let pa = self.prepare(spec, a, true);
+        let pb = self.prepare(spec, b, true);
+        let ((ja, mut ea), (jb, mut eb)) = match (pa, pb) {
+            (Ok(x), Ok(y)) => (x, y),
+            // One did not get as far as the GPU: evaluate the other alone.
+            (Err(ea), Ok(_)) => return Ok((ea, self.evaluate(spec, b, true)?, None)),
+            (Ok(_), Err(eb)) => return Ok((self.evaluate(spec, a, true)?, eb, None)),
+            (Err(ea), Err(eb)) => return Ok((ea, eb, None)),
+        };
+        let progress = &mut self.progress;
+        let req = Request::Compare { a: Box::new(ja.clone()), b: Box::new(jb.clone()), min_gain: self.opts.min_gain };
+        let reply = self.sup.call(&req, &mut |s| progress(s))?;
+        let mut ab = None;
+        match reply {
+            Reply::Done(Response::Compared { a: ra, b: rb, ab: r }) => {
+                self.absorb(&mut ea, *ra, &ja, spec);
+                self.absorb(&mut eb, *rb, &jb, spec);
+                // A verdict stands only when both sides passed every check.
+                if ea.outcome == Outcome::Passed && eb.outcome == Outcome::Passed {
+                    ab = r;
+                }
+            }
+            other => {
+                let o = Self::lost(other)?;
+                ea.outcome = o.clone();
+                eb.outcome = o;
+            }
+        }
+        let total = start.elapsed().as_secs_f64() * 1e3;
+        ea.times.total_ms = total;
+        eb.times.total_ms = total;
+        Ok((ea, eb, ab))
+    }
+
+    pub fn shutdown(mut self) {
+        self.sup.shutdown();
+    }
+}

@@ -1,0 +1,286 @@
+//! The JSON-lines protocol between nightshift and its GPU worker: one request per
+//! line on the worker's stdin, any number of `progress` lines and one final response
+//! per request on its stdout.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::gpu::ceilings::Ceilings;
+use crate::gpu::{DeviceInfo, FunctionInfo};
+use crate::measure::{Sample, StopReason, StopRule, Summary, TimingMethod, Verdict};
+use crate::spec::plan::SizePlan;
+use crate::spec::{DType, Tolerance};
+use crate::validate::{ErrorStats, TrialKind};
+
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A compiled kernel the worker loads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KernelImage {
+    pub cubin: PathBuf,
+    pub entry: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValidationOpts {
+    pub trials: u32,
+    pub seed: u64,
+    pub deterministic: bool,
+    pub tolerances: Vec<(DType, Tolerance)>,
+}
+
+impl ValidationOpts {
+    pub fn tolerance(&self, d: DType) -> Tolerance {
+        self.tolerances.iter().find(|(x, _)| *x == d).map(|(_, t)| *t).unwrap_or_else(|| Tolerance::default_for(d))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeasureOpts {
+    pub rule: StopRule,
+    /// Warm-up time before sampling, ms.
+    pub warmup_ms: f64,
+    /// Kernels faster than this (µs, warm) are timed in batches.
+    pub batch_below_us: f64,
+    /// Target duration of one batch sample, µs.
+    pub batch_sample_us: f64,
+    /// Window of back-to-back launches over which energy is read, ms (0: skip).
+    pub energy_ms: f64,
+    pub seed: u64,
+}
+
+impl Default for MeasureOpts {
+    fn default() -> Self {
+        MeasureOpts { rule: StopRule::default(), warmup_ms: 50.0, batch_below_us: 10.0, batch_sample_us: 500.0, energy_ms: 500.0, seed: 0x5EED }
+    }
+}
+
+/// One configuration to validate (and measure) at concrete sizes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalJob {
+    pub label: String,
+    pub kernel: KernelImage,
+    pub reference: KernelImage,
+    /// `sizes[0]` is the problem that is measured; all are validated.
+    pub sizes: Vec<SizePlan>,
+    pub validation: ValidationOpts,
+    pub measure: Option<MeasureOpts>,
+}
+
+/// What happened to a candidate. Failures are outcomes, recorded and reported; `Err`
+/// elsewhere means the infrastructure broke.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Correct at every size and trial (and measured, when asked).
+    Passed,
+    CompileFailed { log: String },
+    /// The configuration cannot run on this device at this size.
+    Unlaunchable { reason: String },
+    Incorrect { size: String, trial: usize, kind: TrialKind, arg: String, stats: ErrorStats },
+    /// Two runs on the same inputs gave different answers.
+    Race { size: String, trial: usize, arg: String, index: u64 },
+    /// A read-only input changed during the run.
+    MutatedInput { size: String, trial: usize, arg: String, index: u64 },
+    /// The watchdog killed the worker.
+    Hung { stage: String, after_s: f64 },
+    /// A sticky CUDA error, or the worker died.
+    Crashed { stage: String, error: String },
+    /// Faster than the device's measured ceilings allow.
+    Implausible { what: String, achieved: f64, ceiling: f64 },
+    /// Every sample was taken while the GPU throttled.
+    Unmeasurable { reason: String },
+}
+
+impl Outcome {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Passed => "passed",
+            Outcome::CompileFailed { .. } => "compile_failed",
+            Outcome::Unlaunchable { .. } => "unlaunchable",
+            Outcome::Incorrect { .. } => "incorrect",
+            Outcome::Race { .. } => "race",
+            Outcome::MutatedInput { .. } => "mutated_input",
+            Outcome::Hung { .. } => "hung",
+            Outcome::Crashed { .. } => "crashed",
+            Outcome::Implausible { .. } => "implausible",
+            Outcome::Unmeasurable { .. } => "unmeasurable",
+        }
+    }
+
+    /// One line in plain words.
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::Passed => "passed validation".into(),
+            Outcome::CompileFailed { log } => {
+                format!("compile failed: {}", log.lines().find(|l| l.contains("error")).unwrap_or("see the log"))
+            }
+            Outcome::Unlaunchable { reason } => format!("cannot launch: {reason}"),
+            Outcome::Incorrect { size, trial, kind, arg, stats } => {
+                let what = if stats.unwritten > 0 {
+                    format!("{} of {} elements never written", stats.unwritten, stats.elements)
+                } else if stats.non_finite > 0 {
+                    format!("{} NaN/inf elements where the reference is finite", stats.non_finite)
+                } else {
+                    format!("{} of {} elements outside tolerance", stats.bad, stats.elements)
+                };
+                let first = stats.first_bad.map(|(i, g, w)| format!("; first at [{i}]: got {g}, expected {w}")).unwrap_or_default();
+                format!(
+                    "wrong `{arg}` at {size}, trial {trial} ({kind:?} inputs): {what} (max abs {:.3e}, max rel {:.3e}, rel L2 {:.3e}){first}",
+                    stats.max_abs, stats.max_rel, stats.rel_l2
+                )
+            }
+            Outcome::Race { size, trial, arg, index } => {
+                format!("race: two runs on the same inputs differ in `{arg}` at [{index}] ({size}, trial {trial})")
+            }
+            Outcome::MutatedInput { size, trial, arg, index } => {
+                format!("wrote its read-only input `{arg}` (first change at [{index}], {size}, trial {trial})")
+            }
+            Outcome::Hung { stage, after_s } => format!("hung: no progress for {after_s:.0} s during {stage}; the worker was killed"),
+            Outcome::Crashed { stage, error } => format!("crashed during {stage}: {error}"),
+            Outcome::Implausible { what, achieved, ceiling } => format!(
+                "implausible: {what} {achieved:.1} is {:.0}% of the measured ceiling {ceiling:.1}; rejected as a measurement or cost-model error",
+                100.0 * achieved / ceiling
+            ),
+            Outcome::Unmeasurable { reason } => format!("unmeasurable: {reason}"),
+        }
+    }
+}
+
+/// One validation comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    pub size: String,
+    pub trial: usize,
+    pub kind: TrialKind,
+    pub arg: String,
+    pub stats: ErrorStats,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Energy {
+    pub uj_per_launch: f64,
+    pub avg_power_w: f64,
+    pub launches: u64,
+    pub window_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Occupancy {
+    pub ctas: u64,
+    pub sms: u32,
+    pub active_blocks_per_sm: u32,
+    /// CTAs / (SMs x active blocks per SM).
+    pub waves: f64,
+    /// Resident threads per SM / the SM's maximum.
+    pub theoretical: f64,
+}
+
+/// The timing record of one configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    pub method: TimingMethod,
+    /// Every raw sample, µs per launch, throttled ones flagged.
+    pub samples: Vec<Sample>,
+    /// Statistics of the samples that count; None when all were throttled.
+    pub summary: Option<Summary>,
+    pub discarded_throttled: usize,
+    pub stop: StopReason,
+    pub throttle_reasons: Vec<String>,
+    pub sm_clock_mhz: Option<(u32, u32)>,
+    pub warmup_us_per_launch: f64,
+    pub energy: Option<Energy>,
+    pub utilization_gpu_pct: Option<u32>,
+    pub wall_ms: f64,
+}
+
+/// What the worker found for one job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerReport {
+    pub outcome: Outcome,
+    pub function: Option<FunctionInfo>,
+    pub checks: Vec<Check>,
+    pub measurement: Option<Measurement>,
+    pub occupancy: Option<Occupancy>,
+    pub validate_ms: f64,
+    pub measure_ms: f64,
+}
+
+/// The interleaved A/B result (speedup = time of A / time of B).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AbResult {
+    pub speedup: f64,
+    pub ci_lo: f64,
+    pub ci_hi: f64,
+    pub verdict: Verdict,
+    pub min_gain: f64,
+    pub pairs: usize,
+    pub stop: StopReason,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    Hello,
+    Ceilings,
+    Evaluate { job: Box<EvalJob> },
+    /// Validate both, then measure them interleaved.
+    Compare { a: Box<EvalJob>, b: Box<EvalJob>, min_gain: f64 },
+    Shutdown,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Response {
+    Ready { protocol: u32, device: Box<DeviceInfo> },
+    Progress { stage: String },
+    Ceilings { ceilings: Box<Ceilings> },
+    Evaluated { report: Box<WorkerReport> },
+    Compared { a: Box<WorkerReport>, b: Box<WorkerReport>, ab: Option<AbResult> },
+    /// The request could not be carried out (infrastructure, not the candidate).
+    Error { message: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_single_json_lines() {
+        for r in [Request::Hello, Request::Ceilings, Request::Shutdown] {
+            let line = serde_json::to_string(&r).unwrap();
+            assert!(!line.contains('\n'));
+            assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), r);
+        }
+        assert_eq!(serde_json::to_string(&Request::Hello).unwrap(), r#"{"op":"hello"}"#);
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        let r = Response::Evaluated {
+            report: Box::new(WorkerReport {
+                outcome: Outcome::Race { size: "n=3".into(), trial: 1, arg: "y".into(), index: 7 },
+                function: None,
+                checks: vec![],
+                measurement: None,
+                occupancy: None,
+                validate_ms: 1.0,
+                measure_ms: 0.0,
+            }),
+        };
+        let line = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<Response>(&line).unwrap(), r);
+        let p: Response = serde_json::from_str(r#"{"kind":"progress","stage":"validate"}"#).unwrap();
+        assert_eq!(p, Response::Progress { stage: "validate".into() });
+    }
+
+    #[test]
+    fn outcomes_read_as_plain_words() {
+        let o = Outcome::MutatedInput { size: "n=3".into(), trial: 0, arg: "x".into(), index: 2 };
+        assert!(o.describe().contains("read-only input `x`"));
+        assert_eq!(o.name(), "mutated_input");
+        let h = Outcome::Hung { stage: "validate n=3 trial 0".into(), after_s: 10.0 };
+        assert!(h.describe().contains("killed"));
+    }
+}

@@ -1,0 +1,228 @@
+//! The parent's side of the worker: spawns it, sends one request at a time, watches
+//! for progress with a watchdog, kills a worker that stops making progress (`Hung`),
+//! notices one that died (`Died`), and starts a fresh one for the next request.
+//! The parent never dies because of a candidate.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use super::protocol::{Request, Response, PROTOCOL_VERSION};
+use crate::gpu::DeviceInfo;
+
+/// How to start a worker.
+#[derive(Debug, Clone)]
+pub struct WorkerCommand {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
+impl WorkerCommand {
+    /// This executable's own `worker` subcommand.
+    pub fn this_exe(args: Vec<String>) -> std::io::Result<Self> {
+        Ok(WorkerCommand { program: std::env::current_exe()?, args })
+    }
+}
+
+/// The infrastructure failed: the worker cannot be started or refuses to start.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error("cannot start the GPU worker {program}: {source}")]
+    Spawn { program: String, source: std::io::Error },
+    #[error("the GPU worker did not start: {0}")]
+    Handshake(String),
+}
+
+/// The end of one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Done(Response),
+    /// No line for longer than the watchdog; the worker was killed.
+    Hung { stage: String, waited: Duration },
+    /// The worker exited (or its pipe broke) before answering.
+    Died { stage: String, status: String },
+}
+
+enum Line {
+    Text(String),
+    Eof,
+}
+
+struct Proc {
+    child: Child,
+    stdin: ChildStdin,
+    rx: Receiver<Line>,
+}
+
+impl Proc {
+    fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        match self.child.wait() {
+            Ok(s) => s.to_string(),
+            Err(e) => format!("unknown ({e})"),
+        }
+    }
+}
+
+pub struct Supervisor {
+    cmd: WorkerCommand,
+    /// Longest silence allowed from the worker while it works on a request.
+    pub watchdog: Duration,
+    proc: Option<Proc>,
+    /// Workers started after the first.
+    pub restarts: u32,
+    starts: u32,
+    pub device: Option<DeviceInfo>,
+}
+
+impl Supervisor {
+    pub fn new(cmd: WorkerCommand, watchdog: Duration) -> Self {
+        Supervisor { cmd, watchdog, proc: None, restarts: 0, starts: 0, device: None }
+    }
+
+    fn spawn(&mut self) -> Result<(), SupervisorError> {
+        let mut child = Command::new(&self.cmd.program)
+            .args(&self.cmd.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|source| SupervisorError::Spawn { program: self.cmd.program.display().to_string(), source })?;
+        let stdin = child.stdin.take().expect("stdin is piped");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                match line {
+                    Ok(l) => {
+                        if tx.send(Line::Text(l)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            let _ = tx.send(Line::Eof);
+        });
+        if self.starts > 0 {
+            self.restarts += 1;
+        }
+        self.starts += 1;
+        self.proc = Some(Proc { child, stdin, rx });
+        Ok(())
+    }
+
+    /// Starts a worker if none is running and checks that it says `ready`.
+    pub fn ensure_started(&mut self) -> Result<&DeviceInfo, SupervisorError> {
+        if self.proc.is_none() {
+            self.spawn()?;
+            match self.exchange(&Request::Hello, &mut |_| {}) {
+                Reply::Done(Response::Ready { protocol, device }) => {
+                    if protocol != PROTOCOL_VERSION {
+                        self.kill();
+                        return Err(SupervisorError::Handshake(format!(
+                            "the worker speaks protocol {protocol}, this nightshift speaks {PROTOCOL_VERSION}"
+                        )));
+                    }
+                    self.device = Some(*device);
+                }
+                Reply::Done(Response::Error { message }) => {
+                    self.kill();
+                    return Err(SupervisorError::Handshake(message));
+                }
+                Reply::Done(other) => {
+                    self.kill();
+                    return Err(SupervisorError::Handshake(format!("unexpected first message {other:?}")));
+                }
+                Reply::Hung { waited, .. } => {
+                    return Err(SupervisorError::Handshake(format!("no answer within {:.0} s", waited.as_secs_f64())));
+                }
+                Reply::Died { status, .. } => return Err(SupervisorError::Handshake(format!("it exited ({status})"))),
+            }
+        }
+        Ok(self.device.as_ref().expect("set on a successful handshake"))
+    }
+
+    /// Sends `req` to a running (or freshly started) worker and waits for its answer,
+    /// calling `progress` for each progress line.
+    pub fn call(&mut self, req: &Request, progress: &mut dyn FnMut(&str)) -> Result<Reply, SupervisorError> {
+        self.ensure_started()?;
+        Ok(self.exchange(req, progress))
+    }
+
+    fn exchange(&mut self, req: &Request, progress: &mut dyn FnMut(&str)) -> Reply {
+        let mut stage = "waiting for the worker".to_string();
+        let Some(proc) = self.proc.as_mut() else {
+            return Reply::Died { stage, status: "not running".into() };
+        };
+        let line = serde_json::to_string(req).expect("requests serialize");
+        if writeln!(proc.stdin, "{line}").and_then(|_| proc.stdin.flush()).is_err() {
+            let status = self.proc.take().map(Proc::kill).unwrap_or_default();
+            return Reply::Died { stage, status };
+        }
+        let mut last = Instant::now();
+        loop {
+            let proc = self.proc.as_mut().expect("present while exchanging");
+            let remaining = self.watchdog.saturating_sub(last.elapsed());
+            match proc.rx.recv_timeout(remaining) {
+                Ok(Line::Text(text)) => match serde_json::from_str::<Response>(&text) {
+                    Ok(Response::Progress { stage: s }) => {
+                        progress(&s);
+                        stage = s;
+                        last = Instant::now();
+                    }
+                    Ok(resp) => return Reply::Done(resp),
+                    Err(_) => {
+                        // Not protocol (a kernel's printf, say): pass it on, it is not progress.
+                        tracing::info!(target: "worker", "{text}");
+                    }
+                },
+                Ok(Line::Eof) | Err(RecvTimeoutError::Disconnected) => {
+                    let status = self.proc.take().map(Proc::kill).unwrap_or_default();
+                    return Reply::Died { stage, status };
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    let waited = last.elapsed();
+                    self.kill();
+                    return Reply::Hung { stage, waited };
+                }
+            }
+        }
+    }
+
+    /// Kills the worker now (the next call starts a fresh one).
+    pub fn kill(&mut self) {
+        if let Some(p) = self.proc.take() {
+            p.kill();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.proc.is_some()
+    }
+
+    /// Asks the worker to exit, then makes sure it has.
+    pub fn shutdown(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            let line = serde_json::to_string(&Request::Shutdown).expect("requests serialize");
+            let _ = writeln!(p.stdin, "{line}");
+            let _ = p.stdin.flush();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = p.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            p.kill();
+        }
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
