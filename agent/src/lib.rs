@@ -9,6 +9,7 @@ pub mod cli;
 pub mod evaluate;
 pub mod gpu;
 pub mod measure;
+pub mod nonfinite;
 pub mod spec;
 pub mod validate;
 pub mod worker;

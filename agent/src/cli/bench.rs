@@ -49,7 +49,11 @@ pub fn run(args: &BenchArgs, opts: Options) -> i32 {
     for c in std::iter::once(&a).chain(b.as_ref()) {
         let bad = spec.violated(&spec.problem, c);
         if !bad.is_empty() {
-            eprintln!("error: {c} violates the restriction(s) {} of {}", bad.join(", "), spec.spec_path.display());
+            eprintln!(
+                "error: {c} violates the restriction(s) {} of {}",
+                bad.join(", "),
+                spec.spec_path.display()
+            );
             return exit::USAGE;
         }
     }
@@ -62,8 +66,12 @@ pub fn run(args: &BenchArgs, opts: Options) -> i32 {
         }
     };
     let result = match &b {
-        None => session.evaluate(&spec, &a, !args.validate_only).map(|e| (vec![e], None)),
-        Some(b) => session.compare(&spec, &a, b).map(|(x, y, ab)| (vec![x, y], ab)),
+        None => session
+            .evaluate(&spec, &a, !args.validate_only)
+            .map(|e| (vec![e], None)),
+        Some(b) => session
+            .compare(&spec, &a, b)
+            .map(|(x, y, ab)| (vec![x, y], ab)),
     };
     clear_progress();
     let (evals, ab) = match result {
@@ -82,9 +90,21 @@ pub fn run(args: &BenchArgs, opts: Options) -> i32 {
             ab: ab.as_ref(),
             worker_restarts: session.restarts(),
         };
-        println!("{}", serde_json::to_string_pretty(&j).expect("serializable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&j).expect("serializable")
+        );
     } else {
-        print!("{}", render(&spec, &session.device, &session.ceilings, &evals, ab.as_ref()));
+        print!(
+            "{}",
+            render(
+                &spec,
+                &session.device,
+                &session.ceilings,
+                &evals,
+                ab.as_ref()
+            )
+        );
     }
     session.shutdown();
     if evals.iter().all(|e| e.outcome == Outcome::Passed) {
@@ -113,7 +133,13 @@ fn sig(x: f64) -> String {
 }
 
 /// The human-readable bench report.
-pub fn render(spec: &KernelSpec, dev: &DeviceInfo, c: &Ceilings, evals: &[Evaluation], ab: Option<&AbResult>) -> String {
+pub fn render(
+    spec: &KernelSpec,
+    dev: &DeviceInfo,
+    c: &Ceilings,
+    evals: &[Evaluation],
+    ab: Option<&AbResult>,
+) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "{} on {} ({}, {} SMs, driver {}.{})  problem: {}\n",
@@ -132,13 +158,32 @@ pub fn render(spec: &KernelSpec, dev: &DeviceInfo, c: &Ceilings, evals: &[Evalua
         c.fp32_gflops / 1e3,
         c.tensor_f16_gflops / 1e3
     ));
-    let header = ["config", "outcome", "median us", "IQR us", "95% CI us", "GB/s (% DRAM)", "GFLOP/s (% peak)", "uJ/launch", "regs", "spill B", "waves", "verdict"];
+    let header = [
+        "config",
+        "outcome",
+        "median us",
+        "IQR us",
+        "95% CI us",
+        "GB/s (% DRAM)",
+        "GFLOP/s (% peak)",
+        "uJ/launch",
+        "regs",
+        "spill B",
+        "waves",
+        "verdict",
+    ];
     let mut rows = Vec::new();
     for (i, e) in evals.iter().enumerate() {
         let s = e.measurement.as_ref().and_then(|m| m.summary);
         let dash = || "-".to_string();
         let verdict = match (i, ab) {
-            (1, Some(ab)) => format!("{} {:.3}x [{:.3}, {:.3}]", ab.verdict.as_str(), ab.speedup, ab.ci_lo, ab.ci_hi),
+            (1, Some(ab)) => format!(
+                "{} {:.3}x [{:.3}, {:.3}]",
+                ab.verdict.as_str(),
+                ab.speedup,
+                ab.ci_lo,
+                ab.ci_hi
+            ),
             _ => dash(),
         };
         rows.push(vec![
@@ -146,13 +191,31 @@ pub fn render(spec: &KernelSpec, dev: &DeviceInfo, c: &Ceilings, evals: &[Evalua
             e.outcome.name().to_string(),
             s.map(|s| sig(s.median)).unwrap_or_else(dash),
             s.map(|s| sig(s.iqr())).unwrap_or_else(dash),
-            s.map(|s| format!("[{}, {}]", sig(s.ci_lo), sig(s.ci_hi))).unwrap_or_else(dash),
-            e.roofline.as_ref().map(|r| format!("{:.0} ({})", r.gbs, pct(r.dram_fraction))).unwrap_or_else(dash),
-            e.roofline.as_ref().map(|r| format!("{:.0} ({})", r.gflops, pct(r.compute_fraction))).unwrap_or_else(dash),
-            e.measurement.as_ref().and_then(|m| m.energy.as_ref()).map(|en| format!("{:.1}", en.uj_per_launch)).unwrap_or_else(dash),
-            e.function.map(|f| f.registers.to_string()).unwrap_or_else(dash),
-            e.function.map(|f| f.local_bytes.to_string()).unwrap_or_else(dash),
-            e.occupancy.as_ref().map(|o| format!("{:.2}", o.waves)).unwrap_or_else(dash),
+            s.map(|s| format!("[{}, {}]", sig(s.ci_lo), sig(s.ci_hi)))
+                .unwrap_or_else(dash),
+            e.roofline
+                .as_ref()
+                .map(|r| format!("{:.0} ({})", r.gbs, pct(r.dram_fraction)))
+                .unwrap_or_else(dash),
+            e.roofline
+                .as_ref()
+                .map(|r| format!("{:.0} ({})", r.gflops, pct(r.compute_fraction)))
+                .unwrap_or_else(dash),
+            e.measurement
+                .as_ref()
+                .and_then(|m| m.energy.as_ref())
+                .map(|en| format!("{:.1}", en.uj_per_launch))
+                .unwrap_or_else(dash),
+            e.function
+                .map(|f| f.registers.to_string())
+                .unwrap_or_else(dash),
+            e.function
+                .map(|f| f.local_bytes.to_string())
+                .unwrap_or_else(dash),
+            e.occupancy
+                .as_ref()
+                .map(|o| format!("{:.2}", o.waves))
+                .unwrap_or_else(dash),
             verdict,
         ]);
     }
@@ -169,7 +232,8 @@ pub fn render(spec: &KernelSpec, dev: &DeviceInfo, c: &Ceilings, evals: &[Evalua
             }
         }
         if !e.checks.is_empty() {
-            let sizes: std::collections::BTreeSet<&str> = e.checks.iter().map(|c| c.size.as_str()).collect();
+            let sizes: std::collections::BTreeSet<&str> =
+                e.checks.iter().map(|c| c.size.as_str()).collect();
             let max_rel = e.checks.iter().map(|c| c.stats.max_rel).fold(0.0, f64::max);
             let max_abs = e.checks.iter().map(|c| c.stats.max_abs).fold(0.0, f64::max);
             let l2 = e.checks.iter().map(|c| c.stats.rel_l2).fold(0.0, f64::max);
@@ -188,8 +252,13 @@ pub fn render(spec: &KernelSpec, dev: &DeviceInfo, c: &Ceilings, evals: &[Evalua
         }
         if let Some(m) = &e.measurement {
             let method = match m.method {
-                TimingMethod::Cold => "cold (L2 flushed before each launch, events around one launch)".to_string(),
-                TimingMethod::Batch { launches, buffer_sets } => {
+                TimingMethod::Cold => {
+                    "cold (L2 flushed before each launch, events around one launch)".to_string()
+                }
+                TimingMethod::Batch {
+                    launches,
+                    buffer_sets,
+                } => {
                     format!("batch ({launches} launches per sample over {buffer_sets} argument copies, so the L2 cannot hold the data)")
                 }
             };
@@ -199,19 +268,26 @@ pub fn render(spec: &KernelSpec, dev: &DeviceInfo, c: &Ceilings, evals: &[Evalua
                 "  samples: {n} kept, {} discarded as throttled, stopped: {:?}, SM clock {}\n",
                 m.discarded_throttled,
                 m.stop,
-                m.sm_clock_mhz.map(|(lo, hi)| format!("{lo}-{hi} MHz")).unwrap_or_else(|| "unknown (no NVML)".into())
+                m.sm_clock_mhz
+                    .map(|(lo, hi)| format!("{lo}-{hi} MHz"))
+                    .unwrap_or_else(|| "unknown (no NVML)".into())
             ));
             if !m.throttle_reasons.is_empty() {
-                out.push_str(&format!("  throttling seen: {}\n", m.throttle_reasons.join(", ")));
+                out.push_str(&format!(
+                    "  throttling seen: {}\n",
+                    m.throttle_reasons.join(", ")
+                ));
             }
             if let Some(en) = &m.energy {
                 out.push_str(&format!(
-                    "  energy: {:.1} uJ per launch, {:.0} W average over {} back-to-back launches ({:.0} ms)\n",
+                    "  energy: {:.1} uJ per launch, {:.0} W average over {} back-to-back launches ({:.0} ms, NVML energy counter)\n",
                     en.uj_per_launch, en.avg_power_w, en.launches, en.window_ms
                 ));
             }
             if let Some(u) = m.utilization_gpu_pct {
-                out.push_str(&format!("  NVML utilization after the energy window: {u}%\n"));
+                out.push_str(&format!(
+                    "  NVML utilization after the energy window: {u}%\n"
+                ));
             }
         }
         if let Some(o) = &e.occupancy {
@@ -230,7 +306,11 @@ pub fn render(spec: &KernelSpec, dev: &DeviceInfo, c: &Ceilings, evals: &[Evalua
         out.push_str(&format!(
             "  cost: compile {:.0} ms{}, validate {:.0} ms, measure {:.0} ms, total {:.0} ms\n",
             e.times.compile_ms,
-            if e.compile.as_ref().is_some_and(|c| c.cached) { " (cached)" } else { "" },
+            if e.compile.as_ref().is_some_and(|c| c.cached) {
+                " (cached)"
+            } else {
+                ""
+            },
             e.times.validate_ms,
             e.times.measure_ms,
             e.times.total_ms

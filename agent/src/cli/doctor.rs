@@ -19,11 +19,26 @@ struct Datasheet {
 fn datasheet(name: &str) -> Option<Datasheet> {
     let n = name.to_ascii_uppercase();
     if n.contains("H100") && (n.contains("HBM3") || n.contains("SXM")) {
-        Some(Datasheet { model: "H100 SXM5 80GB", dram_gbs: 3350.0, fp32_tflops: 66.9, fp16_tensor_dense_tflops: 989.4 })
+        Some(Datasheet {
+            model: "H100 SXM5 80GB",
+            dram_gbs: 3350.0,
+            fp32_tflops: 66.9,
+            fp16_tensor_dense_tflops: 989.4,
+        })
     } else if n.contains("H100") && n.contains("PCIE") {
-        Some(Datasheet { model: "H100 PCIe 80GB", dram_gbs: 2000.0, fp32_tflops: 51.2, fp16_tensor_dense_tflops: 756.0 })
+        Some(Datasheet {
+            model: "H100 PCIe 80GB",
+            dram_gbs: 2000.0,
+            fp32_tflops: 51.2,
+            fp16_tensor_dense_tflops: 756.0,
+        })
     } else if n.contains("H200") {
-        Some(Datasheet { model: "H200 SXM 141GB", dram_gbs: 4800.0, fp32_tflops: 66.9, fp16_tensor_dense_tflops: 989.4 })
+        Some(Datasheet {
+            model: "H200 SXM 141GB",
+            dram_gbs: 4800.0,
+            fp32_tflops: 66.9,
+            fp16_tensor_dense_tflops: 989.4,
+        })
     } else {
         None
     }
@@ -42,7 +57,10 @@ struct Doctor {
 }
 
 pub fn run(args: &CommonArgs, opts: Options) -> i32 {
-    let mut d = Doctor { nightshift: env!("CARGO_PKG_VERSION"), ..Default::default() };
+    let mut d = Doctor {
+        nightshift: env!("CARGO_PKG_VERSION"),
+        ..Default::default()
+    };
     match gpu::driver_version() {
         Ok(v) => d.cuda_driver = Some(v),
         Err(e) => d.problems.push(e.to_string()),
@@ -76,7 +94,10 @@ pub fn run(args: &CommonArgs, opts: Options) -> i32 {
     }
     clear_progress();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&d).expect("serializable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&d).expect("serializable")
+        );
     } else {
         print!("{}", render(&d));
     }
@@ -92,10 +113,20 @@ fn render(d: &Doctor) -> String {
     let unknown = || "not found".to_string();
     o.push_str(&format!(
         "CUDA driver API: {}\n",
-        d.cuda_driver.map(|v| format!("{}.{}", v / 1000, (v % 1000) / 10)).unwrap_or_else(unknown)
+        d.cuda_driver
+            .map(|v| format!("{}.{}", v / 1000, (v % 1000) / 10))
+            .unwrap_or_else(unknown)
     ));
-    o.push_str(&format!("NVRTC: {}\n", d.nvrtc.map(|(a, b)| format!("{a}.{b}")).unwrap_or_else(unknown)));
-    o.push_str(&format!("CUDA devices: {}\n", d.devices.map(|n| n.to_string()).unwrap_or_else(unknown)));
+    o.push_str(&format!(
+        "NVRTC: {}\n",
+        d.nvrtc
+            .map(|(a, b)| format!("{a}.{b}"))
+            .unwrap_or_else(unknown)
+    ));
+    o.push_str(&format!(
+        "CUDA devices: {}\n",
+        d.devices.map(|n| n.to_string()).unwrap_or_else(unknown)
+    ));
     if let Some(dev) = &d.device {
         o.push_str(&format!(
             "device {}: {} ({}), {}, {} SMs, L2 {} MiB, {:.1} GiB, max SM clock {} MHz\n",
@@ -110,7 +141,10 @@ fn render(d: &Doctor) -> String {
         ));
     }
     if let Some(n) = &d.nvml {
-        let f = |v: Option<u32>, unit: &str| v.map(|x| format!("{x} {unit}")).unwrap_or_else(|| "?".into());
+        let f = |v: Option<u32>, unit: &str| {
+            v.map(|x| format!("{x} {unit}"))
+                .unwrap_or_else(|| "?".into())
+        };
         o.push_str(&format!(
             "NVML: driver {}, SM clock {} (max {}), memory clock {}, power {} of {} W limit, {} C, utilization {}\n",
             n.driver_version.clone().unwrap_or_else(|| "?".into()),
@@ -124,15 +158,25 @@ fn render(d: &Doctor) -> String {
         ));
         o.push_str(&format!(
             "throttling now: {}\n",
-            if n.throttle_reasons.is_empty() { "none".to_string() } else { n.throttle_reasons.join(", ") }
+            if n.throttle_reasons.is_empty() {
+                "none".to_string()
+            } else {
+                n.throttle_reasons.join(", ")
+            }
         ));
     }
     if let (Some(c), Some(dev)) = (&d.ceilings, &d.device) {
         let ds = datasheet(&dev.name);
-        let sheet = |f: &dyn Fn(&Datasheet) -> f64| ds.as_ref().map(|x| format!("{:.1}", f(x))).unwrap_or_else(|| "unknown".into());
+        let sheet = |f: &dyn Fn(&Datasheet) -> f64| {
+            ds.as_ref()
+                .map(|x| format!("{:.1}", f(x)))
+                .unwrap_or_else(|| "unknown".into())
+        };
         o.push_str(&format!(
             "\nceilings measured on this device{}:\n",
-            ds.as_ref().map(|x| format!(" (datasheet: {})", x.model)).unwrap_or_default()
+            ds.as_ref()
+                .map(|x| format!(" (datasheet: {})", x.model))
+                .unwrap_or_default()
         ));
         o.push_str(&format!(
             "  DRAM bandwidth      {:>9.1} GB/s      datasheet {} GB/s; memory clock x bus width gives {:.1} GB/s\n",
@@ -143,7 +187,11 @@ fn render(d: &Doctor) -> String {
         for (m, v) in &c.dram_by_method {
             o.push_str(&format!("    {m}: {v:.1} GB/s\n"));
         }
-        o.push_str(&format!("  FP32 FMA            {:>9.1} TFLOP/s   datasheet {} TFLOP/s\n", c.fp32_gflops / 1e3, sheet(&|x| x.fp32_tflops)));
+        o.push_str(&format!(
+            "  FP32 FMA            {:>9.1} TFLOP/s   datasheet {} TFLOP/s\n",
+            c.fp32_gflops / 1e3,
+            sheet(&|x| x.fp32_tflops)
+        ));
         o.push_str(&format!(
             "  FP16 tensor (dense) {:>9.1} TFLOP/s   datasheet {} TFLOP/s; measured with {}\n",
             c.tensor_f16_gflops / 1e3,

@@ -116,8 +116,13 @@ pub struct WorkerArgs {
 }
 
 fn parse_assignment(s: &str) -> Result<(String, i64), String> {
-    let (name, value) = s.split_once('=').ok_or_else(|| format!("`{s}` is not NAME=VALUE"))?;
-    let value: i64 = value.trim().parse().map_err(|_| format!("`{value}` in `{s}` is not an integer"))?;
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not NAME=VALUE"))?;
+    let value: i64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{value}` in `{s}` is not an integer"))?;
     Ok((name.trim().to_string(), value))
 }
 

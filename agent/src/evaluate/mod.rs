@@ -30,6 +30,8 @@ pub struct Options {
     /// Fractions of a ceiling up to 1 + margin are flagged anomalies; above, implausible.
     pub plausibility_margin: f64,
     pub remeasure_ceilings: bool,
+    /// The `nightshift` executable that runs the worker (default: this executable).
+    pub worker_exe: Option<PathBuf>,
 }
 
 impl Options {
@@ -43,6 +45,7 @@ impl Options {
             seed: 0x6E5E_ED00,
             plausibility_margin: 0.03,
             remeasure_ceilings: false,
+            worker_exe: None,
         }
     }
 }
@@ -150,42 +153,86 @@ impl Evaluation {
 
 /// Plans the job's sizes: the default problem first, then the validation sizes the
 /// configuration's restrictions allow (the others are recorded as skipped).
-pub fn plan_sizes(spec: &KernelSpec, config: &Config) -> Result<(Vec<plan::SizePlan>, Vec<SkippedSize>), Outcome> {
+pub fn plan_sizes(
+    spec: &KernelSpec,
+    config: &Config,
+) -> Result<(Vec<plan::SizePlan>, Vec<SkippedSize>), Box<Outcome>> {
     let bad = spec.violated(&spec.problem, config);
     if !bad.is_empty() {
-        return Err(Outcome::Unlaunchable { reason: format!("{config} violates {} at the default problem", bad.join(", ")) });
+        return Err(Box::new(Outcome::Unlaunchable {
+            reason: format!(
+                "{config} violates {} at the default problem",
+                bad.join(", ")
+            ),
+        }));
     }
-    let mut sizes = vec![plan::plan(spec, config, &spec.problem).map_err(|reason| Outcome::Unlaunchable { reason })?];
+    let mut sizes = vec![plan::plan(spec, config, &spec.problem)
+        .map_err(|reason| Box::new(Outcome::Unlaunchable { reason }))?];
     let mut skipped = Vec::new();
     for p in &spec.validation.sizes {
         let bad = spec.violated(p, config);
         if !bad.is_empty() {
-            skipped.push(SkippedSize { size: problem_label(p), reason: format!("restriction {} excludes it", bad.join(", ")) });
+            skipped.push(SkippedSize {
+                size: problem_label(p),
+                reason: format!("restriction {} excludes it", bad.join(", ")),
+            });
             continue;
         }
-        sizes.push(plan::plan(spec, config, p).map_err(|m| Outcome::Unlaunchable { reason: format!("at {}: {m}", problem_label(p)) })?);
+        sizes.push(plan::plan(spec, config, p).map_err(|m| {
+            Box::new(Outcome::Unlaunchable {
+                reason: format!("at {}: {m}", problem_label(p)),
+            })
+        })?);
     }
     Ok((sizes, skipped))
 }
 
 /// The compile requests for the candidate and its reference.
-pub fn compile_requests(spec: &KernelSpec, config: &Config, arch: &str) -> (CompileRequest, CompileRequest, String) {
+pub fn compile_requests(
+    spec: &KernelSpec,
+    config: &Config,
+    arch: &str,
+) -> (CompileRequest, CompileRequest, String) {
     let mut common = spec.compile_options.clone();
     common.push(format!("-I{}", spec.dir.display()));
-    let file = |p: &Path| p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "kernel.cu".into());
+    let file = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| "kernel.cu".into())
+    };
     let with = |defs: Vec<String>| {
         let mut o = common.clone();
         o.extend(defs);
         o
     };
-    let cand = CompileRequest { name: file(&spec.source_path), source: spec.source.clone(), options: with(config.defines()), arch: arch.into() };
+    let cand = CompileRequest {
+        name: file(&spec.source_path),
+        source: spec.source.clone(),
+        options: with(config.defines()),
+        arch: arch.into(),
+    };
     let (reference, entry) = match &spec.reference {
-        Reference::Kernel { source_path, source, entry, .. } => (
-            CompileRequest { name: file(source_path), source: source.clone(), options: with(spec.baseline().defines()), arch: arch.into() },
+        Reference::Kernel {
+            source_path,
+            source,
+            entry,
+            ..
+        } => (
+            CompileRequest {
+                name: file(source_path),
+                source: source.clone(),
+                options: with(spec.baseline().defines()),
+                arch: arch.into(),
+            },
             entry.clone(),
         ),
         Reference::Baseline => (
-            CompileRequest { name: file(&spec.source_path), source: spec.source.clone(), options: with(spec.baseline().defines()), arch: arch.into() },
+            CompileRequest {
+                name: file(&spec.source_path),
+                source: spec.source.clone(),
+                options: with(spec.baseline().defines()),
+                arch: arch.into(),
+            },
             spec.entry.clone(),
         ),
     };
@@ -195,14 +242,32 @@ pub fn compile_requests(spec: &KernelSpec, config: &Config, arch: &str) -> (Comp
 /// Compiles all requests at once, one CPU thread each.
 pub fn compile_all(reqs: &[CompileRequest], cache: &Path) -> Vec<Result<Compiled, String>> {
     std::thread::scope(|s| {
-        let handles: Vec<_> = reqs.iter().map(|r| s.spawn(move || nvrtc::compile(r, cache))).collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("the compiler thread panicked".into()))).collect()
+        let handles: Vec<_> = reqs
+            .iter()
+            .map(|r| s.spawn(move || nvrtc::compile(r, cache)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("the compiler thread panicked".into()))
+            })
+            .collect()
     })
 }
 
 /// Achieved throughput and plausibility of a measured configuration.
-pub fn judge(e: &mut Evaluation, bytes: f64, flops: f64, compute: ComputeKind, ceilings: &Ceilings, margin: f64) {
-    let Some(median_us) = e.median_us() else { return };
+pub fn judge(
+    e: &mut Evaluation,
+    bytes: f64,
+    flops: f64,
+    compute: ComputeKind,
+    ceilings: &Ceilings,
+    margin: f64,
+) {
+    let Some(median_us) = e.median_us() else {
+        return;
+    };
     let secs = median_us * 1e-6;
     let gbs = bytes / secs / 1e9;
     let gflops = flops / secs / 1e9;
@@ -218,14 +283,32 @@ pub fn judge(e: &mut Evaluation, bytes: f64, flops: f64, compute: ComputeKind, c
         gflops,
         compute,
         compute_fraction: gflops / compute_ceiling,
-        bound: if gbs / ceilings.dram_gbs >= gflops / compute_ceiling { "memory".into() } else { "compute".into() },
+        bound: if gbs / ceilings.dram_gbs >= gflops / compute_ceiling {
+            "memory".into()
+        } else {
+            "compute".into()
+        },
     };
     for (what, achieved, ceiling, frac) in [
-        ("DRAM bandwidth (GB/s)", gbs, ceilings.dram_gbs, r.dram_fraction),
-        ("arithmetic throughput (GFLOP/s)", gflops, compute_ceiling, r.compute_fraction),
+        (
+            "DRAM bandwidth (GB/s)",
+            gbs,
+            ceilings.dram_gbs,
+            r.dram_fraction,
+        ),
+        (
+            "arithmetic throughput (GFLOP/s)",
+            gflops,
+            compute_ceiling,
+            r.compute_fraction,
+        ),
     ] {
         if frac > 1.0 + margin {
-            e.outcome = Outcome::Implausible { what: what.into(), achieved, ceiling };
+            e.outcome = Outcome::Implausible {
+                what: what.into(),
+                achieved,
+                ceiling,
+            };
         } else if frac > 1.0 {
             e.anomalies.push(format!(
                 "{what} {achieved:.1} is {:.1}% of the measured ceiling {ceiling:.1}, within the {:.0}% noise margin; the ceiling may be underestimated",
@@ -249,20 +332,32 @@ pub struct Session {
 impl Session {
     /// Starts the worker on `opts.gpu` and loads (or measures) the device's ceilings.
     pub fn start(opts: Options, mut progress: Box<dyn FnMut(&str)>) -> Result<Session, EvalError> {
-        let cmd = WorkerCommand::this_exe(vec![
+        let args = vec![
             "worker".into(),
             "--gpu".into(),
             opts.gpu.to_string(),
             "--cache-dir".into(),
             opts.cache_dir.display().to_string(),
-        ])
-        .map_err(|e| EvalError::Infra(format!("cannot find this executable: {e}")))?;
+        ];
+        let cmd = match &opts.worker_exe {
+            Some(p) => WorkerCommand {
+                program: p.clone(),
+                args,
+            },
+            None => WorkerCommand::this_exe(args)
+                .map_err(|e| EvalError::Infra(format!("cannot find this executable: {e}")))?,
+        };
         // Ceilings and start-up get a longer leash than a candidate.
         let mut sup = Supervisor::new(cmd, opts.watchdog.max(Duration::from_secs(60)));
         progress("starting the GPU worker");
         let device = sup.ensure_started()?.clone();
-        let path = opts.cache_dir.join("ceilings").join(format!("{}.json", device.uuid));
-        let cached: Option<Ceilings> = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok());
+        let path = opts
+            .cache_dir
+            .join("ceilings")
+            .join(format!("{}.json", device.uuid));
+        let cached: Option<Ceilings> = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
         let ceilings = match cached {
             Some(c) if !opts.remeasure_ceilings && c.driver_version == device.driver_version => c,
             _ => {
@@ -275,13 +370,23 @@ impl Session {
                         }
                         *ceilings
                     }
-                    Reply::Done(Response::Error { message }) => return Err(EvalError::Infra(message)),
-                    other => return Err(EvalError::Infra(format!("measuring ceilings: {other:?}"))),
+                    Reply::Done(Response::Error { message }) => {
+                        return Err(EvalError::Infra(message))
+                    }
+                    other => {
+                        return Err(EvalError::Infra(format!("measuring ceilings: {other:?}")))
+                    }
                 }
             }
         };
         sup.watchdog = opts.watchdog;
-        Ok(Session { sup, device, ceilings, opts, progress })
+        Ok(Session {
+            sup,
+            device,
+            ceilings,
+            opts,
+            progress,
+        })
     }
 
     pub fn restarts(&self) -> u32 {
@@ -290,53 +395,82 @@ impl Session {
 
     /// Compiles and builds the worker job of one configuration, or the outcome that
     /// ends it early.
-    fn prepare(&mut self, spec: &KernelSpec, config: &Config, measure: bool) -> Result<(EvalJob, Evaluation), Evaluation> {
+    fn prepare(
+        &mut self,
+        spec: &KernelSpec,
+        config: &Config,
+        measure: bool,
+    ) -> Result<(EvalJob, Evaluation), Box<Evaluation>> {
         let start = Instant::now();
         let mut e = Evaluation::new(spec, config, Outcome::Passed);
         let (sizes, skipped) = match plan_sizes(spec, config) {
             Ok(x) => x,
             Err(o) => {
-                e.outcome = o;
-                return Err(e);
+                e.outcome = *o;
+                return Err(Box::new(e));
             }
         };
         e.skipped_sizes = skipped;
         (self.progress)(&format!("compiling {config}"));
         let (cand, reference, ref_entry) = compile_requests(spec, config, &self.device.arch);
         let mut results = compile_all(&[cand, reference], &self.opts.cache_dir).into_iter();
-        let (c, r) = (results.next().expect("two results"), results.next().expect("two results"));
+        let (c, r) = (
+            results.next().expect("two results"),
+            results.next().expect("two results"),
+        );
         e.times.compile_ms = start.elapsed().as_secs_f64() * 1e3;
         let cubin = match c {
-            Ok(Compiled::Ok { cubin, log, cached, ms }) => {
+            Ok(Compiled::Ok {
+                cubin,
+                log,
+                cached,
+                ms,
+            }) => {
                 e.compile = Some(CompileInfo { ms, cached, log });
                 cubin
             }
             Ok(Compiled::Failed { log, cached, ms }) => {
-                e.compile = Some(CompileInfo { ms, cached, log: log.clone() });
+                e.compile = Some(CompileInfo {
+                    ms,
+                    cached,
+                    log: log.clone(),
+                });
                 e.outcome = Outcome::CompileFailed { log };
-                return Err(e);
+                return Err(Box::new(e));
             }
             Err(m) => {
                 e.outcome = Outcome::CompileFailed { log: m };
-                return Err(e);
+                return Err(Box::new(e));
             }
         };
         let ref_cubin = match r {
             Ok(Compiled::Ok { cubin, .. }) => cubin,
             Ok(Compiled::Failed { log, .. }) => {
-                e.outcome = Outcome::Crashed { stage: "compile reference".into(), error: format!("the reference does not compile:\n{log}") };
-                return Err(e);
+                e.outcome = Outcome::Crashed {
+                    stage: "compile reference".into(),
+                    error: format!("the reference does not compile:\n{log}"),
+                };
+                return Err(Box::new(e));
             }
             Err(m) => {
-                e.outcome = Outcome::Crashed { stage: "compile reference".into(), error: m };
-                return Err(e);
+                e.outcome = Outcome::Crashed {
+                    stage: "compile reference".into(),
+                    error: m,
+                };
+                return Err(Box::new(e));
             }
         };
         let v = &spec.validation;
         let job = EvalJob {
             label: config.to_string(),
-            kernel: KernelImage { cubin, entry: spec.entry.clone() },
-            reference: KernelImage { cubin: ref_cubin, entry: ref_entry },
+            kernel: KernelImage {
+                cubin,
+                entry: spec.entry.clone(),
+            },
+            reference: KernelImage {
+                cubin: ref_cubin,
+                entry: ref_entry,
+            },
             sizes,
             validation: ValidationOpts {
                 trials: v.trials,
@@ -359,28 +493,51 @@ impl Session {
         e.times.measure_ms = r.measure_ms;
         if e.outcome == Outcome::Passed {
             let p = &job.sizes[0];
-            judge(e, p.bytes, p.flops, spec.cost.compute, &self.ceilings, self.opts.plausibility_margin);
+            judge(
+                e,
+                p.bytes,
+                p.flops,
+                spec.cost.compute,
+                &self.ceilings,
+                self.opts.plausibility_margin,
+            );
         }
     }
 
     fn lost(reply: Reply) -> Result<Outcome, EvalError> {
         match reply {
-            Reply::Hung { stage, waited } => Ok(Outcome::Hung { stage, after_s: waited.as_secs_f64() }),
-            Reply::Died { stage, status } => Ok(Outcome::Crashed { stage, error: format!("the worker died ({status})") }),
+            Reply::Hung { stage, waited } => Ok(Outcome::Hung {
+                stage,
+                after_s: waited.as_secs_f64(),
+            }),
+            Reply::Died { stage, status } => Ok(Outcome::Crashed {
+                stage,
+                error: format!("the worker died ({status})"),
+            }),
             Reply::Done(Response::Error { message }) => Err(EvalError::Infra(message)),
             Reply::Done(other) => Err(EvalError::Infra(format!("unexpected answer {other:?}"))),
         }
     }
 
     /// Compiles, validates and (when `measure`) measures one configuration.
-    pub fn evaluate(&mut self, spec: &KernelSpec, config: &Config, measure: bool) -> Result<Evaluation, EvalError> {
+    pub fn evaluate(
+        &mut self,
+        spec: &KernelSpec,
+        config: &Config,
+        measure: bool,
+    ) -> Result<Evaluation, EvalError> {
         let start = Instant::now();
         let (job, mut e) = match self.prepare(spec, config, measure) {
             Ok(x) => x,
-            Err(e) => return Ok(e),
+            Err(e) => return Ok(*e),
         };
         let progress = &mut self.progress;
-        let reply = self.sup.call(&Request::Evaluate { job: Box::new(job.clone()) }, &mut |s| progress(s))?;
+        let reply = self.sup.call(
+            &Request::Evaluate {
+                job: Box::new(job.clone()),
+            },
+            &mut |s| progress(s),
+        )?;
         match reply {
             Reply::Done(Response::Evaluated { report }) => self.absorb(&mut e, *report, &job, spec),
             other => e.outcome = Self::lost(other)?,
@@ -391,23 +548,36 @@ impl Session {
 
     /// Validates both configurations and measures them interleaved (A B A B ...).
     /// The speedup is B's over A (time of A / time of B).
-    pub fn compare(&mut self, spec: &KernelSpec, a: &Config, b: &Config) -> Result<(Evaluation, Evaluation, Option<AbResult>), EvalError> {
+    pub fn compare(
+        &mut self,
+        spec: &KernelSpec,
+        a: &Config,
+        b: &Config,
+    ) -> Result<(Evaluation, Evaluation, Option<AbResult>), EvalError> {
         let start = Instant::now();
         let pa = self.prepare(spec, a, true);
         let pb = self.prepare(spec, b, true);
         let ((ja, mut ea), (jb, mut eb)) = match (pa, pb) {
             (Ok(x), Ok(y)) => (x, y),
             // One did not get as far as the GPU: evaluate the other alone.
-            (Err(ea), Ok(_)) => return Ok((ea, self.evaluate(spec, b, true)?, None)),
-            (Ok(_), Err(eb)) => return Ok((self.evaluate(spec, a, true)?, eb, None)),
-            (Err(ea), Err(eb)) => return Ok((ea, eb, None)),
+            (Err(ea), Ok(_)) => return Ok((*ea, self.evaluate(spec, b, true)?, None)),
+            (Ok(_), Err(eb)) => return Ok((self.evaluate(spec, a, true)?, *eb, None)),
+            (Err(ea), Err(eb)) => return Ok((*ea, *eb, None)),
         };
         let progress = &mut self.progress;
-        let req = Request::Compare { a: Box::new(ja.clone()), b: Box::new(jb.clone()), min_gain: self.opts.min_gain };
+        let req = Request::Compare {
+            a: Box::new(ja.clone()),
+            b: Box::new(jb.clone()),
+            min_gain: self.opts.min_gain,
+        };
         let reply = self.sup.call(&req, &mut |s| progress(s))?;
         let mut ab = None;
         match reply {
-            Reply::Done(Response::Compared { a: ra, b: rb, ab: r }) => {
+            Reply::Done(Response::Compared {
+                a: ra,
+                b: rb,
+                ab: r,
+            }) => {
                 self.absorb(&mut ea, *ra, &ja, spec);
                 self.absorb(&mut eb, *rb, &jb, spec);
                 // A verdict stands only when both sides passed every check.

@@ -80,12 +80,23 @@ extern "C" __global__ void mma_peak(float* sink, int iters) {
 "#;
 
 fn dims(grid: u32, block: u32) -> LaunchDims {
-    LaunchDims { grid: [grid, 1, 1], block: [block, 1, 1], shared_bytes: 0 }
+    LaunchDims {
+        grid: [grid, 1, 1],
+        block: [block, 1, 1],
+        shared_bytes: 0,
+    }
 }
 
 /// Best time in ms of `reps` runs of `f`, each between two events.
-fn best_ms(gpu: &Gpu, reps: usize, mut f: impl FnMut() -> Result<(), String>) -> Result<f64, String> {
-    let (a, b) = (gpu.event().map_err(|e| e.to_string())?, gpu.event().map_err(|e| e.to_string())?);
+fn best_ms(
+    gpu: &Gpu,
+    reps: usize,
+    mut f: impl FnMut() -> Result<(), String>,
+) -> Result<f64, String> {
+    let (a, b) = (
+        gpu.event().map_err(|e| e.to_string())?,
+        gpu.event().map_err(|e| e.to_string())?,
+    );
     f()?; // warm-up
     gpu.sync().map_err(|e| e.to_string())?;
     let mut best = f64::INFINITY;
@@ -99,15 +110,32 @@ fn best_ms(gpu: &Gpu, reps: usize, mut f: impl FnMut() -> Result<(), String>) ->
 }
 
 /// Measures the ceilings of `gpu`. Takes a few seconds.
-pub fn measure(gpu: &mut Gpu, cache_dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<Ceilings, String> {
-    let req = CompileRequest { name: "ceilings.cu".into(), source: SOURCE.into(), options: vec![], arch: gpu.info.arch.clone() };
+pub fn measure(
+    gpu: &mut Gpu,
+    cache_dir: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Ceilings, String> {
+    let req = CompileRequest {
+        name: "ceilings.cu".into(),
+        source: SOURCE.into(),
+        options: vec![],
+        arch: gpu.info.arch.clone(),
+    };
     let cubin = match nvrtc::compile(&req, cache_dir)? {
         Compiled::Ok { cubin, .. } => cubin,
-        Compiled::Failed { log, .. } => return Err(format!("the ceiling kernels did not compile:\n{log}")),
+        Compiled::Failed { log, .. } => {
+            return Err(format!("the ceiling kernels did not compile:\n{log}"))
+        }
     };
-    let image = std::fs::read(&cubin).map_err(|e| format!("cannot read {}: {e}", cubin.display()))?;
+    let image =
+        std::fs::read(&cubin).map_err(|e| format!("cannot read {}: {e}", cubin.display()))?;
     let load = |entry: &str| gpu.load(&image, entry).map_err(|e| e.to_string());
-    let (copy4, read4, fma, mma) = (load("copy4")?, load("read4")?, load("fma_peak")?, load("mma_peak")?);
+    let (copy4, read4, fma, mma) = (
+        load("copy4")?,
+        load("read4")?,
+        load("fma_peak")?,
+        load("mma_peak")?,
+    );
     let sms = gpu.info.sms;
     let err = |e: super::GpuError| e.to_string();
 
@@ -116,7 +144,9 @@ pub fn measure(gpu: &mut Gpu, cache_dir: &Path, progress: &mut dyn FnMut(&str)) 
     let free = gpu.free_memory().map_err(err)?;
     let bytes = ((free / 4).min(1 << 30) as usize) & !0xFFF;
     if bytes < 16 * gpu.info.l2_bytes as usize {
-        return Err(format!("only {free} bytes free on the device: too little to measure bandwidth honestly"));
+        return Err(format!(
+            "only {free} bytes free on the device: too little to measure bandwidth honestly"
+        ));
     }
     let src = gpu.alloc(bytes).map_err(err)?;
     let dst = gpu.alloc(bytes).map_err(err)?;
@@ -126,18 +156,45 @@ pub fn measure(gpu: &mut Gpu, cache_dir: &Path, progress: &mut dyn FnMut(&str)) 
     let n4_bytes = n4.to_le_bytes();
     let mut by_method = Vec::new();
     let ms = best_ms(gpu, 10, || gpu.copy(&dst, &src).map_err(err))?;
-    by_method.push(("cuMemcpyDtoD (read + write)".to_string(), 2.0 * bytes as f64 / (ms * 1e-3) / 1e9));
-    let mut p = Params::new(&[Param::Buffer(&src), Param::Buffer(&dst), Param::Bytes(&n4_bytes)]).map_err(err)?;
-    let ms = best_ms(gpu, 10, || gpu.launch(&copy4, &dims(sms * 8, 512), &mut p).map_err(err))?;
-    by_method.push(("float4 copy kernel (read + write)".to_string(), 2.0 * bytes as f64 / (ms * 1e-3) / 1e9));
-    let mut p = Params::new(&[Param::Buffer(&src), Param::Buffer(&sink), Param::Bytes(&n4_bytes)]).map_err(err)?;
-    let ms = best_ms(gpu, 10, || gpu.launch(&read4, &dims(sms * 8, 512), &mut p).map_err(err))?;
-    by_method.push(("float4 read kernel (read only)".to_string(), bytes as f64 / (ms * 1e-3) / 1e9));
+    by_method.push((
+        "cuMemcpyDtoD (read + write)".to_string(),
+        2.0 * bytes as f64 / (ms * 1e-3) / 1e9,
+    ));
+    let mut p = Params::new(&[
+        Param::Buffer(&src),
+        Param::Buffer(&dst),
+        Param::Bytes(&n4_bytes),
+    ])
+    .map_err(err)?;
+    let ms = best_ms(gpu, 10, || {
+        gpu.launch(&copy4, &dims(sms * 8, 512), &mut p).map_err(err)
+    })?;
+    by_method.push((
+        "float4 copy kernel (read + write)".to_string(),
+        2.0 * bytes as f64 / (ms * 1e-3) / 1e9,
+    ));
+    let mut p = Params::new(&[
+        Param::Buffer(&src),
+        Param::Buffer(&sink),
+        Param::Bytes(&n4_bytes),
+    ])
+    .map_err(err)?;
+    let ms = best_ms(gpu, 10, || {
+        gpu.launch(&read4, &dims(sms * 8, 512), &mut p).map_err(err)
+    })?;
+    by_method.push((
+        "float4 read kernel (read only)".to_string(),
+        bytes as f64 / (ms * 1e-3) / 1e9,
+    ));
     drop((src, dst));
-    let (dram_method, dram_gbs) = by_method
-        .iter()
-        .cloned()
-        .fold((String::new(), 0.0), |best, (m, v)| if v > best.1 { (m, v) } else { best });
+    let (dram_method, dram_gbs) =
+        by_method
+            .iter()
+            .cloned()
+            .fold(
+                (String::new(), 0.0),
+                |best, (m, v)| if v > best.1 { (m, v) } else { best },
+            );
 
     progress("ceilings: FP32 FMA throughput");
     let threads = 256u32;
@@ -145,8 +202,12 @@ pub fn measure(gpu: &mut Gpu, cache_dir: &Path, progress: &mut dyn FnMut(&str)) 
     let iters: i32 = 4096;
     let it = iters.to_le_bytes();
     let seed = 1.0f32.to_le_bytes();
-    let mut p = Params::new(&[Param::Buffer(&sink), Param::Bytes(&it), Param::Bytes(&seed)]).map_err(err)?;
-    let ms = best_ms(gpu, 5, || gpu.launch(&fma, &dims(blocks, threads), &mut p).map_err(err))?;
+    let mut p = Params::new(&[Param::Buffer(&sink), Param::Bytes(&it), Param::Bytes(&seed)])
+        .map_err(err)?;
+    let ms = best_ms(gpu, 5, || {
+        gpu.launch(&fma, &dims(blocks, threads), &mut p)
+            .map_err(err)
+    })?;
     let flops = 2.0 * 16.0 * iters as f64 * (blocks * threads) as f64;
     let fp32_gflops = flops / (ms * 1e-3) / 1e9;
 
@@ -154,7 +215,10 @@ pub fn measure(gpu: &mut Gpu, cache_dir: &Path, progress: &mut dyn FnMut(&str)) 
     let iters: i32 = 2048;
     let it = iters.to_le_bytes();
     let mut p = Params::new(&[Param::Buffer(&sink), Param::Bytes(&it)]).map_err(err)?;
-    let ms = best_ms(gpu, 5, || gpu.launch(&mma, &dims(blocks, threads), &mut p).map_err(err))?;
+    let ms = best_ms(gpu, 5, || {
+        gpu.launch(&mma, &dims(blocks, threads), &mut p)
+            .map_err(err)
+    })?;
     let warps = (blocks * threads / 32) as f64;
     let flops = warps * iters as f64 * 4.0 * (2.0 * 16.0 * 8.0 * 16.0);
     let tensor_f16_gflops = flops / (ms * 1e-3) / 1e9;
@@ -171,6 +235,9 @@ pub fn measure(gpu: &mut Gpu, cache_dir: &Path, progress: &mut dyn FnMut(&str)) 
         tensor_f16_gflops,
         tensor_method: "mma.sync m16n8k16 f16->f32 (Hopper's wgmma path can exceed it)".into(),
         sm_clock_mhz: None,
-        measured_at: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        measured_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
     })
 }

@@ -9,7 +9,7 @@ pub mod nvml;
 pub mod nvrtc;
 
 use std::ffi::{c_void, CString};
-use std::sync::Arc;
+use std::rc::Rc;
 
 use cudarc::driver::result as cu;
 use cudarc::driver::sys;
@@ -30,11 +30,19 @@ pub struct GpuError {
 
 impl GpuError {
     fn driver(op: impl Into<String>, e: DriverError) -> Self {
-        GpuError { op: op.into(), error: format!("{e:?}"), code: Some(e.0 as u32) }
+        GpuError {
+            op: op.into(),
+            error: format!("{e:?}"),
+            code: Some(e.0 as u32),
+        }
     }
 
     pub fn other(op: impl Into<String>, error: impl Into<String>) -> Self {
-        GpuError { op: op.into(), error: error.into(), code: None }
+        GpuError {
+            op: op.into(),
+            error: error.into(),
+            code: None,
+        }
     }
 
     /// A sticky error leaves the context unusable: the worker must exit.
@@ -50,7 +58,8 @@ impl GpuError {
             E::CUDA_ERROR_INVALID_PC,
             E::CUDA_ERROR_LAUNCH_FAILED,
         ];
-        self.code.is_some_and(|c| sticky.iter().any(|s| *s as u32 == c))
+        self.code
+            .is_some_and(|c| sticky.iter().any(|s| *s as u32 == c))
     }
 
     pub fn is_out_of_memory(&self) -> bool {
@@ -66,7 +75,10 @@ pub fn driver_present() -> std::result::Result<(), String> {
     if unsafe { sys::is_culib_present() } {
         Ok(())
     } else {
-        Err("no CUDA driver: libcuda.so could not be loaded (is an NVIDIA driver installed?)".into())
+        Err(
+            "no CUDA driver: libcuda.so could not be loaded (is an NVIDIA driver installed?)"
+                .into(),
+        )
     }
 }
 
@@ -156,7 +168,7 @@ struct Module(sys::CUmodule);
 impl Drop for Module {
     fn drop(&mut self) {
         // SAFETY: the module was loaded by `Gpu::load` and is unloaded once, after every
-        // `Kernel` holding it (they share the `Arc`) has been dropped.
+        // `Kernel` holding it (they share the `Rc`) has been dropped.
         let _ = unsafe { cu::module::unload(self.0) };
     }
 }
@@ -164,7 +176,7 @@ impl Drop for Module {
 /// A loaded kernel function.
 pub struct Kernel {
     f: sys::CUfunction,
-    _module: Arc<Module>,
+    _module: Rc<Module>,
     pub info: FunctionInfo,
     pub entry: String,
 }
@@ -188,19 +200,22 @@ pub enum Param<'a> {
 /// Kernel parameters laid out for cuLaunchKernel: 8-byte aligned slots that live as
 /// long as the launch call.
 pub struct Params {
-    slots: Vec<Box<[u64; 2]>>,
+    slots: Vec<[u64; 2]>,
 }
 
 impl Params {
     pub fn new(params: &[Param<'_>]) -> Result<Params> {
         let mut slots = Vec::with_capacity(params.len());
         for p in params {
-            let mut slot = Box::new([0u64; 2]);
+            let mut slot = [0u64; 2];
             match p {
                 Param::Buffer(b) => slot[0] = b.ptr,
                 Param::Bytes(bytes) => {
                     if bytes.len() > 16 {
-                        return Err(GpuError::other("kernel parameter", "scalars of more than 16 bytes are not supported"));
+                        return Err(GpuError::other(
+                            "kernel parameter",
+                            "scalars of more than 16 bytes are not supported",
+                        ));
                     }
                     let mut raw = [0u8; 16];
                     raw[..bytes.len()].copy_from_slice(bytes);
@@ -216,7 +231,7 @@ impl Params {
 
 /// The CUDA context of one device, the null stream, and an L2 flush buffer.
 pub struct Gpu {
-    _ctx: Arc<CudaContext>,
+    _ctx: std::sync::Arc<CudaContext>,
     pub info: DeviceInfo,
     flush: Option<DeviceBuffer>,
 }
@@ -226,7 +241,14 @@ const STREAM: sys::CUstream = std::ptr::null_mut();
 fn uuid_string(u: &sys::CUuuid) -> String {
     let b: Vec<u8> = u.bytes.iter().map(|&c| c as u8).collect();
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("GPU-{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "GPU-{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 impl Gpu {
@@ -235,17 +257,27 @@ impl Gpu {
         driver_present().map_err(|e| GpuError::other("open device", e))?;
         let n = device_count()?;
         if n <= 0 {
-            return Err(GpuError::other("open device", "no CUDA device found (cuDeviceGetCount returned 0)"));
+            return Err(GpuError::other(
+                "open device",
+                "no CUDA device found (cuDeviceGetCount returned 0)",
+            ));
         }
         if ordinal >= n as usize {
-            return Err(GpuError::other("open device", format!("device {ordinal} does not exist; {n} device(s) found")));
+            return Err(GpuError::other(
+                "open device",
+                format!("device {ordinal} does not exist; {n} device(s) found"),
+            ));
         }
         let ctx = CudaContext::new(ordinal).map_err(|e| GpuError::driver("create context", e))?;
         let attr = |a: sys::CUdevice_attribute| -> Result<u32> {
-            ctx.attribute(a).map(|v| v as u32).map_err(|e| GpuError::driver(format!("cuDeviceGetAttribute({a:?})"), e))
+            ctx.attribute(a)
+                .map(|v| v as u32)
+                .map_err(|e| GpuError::driver(format!("cuDeviceGetAttribute({a:?})"), e))
         };
         use sys::CUdevice_attribute as A;
-        let (major, minor) = ctx.compute_capability().map_err(|e| GpuError::driver("compute capability", e))?;
+        let (major, minor) = ctx
+            .compute_capability()
+            .map_err(|e| GpuError::driver("compute capability", e))?;
         let info = DeviceInfo {
             ordinal,
             name: ctx.name().map_err(|e| GpuError::driver("device name", e))?,
@@ -254,10 +286,15 @@ impl Gpu {
             arch: format!("sm_{major}{minor}"),
             sms: attr(A::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?,
             l2_bytes: attr(A::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)? as u64,
-            total_mem_bytes: ctx.total_mem().map_err(|e| GpuError::driver("total memory", e))? as u64,
+            total_mem_bytes: ctx
+                .total_mem()
+                .map_err(|e| GpuError::driver("total memory", e))?
+                as u64,
             max_threads_per_block: attr(A::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK)?,
             max_threads_per_sm: attr(A::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR)?,
-            max_shared_per_block_optin: attr(A::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?,
+            max_shared_per_block_optin: attr(
+                A::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+            )?,
             max_shared_per_sm: attr(A::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR)?,
             regs_per_sm: attr(A::CU_DEVICE_ATTRIBUTE_MAX_REGISTERS_PER_MULTIPROCESSOR)?,
             sm_clock_khz: attr(A::CU_DEVICE_ATTRIBUTE_CLOCK_RATE)?,
@@ -265,39 +302,52 @@ impl Gpu {
             mem_bus_bits: attr(A::CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH)?,
             driver_version: driver_version()?,
         };
-        Ok(Gpu { _ctx: ctx, info, flush: None })
+        Ok(Gpu {
+            _ctx: ctx,
+            info,
+            flush: None,
+        })
     }
 
     pub fn free_memory(&self) -> Result<u64> {
-        cu::mem_get_info().map(|(free, _)| free as u64).map_err(|e| GpuError::driver("cuMemGetInfo", e))
+        cu::mem_get_info()
+            .map(|(free, _)| free as u64)
+            .map_err(|e| GpuError::driver("cuMemGetInfo", e))
     }
 
     pub fn alloc(&self, bytes: usize) -> Result<DeviceBuffer> {
         // SAFETY: a plain allocation on the current context; the pointer is owned by the
         // returned buffer and freed in its Drop.
-        let ptr = unsafe { cu::malloc_sync(bytes.max(1)) }.map_err(|e| GpuError::driver(format!("cuMemAlloc({bytes} bytes)"), e))?;
+        let ptr = unsafe { cu::malloc_sync(bytes.max(1)) }
+            .map_err(|e| GpuError::driver(format!("cuMemAlloc({bytes} bytes)"), e))?;
         Ok(DeviceBuffer { ptr, bytes })
     }
 
     pub fn upload(&self, dst: &DeviceBuffer, src: &[u8]) -> Result<()> {
         if src.len() > dst.bytes {
-            return Err(GpuError::other("upload", format!("{} bytes into a buffer of {}", src.len(), dst.bytes)));
+            return Err(GpuError::other(
+                "upload",
+                format!("{} bytes into a buffer of {}", src.len(), dst.bytes),
+            ));
         }
         // SAFETY: `dst` holds at least `src.len()` bytes (checked above) and is alive.
-        unsafe { cu::memcpy_htod_sync(dst.ptr, src) }.map_err(|e| GpuError::driver("cuMemcpyHtoD", e))
+        unsafe { cu::memcpy_htod_sync(dst.ptr, src) }
+            .map_err(|e| GpuError::driver("cuMemcpyHtoD", e))
     }
 
     pub fn download(&self, src: &DeviceBuffer) -> Result<Vec<u8>> {
         let mut out = vec![0u8; src.bytes];
         // SAFETY: `out` has exactly `src.bytes` bytes; `src` is alive.
-        unsafe { cu::memcpy_dtoh_sync(&mut out, src.ptr) }.map_err(|e| GpuError::driver("cuMemcpyDtoH", e))?;
+        unsafe { cu::memcpy_dtoh_sync(&mut out, src.ptr) }
+            .map_err(|e| GpuError::driver("cuMemcpyDtoH", e))?;
         Ok(out)
     }
 
     /// Sets every byte of `dst` to `byte` (stream-ordered).
     pub fn fill(&self, dst: &DeviceBuffer, byte: u8) -> Result<()> {
         // SAFETY: writes exactly `dst.bytes` bytes of a live allocation.
-        unsafe { cu::memset_d8_async(dst.ptr, byte, dst.bytes, STREAM) }.map_err(|e| GpuError::driver("cuMemsetD8", e))
+        unsafe { cu::memset_d8_async(dst.ptr, byte, dst.bytes, STREAM) }
+            .map_err(|e| GpuError::driver("cuMemsetD8", e))
     }
 
     /// Copies all of `src` into `dst` (stream-ordered); sizes must match.
@@ -306,7 +356,8 @@ impl Gpu {
             return Err(GpuError::other("copy", "destination smaller than source"));
         }
         // SAFETY: both buffers are alive and `dst` holds at least `src.bytes` bytes.
-        unsafe { cu::memcpy_dtod_async(dst.ptr, src.ptr, src.bytes, STREAM) }.map_err(|e| GpuError::driver("cuMemcpyDtoD", e))
+        unsafe { cu::memcpy_dtod_async(dst.ptr, src.ptr, src.bytes, STREAM) }
+            .map_err(|e| GpuError::driver("cuMemcpyDtoD", e))
     }
 
     /// Evicts the L2 by writing a buffer of twice its size (allocated on first use).
@@ -323,16 +374,24 @@ impl Gpu {
     pub fn load(&self, image: &[u8], entry: &str) -> Result<Kernel> {
         let mut data = image.to_vec();
         data.push(0); // PTX images must be NUL-terminated; CUBIN ignores the extra byte.
-        // SAFETY: `data` is a complete image that outlives the call.
-        let m = unsafe { cu::module::load_data(data.as_ptr() as *const c_void) }.map_err(|e| GpuError::driver("cuModuleLoadData", e))?;
-        let module = Arc::new(Module(m));
-        let name = CString::new(entry).map_err(|_| GpuError::other("cuModuleGetFunction", "entry name contains NUL"))?;
-        // SAFETY: `module.0` was just loaded and is kept alive by the Arc.
-        let f = unsafe { cu::module::get_function(module.0, name) }
-            .map_err(|e| GpuError::driver(format!("cuModuleGetFunction(`{entry}`): is the kernel declared extern \"C\"?"), e))?;
+                      // SAFETY: `data` is a complete image that outlives the call.
+        let m = unsafe { cu::module::load_data(data.as_ptr() as *const c_void) }
+            .map_err(|e| GpuError::driver("cuModuleLoadData", e))?;
+        let module = Rc::new(Module(m));
+        let name = CString::new(entry)
+            .map_err(|_| GpuError::other("cuModuleGetFunction", "entry name contains NUL"))?;
+        // SAFETY: `module.0` was just loaded and is kept alive by the Rc.
+        let f = unsafe { cu::module::get_function(module.0, name) }.map_err(|e| {
+            GpuError::driver(
+                format!("cuModuleGetFunction(`{entry}`): is the kernel declared extern \"C\"?"),
+                e,
+            )
+        })?;
         let get = |a: sys::CUfunction_attribute| -> Result<u32> {
             // SAFETY: `f` is a live function of a loaded module.
-            unsafe { cu::function::get_function_attribute(f, a) }.map(|v| v as u32).map_err(|e| GpuError::driver("cuFuncGetAttribute", e))
+            unsafe { cu::function::get_function_attribute(f, a) }
+                .map(|v| v as u32)
+                .map_err(|e| GpuError::driver("cuFuncGetAttribute", e))
         };
         use sys::CUfunction_attribute as F;
         let info = FunctionInfo {
@@ -342,7 +401,12 @@ impl Gpu {
             const_bytes: get(F::CU_FUNC_ATTRIBUTE_CONST_SIZE_BYTES)?,
             max_threads_per_block: get(F::CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK)?,
         };
-        Ok(Kernel { f, _module: module, info, entry: entry.to_string() })
+        Ok(Kernel {
+            f,
+            _module: module,
+            info,
+            entry: entry.to_string(),
+        })
     }
 
     /// Why `dims` cannot launch `k` on this device, if it cannot.
@@ -380,7 +444,11 @@ impl Gpu {
             }
             .map_err(|e| GpuError::driver("cuFuncSetAttribute(max dynamic shared)", e))?;
         }
-        let mut ptrs: Vec<*mut c_void> = params.slots.iter_mut().map(|s| s.as_mut_ptr() as *mut c_void).collect();
+        let mut ptrs: Vec<*mut c_void> = params
+            .slots
+            .iter_mut()
+            .map(|s| s.as_mut_ptr() as *mut c_void)
+            .collect();
         // SAFETY: `k.f` is a live function; every parameter pointer points into a slot of
         // `params` that outlives this call (the driver copies parameter values at launch);
         // buffer parameters point to live allocations owned by the caller, who keeps them
@@ -401,16 +469,20 @@ impl Gpu {
     /// Waits for all enqueued work. A kernel fault surfaces here.
     pub fn sync(&self) -> Result<()> {
         // SAFETY: the null stream always exists.
-        unsafe { cu::stream::synchronize(STREAM) }.map_err(|e| GpuError::driver("cuStreamSynchronize", e))
+        unsafe { cu::stream::synchronize(STREAM) }
+            .map_err(|e| GpuError::driver("cuStreamSynchronize", e))
     }
 
     pub fn event(&self) -> Result<Event> {
-        cu::event::create(sys::CUevent_flags::CU_EVENT_DEFAULT).map(Event).map_err(|e| GpuError::driver("cuEventCreate", e))
+        cu::event::create(sys::CUevent_flags::CU_EVENT_DEFAULT)
+            .map(Event)
+            .map_err(|e| GpuError::driver("cuEventCreate", e))
     }
 
     pub fn record(&self, e: &Event) -> Result<()> {
         // SAFETY: `e` is a live event; the null stream always exists.
-        unsafe { cu::event::record(e.0, STREAM) }.map_err(|er| GpuError::driver("cuEventRecord", er))
+        unsafe { cu::event::record(e.0, STREAM) }
+            .map_err(|er| GpuError::driver("cuEventRecord", er))
     }
 
     /// Milliseconds between two recorded events (waits for `end`).
@@ -418,15 +490,23 @@ impl Gpu {
         // SAFETY: both events are alive and were recorded on this context.
         unsafe {
             cu::event::synchronize(end.0).map_err(|e| GpuError::driver("cuEventSynchronize", e))?;
-            cu::event::elapsed(start.0, end.0).map(|ms| ms as f64).map_err(|e| GpuError::driver("cuEventElapsedTime", e))
+            cu::event::elapsed(start.0, end.0)
+                .map(|ms| ms as f64)
+                .map_err(|e| GpuError::driver("cuEventElapsedTime", e))
         }
     }
 
     /// Resident blocks per SM for `k` at this block size (the occupancy API).
     pub fn active_blocks_per_sm(&self, k: &Kernel, dims: &LaunchDims) -> Result<u32> {
         // SAFETY: `k.f` is a live function.
-        unsafe { cudarc::driver::result::occupancy::max_active_block_per_multiprocessor(k.f, dims.threads_per_block() as i32, dims.shared_bytes as usize) }
-            .map(|v| v as u32)
-            .map_err(|e| GpuError::driver("cuOccupancyMaxActiveBlocksPerMultiprocessor", e))
+        unsafe {
+            cudarc::driver::result::occupancy::max_active_block_per_multiprocessor(
+                k.f,
+                dims.threads_per_block() as i32,
+                dims.shared_bytes as usize,
+            )
+        }
+        .map(|v| v as u32)
+        .map_err(|e| GpuError::driver("cuOccupancyMaxActiveBlocksPerMultiprocessor", e))
     }
 }

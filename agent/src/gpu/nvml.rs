@@ -18,7 +18,11 @@ fn slowing(r: ThrottleReasons) -> Vec<String> {
         (ThrottleReasons::HW_THERMAL_SLOWDOWN, "hw_thermal"),
         (ThrottleReasons::HW_POWER_BRAKE_SLOWDOWN, "hw_power_brake"),
     ];
-    named.iter().filter(|(f, _)| r.contains(*f)).map(|(_, n)| n.to_string()).collect()
+    named
+        .iter()
+        .filter(|(f, _)| r.contains(*f))
+        .map(|(_, n)| n.to_string())
+        .collect()
 }
 
 /// A point-in-time reading for `doctor` and reports.
@@ -50,13 +54,28 @@ impl Monitor {
     pub fn open(uuid: &str) -> Monitor {
         match Nvml::init() {
             Ok(nvml) => {
-                let found = nvml.device_by_uuid(uuid).map(|_| ()).map_err(|e| format!("NVML has no device {uuid}: {e}"));
+                let found = nvml
+                    .device_by_uuid(uuid)
+                    .map(|_| ())
+                    .map_err(|e| format!("NVML has no device {uuid}: {e}"));
                 match found {
-                    Ok(()) => Monitor { nvml: Some(nvml), uuid: uuid.to_string(), unavailable: None },
-                    Err(e) => Monitor { nvml: None, uuid: uuid.to_string(), unavailable: Some(e) },
+                    Ok(()) => Monitor {
+                        nvml: Some(nvml),
+                        uuid: uuid.to_string(),
+                        unavailable: None,
+                    },
+                    Err(e) => Monitor {
+                        nvml: None,
+                        uuid: uuid.to_string(),
+                        unavailable: Some(e),
+                    },
                 }
             }
-            Err(e) => Monitor { nvml: None, uuid: uuid.to_string(), unavailable: Some(format!("NVML unavailable: {e}")) },
+            Err(e) => Monitor {
+                nvml: None,
+                uuid: uuid.to_string(),
+                unavailable: Some(format!("NVML unavailable: {e}")),
+            },
         }
     }
 
@@ -71,7 +90,10 @@ impl Monitor {
         self.with(|d| {
             Some(Telemetry {
                 sm_clock_mhz: d.clock(Clock::SM, ClockId::Current).ok(),
-                throttle_reasons: d.current_throttle_reasons().map(slowing).unwrap_or_default(),
+                throttle_reasons: d
+                    .current_throttle_reasons()
+                    .map(slowing)
+                    .unwrap_or_default(),
             })
         })
         .unwrap_or_default()
@@ -107,7 +129,10 @@ impl Monitor {
                 s.utilization_gpu_pct = Some(u.gpu);
                 s.utilization_mem_pct = Some(u.memory);
             }
-            s.throttle_reasons = d.current_throttle_reasons().map(slowing).unwrap_or_default();
+            s.throttle_reasons = d
+                .current_throttle_reasons()
+                .map(slowing)
+                .unwrap_or_default();
             s.energy_mj = d.total_energy_consumption().ok();
             Some(())
         });

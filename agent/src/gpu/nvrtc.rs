@@ -19,7 +19,10 @@ pub fn nvrtc_present() -> Result<(), String> {
     if unsafe { sys::is_culib_present() } {
         Ok(())
     } else {
-        Err("NVRTC not found: libnvrtc.so could not be loaded (install the CUDA toolkit's NVRTC)".into())
+        Err(
+            "NVRTC not found: libnvrtc.so could not be loaded (install the CUDA toolkit's NVRTC)"
+                .into(),
+        )
     }
 }
 
@@ -50,19 +53,36 @@ pub struct CompileRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Compiled {
-    Ok { cubin: PathBuf, log: String, cached: bool, ms: f64 },
-    Failed { log: String, cached: bool, ms: f64 },
+    Ok {
+        cubin: PathBuf,
+        log: String,
+        cached: bool,
+        ms: f64,
+    },
+    Failed {
+        log: String,
+        cached: bool,
+        ms: f64,
+    },
 }
 
 fn c_string(buf: Vec<c_char>) -> String {
-    let bytes: Vec<u8> = buf.into_iter().take_while(|&c| c != 0).map(|c| c as u8).collect();
+    let bytes: Vec<u8> = buf
+        .into_iter()
+        .take_while(|&c| c != 0)
+        .map(|c| c as u8)
+        .collect();
     String::from_utf8_lossy(&bytes).trim_end().to_string()
 }
 
 impl CompileRequest {
     /// All options passed to NVRTC, architecture included.
     pub fn full_options(&self) -> Vec<String> {
-        let mut o = vec![format!("--gpu-architecture={}", self.arch), "--std=c++17".to_string(), "-lineinfo".to_string()];
+        let mut o = vec![
+            format!("--gpu-architecture={}", self.arch),
+            "--std=c++17".to_string(),
+            "-lineinfo".to_string(),
+        ];
         o.extend(self.options.iter().cloned());
         o
     }
@@ -70,7 +90,13 @@ impl CompileRequest {
     /// Cache key: source, options, NVRTC version, architecture.
     pub fn key(&self, nvrtc: (i32, i32)) -> String {
         let mut h = Sha256::new();
-        for part in [CACHE_FORMAT, &self.name, &self.source, &self.arch, &format!("{}.{}", nvrtc.0, nvrtc.1)] {
+        for part in [
+            CACHE_FORMAT,
+            &self.name,
+            &self.source,
+            &self.arch,
+            &format!("{}.{}", nvrtc.0, nvrtc.1),
+        ] {
             h.update(part.as_bytes());
             h.update([0u8]);
         }
@@ -87,24 +113,37 @@ pub fn compile(req: &CompileRequest, cache_dir: &Path) -> Result<Compiled, Strin
     let start = Instant::now();
     let nv = version()?;
     let key = req.key(nv);
-    std::fs::create_dir_all(cache_dir).map_err(|e| format!("cannot create compile cache {}: {e}", cache_dir.display()))?;
+    std::fs::create_dir_all(cache_dir)
+        .map_err(|e| format!("cannot create compile cache {}: {e}", cache_dir.display()))?;
     let cubin = cache_dir.join(format!("{key}.cubin"));
     let log_path = cache_dir.join(format!("{key}.log"));
     let fail_path = cache_dir.join(format!("{key}.fail"));
     if cubin.exists() {
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        return Ok(Compiled::Ok { cubin, log, cached: true, ms: start.elapsed().as_secs_f64() * 1e3 });
+        return Ok(Compiled::Ok {
+            cubin,
+            log,
+            cached: true,
+            ms: start.elapsed().as_secs_f64() * 1e3,
+        });
     }
     if let Ok(log) = std::fs::read_to_string(&fail_path) {
-        return Ok(Compiled::Failed { log, cached: true, ms: start.elapsed().as_secs_f64() * 1e3 });
+        return Ok(Compiled::Failed {
+            log,
+            cached: true,
+            ms: start.elapsed().as_secs_f64() * 1e3,
+        });
     }
-    let src = CString::new(req.source.as_str()).map_err(|_| format!("{}: source contains a NUL byte", req.name))?;
-    let name = CString::new(req.name.as_str()).map_err(|_| "file name contains a NUL byte".to_string())?;
+    let src = CString::new(req.source.as_str())
+        .map_err(|_| format!("{}: source contains a NUL byte", req.name))?;
+    let name =
+        CString::new(req.name.as_str()).map_err(|_| "file name contains a NUL byte".to_string())?;
     let options = req.full_options();
     if options.iter().any(|o| o.contains('\0')) {
         return Err("a compile option contains a NUL byte".into());
     }
-    let prog = rtc::create_program(&src, Some(&name)).map_err(|e| format!("nvrtcCreateProgram: {e:?}"))?;
+    let prog =
+        rtc::create_program(&src, Some(&name)).map_err(|e| format!("nvrtcCreateProgram: {e:?}"))?;
     // SAFETY: `prog` was created above and is destroyed once at the end of this block;
     // `src` and `name` outlive it.
     let result = unsafe {
@@ -113,9 +152,13 @@ pub fn compile(req: &CompileRequest, cache_dir: &Path) -> Result<Compiled, Strin
         let out = match compiled {
             Ok(()) => {
                 let mut size = 0usize;
-                sys::nvrtcGetCUBINSize(prog, &mut size).result().map_err(|e| format!("nvrtcGetCUBINSize: {e:?}"))?;
+                sys::nvrtcGetCUBINSize(prog, &mut size)
+                    .result()
+                    .map_err(|e| format!("nvrtcGetCUBINSize: {e:?}"))?;
                 let mut bin = vec![0 as c_char; size];
-                sys::nvrtcGetCUBIN(prog, bin.as_mut_ptr()).result().map_err(|e| format!("nvrtcGetCUBIN: {e:?}"))?;
+                sys::nvrtcGetCUBIN(prog, bin.as_mut_ptr())
+                    .result()
+                    .map_err(|e| format!("nvrtcGetCUBIN: {e:?}"))?;
                 Ok((bin.into_iter().map(|c| c as u8).collect::<Vec<u8>>(), log))
             }
             Err(_) => Err(log),
@@ -128,14 +171,26 @@ pub fn compile(req: &CompileRequest, cache_dir: &Path) -> Result<Compiled, Strin
         Ok((bin, log)) => {
             // Write to a temporary name and rename, so a crash never leaves half a cubin.
             let tmp = cache_dir.join(format!("{key}.cubin.tmp{}", std::process::id()));
-            std::fs::write(&tmp, &bin).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-            std::fs::write(&log_path, &log).map_err(|e| format!("cannot write {}: {e}", log_path.display()))?;
-            std::fs::rename(&tmp, &cubin).map_err(|e| format!("cannot write {}: {e}", cubin.display()))?;
-            Ok(Compiled::Ok { cubin, log, cached: false, ms })
+            std::fs::write(&tmp, &bin)
+                .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+            std::fs::write(&log_path, &log)
+                .map_err(|e| format!("cannot write {}: {e}", log_path.display()))?;
+            std::fs::rename(&tmp, &cubin)
+                .map_err(|e| format!("cannot write {}: {e}", cubin.display()))?;
+            Ok(Compiled::Ok {
+                cubin,
+                log,
+                cached: false,
+                ms,
+            })
         }
         Err(log) => {
             let _ = std::fs::write(&fail_path, &log);
-            Ok(Compiled::Failed { log, cached: false, ms })
+            Ok(Compiled::Failed {
+                log,
+                cached: false,
+                ms,
+            })
         }
     }
 }
@@ -145,7 +200,12 @@ mod tests {
     use super::*;
 
     fn req(src: &str, opts: &[&str], arch: &str) -> CompileRequest {
-        CompileRequest { name: "k.cu".into(), source: src.into(), options: opts.iter().map(|s| s.to_string()).collect(), arch: arch.into() }
+        CompileRequest {
+            name: "k.cu".into(),
+            source: src.into(),
+            options: opts.iter().map(|s| s.to_string()).collect(),
+            arch: arch.into(),
+        }
     }
 
     #[test]
@@ -157,6 +217,8 @@ mod tests {
         assert_ne!(k, req("a", &["-DX=2"], "sm_90").key((13, 0)));
         assert_ne!(k, req("a", &["-DX=1"], "sm_80").key((13, 0)));
         assert_ne!(k, base.key((12, 8)));
-        assert!(base.full_options().contains(&"--gpu-architecture=sm_90".to_string()));
+        assert!(base
+            .full_options()
+            .contains(&"--gpu-architecture=sm_90".to_string()));
     }
 }

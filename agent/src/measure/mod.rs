@@ -91,7 +91,11 @@ pub struct Arm {
 impl Arm {
     /// Samples that count (not throttled), in µs.
     pub fn kept(&self) -> Vec<f64> {
-        self.samples.iter().filter(|s| !s.throttled).map(|s| s.us).collect()
+        self.samples
+            .iter()
+            .filter(|s| !s.throttled)
+            .map(|s| s.us)
+            .collect()
     }
     pub fn discarded(&self) -> usize {
         self.samples.iter().filter(|s| s.throttled).count()
@@ -136,7 +140,11 @@ pub fn sample<S: SampleSource>(
         let chunk = src.take(rule.chunk.max(1))?;
         let after = src.telemetry();
         let throttled = !before.throttle_reasons.is_empty() || !after.throttle_reasons.is_empty();
-        for r in before.throttle_reasons.iter().chain(&after.throttle_reasons) {
+        for r in before
+            .throttle_reasons
+            .iter()
+            .chain(&after.throttle_reasons)
+        {
             if !reasons.contains(r) {
                 reasons.push(r.clone());
             }
@@ -158,15 +166,22 @@ pub fn sample<S: SampleSource>(
         } else {
             None
         };
-        let stop = stop.or(if n_kept >= rule.max_samples || taken >= rule.max_samples * 4 {
-            Some(StopReason::SampleCap)
-        } else if start.elapsed() >= rule.max_time {
-            Some(StopReason::TimeCap)
-        } else {
-            None
-        });
+        let stop = stop.or(
+            if n_kept >= rule.max_samples || taken >= rule.max_samples * 4 {
+                Some(StopReason::SampleCap)
+            } else if start.elapsed() >= rule.max_time {
+                Some(StopReason::TimeCap)
+            } else {
+                None
+            },
+        );
         if let Some(stop) = stop {
-            return Ok(Sampled { arms, stop, throttle_reasons: reasons, elapsed: start.elapsed() });
+            return Ok(Sampled {
+                arms,
+                stop,
+                throttle_reasons: reasons,
+                elapsed: start.elapsed(),
+            });
         }
     }
 }
@@ -230,7 +245,11 @@ mod tests {
             Ok(self
                 .means
                 .iter()
-                .map(|m| (0..n).map(|_| m * (1.0 + self.noise * (self.rng.random::<f64>() - 0.5))).collect())
+                .map(|m| {
+                    (0..n)
+                        .map(|_| m * (1.0 + self.noise * (self.rng.random::<f64>() - 0.5)))
+                        .collect()
+                })
                 .collect())
         }
         fn telemetry(&mut self) -> Telemetry {
@@ -246,7 +265,13 @@ mod tests {
     }
 
     fn scripted(means: &[f64], noise: f64) -> Scripted {
-        Scripted { means: means.to_vec(), noise, rng: ChaCha8Rng::seed_from_u64(1), chunks: 0, throttled_chunks: 0..0 }
+        Scripted {
+            means: means.to_vec(),
+            noise,
+            rng: ChaCha8Rng::seed_from_u64(1),
+            chunks: 0,
+            throttled_chunks: 0..0,
+        }
     }
 
     #[test]
@@ -260,7 +285,10 @@ mod tests {
 
     #[test]
     fn noisy_samples_stop_at_plateau_or_cap_never_early() {
-        let rule = StopRule { max_samples: 300, ..StopRule::default() };
+        let rule = StopRule {
+            max_samples: 300,
+            ..StopRule::default()
+        };
         let mut src = scripted(&[100.0], 0.8);
         let out = sample(&mut src, &rule, noise_rule(rule)).unwrap();
         assert_ne!(out.stop, StopReason::Converged);
@@ -282,11 +310,17 @@ mod tests {
 
     #[test]
     fn all_throttled_stops_at_the_time_cap_with_nothing_kept() {
-        let rule = StopRule { max_time: Duration::from_millis(50), ..StopRule::default() };
+        let rule = StopRule {
+            max_time: Duration::from_millis(50),
+            ..StopRule::default()
+        };
         let mut src = scripted(&[100.0], 0.001);
         src.throttled_chunks = 0..usize::MAX;
         let out = sample(&mut src, &rule, noise_rule(rule)).unwrap();
-        assert!(matches!(out.stop, StopReason::TimeCap | StopReason::SampleCap));
+        assert!(matches!(
+            out.stop,
+            StopReason::TimeCap | StopReason::SampleCap
+        ));
         assert!(out.arms[0].kept().is_empty());
     }
 
@@ -303,7 +337,11 @@ mod tests {
 
     #[test]
     fn ab_sampling_of_equal_arms_is_same() {
-        let rule = StopRule { max_samples: 4000, max_time: Duration::from_secs(20), ..StopRule::default() };
+        let rule = StopRule {
+            max_samples: 4000,
+            max_time: Duration::from_secs(20),
+            ..StopRule::default()
+        };
         let mut src = scripted(&[100.0, 100.0], 0.01);
         let out = sample(&mut src, &rule, verdict_rule(0.02, 7)).unwrap();
         let (lo, hi) = stats::bootstrap_ratio_ci(&out.arms[0].kept(), &out.arms[1].kept(), 7);

@@ -132,7 +132,11 @@ mod tests {
     #[test]
     fn integer_arithmetic_is_integer_division() {
         let e = Expr::parse("(rows + BLOCK - 1) / BLOCK").unwrap();
-        assert_eq!(e.eval_int(&vars(&[("rows", 1000), ("BLOCK", 256)])).unwrap(), 4);
+        assert_eq!(
+            e.eval_int(&vars(&[("rows", 1000), ("BLOCK", 256)]))
+                .unwrap(),
+            4
+        );
     }
 
     #[test]
@@ -145,9 +149,15 @@ mod tests {
     #[test]
     fn restrictions_are_boolean() {
         let e = Expr::parse("cols % VEC == 0 && BLOCK >= 32").unwrap();
-        assert!(e.eval_bool(&vars(&[("cols", 1024), ("VEC", 4), ("BLOCK", 64)])).unwrap());
-        assert!(!e.eval_bool(&vars(&[("cols", 1023), ("VEC", 4), ("BLOCK", 64)])).unwrap());
-        let err = Expr::parse("cols + 1").unwrap().eval_bool(&vars(&[("cols", 1)]));
+        assert!(e
+            .eval_bool(&vars(&[("cols", 1024), ("VEC", 4), ("BLOCK", 64)]))
+            .unwrap());
+        assert!(!e
+            .eval_bool(&vars(&[("cols", 1023), ("VEC", 4), ("BLOCK", 64)]))
+            .unwrap());
+        let err = Expr::parse("cols + 1")
+            .unwrap()
+            .eval_bool(&vars(&[("cols", 1)]));
         assert!(err.unwrap_err().contains("not true or false"));
     }
 

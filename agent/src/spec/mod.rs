@@ -98,11 +98,26 @@ impl Tolerance {
     /// The default tolerance of a dtype when the spec names none.
     pub fn default_for(d: DType) -> Tolerance {
         match d {
-            DType::F16 => Tolerance { rtol: 1e-2, atol: 1e-3 },
-            DType::Bf16 => Tolerance { rtol: 2e-2, atol: 1e-2 },
-            DType::F32 => Tolerance { rtol: 1e-5, atol: 1e-6 },
-            DType::F64 => Tolerance { rtol: 1e-12, atol: 1e-14 },
-            _ => Tolerance { rtol: 0.0, atol: 0.0 },
+            DType::F16 => Tolerance {
+                rtol: 1e-2,
+                atol: 1e-3,
+            },
+            DType::Bf16 => Tolerance {
+                rtol: 2e-2,
+                atol: 1e-2,
+            },
+            DType::F32 => Tolerance {
+                rtol: 1e-5,
+                atol: 1e-6,
+            },
+            DType::F64 => Tolerance {
+                rtol: 1e-12,
+                atol: 1e-14,
+            },
+            _ => Tolerance {
+                rtol: 0.0,
+                atol: 0.0,
+            },
         }
     }
 }
@@ -143,6 +158,8 @@ pub struct Arg {
     pub kind: ArgKind,
 }
 
+// One per spec: the size difference between the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Reference {
     /// A separate, plainly written kernel with the same arguments.
@@ -222,7 +239,10 @@ impl KernelSpec {
         spec_path: &Path,
         read: &dyn Fn(&Path) -> std::io::Result<String>,
     ) -> Result<Self, SpecError> {
-        let ctx = Ctx { text, path: spec_path };
+        let ctx = Ctx {
+            text,
+            path: spec_path,
+        };
         let raw: RawSpec = toml::from_str(text).map_err(|e| SpecError {
             path: spec_path.to_path_buf(),
             line: e.span().map(|s| ctx.line(&s)),
@@ -263,7 +283,11 @@ impl KernelSpec {
                 .find(|t| &t.name == name)
                 .ok_or_else(|| {
                     let names: Vec<&str> = self.tunables.iter().map(|t| t.name.as_str()).collect();
-                    format!("`{name}` is not a tunable of {} (tunables: {})", self.name, names.join(", "))
+                    format!(
+                        "`{name}` is not a tunable of {} (tunables: {})",
+                        self.name,
+                        names.join(", ")
+                    )
                 })?;
             if !t.values.contains(value) {
                 return Err(format!(
@@ -478,7 +502,12 @@ impl Ctx<'_> {
     }
 
     /// Parses an expression and checks that it reads only `known` variables.
-    fn expr(&self, raw: &Spanned<ExprSrc>, key: &str, known: &BTreeSet<String>) -> Result<Expr, SpecError> {
+    fn expr(
+        &self,
+        raw: &Spanned<ExprSrc>,
+        key: &str,
+        known: &BTreeSet<String>,
+    ) -> Result<Expr, SpecError> {
         let span = raw.span();
         let e = Expr::parse(&raw.get_ref().0)
             .map_err(|m| self.err(Some(&span), key, format!("not an expression: {m}")))?;
@@ -495,14 +524,27 @@ impl Ctx<'_> {
         Ok(e)
     }
 
-    fn launch(&self, raw: &Spanned<RawLaunch>, key: &str, known: &BTreeSet<String>) -> Result<Launch, SpecError> {
+    fn launch(
+        &self,
+        raw: &Spanned<RawLaunch>,
+        key: &str,
+        known: &BTreeSet<String>,
+    ) -> Result<Launch, SpecError> {
         let span = raw.span();
         let l = raw.get_ref();
         let dims = |v: &Vec<Spanned<ExprSrc>>, name: &str| -> Result<[Expr; 3], SpecError> {
             if v.is_empty() || v.len() > 3 {
-                return Err(self.err(Some(&span), &format!("{key}.{name}"), "needs 1 to 3 expressions (x, y, z)"));
+                return Err(self.err(
+                    Some(&span),
+                    &format!("{key}.{name}"),
+                    "needs 1 to 3 expressions (x, y, z)",
+                ));
             }
-            let mut out = [Expr::parse("1").expect("literal"), Expr::parse("1").expect("literal"), Expr::parse("1").expect("literal")];
+            let mut out = [
+                Expr::parse("1").expect("literal"),
+                Expr::parse("1").expect("literal"),
+                Expr::parse("1").expect("literal"),
+            ];
             for (i, e) in v.iter().enumerate() {
                 out[i] = self.expr(e, &format!("{key}.{name}[{i}]"), known)?;
             }
@@ -518,10 +560,21 @@ impl Ctx<'_> {
         })
     }
 
-    fn read_source(&self, name: &str, key: &str, read: &dyn Fn(&Path) -> std::io::Result<String>) -> Result<(PathBuf, String), SpecError> {
+    fn read_source(
+        &self,
+        name: &str,
+        key: &str,
+        read: &dyn Fn(&Path) -> std::io::Result<String>,
+    ) -> Result<(PathBuf, String), SpecError> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let p = dir.join(name);
-        let text = read(&p).map_err(|e| self.err(None, key, format!("cannot read source {}: {e}", p.display())))?;
+        let text = read(&p).map_err(|e| {
+            self.err(
+                None,
+                key,
+                format!("cannot read source {}: {e}", p.display()),
+            )
+        })?;
         Ok((p, text))
     }
 }
@@ -532,25 +585,45 @@ fn is_identifier(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn validate(raw: RawSpec, ctx: &Ctx, read: &dyn Fn(&Path) -> std::io::Result<String>) -> Result<KernelSpec, SpecError> {
+fn validate(
+    raw: RawSpec,
+    ctx: &Ctx,
+    read: &dyn Fn(&Path) -> std::io::Result<String>,
+) -> Result<KernelSpec, SpecError> {
     // Problem sizes.
     let problem_span = raw.problem.span();
     let problem: Vars = raw.problem.into_inner();
     if problem.is_empty() {
-        return Err(ctx.err(Some(&problem_span), "problem", "needs at least one problem size"));
+        return Err(ctx.err(
+            Some(&problem_span),
+            "problem",
+            "needs at least one problem size",
+        ));
     }
     for (k, v) in &problem {
         if !is_identifier(k) {
-            return Err(ctx.err(Some(&problem_span), &format!("problem.{k}"), "is not a valid identifier"));
+            return Err(ctx.err(
+                Some(&problem_span),
+                &format!("problem.{k}"),
+                "is not a valid identifier",
+            ));
         }
         if *v <= 0 {
-            return Err(ctx.err(Some(&problem_span), &format!("problem.{k}"), format!("must be positive, got {v}")));
+            return Err(ctx.err(
+                Some(&problem_span),
+                &format!("problem.{k}"),
+                format!("must be positive, got {v}"),
+            ));
         }
     }
     let mut workload_axes = Vec::new();
     for a in &raw.workload_axes {
         if !problem.contains_key(a.get_ref()) {
-            return Err(ctx.err(Some(&a.span()), "workload_axes", format!("`{}` is not a problem size", a.get_ref())));
+            return Err(ctx.err(
+                Some(&a.span()),
+                "workload_axes",
+                format!("`{}` is not a problem size", a.get_ref()),
+            ));
         }
         workload_axes.push(a.get_ref().clone());
     }
@@ -562,14 +635,22 @@ fn validate(raw: RawSpec, ctx: &Ctx, read: &dyn Fn(&Path) -> std::io::Result<Str
         let span = t.span();
         let key = format!("tune.{name}");
         if !is_identifier(name) {
-            return Err(ctx.err(Some(&span), &key, "a tunable's name must be a C identifier (it becomes -D NAME=VALUE)"));
+            return Err(ctx.err(
+                Some(&span),
+                &key,
+                "a tunable's name must be a C identifier (it becomes -D NAME=VALUE)",
+            ));
         }
         if problem.contains_key(name) {
             return Err(ctx.err(Some(&span), &key, "has the same name as a problem size"));
         }
         let t = t.get_ref();
         if t.values.is_empty() {
-            return Err(ctx.err(Some(&span), &format!("{key}.values"), "needs at least one value"));
+            return Err(ctx.err(
+                Some(&span),
+                &format!("{key}.values"),
+                "needs at least one value",
+            ));
         }
         let distinct: BTreeSet<_> = t.values.iter().collect();
         if distinct.len() != t.values.len() {
@@ -577,7 +658,11 @@ fn validate(raw: RawSpec, ctx: &Ctx, read: &dyn Fn(&Path) -> std::io::Result<Str
         }
         let baseline = t.baseline.unwrap_or(t.values[0]);
         if !t.values.contains(&baseline) {
-            return Err(ctx.err(Some(&span), &format!("{key}.baseline"), format!("{baseline} is not among the values {:?}", t.values)));
+            return Err(ctx.err(
+                Some(&span),
+                &format!("{key}.baseline"),
+                format!("{baseline} is not among the values {:?}", t.values),
+            ));
         }
         tunables.push(Tunable {
             name: name.clone(),
@@ -603,17 +688,31 @@ fn validate(raw: RawSpec, ctx: &Ctx, read: &dyn Fn(&Path) -> std::io::Result<Str
             let s = v.span();
             (v.into_inner(), Some(s))
         }
-        None => (RawValidate { deterministic: true, ..Default::default() }, None),
+        None => (
+            RawValidate {
+                deterministic: true,
+                ..Default::default()
+            },
+            None,
+        ),
     };
     let mut sizes = Vec::new();
     for (i, s) in vraw.sizes.iter().enumerate() {
         let mut full = problem.clone();
         for (k, v) in s.get_ref() {
             if !problem.contains_key(k) {
-                return Err(ctx.err(Some(&s.span()), &format!("validate.sizes[{i}].{k}"), "is not a problem size"));
+                return Err(ctx.err(
+                    Some(&s.span()),
+                    &format!("validate.sizes[{i}].{k}"),
+                    "is not a problem size",
+                ));
             }
             if *v <= 0 {
-                return Err(ctx.err(Some(&s.span()), &format!("validate.sizes[{i}].{k}"), format!("must be positive, got {v}")));
+                return Err(ctx.err(
+                    Some(&s.span()),
+                    &format!("validate.sizes[{i}].{k}"),
+                    format!("must be positive, got {v}"),
+                ));
             }
             full.insert(k.clone(), *v);
         }
@@ -621,7 +720,11 @@ fn validate(raw: RawSpec, ctx: &Ctx, read: &dyn Fn(&Path) -> std::io::Result<Str
     }
     let trials = match &vraw.trials {
         Some(t) if *t.get_ref() < 3 => {
-            return Err(ctx.err(Some(&t.span()), "validate.trials", "must be at least 3 (each with fresh random inputs)"));
+            return Err(ctx.err(
+                Some(&t.span()),
+                "validate.trials",
+                "must be at least 3 (each with fresh random inputs)",
+            ));
         }
         Some(t) => *t.get_ref(),
         None => 3,
@@ -638,17 +741,37 @@ fn validate(raw: RawSpec, ctx: &Ctx, read: &dyn Fn(&Path) -> std::io::Result<Str
         tolerances.insert(d, t);
     }
     for (name, t) in &vraw.tolerance {
-        let d = DType::parse(name).ok_or_else(|| ctx.err(Some(&t.span()), &format!("validate.tolerance.{name}"), "is not a dtype"))?;
-        tolerances.insert(d, Tolerance { rtol: t.get_ref().rtol, atol: t.get_ref().atol });
+        let d = DType::parse(name).ok_or_else(|| {
+            ctx.err(
+                Some(&t.span()),
+                &format!("validate.tolerance.{name}"),
+                "is not a dtype",
+            )
+        })?;
+        tolerances.insert(
+            d,
+            Tolerance {
+                rtol: t.get_ref().rtol,
+                atol: t.get_ref().atol,
+            },
+        );
     }
     for (d, t) in &tolerances {
         if !(t.rtol >= 0.0 && t.atol >= 0.0 && t.rtol.is_finite() && t.atol.is_finite()) {
-            return Err(ctx.err(vspan.as_ref(), &format!("validate.tolerance.{d}"), "rtol and atol must be finite and non-negative"));
+            return Err(ctx.err(
+                vspan.as_ref(),
+                &format!("validate.tolerance.{d}"),
+                "rtol and atol must be finite and non-negative",
+            ));
         }
     }
     let large_scale = vraw.large_scale.unwrap_or(1000.0);
     if !(large_scale.is_finite() && large_scale >= 1.0) {
-        return Err(ctx.err(vspan.as_ref(), "validate.large_scale", "must be a finite number of at least 1"));
+        return Err(ctx.err(
+            vspan.as_ref(),
+            "validate.large_scale",
+            "must be a finite number of at least 1",
+        ));
     }
 
     // Launch and arguments.
@@ -660,10 +783,18 @@ fn validate(raw: RawSpec, ctx: &Ctx, read: &dyn Fn(&Path) -> std::io::Result<Str
         let a = a.get_ref();
         let key = format!("arg[{i}] ({})", a.name);
         if !is_identifier(&a.name) {
-            return Err(ctx.err(Some(&span), &key, "an argument's name must be an identifier"));
+            return Err(ctx.err(
+                Some(&span),
+                &key,
+                "an argument's name must be an identifier",
+            ));
         }
         if !arg_names.insert(a.name.clone()) {
-            return Err(ctx.err(Some(&span), &key, "an argument with this name is already declared"));
+            return Err(ctx.err(
+                Some(&span),
+                &key,
+                "an argument with this name is already declared",
+            ));
         }
         let (base, is_ptr) = match a.ty.strip_suffix('*') {
             Some(b) => (b.trim(), true),
@@ -671,32 +802,95 @@ fn validate(raw: RawSpec, ctx: &Ctx, read: &dyn Fn(&Path) -> std::io::Result<Str
         };
         let dtype = DType::parse(base).ok_or_else(|| {
             let all: Vec<&str> = DType::ALL.iter().map(|d| d.name()).collect();
-            ctx.err(Some(&span), &format!("{key}.type"), format!("`{}` is not a type; use one of {} (add `*` for a device buffer)", a.ty, all.join(", ")))
+            ctx.err(
+                Some(&span),
+                &format!("{key}.type"),
+                format!(
+                    "`{}` is not a type; use one of {} (add `*` for a device buffer)",
+                    a.ty,
+                    all.join(", ")
+                ),
+            )
         })?;
         let kind = if is_ptr {
             if a.value.is_some() {
-                return Err(ctx.err(Some(&span), &format!("{key}.value"), "a buffer has `len`, not `value`"));
+                return Err(ctx.err(
+                    Some(&span),
+                    &format!("{key}.value"),
+                    "a buffer has `len`, not `value`",
+                ));
             }
-            let io = a.io.ok_or_else(|| ctx.err(Some(&span), &format!("{key}.io"), "a buffer needs `io` = \"in\", \"out\" or \"inout\""))?;
-            let len = a.len.as_ref().ok_or_else(|| ctx.err(Some(&span), &format!("{key}.len"), "a buffer needs `len` (an expression)"))?;
+            let io = a.io.ok_or_else(|| {
+                ctx.err(
+                    Some(&span),
+                    &format!("{key}.io"),
+                    "a buffer needs `io` = \"in\", \"out\" or \"inout\"",
+                )
+            })?;
+            let len = a.len.as_ref().ok_or_else(|| {
+                ctx.err(
+                    Some(&span),
+                    &format!("{key}.len"),
+                    "a buffer needs `len` (an expression)",
+                )
+            })?;
             let len = ctx.expr(len, &format!("{key}.len"), &known)?;
-            let init = parse_init(a, dtype).map_err(|m| ctx.err(Some(&span), &format!("{key}.init"), m))?;
+            let init = parse_init(a, dtype)
+                .map_err(|m| ctx.err(Some(&span), &format!("{key}.init"), m))?;
             if io == Io::Out && a.init.is_some() {
-                return Err(ctx.err(Some(&span), &format!("{key}.init"), "an output buffer is poisoned before each run, not initialised"));
+                return Err(ctx.err(
+                    Some(&span),
+                    &format!("{key}.init"),
+                    "an output buffer is poisoned before each run, not initialised",
+                ));
             }
-            ArgKind::Buffer { dtype, io, len, init, large_scale: a.large_scale }
+            ArgKind::Buffer {
+                dtype,
+                io,
+                len,
+                init,
+                large_scale: a.large_scale,
+            }
         } else {
-            for (present, field) in [(a.io.is_some(), "io"), (a.len.is_some(), "len"), (a.init.is_some(), "init")] {
+            for (present, field) in [
+                (a.io.is_some(), "io"),
+                (a.len.is_some(), "len"),
+                (a.init.is_some(), "init"),
+            ] {
                 if present {
-                    return Err(ctx.err(Some(&span), &format!("{key}.{field}"), "a scalar has only `value`"));
+                    return Err(ctx.err(
+                        Some(&span),
+                        &format!("{key}.{field}"),
+                        "a scalar has only `value`",
+                    ));
                 }
             }
-            let value = a.value.as_ref().ok_or_else(|| ctx.err(Some(&span), &format!("{key}.value"), "a scalar needs `value` (an expression)"))?;
-            ArgKind::Scalar { dtype, value: ctx.expr(value, &format!("{key}.value"), &known)? }
+            let value = a.value.as_ref().ok_or_else(|| {
+                ctx.err(
+                    Some(&span),
+                    &format!("{key}.value"),
+                    "a scalar needs `value` (an expression)",
+                )
+            })?;
+            ArgKind::Scalar {
+                dtype,
+                value: ctx.expr(value, &format!("{key}.value"), &known)?,
+            }
         };
-        args.push(Arg { name: a.name.clone(), kind });
+        args.push(Arg {
+            name: a.name.clone(),
+            kind,
+        });
     }
-    if !args.iter().any(|a| matches!(a.kind, ArgKind::Buffer { io: Io::Out | Io::Inout, .. })) {
+    if !args.iter().any(|a| {
+        matches!(
+            a.kind,
+            ArgKind::Buffer {
+                io: Io::Out | Io::Inout,
+                ..
+            }
+        )
+    }) {
         return Err(ctx.err(None, "arg", "no argument is an output (`io = \"out\"` or `\"inout\"`): there is nothing to validate"));
     }
 
@@ -706,7 +900,11 @@ fn validate(raw: RawSpec, ctx: &Ctx, read: &dyn Fn(&Path) -> std::io::Result<Str
     let reference = match (r.baseline, &r.source, &r.entry) {
         (true, None, None) => {
             if r.launch.is_some() {
-                return Err(ctx.err(Some(&rspan), "reference.launch", "the baseline reference uses the kernel's own launch"));
+                return Err(ctx.err(
+                    Some(&rspan),
+                    "reference.launch",
+                    "the baseline reference uses the kernel's own launch",
+                ));
             }
             Reference::Baseline
         }
@@ -716,10 +914,19 @@ fn validate(raw: RawSpec, ctx: &Ctx, read: &dyn Fn(&Path) -> std::io::Result<Str
                 Some(l) => ctx.launch(l, "reference.launch", &known)?,
                 None => launch.clone(),
             };
-            Reference::Kernel { source_path, source, entry: entry.clone(), launch }
+            Reference::Kernel {
+                source_path,
+                source,
+                entry: entry.clone(),
+                launch,
+            }
         }
         _ => {
-            return Err(ctx.err(Some(&rspan), "reference", "give either `source` and `entry` of a reference kernel, or `baseline = true`"));
+            return Err(ctx.err(
+                Some(&rspan),
+                "reference",
+                "give either `source` and `entry` of a reference kernel, or `baseline = true`",
+            ));
         }
     };
 
@@ -764,11 +971,22 @@ fn validate(raw: RawSpec, ctx: &Ctx, read: &dyn Fn(&Path) -> std::io::Result<Str
     let base = spec.baseline();
     let bad = spec.violated(&spec.problem, &base);
     if !bad.is_empty() {
-        return Err(ctx.err(None, "tune", format!("the baseline configuration {base} violates {}", bad.join(", "))));
+        return Err(ctx.err(
+            None,
+            "tune",
+            format!(
+                "the baseline configuration {base} violates {}",
+                bad.join(", ")
+            ),
+        ));
     }
     plan::plan(&spec, &base, &spec.problem).map_err(|m| ctx.err(Some(&cspan), "baseline", m))?;
     if spec.space().valid().next().is_none() {
-        return Err(ctx.err(None, "tune.restrictions", "no configuration satisfies the restrictions"));
+        return Err(ctx.err(
+            None,
+            "tune.restrictions",
+            "no configuration satisfies the restrictions",
+        ));
     }
     Ok(spec)
 }
@@ -790,11 +1008,12 @@ fn parse_init(a: &RawArg, dtype: DType) -> Result<Init, String> {
         "ones" => Init::Constant { value: 1.0 },
         other => return Err(format!("`{other}` is not a distribution; use normal, uniform, positive, randint, zeros or ones")),
     };
-    if (a.low.is_some() || a.high.is_some()) && !matches!(name, "uniform" | "positive" | "randint") {
+    if (a.low.is_some() || a.high.is_some()) && !matches!(name, "uniform" | "positive" | "randint")
+    {
         return Err(format!("`low`/`high` do not apply to `{name}`"));
     }
     match init {
-        Init::Uniform { low, high } if !(low < high) => Err(format!("low ({low}) must be below high ({high})")),
+        Init::Uniform { low, high } if low >= high || low.is_nan() || high.is_nan() => Err(format!("low ({low}) must be below high ({high})")),
         Init::Randint { low, high } if low >= high => Err(format!("low ({low}) must be below high ({high})")),
         Init::Normal | Init::Uniform { .. } if !dtype.is_float() => {
             Err(format!("`{name}` draws fractions; an integer buffer ({dtype}) needs `randint`, `zeros` or `ones`"))

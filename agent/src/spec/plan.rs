@@ -91,7 +91,11 @@ fn dims(launch: &Launch, vars: &Vars, what: &str) -> Result<LaunchDims, String> 
     let eval = |e: &super::Expr, key: String, min: i64| -> Result<u32, String> {
         let v = e.eval_int(vars).map_err(|m| format!("{key}: {m}"))?;
         if v < min || v > u32::MAX as i64 {
-            return Err(format!("{key} = `{}` evaluates to {v}, outside {min}..={}", e.src(), u32::MAX));
+            return Err(format!(
+                "{key} = `{}` evaluates to {v}, outside {min}..={}",
+                e.src(),
+                u32::MAX
+            ));
         }
         Ok(v as u32)
     };
@@ -102,7 +106,11 @@ fn dims(launch: &Launch, vars: &Vars, what: &str) -> Result<LaunchDims, String> 
         block[i] = eval(&launch.block[i], format!("{what}.block[{i}]"), 1)?;
     }
     let shared_bytes = eval(&launch.shared_bytes, format!("{what}.shared_bytes"), 0)?;
-    Ok(LaunchDims { grid, block, shared_bytes })
+    Ok(LaunchDims {
+        grid,
+        block,
+        shared_bytes,
+    })
 }
 
 /// Plans `config` at `problem`. Errors are plain messages (the configuration cannot be
@@ -120,10 +128,22 @@ pub fn plan(spec: &KernelSpec, config: &Config, problem: &Vars) -> Result<SizePl
     let mut args = Vec::new();
     for a in &spec.args {
         match &a.kind {
-            ArgKind::Buffer { dtype, io, len, init, large_scale } => {
-                let n = len.eval_int(&vars).map_err(|m| format!("arg {}.len: {m}", a.name))?;
+            ArgKind::Buffer {
+                dtype,
+                io,
+                len,
+                init,
+                large_scale,
+            } => {
+                let n = len
+                    .eval_int(&vars)
+                    .map_err(|m| format!("arg {}.len: {m}", a.name))?;
                 if n <= 0 {
-                    return Err(format!("arg {}.len = `{}` evaluates to {n}; a buffer needs at least one element", a.name, len.src()));
+                    return Err(format!(
+                        "arg {}.len = `{}` evaluates to {n}; a buffer needs at least one element",
+                        a.name,
+                        len.src()
+                    ));
                 }
                 args.push(ArgPlan::Buffer {
                     name: a.name.clone(),
@@ -135,7 +155,9 @@ pub fn plan(spec: &KernelSpec, config: &Config, problem: &Vars) -> Result<SizePl
                 });
             }
             ArgKind::Scalar { dtype, value } => {
-                let v = value.eval_number(&vars).map_err(|m| format!("arg {}.value: {m}", a.name))?;
+                let v = value
+                    .eval_number(&vars)
+                    .map_err(|m| format!("arg {}.value: {m}", a.name))?;
                 let mut bytes = Vec::new();
                 let shown = match v {
                     Number::Int(i) if !dtype.is_float() => {
@@ -144,20 +166,41 @@ pub fn plan(spec: &KernelSpec, config: &Config, problem: &Vars) -> Result<SizePl
                     }
                     _ => {
                         if !dtype.is_float() {
-                            return Err(format!("arg {} is {dtype} but `{}` is fractional", a.name, value.src()));
+                            return Err(format!(
+                                "arg {} is {dtype} but `{}` is fractional",
+                                a.name,
+                                value.src()
+                            ));
                         }
                         dtype.encode(v.as_f64(), &mut bytes);
                         format!("{}", v.as_f64())
                     }
                 };
-                args.push(ArgPlan::Scalar { name: a.name.clone(), dtype: *dtype, bytes, shown });
+                args.push(ArgPlan::Scalar {
+                    name: a.name.clone(),
+                    dtype: *dtype,
+                    bytes,
+                    shown,
+                });
             }
         }
     }
-    let bytes = spec.cost.bytes.eval_number(&vars).map_err(|m| format!("cost.bytes: {m}"))?.as_f64();
-    let flops = spec.cost.flops.eval_number(&vars).map_err(|m| format!("cost.flops: {m}"))?.as_f64();
+    let bytes = spec
+        .cost
+        .bytes
+        .eval_number(&vars)
+        .map_err(|m| format!("cost.bytes: {m}"))?
+        .as_f64();
+    let flops = spec
+        .cost
+        .flops
+        .eval_number(&vars)
+        .map_err(|m| format!("cost.flops: {m}"))?
+        .as_f64();
     if !(bytes >= 0.0 && flops >= 0.0) {
-        return Err(format!("the cost model gives bytes={bytes}, flops={flops}; both must be non-negative"));
+        return Err(format!(
+            "the cost model gives bytes={bytes}, flops={flops}; both must be non-negative"
+        ));
     }
     Ok(SizePlan {
         label: problem_label(problem),

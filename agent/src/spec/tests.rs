@@ -9,7 +9,10 @@ const SOFTMAX: &str = include_str!("../../../kernels/softmax/kernel.toml");
 fn sources(p: &Path) -> std::io::Result<String> {
     match p.file_name().and_then(|n| n.to_str()) {
         Some("softmax.cu") | Some("softmax_ref.cu") => Ok("// source".into()),
-        _ => Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")),
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no such file",
+        )),
     }
 }
 
@@ -19,7 +22,10 @@ fn parse(text: &str) -> Result<KernelSpec, SpecError> {
 
 /// Replaces the first occurrence of `from` in the example spec.
 fn edit(from: &str, to: &str) -> String {
-    assert!(SOFTMAX.contains(from), "the example no longer contains {from:?}");
+    assert!(
+        SOFTMAX.contains(from),
+        "the example no longer contains {from:?}"
+    );
     SOFTMAX.replacen(from, to, 1)
 }
 
@@ -70,7 +76,9 @@ fn search_space_is_lazy_with_known_size_and_restrictions() {
 #[test]
 fn plan_evaluates_launch_args_and_cost() {
     let spec = parse(SOFTMAX).unwrap();
-    let c = spec.with_overrides(&spec.baseline(), &[("BLOCK".into(), 256)]).unwrap();
+    let c = spec
+        .with_overrides(&spec.baseline(), &[("BLOCK".into(), 256)])
+        .unwrap();
     let p = plan::plan(&spec, &c, &spec.problem).unwrap();
     assert_eq!(p.launch.grid, [4096, 1, 1]);
     assert_eq!(p.launch.block, [256, 1, 1]);
@@ -87,15 +95,22 @@ fn plan_evaluates_launch_args_and_cost() {
 #[test]
 fn overrides_are_checked() {
     let spec = parse(SOFTMAX).unwrap();
-    let e = spec.with_overrides(&spec.baseline(), &[("BLOK".into(), 64)]).unwrap_err();
+    let e = spec
+        .with_overrides(&spec.baseline(), &[("BLOK".into(), 64)])
+        .unwrap_err();
     assert!(e.contains("not a tunable"), "{e}");
-    let e = spec.with_overrides(&spec.baseline(), &[("BLOCK".into(), 100)]).unwrap_err();
+    let e = spec
+        .with_overrides(&spec.baseline(), &[("BLOCK".into(), 100)])
+        .unwrap_err();
     assert!(e.contains("not among its values"), "{e}");
 }
 
 #[test]
 fn unknown_key_names_file_line_and_key() {
-    let text = edit("entry = \"softmax_rows\"", "entry = \"softmax_rows\"\nentree = 3");
+    let text = edit(
+        "entry = \"softmax_rows\"",
+        "entry = \"softmax_rows\"\nentree = 3",
+    );
     let e = err(&text);
     assert_eq!(e.path, PathBuf::from("kernels/t/kernel.toml"));
     assert_eq!(e.line, Some(line_of(&text, "entree")));
@@ -144,21 +159,33 @@ fn expression_with_unknown_variable_names_the_key() {
 
 #[test]
 fn malformed_expression_names_the_key() {
-    let e = err(&edit("bytes = \"2 * rows * cols * 4\"", "bytes = \"2 * (rows * cols * 4\""));
+    let e = err(&edit(
+        "bytes = \"2 * rows * cols * 4\"",
+        "bytes = \"2 * (rows * cols * 4\"",
+    ));
     assert_eq!(e.key.as_deref(), Some("cost.bytes"));
 }
 
 #[test]
 fn restriction_that_is_not_boolean_or_excludes_baseline() {
-    let e = err(&edit("restrictions = [\"cols % VEC == 0\"]", "restrictions = [\"VEC > 1\"]"));
+    let e = err(&edit(
+        "restrictions = [\"cols % VEC == 0\"]",
+        "restrictions = [\"VEC > 1\"]",
+    ));
     assert!(e.message.contains("baseline"), "{e}");
-    let e = err(&edit("restrictions = [\"cols % VEC == 0\"]", "restrictions = [\"cols % VEC\"]"));
+    let e = err(&edit(
+        "restrictions = [\"cols % VEC == 0\"]",
+        "restrictions = [\"cols % VEC\"]",
+    ));
     assert!(e.message.contains("baseline"), "{e}");
 }
 
 #[test]
 fn restrictions_that_leave_nothing() {
-    let text = edit("restrictions = [\"cols % VEC == 0\"]", "restrictions = [\"BLOCK > 4096\"]");
+    let text = edit(
+        "restrictions = [\"cols % VEC == 0\"]",
+        "restrictions = [\"BLOCK > 4096\"]",
+    );
     let e = err(&text);
     // The baseline is the first configuration checked, so it is named.
     assert!(e.message.contains("violates"), "{e}");
@@ -169,7 +196,10 @@ fn missing_source_is_reported() {
     let e = err(&edit("source = \"softmax.cu\"", "source = \"nope.cu\""));
     assert_eq!(e.key.as_deref(), Some("source"));
     assert!(e.message.contains("nope.cu"), "{e}");
-    let e = err(&edit("source = \"softmax_ref.cu\"", "source = \"nope_ref.cu\""));
+    let e = err(&edit(
+        "source = \"softmax_ref.cu\"",
+        "source = \"nope_ref.cu\"",
+    ));
     assert_eq!(e.key.as_deref(), Some("reference.source"));
 }
 
@@ -203,13 +233,20 @@ fn arg_errors() {
 
 #[test]
 fn validation_errors() {
-    let e = err(&edit("{ rows = 3, cols = 1000 }", "{ rows = 3, colz = 1000 }"));
+    let e = err(&edit(
+        "{ rows = 3, cols = 1000 }",
+        "{ rows = 3, colz = 1000 }",
+    ));
     assert_eq!(e.key.as_deref(), Some("validate.sizes[0].colz"));
     let e = err(&edit("rtol = 1e-5", "rtol = 1e-5\ntrials = 2"));
     assert_eq!(e.key.as_deref(), Some("validate.trials"));
     let e = err(&edit("rtol = 1e-5", "rtol = -1.0"));
     assert!(e.message.contains("non-negative"), "{e}");
-    let spec = parse(&edit("rtol = 1e-5", "rtol = 1e-5\ntolerance.f16 = { rtol = 0.05, atol = 0.01 }")).unwrap();
+    let spec = parse(&edit(
+        "rtol = 1e-5",
+        "rtol = 1e-5\ntolerance.f16 = { rtol = 0.05, atol = 0.01 }",
+    ))
+    .unwrap();
     assert_eq!(spec.validation.tolerance(DType::F16).rtol, 0.05);
     assert_eq!(spec.validation.tolerance(DType::F32).rtol, 1e-5);
 }
@@ -218,7 +255,10 @@ fn validation_errors() {
 fn problem_errors() {
     let e = err(&edit("rows = 4096", "rows = 0"));
     assert_eq!(e.key.as_deref(), Some("problem.rows"));
-    let e = err(&edit("name = \"softmax\"", "name = \"softmax\"\nworkload_axes = [\"batch\"]"));
+    let e = err(&edit(
+        "name = \"softmax\"",
+        "name = \"softmax\"\nworkload_axes = [\"batch\"]",
+    ));
     assert_eq!(e.key.as_deref(), Some("workload_axes"));
 }
 
@@ -234,7 +274,10 @@ fn reference_must_be_a_kernel_or_the_baseline() {
 
 #[test]
 fn launch_that_evaluates_to_zero_is_an_outcome_not_a_panic() {
-    let spec = parse(&edit("grid = [\"rows\", 1, 1]", "grid = [\"rows / 8192\", 1, 1]"));
+    let spec = parse(&edit(
+        "grid = [\"rows\", 1, 1]",
+        "grid = [\"rows / 8192\", 1, 1]",
+    ));
     // rows / 8192 is 0 at the default problem: the baseline itself cannot launch.
     let e = spec.unwrap_err();
     assert!(e.message.contains("grid[0]"), "{e}");

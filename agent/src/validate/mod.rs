@@ -22,11 +22,19 @@ pub enum TrialKind {
 
 /// The seed of trial `trial` at size `size` of a run seeded with `base`.
 pub fn trial_seed(base: u64, size: usize, trial: usize) -> u64 {
-    base ^ (size as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (trial as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+    base ^ (size as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (trial as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
 }
 
 /// Generates `len` elements of `dtype` as little-endian bytes.
-pub fn generate(dtype: DType, len: u64, init: Init, kind: TrialKind, large_scale: f64, seed: u64) -> Vec<u8> {
+pub fn generate(
+    dtype: DType,
+    len: u64,
+    init: Init,
+    kind: TrialKind,
+    large_scale: f64,
+    seed: u64,
+) -> Vec<u8> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let scale = match kind {
         TrialKind::Normal => 1.0,
@@ -53,9 +61,12 @@ pub fn generate(dtype: DType, len: u64, init: Init, kind: TrialKind, large_scale
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ErrorStats {
     pub elements: u64,
+    #[serde(with = "crate::nonfinite")]
     pub max_abs: f64,
+    #[serde(with = "crate::nonfinite")]
     pub max_rel: f64,
     /// ||out - ref|| / ||ref|| (0 when both are zero).
+    #[serde(with = "crate::nonfinite")]
     pub rel_l2: f64,
     /// Elements outside tolerance (NaN included).
     pub bad: u64,
@@ -63,8 +74,18 @@ pub struct ErrorStats {
     pub unwritten: u64,
     /// Elements that are NaN or infinite where the reference is finite.
     pub non_finite: u64,
-    /// The first element outside tolerance: (index, got, expected).
-    pub first_bad: Option<(u64, f64, f64)>,
+    /// The first element outside tolerance.
+    pub first_bad: Option<BadElement>,
+}
+
+/// One element outside tolerance.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BadElement {
+    pub index: u64,
+    #[serde(with = "crate::nonfinite")]
+    pub got: f64,
+    #[serde(with = "crate::nonfinite")]
+    pub expected: f64,
 }
 
 impl ErrorStats {
@@ -94,7 +115,8 @@ pub fn compare(dtype: DType, out: &[u8], reference: &[u8], tol: Tolerance) -> Er
         let raw = &out[i * sz..(i + 1) * sz];
         let got = dtype.read(out, i);
         let want = dtype.read(reference, i);
-        let unwritten = raw == poison.as_slice() && reference[i * sz..(i + 1) * sz] != *poison.as_slice();
+        let unwritten =
+            raw == poison.as_slice() && reference[i * sz..(i + 1) * sz] != *poison.as_slice();
         if unwritten {
             s.unwritten += 1;
         }
@@ -118,7 +140,11 @@ pub fn compare(dtype: DType, out: &[u8], reference: &[u8], tol: Tolerance) -> Er
         if !ok {
             s.bad += 1;
             if s.first_bad.is_none() {
-                s.first_bad = Some((i as u64, got, want));
+                s.first_bad = Some(BadElement {
+                    index: i as u64,
+                    got,
+                    expected: want,
+                });
             }
         }
     }
@@ -127,7 +153,13 @@ pub fn compare(dtype: DType, out: &[u8], reference: &[u8], tol: Tolerance) -> Er
         s.max_rel = f64::INFINITY;
         s.rel_l2 = f64::INFINITY;
     } else {
-        s.rel_l2 = if ref2 > 0.0 { (diff2 / ref2).sqrt() } else if diff2 > 0.0 { f64::INFINITY } else { 0.0 };
+        s.rel_l2 = if ref2 > 0.0 {
+            (diff2 / ref2).sqrt()
+        } else if diff2 > 0.0 {
+            f64::INFINITY
+        } else {
+            0.0
+        };
     }
     s
 }
@@ -135,7 +167,10 @@ pub fn compare(dtype: DType, out: &[u8], reference: &[u8], tol: Tolerance) -> Er
 /// Index of the first element where two runs differ bit for bit (a race), if any.
 pub fn first_difference(dtype: DType, a: &[u8], b: &[u8]) -> Option<u64> {
     let sz = dtype.size();
-    a.chunks(sz).zip(b.chunks(sz)).position(|(x, y)| x != y).map(|i| i as u64)
+    a.chunks(sz)
+        .zip(b.chunks(sz))
+        .position(|(x, y)| x != y)
+        .map(|i| i as u64)
 }
 
 #[cfg(test)]
@@ -146,7 +181,10 @@ mod tests {
         v.iter().flat_map(|x| x.to_le_bytes()).collect()
     }
 
-    const TOL: Tolerance = Tolerance { rtol: 1e-5, atol: 1e-6 };
+    const TOL: Tolerance = Tolerance {
+        rtol: 1e-5,
+        atol: 1e-6,
+    };
 
     #[test]
     fn equal_outputs_pass() {
@@ -163,7 +201,7 @@ mod tests {
         assert!(ok.passed(), "{ok:?}");
         let bad = compare(DType::F32, &f32s(&[1000.5, 1.0]), &r, TOL);
         assert_eq!(bad.bad, 1);
-        assert_eq!(bad.first_bad.unwrap().0, 0);
+        assert_eq!(bad.first_bad.unwrap().index, 0);
         assert!((bad.max_rel - 5e-4).abs() < 1e-6);
     }
 
@@ -174,14 +212,33 @@ mod tests {
         out[8..12].copy_from_slice(&[0xFF; 4]);
         let s = compare(DType::F32, &out, &r, TOL);
         assert_eq!((s.bad, s.unwritten, s.non_finite), (1, 1, 1));
-        assert_eq!(s.first_bad.unwrap().0, 2);
+        assert_eq!(s.first_bad.unwrap().index, 2);
         assert!(s.rel_l2.is_infinite());
+    }
+
+    #[test]
+    fn error_stats_with_infinities_survive_json() {
+        // Regression: infinite figures became JSON null, the parent could not read the
+        // worker's answer, and a wrong kernel was reported as hung.
+        let r = f32s(&[0.0, 1.0]);
+        let s = compare(DType::F32, &f32s(&[f32::NAN, 1.0]), &r, TOL);
+        let back: ErrorStats = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert!(back.max_rel.is_infinite() && back.first_bad.unwrap().got.is_nan());
+        assert_eq!(back.bad, 1);
     }
 
     #[test]
     fn nan_output_fails_even_with_huge_tolerance() {
         let r = f32s(&[1.0]);
-        let s = compare(DType::F32, &f32s(&[f32::NAN]), &r, Tolerance { rtol: 1e9, atol: 1e9 });
+        let s = compare(
+            DType::F32,
+            &f32s(&[f32::NAN]),
+            &r,
+            Tolerance {
+                rtol: 1e9,
+                atol: 1e9,
+            },
+        );
         assert!(!s.passed());
     }
 
@@ -196,9 +253,30 @@ mod tests {
 
     #[test]
     fn generated_inputs_are_signed_seeded_and_scaled() {
-        let a = generate(DType::F32, 1000, Init::Normal, TrialKind::Normal, 1000.0, 42);
-        let b = generate(DType::F32, 1000, Init::Normal, TrialKind::Normal, 1000.0, 42);
-        let c = generate(DType::F32, 1000, Init::Normal, TrialKind::Normal, 1000.0, 43);
+        let a = generate(
+            DType::F32,
+            1000,
+            Init::Normal,
+            TrialKind::Normal,
+            1000.0,
+            42,
+        );
+        let b = generate(
+            DType::F32,
+            1000,
+            Init::Normal,
+            TrialKind::Normal,
+            1000.0,
+            42,
+        );
+        let c = generate(
+            DType::F32,
+            1000,
+            Init::Normal,
+            TrialKind::Normal,
+            1000.0,
+            43,
+        );
         assert_eq!(a, b);
         assert_ne!(a, c);
         let vals: Vec<f64> = (0..1000).map(|i| DType::F32.read(&a, i)).collect();
@@ -207,14 +285,22 @@ mod tests {
         let big: Vec<f64> = (0..1000).map(|i| DType::F32.read(&large, i)).collect();
         let max = big.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         assert!(max > 1000.0, "large trial reaches large magnitudes: {max}");
-        let idx = generate(DType::I32, 100, Init::Randint { low: 0, high: 10 }, TrialKind::Large, 1000.0, 1);
+        let idx = generate(
+            DType::I32,
+            100,
+            Init::Randint { low: 0, high: 10 },
+            TrialKind::Large,
+            1000.0,
+            1,
+        );
         assert!((0..100).all(|i| (0.0..10.0).contains(&DType::I32.read(&idx, i))));
     }
 
     #[test]
     fn trial_seeds_differ() {
-        let seeds: std::collections::BTreeSet<u64> =
-            (0..4).flat_map(|s| (0..4).map(move |t| trial_seed(7, s, t))).collect();
+        let seeds: std::collections::BTreeSet<u64> = (0..4)
+            .flat_map(|s| (0..4).map(move |t| trial_seed(7, s, t)))
+            .collect();
         assert_eq!(seeds.len(), 16);
     }
 

@@ -32,7 +32,11 @@ pub struct ValidationOpts {
 
 impl ValidationOpts {
     pub fn tolerance(&self, d: DType) -> Tolerance {
-        self.tolerances.iter().find(|(x, _)| *x == d).map(|(_, t)| *t).unwrap_or_else(|| Tolerance::default_for(d))
+        self.tolerances
+            .iter()
+            .find(|(x, _)| *x == d)
+            .map(|(_, t)| *t)
+            .unwrap_or_else(|| Tolerance::default_for(d))
     }
 }
 
@@ -52,7 +56,14 @@ pub struct MeasureOpts {
 
 impl Default for MeasureOpts {
     fn default() -> Self {
-        MeasureOpts { rule: StopRule::default(), warmup_ms: 50.0, batch_below_us: 10.0, batch_sample_us: 500.0, energy_ms: 500.0, seed: 0x5EED }
+        MeasureOpts {
+            rule: StopRule::default(),
+            warmup_ms: 50.0,
+            batch_below_us: 10.0,
+            batch_sample_us: 500.0,
+            energy_ms: 500.0,
+            seed: 0x5EED,
+        }
     }
 }
 
@@ -75,22 +86,54 @@ pub struct EvalJob {
 pub enum Outcome {
     /// Correct at every size and trial (and measured, when asked).
     Passed,
-    CompileFailed { log: String },
+    CompileFailed {
+        log: String,
+    },
     /// The configuration cannot run on this device at this size.
-    Unlaunchable { reason: String },
-    Incorrect { size: String, trial: usize, kind: TrialKind, arg: String, stats: ErrorStats },
+    Unlaunchable {
+        reason: String,
+    },
+    Incorrect {
+        size: String,
+        trial: usize,
+        kind: TrialKind,
+        arg: String,
+        stats: Box<ErrorStats>,
+    },
     /// Two runs on the same inputs gave different answers.
-    Race { size: String, trial: usize, arg: String, index: u64 },
+    Race {
+        size: String,
+        trial: usize,
+        arg: String,
+        index: u64,
+    },
     /// A read-only input changed during the run.
-    MutatedInput { size: String, trial: usize, arg: String, index: u64 },
+    MutatedInput {
+        size: String,
+        trial: usize,
+        arg: String,
+        index: u64,
+    },
     /// The watchdog killed the worker.
-    Hung { stage: String, after_s: f64 },
+    Hung {
+        stage: String,
+        after_s: f64,
+    },
     /// A sticky CUDA error, or the worker died.
-    Crashed { stage: String, error: String },
+    Crashed {
+        stage: String,
+        error: String,
+    },
     /// Faster than the device's measured ceilings allow.
-    Implausible { what: String, achieved: f64, ceiling: f64 },
+    Implausible {
+        what: String,
+        achieved: f64,
+        ceiling: f64,
+    },
     /// Every sample was taken while the GPU throttled.
-    Unmeasurable { reason: String },
+    Unmeasurable {
+        reason: String,
+    },
 }
 
 impl Outcome {
@@ -125,7 +168,7 @@ impl Outcome {
                 } else {
                     format!("{} of {} elements outside tolerance", stats.bad, stats.elements)
                 };
-                let first = stats.first_bad.map(|(i, g, w)| format!("; first at [{i}]: got {g}, expected {w}")).unwrap_or_default();
+                let first = stats.first_bad.map(|b| format!("; first at [{}]: got {}, expected {}", b.index, b.got, b.expected)).unwrap_or_default();
                 format!(
                     "wrong `{arg}` at {size}, trial {trial} ({kind:?} inputs): {what} (max abs {:.3e}, max rel {:.3e}, rel L2 {:.3e}){first}",
                     stats.max_abs, stats.max_rel, stats.rel_l2
@@ -171,7 +214,8 @@ pub struct Occupancy {
     pub ctas: u64,
     pub sms: u32,
     pub active_blocks_per_sm: u32,
-    /// CTAs / (SMs x active blocks per SM).
+    /// CTAs / (SMs x active blocks per SM); infinite when no block can be resident.
+    #[serde(with = "crate::nonfinite")]
     pub waves: f64,
     /// Resident threads per SM / the SM's maximum.
     pub theoretical: f64,
@@ -224,22 +268,43 @@ pub struct AbResult {
 pub enum Request {
     Hello,
     Ceilings,
-    Evaluate { job: Box<EvalJob> },
+    Evaluate {
+        job: Box<EvalJob>,
+    },
     /// Validate both, then measure them interleaved.
-    Compare { a: Box<EvalJob>, b: Box<EvalJob>, min_gain: f64 },
+    Compare {
+        a: Box<EvalJob>,
+        b: Box<EvalJob>,
+        min_gain: f64,
+    },
     Shutdown,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Response {
-    Ready { protocol: u32, device: Box<DeviceInfo> },
-    Progress { stage: String },
-    Ceilings { ceilings: Box<Ceilings> },
-    Evaluated { report: Box<WorkerReport> },
-    Compared { a: Box<WorkerReport>, b: Box<WorkerReport>, ab: Option<AbResult> },
+    Ready {
+        protocol: u32,
+        device: Box<DeviceInfo>,
+    },
+    Progress {
+        stage: String,
+    },
+    Ceilings {
+        ceilings: Box<Ceilings>,
+    },
+    Evaluated {
+        report: Box<WorkerReport>,
+    },
+    Compared {
+        a: Box<WorkerReport>,
+        b: Box<WorkerReport>,
+        ab: Option<AbResult>,
+    },
     /// The request could not be carried out (infrastructure, not the candidate).
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }
 
 #[cfg(test)]
@@ -253,14 +318,22 @@ mod tests {
             assert!(!line.contains('\n'));
             assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), r);
         }
-        assert_eq!(serde_json::to_string(&Request::Hello).unwrap(), r#"{"op":"hello"}"#);
+        assert_eq!(
+            serde_json::to_string(&Request::Hello).unwrap(),
+            r#"{"op":"hello"}"#
+        );
     }
 
     #[test]
     fn responses_round_trip() {
         let r = Response::Evaluated {
             report: Box::new(WorkerReport {
-                outcome: Outcome::Race { size: "n=3".into(), trial: 1, arg: "y".into(), index: 7 },
+                outcome: Outcome::Race {
+                    size: "n=3".into(),
+                    trial: 1,
+                    arg: "y".into(),
+                    index: 7,
+                },
                 function: None,
                 checks: vec![],
                 measurement: None,
@@ -271,16 +344,30 @@ mod tests {
         };
         let line = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<Response>(&line).unwrap(), r);
-        let p: Response = serde_json::from_str(r#"{"kind":"progress","stage":"validate"}"#).unwrap();
-        assert_eq!(p, Response::Progress { stage: "validate".into() });
+        let p: Response =
+            serde_json::from_str(r#"{"kind":"progress","stage":"validate"}"#).unwrap();
+        assert_eq!(
+            p,
+            Response::Progress {
+                stage: "validate".into()
+            }
+        );
     }
 
     #[test]
     fn outcomes_read_as_plain_words() {
-        let o = Outcome::MutatedInput { size: "n=3".into(), trial: 0, arg: "x".into(), index: 2 };
+        let o = Outcome::MutatedInput {
+            size: "n=3".into(),
+            trial: 0,
+            arg: "x".into(),
+            index: 2,
+        };
         assert!(o.describe().contains("read-only input `x`"));
         assert_eq!(o.name(), "mutated_input");
-        let h = Outcome::Hung { stage: "validate n=3 trial 0".into(), after_s: 10.0 };
+        let h = Outcome::Hung {
+            stage: "validate n=3 trial 0".into(),
+            after_s: 10.0,
+        };
         assert!(h.describe().contains("killed"));
     }
 }

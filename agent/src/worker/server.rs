@@ -33,7 +33,9 @@ impl Link {
 
     fn progress(&mut self, stage: &str) {
         self.last_progress = Instant::now();
-        self.send(&Response::Progress { stage: stage.to_string() });
+        self.send(&Response::Progress {
+            stage: stage.to_string(),
+        });
     }
 
     /// Progress at most once a second (for tight loops).
@@ -66,7 +68,9 @@ impl ArgBuffers {
             .map(|(a, b)| match (a, b) {
                 (ArgPlan::Scalar { bytes, .. }, _) => Param::Bytes(bytes),
                 (ArgPlan::Buffer { .. }, Some(buf)) => Param::Buffer(buf),
-                (ArgPlan::Buffer { .. }, None) => unreachable!("buffers are allocated for every buffer argument"),
+                (ArgPlan::Buffer { .. }, None) => {
+                    unreachable!("buffers are allocated for every buffer argument")
+                }
             })
             .collect();
         Params::new(&list)
@@ -84,7 +88,10 @@ struct Worker {
 
 /// Entry point of `nightshift worker`. Returns the process exit code.
 pub fn run(ordinal: usize, cache_dir: PathBuf) -> i32 {
-    let mut link = Link { out: std::io::stdout(), last_progress: Instant::now() };
+    let mut link = Link {
+        out: std::io::stdout(),
+        last_progress: Instant::now(),
+    };
     let stdin = std::io::stdin();
     let mut worker: Option<Worker> = None;
     for line in stdin.lock().lines() {
@@ -95,7 +102,9 @@ pub fn run(ordinal: usize, cache_dir: PathBuf) -> i32 {
         let req: Request = match serde_json::from_str(&line) {
             Ok(r) => r,
             Err(e) => {
-                link.send(&Response::Error { message: format!("malformed request: {e}") });
+                link.send(&Response::Error {
+                    message: format!("malformed request: {e}"),
+                });
                 continue;
             }
         };
@@ -106,17 +115,30 @@ pub fn run(ordinal: usize, cache_dir: PathBuf) -> i32 {
             match Gpu::open(ordinal) {
                 Ok(gpu) => {
                     let monitor = Monitor::open(&gpu.info.uuid);
-                    link.send(&Response::Ready { protocol: PROTOCOL_VERSION, device: Box::new(gpu.info.clone()) });
-                    worker = Some(Worker { gpu, monitor, link, cache_dir: cache_dir.clone(), dead: false });
+                    link.send(&Response::Ready {
+                        protocol: PROTOCOL_VERSION,
+                        device: Box::new(gpu.info.clone()),
+                    });
+                    worker = Some(Worker {
+                        gpu,
+                        monitor,
+                        link,
+                        cache_dir: cache_dir.clone(),
+                        dead: false,
+                    });
                     break;
                 }
                 Err(e) => {
-                    link.send(&Response::Error { message: format!("cannot open CUDA device {ordinal}: {e}") });
+                    link.send(&Response::Error {
+                        message: format!("cannot open CUDA device {ordinal}: {e}"),
+                    });
                     return 2;
                 }
             }
         }
-        link.send(&Response::Error { message: "the first request must be hello".into() });
+        link.send(&Response::Error {
+            message: "the first request must be hello".into(),
+        });
     }
     let Some(mut w) = worker else { return 0 };
     for line in stdin.lock().lines() {
@@ -125,11 +147,18 @@ pub fn run(ordinal: usize, cache_dir: PathBuf) -> i32 {
             continue;
         }
         let resp = match serde_json::from_str::<Request>(&line) {
-            Err(e) => Response::Error { message: format!("malformed request: {e}") },
+            Err(e) => Response::Error {
+                message: format!("malformed request: {e}"),
+            },
             Ok(Request::Shutdown) => return 0,
-            Ok(Request::Hello) => Response::Ready { protocol: PROTOCOL_VERSION, device: Box::new(w.gpu.info.clone()) },
+            Ok(Request::Hello) => Response::Ready {
+                protocol: PROTOCOL_VERSION,
+                device: Box::new(w.gpu.info.clone()),
+            },
             Ok(Request::Ceilings) => w.ceilings(),
-            Ok(Request::Evaluate { job }) => Response::Evaluated { report: Box::new(w.evaluate(&job)) },
+            Ok(Request::Evaluate { job }) => Response::Evaluated {
+                report: Box::new(w.evaluate(&job)),
+            },
             Ok(Request::Compare { a, b, min_gain }) => w.compare(&a, &b, min_gain),
         };
         w.link.send(&resp);
@@ -141,18 +170,36 @@ pub fn run(ordinal: usize, cache_dir: PathBuf) -> i32 {
 }
 
 fn report(outcome: Outcome) -> WorkerReport {
-    WorkerReport { outcome, function: None, checks: vec![], measurement: None, occupancy: None, validate_ms: 0.0, measure_ms: 0.0 }
+    WorkerReport {
+        outcome,
+        function: None,
+        checks: vec![],
+        measurement: None,
+        occupancy: None,
+        validate_ms: 0.0,
+        measure_ms: 0.0,
+    }
 }
 
 impl Worker {
     fn ceilings(&mut self) -> Response {
-        let Worker { gpu, link, cache_dir, monitor, .. } = self;
+        let Worker {
+            gpu,
+            link,
+            cache_dir,
+            monitor,
+            ..
+        } = self;
         match ceilings::measure(gpu, cache_dir, &mut |s| link.progress(s)) {
             Ok(mut c) => {
                 c.sm_clock_mhz = monitor.telemetry().sm_clock_mhz;
-                Response::Ceilings { ceilings: Box::new(c) }
+                Response::Ceilings {
+                    ceilings: Box::new(c),
+                }
             }
-            Err(e) => Response::Error { message: format!("measuring ceilings failed: {e}") },
+            Err(e) => Response::Error {
+                message: format!("measuring ceilings failed: {e}"),
+            },
         }
     }
 
@@ -160,9 +207,14 @@ impl Worker {
     fn candidate_err(&mut self, stage: &str, e: GpuError) -> Stop {
         if e.is_sticky() {
             self.dead = true;
-            Stop::Reject(Outcome::Crashed { stage: stage.to_string(), error: e.to_string() })
+            Stop::Reject(Outcome::Crashed {
+                stage: stage.to_string(),
+                error: e.to_string(),
+            })
         } else {
-            Stop::Reject(Outcome::Unlaunchable { reason: format!("{stage}: {e}") })
+            Stop::Reject(Outcome::Unlaunchable {
+                reason: format!("{stage}: {e}"),
+            })
         }
     }
 
@@ -175,8 +227,11 @@ impl Worker {
     }
 
     fn load(&mut self, image: &KernelImage) -> Result<Kernel, String> {
-        let bytes = std::fs::read(&image.cubin).map_err(|e| format!("cannot read {}: {e}", image.cubin.display()))?;
-        self.gpu.load(&bytes, &image.entry).map_err(|e| e.to_string())
+        let bytes = std::fs::read(&image.cubin)
+            .map_err(|e| format!("cannot read {}: {e}", image.cubin.display()))?;
+        self.gpu
+            .load(&bytes, &image.entry)
+            .map_err(|e| e.to_string())
     }
 
     fn alloc(&mut self, plan: &SizePlan, sets: usize) -> Step<Vec<ArgBuffers>> {
@@ -205,7 +260,12 @@ impl Worker {
     }
 
     /// Uploads inputs and poisons outputs.
-    fn prepare(&mut self, plan: &SizePlan, bufs: &ArgBuffers, inputs: &[Option<Vec<u8>>]) -> Step<()> {
+    fn prepare(
+        &mut self,
+        plan: &SizePlan,
+        bufs: &ArgBuffers,
+        inputs: &[Option<Vec<u8>>],
+    ) -> Step<()> {
         for ((a, b), host) in plan.args.iter().zip(&bufs.0).zip(inputs) {
             if let (ArgPlan::Buffer { dtype, io, .. }, Some(buf)) = (a, b) {
                 let r = match (io, host) {
@@ -220,10 +280,27 @@ impl Worker {
     }
 
     /// Launches `k` once and waits for it.
-    fn run_once(&mut self, k: &Kernel, dims: &LaunchDims, plan: &SizePlan, bufs: &ArgBuffers, stage: &str, candidate: bool) -> Step<()> {
+    fn run_once(
+        &mut self,
+        k: &Kernel,
+        dims: &LaunchDims,
+        plan: &SizePlan,
+        bufs: &ArgBuffers,
+        stage: &str,
+        candidate: bool,
+    ) -> Step<()> {
         self.link.progress(stage);
-        let r = bufs.params(plan).and_then(|mut p| self.gpu.launch(k, dims, &mut p)).and_then(|_| self.gpu.sync());
-        r.map_err(|e| if candidate { self.candidate_err(stage, e) } else { self.infra_err(stage, e) })
+        let r = bufs
+            .params(plan)
+            .and_then(|mut p| self.gpu.launch(k, dims, &mut p))
+            .and_then(|_| self.gpu.sync());
+        r.map_err(|e| {
+            if candidate {
+                self.candidate_err(stage, e)
+            } else {
+                self.infra_err(stage, e)
+            }
+        })
     }
 
     /// Downloads every buffer (index-aligned with the args; None for scalars).
@@ -231,7 +308,11 @@ impl Worker {
         let mut out = Vec::new();
         for b in &bufs.0 {
             out.push(match b {
-                Some(buf) => Some(self.gpu.download(buf).map_err(|e| self.candidate_err(stage, e))?),
+                Some(buf) => Some(
+                    self.gpu
+                        .download(buf)
+                        .map_err(|e| self.candidate_err(stage, e))?,
+                ),
                 None => None,
             });
         }
@@ -239,34 +320,68 @@ impl Worker {
     }
 
     /// The validation protocol for one job. Returns the checks made.
-    fn validate(&mut self, job: &EvalJob, cand: &Kernel, reference: &Kernel, checks: &mut Vec<Check>) -> Step<()> {
+    fn validate(
+        &mut self,
+        job: &EvalJob,
+        cand: &Kernel,
+        reference: &Kernel,
+        checks: &mut Vec<Check>,
+    ) -> Step<()> {
         let v = &job.validation;
         for (si, plan) in job.sizes.iter().enumerate() {
             if let Some(p) = self.gpu.launch_problem(cand, &plan.launch) {
-                return Err(Stop::Reject(Outcome::Unlaunchable { reason: format!("at {}: {p}", plan.label) }));
+                return Err(Stop::Reject(Outcome::Unlaunchable {
+                    reason: format!("at {}: {p}", plan.label),
+                }));
             }
             let ref_dims = plan.ref_launch.unwrap_or(plan.launch);
             if let Some(p) = self.gpu.launch_problem(reference, &ref_dims) {
-                return Err(Stop::Infra(format!("the reference cannot launch at {}: {p}", plan.label)));
+                return Err(Stop::Infra(format!(
+                    "the reference cannot launch at {}: {p}",
+                    plan.label
+                )));
             }
             let bufs = self.alloc(plan, 1)?.remove(0);
             for trial in 0..=(v.trials as usize) {
-                let kind = if trial == v.trials as usize { TrialKind::Large } else { TrialKind::Normal };
+                let kind = if trial == v.trials as usize {
+                    TrialKind::Large
+                } else {
+                    TrialKind::Normal
+                };
                 let seed = validate::trial_seed(v.seed, si, trial);
                 let inputs: Vec<Option<Vec<u8>>> = plan
                     .args
                     .iter()
                     .enumerate()
                     .map(|(ai, a)| match a {
-                        ArgPlan::Buffer { dtype, len, io: Io::In | Io::Inout, init, large_scale, .. } => {
-                            Some(validate::generate(*dtype, *len, *init, kind, *large_scale, seed.wrapping_add(ai as u64)))
-                        }
+                        ArgPlan::Buffer {
+                            dtype,
+                            len,
+                            io: Io::In | Io::Inout,
+                            init,
+                            large_scale,
+                            ..
+                        } => Some(validate::generate(
+                            *dtype,
+                            *len,
+                            *init,
+                            kind,
+                            *large_scale,
+                            seed.wrapping_add(ai as u64),
+                        )),
                         _ => None,
                     })
                     .collect();
                 let at = format!("{} trial {trial}", plan.label);
                 self.prepare(plan, &bufs, &inputs)?;
-                self.run_once(reference, &ref_dims, plan, &bufs, &format!("reference at {at}"), false)?;
+                self.run_once(
+                    reference,
+                    &ref_dims,
+                    plan,
+                    &bufs,
+                    &format!("reference at {at}"),
+                    false,
+                )?;
                 let expected = self.download(&bufs, "download reference output")?;
 
                 self.prepare(plan, &bufs, &inputs)?;
@@ -274,20 +389,44 @@ impl Worker {
                 self.run_once(cand, &plan.launch, plan, &bufs, &stage, true)?;
                 let got = self.download(&bufs, &stage)?;
                 for (ai, a) in plan.args.iter().enumerate() {
-                    let ArgPlan::Buffer { name, dtype, io, .. } = a else { continue };
-                    let (Some(g), Some(e)) = (&got[ai], &expected[ai]) else { continue };
+                    let ArgPlan::Buffer {
+                        name, dtype, io, ..
+                    } = a
+                    else {
+                        continue;
+                    };
+                    let (Some(g), Some(e)) = (&got[ai], &expected[ai]) else {
+                        continue;
+                    };
                     match io {
                         Io::In => {
                             let original = inputs[ai].as_ref().expect("inputs generated for `in`");
                             if let Some(index) = validate::first_difference(*dtype, g, original) {
-                                return Err(Stop::Reject(Outcome::MutatedInput { size: plan.label.clone(), trial, arg: name.clone(), index }));
+                                return Err(Stop::Reject(Outcome::MutatedInput {
+                                    size: plan.label.clone(),
+                                    trial,
+                                    arg: name.clone(),
+                                    index,
+                                }));
                             }
                         }
                         Io::Out | Io::Inout => {
                             let stats = validate::compare(*dtype, g, e, v.tolerance(*dtype));
-                            checks.push(Check { size: plan.label.clone(), trial, kind, arg: name.clone(), stats });
+                            checks.push(Check {
+                                size: plan.label.clone(),
+                                trial,
+                                kind,
+                                arg: name.clone(),
+                                stats,
+                            });
                             if !stats.passed() {
-                                return Err(Stop::Reject(Outcome::Incorrect { size: plan.label.clone(), trial, kind, arg: name.clone(), stats }));
+                                return Err(Stop::Reject(Outcome::Incorrect {
+                                    size: plan.label.clone(),
+                                    trial,
+                                    kind,
+                                    arg: name.clone(),
+                                    stats: Box::new(stats),
+                                }));
                             }
                         }
                     }
@@ -298,10 +437,25 @@ impl Worker {
                     self.run_once(cand, &plan.launch, plan, &bufs, &stage, true)?;
                     let again = self.download(&bufs, &stage)?;
                     for (ai, a) in plan.args.iter().enumerate() {
-                        let ArgPlan::Buffer { name, dtype, io: Io::Out | Io::Inout, .. } = a else { continue };
-                        let (Some(x), Some(y)) = (&got[ai], &again[ai]) else { continue };
+                        let ArgPlan::Buffer {
+                            name,
+                            dtype,
+                            io: Io::Out | Io::Inout,
+                            ..
+                        } = a
+                        else {
+                            continue;
+                        };
+                        let (Some(x), Some(y)) = (&got[ai], &again[ai]) else {
+                            continue;
+                        };
                         if let Some(index) = validate::first_difference(*dtype, x, y) {
-                            return Err(Stop::Reject(Outcome::Race { size: plan.label.clone(), trial, arg: name.clone(), index }));
+                            return Err(Stop::Reject(Outcome::Race {
+                                size: plan.label.clone(),
+                                trial,
+                                arg: name.clone(),
+                                index,
+                            }));
                         }
                     }
                 }
@@ -318,8 +472,13 @@ impl Worker {
             ctas,
             sms,
             active_blocks_per_sm: active,
-            waves: if active == 0 { f64::INFINITY } else { ctas as f64 / (sms as f64 * active as f64) },
-            theoretical: (active as u64 * dims.threads_per_block()) as f64 / self.gpu.info.max_threads_per_sm as f64,
+            waves: if active == 0 {
+                f64::INFINITY
+            } else {
+                ctas as f64 / (sms as f64 * active as f64)
+            },
+            theoretical: (active as u64 * dims.threads_per_block()) as f64
+                / self.gpu.info.max_threads_per_sm as f64,
         })
     }
 
@@ -328,19 +487,42 @@ impl Worker {
         let start = Instant::now();
         let cand = match self.load(&job.kernel) {
             Ok(k) => k,
-            Err(e) => return (report(Outcome::Unlaunchable { reason: format!("cannot load the compiled kernel: {e}") }), None),
+            Err(e) => {
+                return (
+                    report(Outcome::Unlaunchable {
+                        reason: format!("cannot load the compiled kernel: {e}"),
+                    }),
+                    None,
+                )
+            }
         };
         let reference = match self.load(&job.reference) {
             Ok(k) => k,
-            Err(e) => return (report(Outcome::Crashed { stage: "load reference".into(), error: e }), None),
+            Err(e) => {
+                return (
+                    report(Outcome::Crashed {
+                        stage: "load reference".into(),
+                        error: e,
+                    }),
+                    None,
+                )
+            }
         };
         let mut r = report(Outcome::Passed);
         r.function = Some(cand.info);
-        r.occupancy = job.sizes.first().and_then(|p| self.occupancy(&cand, &p.launch));
+        r.occupancy = job
+            .sizes
+            .first()
+            .and_then(|p| self.occupancy(&cand, &p.launch));
         match self.validate(job, &cand, &reference, &mut r.checks) {
             Ok(()) => {}
             Err(Stop::Reject(o)) => r.outcome = o,
-            Err(Stop::Infra(m)) => r.outcome = Outcome::Crashed { stage: "validation harness".into(), error: m },
+            Err(Stop::Infra(m)) => {
+                r.outcome = Outcome::Crashed {
+                    stage: "validation harness".into(),
+                    error: m,
+                }
+            }
         }
         r.validate_ms = start.elapsed().as_secs_f64() * 1e3;
         let keep = r.outcome == Outcome::Passed;
@@ -351,15 +533,30 @@ impl Worker {
         let (mut r, cand) = self.validated(job);
         if let (Some(cand), Some(opts)) = (cand, &job.measure) {
             let start = Instant::now();
-            match self.measure(&[(&cand, &job.sizes[0])], opts, measure::verdict::DEFAULT_MIN_GAIN) {
+            match self.measure(
+                &[(&cand, &job.sizes[0])],
+                opts,
+                measure::verdict::DEFAULT_MIN_GAIN,
+            ) {
                 Ok((mut ms, _)) => r.measurement = Some(ms.remove(0)),
                 Err(Stop::Reject(o)) => r.outcome = o,
-                Err(Stop::Infra(m)) => r.outcome = Outcome::Crashed { stage: "measurement harness".into(), error: m },
+                Err(Stop::Infra(m)) => {
+                    r.outcome = Outcome::Crashed {
+                        stage: "measurement harness".into(),
+                        error: m,
+                    }
+                }
             }
             r.measure_ms = start.elapsed().as_secs_f64() * 1e3;
             if let Some(m) = &r.measurement {
                 if m.summary.is_none() {
-                    r.outcome = Outcome::Unmeasurable { reason: format!("all {} samples were taken while the GPU throttled ({})", m.samples.len(), m.throttle_reasons.join(", ")) };
+                    r.outcome = Outcome::Unmeasurable {
+                        reason: format!(
+                            "all {} samples were taken while the GPU throttled ({})",
+                            m.samples.len(),
+                            m.throttle_reasons.join(", ")
+                        ),
+                    };
                 }
             }
         }
@@ -369,11 +566,21 @@ impl Worker {
     fn compare(&mut self, a: &EvalJob, b: &EvalJob, min_gain: f64) -> Response {
         let (mut ra, ka) = self.validated(a);
         if self.dead {
-            return Response::Compared { a: Box::new(ra), b: Box::new(report(Outcome::Unlaunchable { reason: "not run: the worker crashed on A".into() })), ab: None };
+            return Response::Compared {
+                a: Box::new(ra),
+                b: Box::new(report(Outcome::Unlaunchable {
+                    reason: "not run: the worker crashed on A".into(),
+                })),
+                ab: None,
+            };
         }
         let (mut rb, kb) = self.validated(b);
         let Some(opts) = a.measure.as_ref().or(b.measure.as_ref()) else {
-            return Response::Compared { a: Box::new(ra), b: Box::new(rb), ab: None };
+            return Response::Compared {
+                a: Box::new(ra),
+                b: Box::new(rb),
+                ab: None,
+            };
         };
         let mut arms: Vec<(&Kernel, &SizePlan)> = Vec::new();
         if let Some(k) = &ka {
@@ -383,7 +590,11 @@ impl Worker {
             arms.push((k, &b.sizes[0]));
         }
         if arms.is_empty() {
-            return Response::Compared { a: Box::new(ra), b: Box::new(rb), ab: None };
+            return Response::Compared {
+                a: Box::new(ra),
+                b: Box::new(rb),
+                ab: None,
+            };
         }
         let start = Instant::now();
         let both = arms.len() == 2;
@@ -396,8 +607,18 @@ impl Worker {
                 let ma = if ka.is_some() { m.pop() } else { None };
                 if let (true, Some(x), Some(y)) = (both, &ma, &mb) {
                     if let (Some(sx), Some(sy)) = (x.summary, y.summary) {
-                        let kx: Vec<f64> = x.samples.iter().filter(|s| !s.throttled).map(|s| s.us).collect();
-                        let ky: Vec<f64> = y.samples.iter().filter(|s| !s.throttled).map(|s| s.us).collect();
+                        let kx: Vec<f64> = x
+                            .samples
+                            .iter()
+                            .filter(|s| !s.throttled)
+                            .map(|s| s.us)
+                            .collect();
+                        let ky: Vec<f64> = y
+                            .samples
+                            .iter()
+                            .filter(|s| !s.throttled)
+                            .map(|s| s.us)
+                            .collect();
                         let (lo, hi) = stats::bootstrap_ratio_ci(&kx, &ky, opts.seed);
                         ab = Some(AbResult {
                             speedup: sx.median / sy.median,
@@ -421,27 +642,57 @@ impl Worker {
                 rb.outcome = o;
             }
             Err(Stop::Infra(m)) => {
-                ra.outcome = Outcome::Crashed { stage: "measurement harness".into(), error: m.clone() };
-                rb.outcome = Outcome::Crashed { stage: "measurement harness".into(), error: m };
+                ra.outcome = Outcome::Crashed {
+                    stage: "measurement harness".into(),
+                    error: m.clone(),
+                };
+                rb.outcome = Outcome::Crashed {
+                    stage: "measurement harness".into(),
+                    error: m,
+                };
             }
         }
-        Response::Compared { a: Box::new(ra), b: Box::new(rb), ab }
+        Response::Compared {
+            a: Box::new(ra),
+            b: Box::new(rb),
+            ab,
+        }
     }
 
     /// Warm-up: launches until `warmup_ms` has passed; returns µs per launch (warm).
-    fn warmup(&mut self, k: &Kernel, plan: &SizePlan, bufs: &ArgBuffers, warmup_ms: f64) -> Step<f64> {
-        let mut params = bufs.params(plan).map_err(|e| self.infra_err("parameters", e))?;
-        let (s, e) = (self.gpu.event().map_err(|x| self.infra_err("event", x))?, self.gpu.event().map_err(|x| self.infra_err("event", x))?);
+    fn warmup(
+        &mut self,
+        k: &Kernel,
+        plan: &SizePlan,
+        bufs: &ArgBuffers,
+        warmup_ms: f64,
+    ) -> Step<f64> {
+        let mut params = bufs
+            .params(plan)
+            .map_err(|e| self.infra_err("parameters", e))?;
+        let (s, e) = (
+            self.gpu.event().map_err(|x| self.infra_err("event", x))?,
+            self.gpu.event().map_err(|x| self.infra_err("event", x))?,
+        );
         let mut n = 1u64;
         let mut total_ms = 0.0;
         let mut launches = 0u64;
         while total_ms < warmup_ms || launches < 3 {
-            self.gpu.record(&s).map_err(|x| self.candidate_err("warm-up", x))?;
+            self.gpu
+                .record(&s)
+                .map_err(|x| self.candidate_err("warm-up", x))?;
             for _ in 0..n {
-                self.gpu.launch(k, &plan.launch, &mut params).map_err(|x| self.candidate_err("warm-up", x))?;
+                self.gpu
+                    .launch(k, &plan.launch, &mut params)
+                    .map_err(|x| self.candidate_err("warm-up", x))?;
             }
-            self.gpu.record(&e).map_err(|x| self.candidate_err("warm-up", x))?;
-            let ms = self.gpu.elapsed_ms(&s, &e).map_err(|x| self.candidate_err("warm-up", x))?;
+            self.gpu
+                .record(&e)
+                .map_err(|x| self.candidate_err("warm-up", x))?;
+            let ms = self
+                .gpu
+                .elapsed_ms(&s, &e)
+                .map_err(|x| self.candidate_err("warm-up", x))?;
             total_ms += ms;
             launches += n;
             if ms < 10.0 {
@@ -454,51 +705,106 @@ impl Worker {
 
     /// The measurement protocol over one or more arms (interleaved). Returns one
     /// Measurement per arm and why sampling stopped.
-    fn measure(&mut self, arms: &[(&Kernel, &SizePlan)], opts: &MeasureOpts, min_gain: f64) -> Step<(Vec<Measurement>, measure::StopReason)> {
+    fn measure(
+        &mut self,
+        arms: &[(&Kernel, &SizePlan)],
+        opts: &MeasureOpts,
+        min_gain: f64,
+    ) -> Step<(Vec<Measurement>, measure::StopReason)> {
         let start = Instant::now();
-        // Inputs for set 0 of every arm; warm-up.
+        // Arms with the same arguments (the same kernel at the same problem) share one
+        // set of buffers: separate allocations can differ in speed by a few percent,
+        // which an A/A comparison would otherwise report as a speedup.
+        let mut owner: Vec<usize> = Vec::new();
+        for (ai, (_, plan)) in arms.iter().enumerate() {
+            let same = arms[..ai].iter().position(|(_, p)| p.args == plan.args);
+            owner.push(same.map(|j| owner[j]).unwrap_or(ai));
+        }
         let mut sets_per_arm: Vec<Vec<ArgBuffers>> = Vec::new();
-        let mut warm = Vec::new();
-        for (k, plan) in arms {
+        for (ai, (_, plan)) in arms.iter().enumerate() {
+            if owner[ai] != ai {
+                sets_per_arm.push(Vec::new());
+                continue;
+            }
             let bufs = self.alloc(plan, 1)?;
             let inputs: Vec<Option<Vec<u8>>> = plan
                 .args
                 .iter()
                 .enumerate()
                 .map(|(ai, a)| match a {
-                    ArgPlan::Buffer { dtype, len, io: Io::In | Io::Inout, init, large_scale, .. } => {
-                        Some(validate::generate(*dtype, *len, *init, TrialKind::Normal, *large_scale, opts.seed.wrapping_add(ai as u64)))
-                    }
+                    ArgPlan::Buffer {
+                        dtype,
+                        len,
+                        io: Io::In | Io::Inout,
+                        init,
+                        large_scale,
+                        ..
+                    } => Some(validate::generate(
+                        *dtype,
+                        *len,
+                        *init,
+                        TrialKind::Normal,
+                        *large_scale,
+                        opts.seed.wrapping_add(ai as u64),
+                    )),
                     _ => None,
                 })
                 .collect();
             self.prepare(plan, &bufs[0], &inputs)?;
-            self.link.progress("warm-up");
-            warm.push(self.warmup(k, plan, &bufs[0], opts.warmup_ms)?);
             sets_per_arm.push(bufs);
+        }
+        self.link.progress("warm-up");
+        let mut warm = Vec::new();
+        for (ai, (k, plan)) in arms.iter().enumerate() {
+            let bufs = &sets_per_arm[owner[ai]][0];
+            let w = self.warmup(k, plan, bufs, opts.warmup_ms);
+            warm.push(w?);
         }
         let fastest = warm.iter().cloned().fold(f64::INFINITY, f64::min);
         let method = if fastest < opts.batch_below_us {
             // Enough argument copies that the L2 cannot hold the working set, within memory.
-            let footprint = arms.iter().map(|(_, p)| p.footprint()).max().unwrap_or(1).max(1);
+            let owned: Vec<&SizePlan> = arms
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| owner[*i] == *i)
+                .map(|(_, (_, p))| *p)
+                .collect();
+            let footprint = owned
+                .iter()
+                .map(|p| p.footprint())
+                .max()
+                .unwrap_or(1)
+                .max(1);
             let want = (2 * self.gpu.info.l2_bytes).div_ceil(footprint) as usize + 1;
-            let total_fp: u64 = arms.iter().map(|(_, p)| p.footprint()).sum::<u64>().max(1);
+            let total_fp: u64 = owned.iter().map(|p| p.footprint()).sum::<u64>().max(1);
             let free = self.gpu.free_memory().unwrap_or(0);
             let fit = (free / 2 / total_fp) as usize;
             let sets = want.clamp(1, 64).min(fit.max(1));
             let mut launches = ((opts.batch_sample_us / fastest).ceil() as usize).max(sets);
             launches = launches.div_ceil(sets) * sets;
-            TimingMethod::Batch { launches: launches as u32, buffer_sets: sets as u32 }
+            TimingMethod::Batch {
+                launches: launches as u32,
+                buffer_sets: sets as u32,
+            }
         } else {
             TimingMethod::Cold
         };
         if let TimingMethod::Batch { buffer_sets, .. } = method {
             for (ai, (_, plan)) in arms.iter().enumerate() {
+                if owner[ai] != ai {
+                    continue;
+                }
                 let extra = self.alloc(plan, buffer_sets as usize - 1)?;
                 for set in &extra {
-                    for ((a, dst), src) in plan.args.iter().zip(&set.0).zip(&sets_per_arm[ai][0].0) {
-                        if let (ArgPlan::Buffer { dtype, io, .. }, Some(d), Some(s)) = (a, dst, src) {
-                            let r = if *io == Io::Out { self.gpu.fill(d, dtype.poison_byte()) } else { self.gpu.copy(d, s) };
+                    for ((a, dst), src) in plan.args.iter().zip(&set.0).zip(&sets_per_arm[ai][0].0)
+                    {
+                        if let (ArgPlan::Buffer { dtype, io, .. }, Some(d), Some(s)) = (a, dst, src)
+                        {
+                            let r = if *io == Io::Out {
+                                self.gpu.fill(d, dtype.poison_byte())
+                            } else {
+                                self.gpu.copy(d, s)
+                            };
                             r.map_err(|e| self.infra_err("copy argument sets", e))?;
                         }
                     }
@@ -507,17 +813,29 @@ impl Worker {
             }
         }
         let mut params: Vec<Vec<Params>> = Vec::new();
-        for ((_, plan), sets) in arms.iter().zip(&sets_per_arm) {
+        for (ai, (_, plan)) in arms.iter().enumerate() {
             let mut ps = Vec::new();
-            for s in sets {
-                ps.push(s.params(plan).map_err(|e| self.infra_err("parameters", e))?);
+            for s in &sets_per_arm[owner[ai]] {
+                ps.push(
+                    s.params(plan)
+                        .map_err(|e| self.infra_err("parameters", e))?,
+                );
             }
             params.push(ps);
         }
         self.link.progress("sampling");
-        let kernels: Vec<(&Kernel, LaunchDims)> = arms.iter().map(|(k, p)| (*k, p.launch)).collect();
+        let kernels: Vec<(&Kernel, LaunchDims)> =
+            arms.iter().map(|(k, p)| (*k, p.launch)).collect();
         let sampled = {
-            let mut src = GpuSource { w: self, kernels: &kernels, params: &mut params, method, events: Vec::new(), error: None };
+            let mut src = GpuSource {
+                w: self,
+                kernels: &kernels,
+                params: &mut params,
+                method,
+                events: Vec::new(),
+                error: None,
+                rounds: 0,
+            };
             let rule = opts.rule;
             let out = if arms.len() == 2 {
                 measure::sample(&mut src, &rule, measure::verdict_rule(min_gain, opts.seed))
@@ -532,7 +850,14 @@ impl Worker {
         let mut out = Vec::new();
         for (ai, arm) in sampled.arms.iter().enumerate() {
             let kept = arm.kept();
-            let energy = self.energy(kernels[ai].0, &kernels[ai].1, &mut params[ai], method, warm[ai], opts.energy_ms)?;
+            let energy = self.energy(
+                kernels[ai].0,
+                &kernels[ai].1,
+                &mut params[ai],
+                method,
+                warm[ai],
+                opts.energy_ms,
+            )?;
             let utilization_gpu_pct = self.monitor.utilization_gpu_pct();
             out.push(Measurement {
                 method,
@@ -552,11 +877,21 @@ impl Worker {
     }
 
     /// Energy per launch from NVML's energy counter over a window of back-to-back launches.
-    fn energy(&mut self, k: &Kernel, dims: &LaunchDims, params: &mut [Params], method: TimingMethod, us_per_launch: f64, window_ms: f64) -> Step<Option<Energy>> {
+    fn energy(
+        &mut self,
+        k: &Kernel,
+        dims: &LaunchDims,
+        params: &mut [Params],
+        method: TimingMethod,
+        us_per_launch: f64,
+        window_ms: f64,
+    ) -> Step<Option<Energy>> {
         if window_ms <= 0.0 {
             return Ok(None);
         }
-        let Some(mut e0) = self.monitor.energy_mj() else { return Ok(None) };
+        let Some(mut e0) = self.monitor.energy_mj() else {
+            return Ok(None);
+        };
         // Start on a fresh counter update so the window is not cut short by its period.
         let tick = Instant::now();
         while tick.elapsed() < Duration::from_millis(200) {
@@ -576,19 +911,30 @@ impl Worker {
         };
         let start = Instant::now();
         for i in 0..launches {
-            self.gpu.launch(k, dims, &mut params[i as usize % sets]).map_err(|e| self.candidate_err("energy window", e))?;
+            self.gpu
+                .launch(k, dims, &mut params[i as usize % sets])
+                .map_err(|e| self.candidate_err("energy window", e))?;
             if i % 4096 == 4095 {
                 self.link.heartbeat("energy window");
             }
         }
-        self.gpu.sync().map_err(|e| self.candidate_err("energy window", e))?;
+        self.gpu
+            .sync()
+            .map_err(|e| self.candidate_err("energy window", e))?;
         let wall_ms = start.elapsed().as_secs_f64() * 1e3;
-        let Some(e1) = self.monitor.energy_mj() else { return Ok(None) };
+        let Some(e1) = self.monitor.energy_mj() else {
+            return Ok(None);
+        };
         let mj = e1.saturating_sub(e0) as f64;
         if mj <= 0.0 {
             return Ok(None);
         }
-        Ok(Some(Energy { uj_per_launch: mj * 1e3 / launches as f64, avg_power_w: mj / wall_ms, launches, window_ms: wall_ms }))
+        Ok(Some(Energy {
+            uj_per_launch: mj * 1e3 / launches as f64,
+            avg_power_w: mj / wall_ms,
+            launches,
+            window_ms: wall_ms,
+        }))
     }
 }
 
@@ -600,6 +946,8 @@ struct GpuSource<'a> {
     method: TimingMethod,
     events: Vec<(Event, Event)>,
     error: Option<GpuError>,
+    /// Samples taken so far; odd rounds run the arms in reverse order (A B B A ...).
+    rounds: usize,
 }
 
 impl SampleSource for GpuSource<'_> {
@@ -618,7 +966,10 @@ impl SampleSource for GpuSource<'_> {
             self.events.push((self.w.gpu.event()?, self.w.gpu.event()?));
         }
         for i in 0..n {
-            for (a, (k, dims)) in self.kernels.iter().enumerate() {
+            let reverse = (self.rounds + i) % 2 == 1;
+            for step in 0..arms {
+                let a = if reverse { arms - 1 - step } else { step };
+                let (k, dims) = &self.kernels[a];
                 let (s, e) = &self.events[i * arms + a];
                 match self.method {
                     TimingMethod::Cold => {
@@ -627,16 +978,24 @@ impl SampleSource for GpuSource<'_> {
                         self.w.gpu.launch(k, dims, &mut self.params[a][0])?;
                         self.w.gpu.record(e)?;
                     }
-                    TimingMethod::Batch { launches, buffer_sets } => {
+                    TimingMethod::Batch {
+                        launches,
+                        buffer_sets,
+                    } => {
                         self.w.gpu.record(s)?;
                         for j in 0..launches as usize {
-                            self.w.gpu.launch(k, dims, &mut self.params[a][j % buffer_sets as usize])?;
+                            self.w.gpu.launch(
+                                k,
+                                dims,
+                                &mut self.params[a][j % buffer_sets as usize],
+                            )?;
                         }
                         self.w.gpu.record(e)?;
                     }
                 }
             }
         }
+        self.rounds += n;
         let per = match self.method {
             TimingMethod::Cold => 1.0,
             TimingMethod::Batch { launches, .. } => launches as f64,
@@ -656,6 +1015,8 @@ impl SampleSource for GpuSource<'_> {
     }
 
     fn progress(&mut self, taken: usize) {
-        self.w.link.heartbeat(&format!("sampling ({taken} samples)"));
+        self.w
+            .link
+            .heartbeat(&format!("sampling ({taken} samples)"));
     }
 }

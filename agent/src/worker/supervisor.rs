@@ -22,7 +22,10 @@ pub struct WorkerCommand {
 impl WorkerCommand {
     /// This executable's own `worker` subcommand.
     pub fn this_exe(args: Vec<String>) -> std::io::Result<Self> {
-        Ok(WorkerCommand { program: std::env::current_exe()?, args })
+        Ok(WorkerCommand {
+            program: std::env::current_exe()?,
+            args,
+        })
     }
 }
 
@@ -30,7 +33,10 @@ impl WorkerCommand {
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
     #[error("cannot start the GPU worker {program}: {source}")]
-    Spawn { program: String, source: std::io::Error },
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
     #[error("the GPU worker did not start: {0}")]
     Handshake(String),
 }
@@ -40,9 +46,15 @@ pub enum SupervisorError {
 pub enum Reply {
     Done(Response),
     /// No line for longer than the watchdog; the worker was killed.
-    Hung { stage: String, waited: Duration },
+    Hung {
+        stage: String,
+        waited: Duration,
+    },
     /// The worker exited (or its pipe broke) before answering.
-    Died { stage: String, status: String },
+    Died {
+        stage: String,
+        status: String,
+    },
 }
 
 enum Line {
@@ -79,7 +91,14 @@ pub struct Supervisor {
 
 impl Supervisor {
     pub fn new(cmd: WorkerCommand, watchdog: Duration) -> Self {
-        Supervisor { cmd, watchdog, proc: None, restarts: 0, starts: 0, device: None }
+        Supervisor {
+            cmd,
+            watchdog,
+            proc: None,
+            restarts: 0,
+            starts: 0,
+            device: None,
+        }
     }
 
     fn spawn(&mut self) -> Result<(), SupervisorError> {
@@ -89,7 +108,10 @@ impl Supervisor {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|source| SupervisorError::Spawn { program: self.cmd.program.display().to_string(), source })?;
+            .map_err(|source| SupervisorError::Spawn {
+                program: self.cmd.program.display().to_string(),
+                source,
+            })?;
         let stdin = child.stdin.take().expect("stdin is piped");
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel();
@@ -134,12 +156,19 @@ impl Supervisor {
                 }
                 Reply::Done(other) => {
                     self.kill();
-                    return Err(SupervisorError::Handshake(format!("unexpected first message {other:?}")));
+                    return Err(SupervisorError::Handshake(format!(
+                        "unexpected first message {other:?}"
+                    )));
                 }
                 Reply::Hung { waited, .. } => {
-                    return Err(SupervisorError::Handshake(format!("no answer within {:.0} s", waited.as_secs_f64())));
+                    return Err(SupervisorError::Handshake(format!(
+                        "no answer within {:.0} s",
+                        waited.as_secs_f64()
+                    )));
                 }
-                Reply::Died { status, .. } => return Err(SupervisorError::Handshake(format!("it exited ({status})"))),
+                Reply::Died { status, .. } => {
+                    return Err(SupervisorError::Handshake(format!("it exited ({status})")))
+                }
             }
         }
         Ok(self.device.as_ref().expect("set on a successful handshake"))
@@ -147,7 +176,11 @@ impl Supervisor {
 
     /// Sends `req` to a running (or freshly started) worker and waits for its answer,
     /// calling `progress` for each progress line.
-    pub fn call(&mut self, req: &Request, progress: &mut dyn FnMut(&str)) -> Result<Reply, SupervisorError> {
+    pub fn call(
+        &mut self,
+        req: &Request,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Reply, SupervisorError> {
         self.ensure_started()?;
         Ok(self.exchange(req, progress))
     }
@@ -155,10 +188,16 @@ impl Supervisor {
     fn exchange(&mut self, req: &Request, progress: &mut dyn FnMut(&str)) -> Reply {
         let mut stage = "waiting for the worker".to_string();
         let Some(proc) = self.proc.as_mut() else {
-            return Reply::Died { stage, status: "not running".into() };
+            return Reply::Died {
+                stage,
+                status: "not running".into(),
+            };
         };
         let line = serde_json::to_string(req).expect("requests serialize");
-        if writeln!(proc.stdin, "{line}").and_then(|_| proc.stdin.flush()).is_err() {
+        if writeln!(proc.stdin, "{line}")
+            .and_then(|_| proc.stdin.flush())
+            .is_err()
+        {
             let status = self.proc.take().map(Proc::kill).unwrap_or_default();
             return Reply::Died { stage, status };
         }
@@ -174,6 +213,16 @@ impl Supervisor {
                         last = Instant::now();
                     }
                     Ok(resp) => return Reply::Done(resp),
+                    Err(e) if text.trim_start().starts_with("{\"kind\"") => {
+                        // Protocol we cannot read: never wait for the watchdog on it.
+                        let status = self.proc.take().map(Proc::kill).unwrap_or_default();
+                        return Reply::Died {
+                            stage,
+                            status: format!(
+                                "unreadable answer from the worker ({e}); killed: {status}"
+                            ),
+                        };
+                    }
                     Err(_) => {
                         // Not protocol (a kernel's printf, say): pass it on, it is not progress.
                         tracing::info!(target: "worker", "{text}");

@@ -1,0 +1,47 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The nightshift binary: `$NIGHTSHIFT_BIN`, cargo's build of it, or the packed copy in `.gpu/bin`.
+pub fn nightshift_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("NIGHTSHIFT_BIN") {
+        return PathBuf::from(p);
+    }
+    let built = PathBuf::from(env!("CARGO_BIN_EXE_nightshift"));
+    if built.exists() {
+        return built;
+    }
+    repo_root().join(".gpu/bin/nightshift")
+}
+
+/// Why GPU tests cannot run here, or None when a CUDA device is present.
+pub fn no_gpu_reason() -> Option<String> {
+    if let Err(e) = nightshift::gpu::driver_present() {
+        return Some(e);
+    }
+    match nightshift::gpu::device_count() {
+        Ok(n) if n > 0 => None,
+        Ok(_) => Some("the driver reports no device".into()),
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+/// True (and prints why) when the GPU tests must be skipped. With
+/// NIGHTSHIFT_REQUIRE_GPU=1 a missing GPU fails the test instead.
+pub fn skip_without_gpu(test: &str) -> bool {
+    match no_gpu_reason() {
+        None => false,
+        Some(reason) => {
+            if std::env::var_os("NIGHTSHIFT_REQUIRE_GPU").is_some() {
+                panic!("{test}: NIGHTSHIFT_REQUIRE_GPU is set but there is no GPU: {reason}");
+            }
+            println!("skipped: no CUDA device ({test}: {reason})");
+            true
+        }
+    }
+}

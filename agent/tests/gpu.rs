@@ -1,0 +1,255 @@
+//! GPU tests: the example kernel on a real device, each deliberately broken variant
+//! rejected for the right reason, and repeatability across processes. Without a CUDA
+//! device each test prints `skipped: no CUDA device` (NIGHTSHIFT_REQUIRE_GPU=1 makes
+//! that a failure, for runs on the GPU machine).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use nightshift::evaluate::{Evaluation, Options, Session};
+use nightshift::spec::KernelSpec;
+use nightshift::worker::protocol::Outcome;
+
+/// One GPU, one test at a time: timing tests must not share it.
+static GPU: Mutex<()> = Mutex::new(());
+
+fn options() -> Options {
+    let mut o = Options::new(std::env::temp_dir().join("nightshift-gpu-tests"));
+    o.worker_exe = Some(common::nightshift_bin());
+    o.watchdog = Duration::from_secs(10);
+    o.measure.rule.max_time = Duration::from_secs(2);
+    o.measure.energy_ms = 200.0;
+    o
+}
+
+fn session() -> Session {
+    Session::start(options(), Box::new(|s| eprintln!("  .. {s}"))).expect("a GPU session starts")
+}
+
+fn example() -> PathBuf {
+    common::repo_root().join("kernels/softmax")
+}
+
+/// The example spec with its source replaced by a broken variant, in a temp dir.
+fn broken(name: &str) -> (tempfile::TempDir, KernelSpec) {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["kernel.toml", "softmax_ref.cu"] {
+        std::fs::copy(example().join(f), dir.path().join(f)).unwrap();
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/broken")
+        .join(format!("{name}.cu"));
+    std::fs::copy(src, dir.path().join("softmax.cu")).unwrap();
+    let spec = KernelSpec::load(dir.path()).unwrap();
+    (dir, spec)
+}
+
+fn eval(s: &mut Session, spec: &KernelSpec, sets: &[(&str, i64)], measure: bool) -> Evaluation {
+    let sets: Vec<(String, i64)> = sets.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    let c = spec.with_overrides(&spec.baseline(), &sets).unwrap();
+    let e = s
+        .evaluate(spec, &c, measure)
+        .expect("the infrastructure holds");
+    println!("{} {}: {}", spec.name, c, e.outcome.describe());
+    e
+}
+
+#[test]
+fn example_compiles_validates_and_measures() {
+    if common::skip_without_gpu("example_compiles_validates_and_measures") {
+        return;
+    }
+    let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
+    let spec = KernelSpec::load(&example()).unwrap();
+    let mut s = session();
+    for sets in [
+        &[][..],
+        &[("BLOCK", 256), ("VEC", 4)][..],
+        &[("BLOCK", 1024), ("VEC", 2)][..],
+        &[("BLOCK", 32)][..],
+    ] {
+        let e = eval(&mut s, &spec, sets, true);
+        assert_eq!(e.outcome, Outcome::Passed, "{}", e.outcome.describe());
+        let m = e.measurement.as_ref().expect("measured");
+        let sum = m.summary.expect("samples kept");
+        assert!(sum.median > 0.0 && sum.ci_lo <= sum.median && sum.median <= sum.ci_hi);
+        let r = e.roofline.as_ref().expect("roofline");
+        assert!(
+            r.dram_fraction > 0.0 && r.dram_fraction <= 1.0 + 0.03,
+            "{r:?}"
+        );
+        let f = e.function.expect("function info");
+        assert!(f.registers > 0);
+        // Four trials (three normal, one large) at every validated size.
+        let sizes: std::collections::BTreeSet<&str> =
+            e.checks.iter().map(|c| c.size.as_str()).collect();
+        assert_eq!(e.checks.len(), sizes.len() * 4);
+        assert_eq!(
+            sizes.len() + e.skipped_sizes.len(),
+            1 + spec.validation.sizes.len()
+        );
+        println!(
+            "  median {:.2} us, {:.0} GB/s ({:.1}% of DRAM ceiling), {:?}",
+            sum.median,
+            r.gbs,
+            100.0 * r.dram_fraction,
+            m.method
+        );
+    }
+}
+
+#[test]
+fn vectorized_config_records_the_sizes_it_cannot_run() {
+    if common::skip_without_gpu("vectorized_config_records_the_sizes_it_cannot_run") {
+        return;
+    }
+    let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
+    let spec = KernelSpec::load(&example()).unwrap();
+    let mut s = session();
+    let e = eval(&mut s, &spec, &[("VEC", 4)], false);
+    assert_eq!(e.outcome, Outcome::Passed);
+    let skipped: Vec<&str> = e.skipped_sizes.iter().map(|s| s.size.as_str()).collect();
+    assert_eq!(skipped, vec!["cols=4099 rows=257", "cols=1 rows=1"]);
+}
+
+#[test]
+fn broken_variants_are_rejected_for_the_right_reason() {
+    if common::skip_without_gpu("broken_variants_are_rejected_for_the_right_reason") {
+        return;
+    }
+    let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
+    let mut s = session();
+    let good = KernelSpec::load(&example()).unwrap();
+    type Check = fn(&Outcome) -> bool;
+    type Sets = &'static [(&'static str, i64)];
+    let cases: Vec<(&str, Sets, Check)> = vec![
+        ("race", &[("BLOCK", 1024)], |o| {
+            matches!(o, Outcome::Race { .. } | Outcome::Incorrect { .. })
+        }),
+        (
+            "tail",
+            &[],
+            |o| matches!(o, Outcome::Incorrect { stats, size, .. } if stats.unwritten > 0 && size != "cols=1024 rows=4096"),
+        ),
+        (
+            "oob",
+            &[],
+            |o| matches!(o, Outcome::Crashed { error, .. } if error.contains("ILLEGAL_ADDRESS")),
+        ),
+        ("hang", &[], |o| matches!(o, Outcome::Hung { .. })),
+        (
+            "mutate",
+            &[],
+            |o| matches!(o, Outcome::MutatedInput { arg, .. } if arg == "x"),
+        ),
+        ("identity", &[], |o| matches!(o, Outcome::Incorrect { .. })),
+        (
+            "nan",
+            &[],
+            |o| matches!(o, Outcome::Incorrect { stats, .. } if stats.non_finite > 0),
+        ),
+        (
+            "syntax",
+            &[],
+            |o| matches!(o, Outcome::CompileFailed { log } if log.contains("error")),
+        ),
+    ];
+    for (name, sets, ok) in cases {
+        let (_dir, spec) = broken(name);
+        let e = eval(&mut s, &spec, sets, false);
+        assert!(ok(&e.outcome), "{name}: wrong outcome {:?}", e.outcome);
+        // The parent survives and the next candidate runs on a healthy worker.
+        let after = eval(&mut s, &good, &[], false);
+        assert_eq!(
+            after.outcome,
+            Outcome::Passed,
+            "after {name}: {:?}",
+            after.outcome
+        );
+    }
+    assert!(
+        s.restarts() >= 2,
+        "the hang and the illegal address each cost a worker restart"
+    );
+}
+
+#[test]
+fn a_block_the_device_cannot_launch_is_unlaunchable() {
+    if common::skip_without_gpu("a_block_the_device_cannot_launch_is_unlaunchable") {
+        return;
+    }
+    let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["kernel.toml", "softmax.cu", "softmax_ref.cu"] {
+        std::fs::copy(example().join(f), dir.path().join(f)).unwrap();
+    }
+    let t = std::fs::read_to_string(dir.path().join("kernel.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("kernel.toml"),
+        t.replace("block = [\"BLOCK\", 1, 1]", "block = [\"BLOCK * 2\", 1, 1]"),
+    )
+    .unwrap();
+    let spec = KernelSpec::load(dir.path()).unwrap();
+    let mut s = session();
+    let e = eval(&mut s, &spec, &[("BLOCK", 1024)], false);
+    assert!(
+        matches!(&e.outcome, Outcome::Unlaunchable { reason } if reason.contains("2048")),
+        "{:?}",
+        e.outcome
+    );
+}
+
+#[test]
+fn the_same_configuration_in_two_processes_gives_medians_within_2_percent() {
+    if common::skip_without_gpu(
+        "the_same_configuration_in_two_processes_gives_medians_within_2_percent",
+    ) {
+        return;
+    }
+    let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
+    let spec = KernelSpec::load(&example()).unwrap();
+    let mut medians = Vec::new();
+    for _ in 0..2 {
+        let mut s = session();
+        let e = eval(&mut s, &spec, &[("BLOCK", 256)], true);
+        medians.push(e.median_us().expect("measured"));
+        s.shutdown();
+    }
+    let diff = (medians[0] - medians[1]).abs() / medians[0].min(medians[1]);
+    println!(
+        "medians in two processes: {medians:?} ({:.2}% apart)",
+        100.0 * diff
+    );
+    assert!(diff < 0.02, "{medians:?}");
+}
+
+#[test]
+fn a_configuration_against_itself_is_never_fast_or_slow() {
+    if common::skip_without_gpu("a_configuration_against_itself_is_never_fast_or_slow") {
+        return;
+    }
+    let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
+    let spec = KernelSpec::load(&example()).unwrap();
+    let mut s = session();
+    let c = spec.baseline();
+    let (a, b, ab) = s.compare(&spec, &c, &c).expect("compare runs");
+    assert_eq!(
+        (a.outcome.clone(), b.outcome.clone()),
+        (Outcome::Passed, Outcome::Passed)
+    );
+    let ab = ab.expect("a verdict");
+    println!(
+        "A/A: {:.4}x [{:.4}, {:.4}] {:?}",
+        ab.speedup, ab.ci_lo, ab.ci_hi, ab.verdict
+    );
+    assert!(
+        matches!(
+            ab.verdict,
+            nightshift::measure::Verdict::Same | nightshift::measure::Verdict::Ambiguous
+        ),
+        "{ab:?}"
+    );
+}

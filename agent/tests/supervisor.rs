@@ -1,0 +1,129 @@
+//! Worker supervision without a GPU: stand-in workers (shell scripts speaking the
+//! protocol) that hang, die or chatter, and a supervisor that must survive them all.
+
+use std::time::{Duration, Instant};
+
+use nightshift::worker::protocol::{Request, Response};
+use nightshift::worker::supervisor::{Reply, Supervisor, SupervisorError, WorkerCommand};
+
+const READY: &str = r#"{"kind":"ready","protocol":1,"device":{"ordinal":0,"name":"stand-in","uuid":"GPU-00000000-0000-0000-0000-000000000000","compute_capability":[9,0],"arch":"sm_90","sms":132,"l2_bytes":52428800,"total_mem_bytes":85899345920,"max_threads_per_block":1024,"max_threads_per_sm":2048,"max_shared_per_block_optin":232448,"max_shared_per_sm":233472,"regs_per_sm":65536,"sm_clock_khz":1980000,"mem_clock_khz":2619000,"mem_bus_bits":5120,"driver_version":13000}}"#;
+
+/// A stand-in worker: answers hello, then does `on_ceilings` for a ceilings request.
+fn fake(on_ceilings: &str) -> WorkerCommand {
+    let script = format!(
+        r#"while IFS= read -r line; do
+  case "$line" in
+    *'"hello"'*) echo '{READY}' ;;
+    *'"ceilings"'*) {on_ceilings} ;;
+    *'"shutdown"'*) exit 0 ;;
+  esac
+done"#
+    );
+    WorkerCommand {
+        program: "/bin/sh".into(),
+        args: vec!["-c".into(), script],
+    }
+}
+
+fn call(sup: &mut Supervisor) -> Reply {
+    sup.call(&Request::Ceilings, &mut |_| {})
+        .expect("the worker starts")
+}
+
+#[test]
+fn a_hung_worker_is_killed_by_the_watchdog_and_replaced() {
+    let mut sup = Supervisor::new(fake("sleep 600"), Duration::from_millis(300));
+    let start = Instant::now();
+    match call(&mut sup) {
+        Reply::Hung { waited, .. } => assert!(waited >= Duration::from_millis(300)),
+        other => panic!("expected Hung, got {other:?}"),
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "the watchdog fired late"
+    );
+    assert!(!sup.is_running(), "the hung worker was killed");
+    // The next request gets a fresh worker.
+    assert!(matches!(call(&mut sup), Reply::Hung { .. }));
+    assert_eq!(sup.restarts, 1);
+}
+
+#[test]
+fn a_worker_that_exits_is_reported_dead_and_restarted() {
+    let mut sup = Supervisor::new(fake("exit 3"), Duration::from_secs(10));
+    match call(&mut sup) {
+        Reply::Died { status, .. } => assert!(status.contains('3'), "{status}"),
+        other => panic!("expected Died, got {other:?}"),
+    }
+    assert!(matches!(call(&mut sup), Reply::Died { .. }));
+    assert_eq!(sup.restarts, 1);
+}
+
+#[test]
+fn progress_keeps_a_slow_worker_alive() {
+    // Four progress lines 150 ms apart: 600 ms in all, twice the watchdog, never silent for long.
+    let work = r#"for i in 1 2 3 4; do sleep 0.15; echo '{"kind":"progress","stage":"step"}'; done; echo '{"kind":"error","message":"done"}'"#;
+    let mut sup = Supervisor::new(fake(work), Duration::from_millis(400));
+    let mut seen = 0;
+    let r = sup.call(&Request::Ceilings, &mut |s| {
+        assert_eq!(s, "step");
+        seen += 1;
+    });
+    assert_eq!(
+        r.unwrap(),
+        Reply::Done(Response::Error {
+            message: "done".into()
+        })
+    );
+    assert_eq!(seen, 4);
+}
+
+#[test]
+fn lines_that_are_not_protocol_are_ignored() {
+    let work = r#"echo 'printf from a kernel'; echo '{"kind":"error","message":"ok"}'"#;
+    let mut sup = Supervisor::new(fake(work), Duration::from_secs(10));
+    assert_eq!(
+        call(&mut sup),
+        Reply::Done(Response::Error {
+            message: "ok".into()
+        })
+    );
+}
+
+#[test]
+fn a_worker_that_refuses_to_start_is_a_clear_error() {
+    let cmd = WorkerCommand {
+        program: "/bin/sh".into(),
+        args: vec!["-c".into(), r#"read -r line; echo '{"kind":"error","message":"cannot open CUDA device 0: no CUDA driver"}'; exit 2"#.into()],
+    };
+    let mut sup = Supervisor::new(cmd, Duration::from_secs(10));
+    match sup.call(&Request::Ceilings, &mut |_| {}) {
+        Err(SupervisorError::Handshake(m)) => assert!(m.contains("no CUDA driver"), "{m}"),
+        other => panic!("expected a handshake error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_missing_worker_program_is_a_clear_error() {
+    let cmd = WorkerCommand {
+        program: "/nonexistent/nightshift".into(),
+        args: vec![],
+    };
+    let mut sup = Supervisor::new(cmd, Duration::from_secs(1));
+    let e = sup.call(&Request::Hello, &mut |_| {}).unwrap_err();
+    assert!(e.to_string().contains("/nonexistent/nightshift"), "{e}");
+}
+
+#[test]
+fn an_unreadable_answer_ends_the_request_at_once_instead_of_waiting_for_the_watchdog() {
+    // Regression: a response the parent could not parse was ignored, so a kernel that
+    // wrote NaN was reported as hung once the watchdog fired.
+    let work = r#"echo '{"kind":"evaluated","report":null}'; sleep 600"#;
+    let mut sup = Supervisor::new(fake(work), Duration::from_secs(30));
+    let start = Instant::now();
+    match call(&mut sup) {
+        Reply::Died { status, .. } => assert!(status.contains("unreadable"), "{status}"),
+        other => panic!("expected Died, got {other:?}"),
+    }
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
