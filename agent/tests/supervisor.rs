@@ -127,3 +127,21 @@ fn an_unreadable_answer_ends_the_request_at_once_instead_of_waiting_for_the_watc
     }
     assert!(start.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn a_worker_that_reports_a_crash_is_retired_before_the_next_request() {
+    // Regression: the worker exits after a sticky CUDA error; the next candidate was
+    // sent to the dead worker and reported as crashed itself.
+    let crash = r#"echo '{"kind":"evaluated","report":{"outcome":{"outcome":"crashed","stage":"candidate","error":"CUDA_ERROR_ILLEGAL_ADDRESS"},"function":null,"checks":[],"measurement":null,"occupancy":null,"validate_ms":1.0,"measure_ms":0.0}}'; exit 3"#;
+    let mut sup = Supervisor::new(fake(crash), Duration::from_secs(10));
+    assert!(matches!(
+        call(&mut sup),
+        Reply::Done(Response::Evaluated { .. })
+    ));
+    assert!(!sup.is_running(), "retired right after reporting the crash");
+    assert!(
+        matches!(call(&mut sup), Reply::Done(Response::Evaluated { .. })),
+        "the next request is answered by a fresh worker"
+    );
+    assert_eq!(sup.restarts, 1);
+}

@@ -307,6 +307,19 @@ pub enum Response {
     },
 }
 
+impl Response {
+    /// True when the worker exits after sending this (a sticky CUDA error poisoned its
+    /// context): the supervisor retires it at once, so the next request gets a fresh one.
+    pub fn ends_worker(&self) -> bool {
+        let crashed = |r: &WorkerReport| matches!(r.outcome, Outcome::Crashed { .. });
+        match self {
+            Response::Evaluated { report } => crashed(report),
+            Response::Compared { a, b, .. } => crashed(a) || crashed(b),
+            _ => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -834,7 +834,7 @@ impl Worker {
                 method,
                 events: Vec::new(),
                 error: None,
-                rounds: 0,
+                chunks: 0,
             };
             let rule = opts.rule;
             let out = if arms.len() == 2 {
@@ -946,8 +946,9 @@ struct GpuSource<'a> {
     method: TimingMethod,
     events: Vec<(Event, Event)>,
     error: Option<GpuError>,
-    /// Samples taken so far; odd rounds run the arms in reverse order (A B B A ...).
-    rounds: usize,
+    /// Chunks taken so far; rounds alternate the arms' order (A B, B A, ...) and each
+    /// chunk starts with the other arm than the last one did.
+    chunks: usize,
 }
 
 impl SampleSource for GpuSource<'_> {
@@ -965,8 +966,16 @@ impl SampleSource for GpuSource<'_> {
         while self.events.len() < n * arms {
             self.events.push((self.w.gpu.event()?, self.w.gpu.event()?));
         }
+        // The GPU idles while the host reads clocks between chunks; one untimed launch
+        // of every arm first, so no arm always gets the first-after-idle sample.
+        for (a, (k, dims)) in self.kernels.iter().enumerate() {
+            if self.method == TimingMethod::Cold {
+                self.w.gpu.flush_l2()?;
+            }
+            self.w.gpu.launch(k, dims, &mut self.params[a][0])?;
+        }
         for i in 0..n {
-            let reverse = (self.rounds + i) % 2 == 1;
+            let reverse = (self.chunks + i) % 2 == 1;
             for step in 0..arms {
                 let a = if reverse { arms - 1 - step } else { step };
                 let (k, dims) = &self.kernels[a];
@@ -995,7 +1004,7 @@ impl SampleSource for GpuSource<'_> {
                 }
             }
         }
-        self.rounds += n;
+        self.chunks += 1;
         let per = match self.method {
             TimingMethod::Cold => 1.0,
             TimingMethod::Batch { launches, .. } => launches as f64,

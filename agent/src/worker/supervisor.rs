@@ -212,7 +212,12 @@ impl Supervisor {
                         stage = s;
                         last = Instant::now();
                     }
-                    Ok(resp) => return Reply::Done(resp),
+                    Ok(resp) => {
+                        if resp.ends_worker() {
+                            self.kill();
+                        }
+                        return Reply::Done(resp);
+                    }
                     Err(e) if text.trim_start().starts_with("{\"kind\"") => {
                         // Protocol we cannot read: never wait for the watchdog on it.
                         let status = self.proc.take().map(Proc::kill).unwrap_or_default();
