@@ -176,6 +176,74 @@ fn broken_variants_are_rejected_for_the_right_reason() {
     );
 }
 
+/// The example spec with `edit` applied to its kernel.toml, in a temp dir.
+fn edited(edit: &dyn Fn(String) -> String) -> (tempfile::TempDir, KernelSpec) {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["kernel.toml", "softmax.cu", "softmax_ref.cu"] {
+        std::fs::copy(example().join(f), dir.path().join(f)).unwrap();
+    }
+    let t = std::fs::read_to_string(dir.path().join("kernel.toml")).unwrap();
+    std::fs::write(dir.path().join("kernel.toml"), edit(t)).unwrap();
+    let spec = KernelSpec::load(dir.path()).unwrap();
+    (dir, spec)
+}
+
+#[test]
+fn a_short_kernel_is_timed_in_batches_over_rotating_buffers() {
+    if common::skip_without_gpu("a_short_kernel_is_timed_in_batches_over_rotating_buffers") {
+        return;
+    }
+    let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
+    // 64 rows: a few microseconds, far below the single-launch threshold.
+    let (_dir, spec) = edited(&|t| t.replace("rows = 4096", "rows = 64"));
+    let mut s = session();
+    let e = eval(&mut s, &spec, &[], true);
+    assert_eq!(e.outcome, Outcome::Passed, "{}", e.outcome.describe());
+    let m = e.measurement.as_ref().unwrap();
+    match m.method {
+        nightshift::measure::TimingMethod::Batch {
+            launches,
+            buffer_sets,
+        } => {
+            assert!(
+                buffer_sets > 1,
+                "the working set must be rotated out of the L2"
+            );
+            assert_eq!(launches % buffer_sets, 0);
+            println!("  batch: {launches} launches over {buffer_sets} argument copies");
+        }
+        other => panic!("expected batch timing, got {other:?}"),
+    }
+    let r = e.roofline.as_ref().unwrap();
+    println!(
+        "  median {:.3} us, {:.0} GB/s ({:.1}% of DRAM ceiling)",
+        e.median_us().unwrap(),
+        r.gbs,
+        100.0 * r.dram_fraction
+    );
+    assert!(
+        r.dram_fraction <= 1.03,
+        "rotating buffers keep the data out of the L2: {r:?}"
+    );
+}
+
+#[test]
+fn too_much_shared_memory_is_unlaunchable() {
+    if common::skip_without_gpu("too_much_shared_memory_is_unlaunchable") {
+        return;
+    }
+    let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
+    let (_dir, spec) =
+        edited(&|t| t.replace("shared_bytes = 0", "shared_bytes = \"BLOCK * 4096\""));
+    let mut s = session();
+    let e = eval(&mut s, &spec, &[("BLOCK", 128)], false);
+    assert!(
+        matches!(&e.outcome, Outcome::Unlaunchable { reason } if reason.contains("shared memory")),
+        "{:?}",
+        e.outcome
+    );
+}
+
 #[test]
 fn a_block_the_device_cannot_launch_is_unlaunchable() {
     if common::skip_without_gpu("a_block_the_device_cannot_launch_is_unlaunchable") {
