@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -33,18 +33,66 @@ fn example() -> PathBuf {
     common::repo_root().join("kernels/softmax")
 }
 
-/// The example spec with its source replaced by a broken variant, in a temp dir.
-fn broken(name: &str) -> (tempfile::TempDir, KernelSpec) {
+/// The example kernel, edited: `source` rewrites softmax.cu, `toml` rewrites kernel.toml.
+fn variant(
+    source: &dyn Fn(String) -> String,
+    toml: &dyn Fn(String) -> String,
+) -> (tempfile::TempDir, KernelSpec) {
     let dir = tempfile::tempdir().unwrap();
-    for f in ["kernel.toml", "softmax_ref.cu"] {
-        std::fs::copy(example().join(f), dir.path().join(f)).unwrap();
-    }
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/broken")
-        .join(format!("{name}.cu"));
-    std::fs::copy(src, dir.path().join("softmax.cu")).unwrap();
+    std::fs::copy(
+        example().join("softmax_ref.cu"),
+        dir.path().join("softmax_ref.cu"),
+    )
+    .unwrap();
+    let read = |f: &str| std::fs::read_to_string(example().join(f)).unwrap();
+    std::fs::write(dir.path().join("softmax.cu"), source(read("softmax.cu"))).unwrap();
+    std::fs::write(dir.path().join("kernel.toml"), toml(read("kernel.toml"))).unwrap();
     let spec = KernelSpec::load(dir.path()).unwrap();
     (dir, spec)
+}
+
+/// Replaces `from` (which must be present) in `text`; every occurrence when `all`.
+fn patch(text: &str, from: &str, to: &str, all: bool) -> String {
+    assert!(
+        text.contains(from),
+        "the example kernel no longer contains {from:?}"
+    );
+    if all {
+        text.replace(from, to)
+    } else {
+        text.replacen(from, to, 1)
+    }
+}
+
+const LAST_LOOP: &str = "        for (int k = 0; k < VEC; ++k) e[k] = expf(e[k] - m) * inv;\n";
+const ROW_START: &str = "    const int n = cols / VEC;\n";
+
+/// The example kernel broken on purpose, in one way per name. Generated from the
+/// example so each variant differs from it by exactly its defect.
+fn broken_source(name: &str, src: &str) -> String {
+    match name {
+        // The block reductions without their barriers: a race.
+        "race" => patch(src, "    __syncthreads();\n", "", true),
+        // The tail of each row is never written when cols is not a multiple of 32 vectors.
+        "tail" => patch(src, "for (int i = threadIdx.x; i < n; i += BLOCK) {\n        float e[VEC];\n        unpack(xv[i], e);\n        for (int k = 0; k < VEC; ++k) e[k] = expf", "for (int i = threadIdx.x; i < (n / 32) * 32; i += BLOCK) {\n        float e[VEC];\n        unpack(xv[i], e);\n        for (int k = 0; k < VEC; ++k) e[k] = expf", false),
+        // A write far outside the output buffer: an illegal address.
+        "oob" => patch(src, ROW_START, "    const int n = cols / VEC;\n    if (threadIdx.x == 0) y[(size_t)rows * cols + (1ull << 40)] = 1.0f;\n", false),
+        // Never terminates: a volatile global load each iteration keeps the loop alive.
+        "hang" => patch(src, ROW_START, "    const int n = cols / VEC;\n    while (*(volatile const float*)x == *(volatile const float*)x) { }\n", false),
+        // Overwrites its read-only input.
+        "mutate" => patch(src, "        yv[i] = o;\n", "        yv[i] = o;\n        const_cast<vt*>(xv)[i] = o;\n", false),
+        // Copies x to y unchanged.
+        "identity" => patch(src, LAST_LOOP, "", false),
+        // Writes a NaN into every row.
+        "nan" => patch(src, LAST_LOOP, "        for (int k = 0; k < VEC; ++k) e[k] = expf(e[k] - m) * inv;\n        if (i == 0) e[0] = __int_as_float(0x7fc00000);\n", false),
+        // Does not compile.
+        "syntax" => patch(src, "    m = block_max(m, red);", "    m = block_max(m, red)", false),
+        other => panic!("no broken variant {other}"),
+    }
+}
+
+fn broken(name: &str) -> (tempfile::TempDir, KernelSpec) {
+    variant(&|s| broken_source(name, &s), &|t| t)
 }
 
 fn eval(s: &mut Session, spec: &KernelSpec, sets: &[(&str, i64)], measure: bool) -> Evaluation {
@@ -176,18 +224,6 @@ fn broken_variants_are_rejected_for_the_right_reason() {
     );
 }
 
-/// The example spec with `edit` applied to its kernel.toml, in a temp dir.
-fn edited(edit: &dyn Fn(String) -> String) -> (tempfile::TempDir, KernelSpec) {
-    let dir = tempfile::tempdir().unwrap();
-    for f in ["kernel.toml", "softmax.cu", "softmax_ref.cu"] {
-        std::fs::copy(example().join(f), dir.path().join(f)).unwrap();
-    }
-    let t = std::fs::read_to_string(dir.path().join("kernel.toml")).unwrap();
-    std::fs::write(dir.path().join("kernel.toml"), edit(t)).unwrap();
-    let spec = KernelSpec::load(dir.path()).unwrap();
-    (dir, spec)
-}
-
 #[test]
 fn a_short_kernel_is_timed_in_batches_over_rotating_buffers() {
     if common::skip_without_gpu("a_short_kernel_is_timed_in_batches_over_rotating_buffers") {
@@ -195,7 +231,7 @@ fn a_short_kernel_is_timed_in_batches_over_rotating_buffers() {
     }
     let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
     // 64 rows: a few microseconds, far below the single-launch threshold.
-    let (_dir, spec) = edited(&|t| t.replace("rows = 4096", "rows = 64"));
+    let (_dir, spec) = variant(&|s| s, &|t| patch(&t, "rows = 4096", "rows = 64", false));
     let mut s = session();
     let e = eval(&mut s, &spec, &[], true);
     assert_eq!(e.outcome, Outcome::Passed, "{}", e.outcome.describe());
@@ -233,8 +269,14 @@ fn too_much_shared_memory_is_unlaunchable() {
         return;
     }
     let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
-    let (_dir, spec) =
-        edited(&|t| t.replace("shared_bytes = 0", "shared_bytes = \"BLOCK * 4096\""));
+    let (_dir, spec) = variant(&|s| s, &|t| {
+        patch(
+            &t,
+            "shared_bytes = 0",
+            "shared_bytes = \"BLOCK * 4096\"",
+            false,
+        )
+    });
     let mut s = session();
     let e = eval(&mut s, &spec, &[("BLOCK", 128)], false);
     assert!(
@@ -250,17 +292,14 @@ fn a_block_the_device_cannot_launch_is_unlaunchable() {
         return;
     }
     let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    for f in ["kernel.toml", "softmax.cu", "softmax_ref.cu"] {
-        std::fs::copy(example().join(f), dir.path().join(f)).unwrap();
-    }
-    let t = std::fs::read_to_string(dir.path().join("kernel.toml")).unwrap();
-    std::fs::write(
-        dir.path().join("kernel.toml"),
-        t.replace("block = [\"BLOCK\", 1, 1]", "block = [\"BLOCK * 2\", 1, 1]"),
-    )
-    .unwrap();
-    let spec = KernelSpec::load(dir.path()).unwrap();
+    let (_dir, spec) = variant(&|s| s, &|t| {
+        patch(
+            &t,
+            "block = [\"BLOCK\", 1, 1]",
+            "block = [\"BLOCK * 2\", 1, 1]",
+            false,
+        )
+    });
     let mut s = session();
     let e = eval(&mut s, &spec, &[("BLOCK", 1024)], false);
     assert!(

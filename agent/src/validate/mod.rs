@@ -8,7 +8,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{DType, Init, Tolerance};
+use crate::spec::plan::{ArgPlan, SizePlan};
+use crate::spec::{DType, Init, Io, Tolerance};
 
 /// Which kind of inputs a trial draws.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +56,33 @@ pub fn generate(
         dtype.encode(v, &mut out);
     }
     out
+}
+
+/// Fresh inputs for every `in`/`inout` buffer of `plan` (None for outputs and
+/// scalars), each argument drawn from its own stream of `seed`.
+pub fn inputs_for(plan: &SizePlan, kind: TrialKind, seed: u64) -> Vec<Option<Vec<u8>>> {
+    plan.args
+        .iter()
+        .enumerate()
+        .map(|(i, a)| match a {
+            ArgPlan::Buffer {
+                dtype,
+                len,
+                io: Io::In | Io::Inout,
+                init,
+                large_scale,
+                ..
+            } => Some(generate(
+                *dtype,
+                *len,
+                *init,
+                kind,
+                *large_scale,
+                seed.wrapping_add(i as u64),
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 /// How far an output is from the reference.

@@ -349,29 +349,7 @@ impl Worker {
                     TrialKind::Normal
                 };
                 let seed = validate::trial_seed(v.seed, si, trial);
-                let inputs: Vec<Option<Vec<u8>>> = plan
-                    .args
-                    .iter()
-                    .enumerate()
-                    .map(|(ai, a)| match a {
-                        ArgPlan::Buffer {
-                            dtype,
-                            len,
-                            io: Io::In | Io::Inout,
-                            init,
-                            large_scale,
-                            ..
-                        } => Some(validate::generate(
-                            *dtype,
-                            *len,
-                            *init,
-                            kind,
-                            *large_scale,
-                            seed.wrapping_add(ai as u64),
-                        )),
-                        _ => None,
-                    })
-                    .collect();
+                let inputs = validate::inputs_for(plan, kind, seed);
                 let at = format!("{} trial {trial}", plan.label);
                 self.prepare(plan, &bufs, &inputs)?;
                 self.run_once(
@@ -727,29 +705,7 @@ impl Worker {
                 continue;
             }
             let bufs = self.alloc(plan, 1)?;
-            let inputs: Vec<Option<Vec<u8>>> = plan
-                .args
-                .iter()
-                .enumerate()
-                .map(|(ai, a)| match a {
-                    ArgPlan::Buffer {
-                        dtype,
-                        len,
-                        io: Io::In | Io::Inout,
-                        init,
-                        large_scale,
-                        ..
-                    } => Some(validate::generate(
-                        *dtype,
-                        *len,
-                        *init,
-                        TrialKind::Normal,
-                        *large_scale,
-                        opts.seed.wrapping_add(ai as u64),
-                    )),
-                    _ => None,
-                })
-                .collect();
+            let inputs = validate::inputs_for(plan, TrialKind::Normal, opts.seed);
             self.prepare(plan, &bufs[0], &inputs)?;
             sets_per_arm.push(bufs);
         }
