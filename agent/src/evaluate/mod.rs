@@ -187,6 +187,46 @@ pub fn plan_sizes(
     Ok((sizes, skipped))
 }
 
+/// The CUDA toolkit's headers (for `mma.h` and friends), when installed:
+/// `$CUDA_HOME/include`, `$CUDA_PATH/include`, or `/usr/local/cuda/include`.
+pub fn cuda_include_dir() -> Option<PathBuf> {
+    let candidates = ["CUDA_HOME", "CUDA_PATH"]
+        .iter()
+        .filter_map(|v| std::env::var_os(v).map(|p| PathBuf::from(p).join("include")))
+        .chain(std::iter::once(PathBuf::from("/usr/local/cuda/include")));
+    candidates
+        .into_iter()
+        .find(|p| p.join("cuda_runtime.h").exists())
+}
+
+/// A short digest of every header (`.h`, `.cuh`, `.hpp`) in `dirs`, names and contents.
+pub fn headers_digest(dirs: &[&Path]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut files: Vec<PathBuf> = dirs
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("h" | "cuh" | "hpp")
+            )
+        })
+        .collect();
+    files.sort();
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(f.to_string_lossy().as_bytes());
+        h.update(std::fs::read(&f).unwrap_or_default());
+    }
+    h.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The compile requests for the candidate and its reference.
 pub fn compile_requests(
     spec: &KernelSpec,
@@ -195,6 +235,21 @@ pub fn compile_requests(
 ) -> (CompileRequest, CompileRequest, String) {
     let mut common = spec.compile_options.clone();
     common.push(format!("-I{}", spec.dir.display()));
+    for d in &spec.include_dirs {
+        common.push(format!("-I{}", d.display()));
+    }
+    // Headers are not part of the source text: their digest goes into the options,
+    // so editing a header invalidates the compile cache.
+    let dirs: Vec<&Path> = std::iter::once(spec.dir.as_path())
+        .chain(spec.include_dirs.iter().map(PathBuf::as_path))
+        .collect();
+    common.push(format!(
+        "-DNIGHTSHIFT_HEADERS_DIGEST={}",
+        headers_digest(&dirs)
+    ));
+    if let Some(inc) = cuda_include_dir() {
+        common.push(format!("-I{}", inc.display()));
+    }
     let file = |p: &Path| {
         p.file_name()
             .map(|n| n.to_string_lossy().to_string())
@@ -477,6 +532,7 @@ impl Session {
                 seed: self.opts.seed,
                 deterministic: v.deterministic,
                 tolerances: v.tolerances.iter().map(|(d, t)| (*d, *t)).collect(),
+                large_atol: v.large_atol,
             },
             measure: measure.then(|| self.opts.measure.clone()),
         };

@@ -179,6 +179,9 @@ pub struct Validation {
     pub sizes: Vec<Vars>,
     pub trials: u32,
     pub large_scale: f64,
+    /// Absolute tolerance in the large-magnitude trial (outputs that grow with their
+    /// inputs, such as sums and products, need one in their own units).
+    pub large_atol: Option<f64>,
     pub deterministic: bool,
     pub tolerances: BTreeMap<DType, Tolerance>,
 }
@@ -218,6 +221,8 @@ pub struct KernelSpec {
     pub validation: Validation,
     pub cost: Cost,
     pub compile_options: Vec<String>,
+    /// Header directories (the spec's own directory is always searched first).
+    pub include_dirs: Vec<PathBuf>,
 }
 
 impl KernelSpec {
@@ -330,6 +335,8 @@ struct RawSpec {
     #[serde(default)]
     compile_options: Vec<String>,
     #[serde(default)]
+    include_dirs: Vec<String>,
+    #[serde(default)]
     validate: Option<Spanned<RawValidate>>,
     #[serde(default)]
     tune: Option<RawTune>,
@@ -351,6 +358,7 @@ struct RawValidate {
     tolerance: BTreeMap<String, Spanned<RawTolerance>>,
     trials: Option<Spanned<u32>>,
     large_scale: Option<f64>,
+    large_atol: Option<f64>,
     #[serde(default = "yes")]
     deterministic: bool,
 }
@@ -765,6 +773,15 @@ fn validate(
             ));
         }
     }
+    if let Some(a) = vraw.large_atol {
+        if !(a.is_finite() && a >= 0.0) {
+            return Err(ctx.err(
+                vspan.as_ref(),
+                "validate.large_atol",
+                "must be finite and non-negative",
+            ));
+        }
+    }
     let large_scale = vraw.large_scale.unwrap_or(1000.0);
     if !(large_scale.is_finite() && large_scale >= 1.0) {
         return Err(ctx.err(
@@ -942,6 +959,19 @@ fn validate(
         return Err(ctx.err(None, "entry", "must be the kernel's `extern \"C\"` name"));
     }
     let (source_path, source) = ctx.read_source(&raw.source, "source", read)?;
+    let spec_dir = ctx.path.parent().unwrap_or(Path::new("."));
+    let mut include_dirs = Vec::new();
+    for d in &raw.include_dirs {
+        let p = spec_dir.join(d);
+        if !p.is_dir() {
+            return Err(ctx.err(
+                None,
+                "include_dirs",
+                format!("{} is not a directory", p.display()),
+            ));
+        }
+        include_dirs.push(p);
+    }
     let spec = KernelSpec {
         name: raw.name,
         dir: ctx.path.parent().unwrap_or(Path::new(".")).to_path_buf(),
@@ -960,11 +990,13 @@ fn validate(
             sizes,
             trials,
             large_scale,
+            large_atol: vraw.large_atol,
             deterministic: vraw.deterministic,
             tolerances,
         },
         cost,
         compile_options: raw.compile_options,
+        include_dirs,
     };
 
     // The baseline must be allowed and every expression must evaluate for it.

@@ -28,15 +28,24 @@ pub struct ValidationOpts {
     pub seed: u64,
     pub deterministic: bool,
     pub tolerances: Vec<(DType, Tolerance)>,
+    /// Absolute tolerance for the large-magnitude trial, when the spec gives one.
+    #[serde(default)]
+    pub large_atol: Option<f64>,
 }
 
 impl ValidationOpts {
-    pub fn tolerance(&self, d: DType) -> Tolerance {
-        self.tolerances
+    /// The tolerance for `d` in a trial of this kind.
+    pub fn tolerance(&self, d: DType, kind: TrialKind) -> Tolerance {
+        let mut t = self
+            .tolerances
             .iter()
             .find(|(x, _)| *x == d)
             .map(|(_, t)| *t)
-            .unwrap_or_else(|| Tolerance::default_for(d))
+            .unwrap_or_else(|| Tolerance::default_for(d));
+        if let (TrialKind::Large, Some(a), true) = (kind, self.large_atol, d.is_float()) {
+            t.atol = a;
+        }
+        t
     }
 }
 

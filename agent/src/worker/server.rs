@@ -389,7 +389,7 @@ impl Worker {
                             }
                         }
                         Io::Out | Io::Inout => {
-                            let stats = validate::compare(*dtype, g, e, v.tolerance(*dtype));
+                            let stats = validate::compare(*dtype, g, e, v.tolerance(*dtype, kind));
                             checks.push(Check {
                                 size: plan.label.clone(),
                                 trial,

@@ -1,0 +1,69 @@
+//! The bundled suite on a GPU: each kernel's baseline passes validation at every size
+//! and is measured; a spread of other configurations passes validation. Prints
+//! `skipped: no CUDA device` where there is none.
+
+mod common;
+
+use std::time::Duration;
+
+use nightshift::evaluate::{Options, Session};
+use nightshift::spec::KernelSpec;
+use nightshift::worker::protocol::Outcome;
+
+#[test]
+fn every_bundled_kernel_passes_validation_on_the_gpu() {
+    if common::skip_without_gpu("every_bundled_kernel_passes_validation_on_the_gpu") {
+        return;
+    }
+    let mut o = Options::new(std::env::temp_dir().join("nightshift-gpu-tests"));
+    o.worker_exe = Some(common::nightshift_bin());
+    o.watchdog = Duration::from_secs(60);
+    o.measure.rule.max_time = Duration::from_secs(1);
+    o.measure.energy_ms = 0.0;
+    let mut s = Session::start(o, Box::new(|_| {})).expect("a GPU session starts");
+    let mut failures = Vec::new();
+    let mut dirs: Vec<_> = std::fs::read_dir(common::repo_root().join("kernels"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("kernel.toml").exists())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let spec = KernelSpec::load(&dir).unwrap();
+        let valid: Vec<_> = spec.space().valid().collect();
+        // The baseline, measured; then up to four others spread over the space.
+        let mut configs = vec![(spec.baseline(), true)];
+        let step = (valid.len() / 4).max(1);
+        configs.extend(
+            valid
+                .iter()
+                .step_by(step)
+                .take(4)
+                .filter(|c| **c != spec.baseline())
+                .map(|c| (c.clone(), false)),
+        );
+        for (c, measure) in configs {
+            let e = s
+                .evaluate(&spec, &c, measure)
+                .expect("the infrastructure holds");
+            let line = match (&e.outcome, e.median_us(), &e.roofline) {
+                (Outcome::Passed, Some(t), Some(r)) => format!(
+                    "{:<10} {c}: passed, {t:.2} us, {:.0} GB/s ({:.1}% DRAM), {:.0} GFLOP/s ({:.1}% {:?}), {} regs",
+                    spec.name,
+                    r.gbs,
+                    100.0 * r.dram_fraction,
+                    r.gflops,
+                    100.0 * r.compute_fraction,
+                    r.compute,
+                    e.function.map(|f| f.registers).unwrap_or(0)
+                ),
+                (o, _, _) => format!("{:<10} {c}: {}", spec.name, o.describe()),
+            };
+            println!("{line}");
+            if e.outcome != Outcome::Passed {
+                failures.push(line);
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
