@@ -7,19 +7,9 @@ mod common;
 use nightshift::spec::plan;
 use nightshift::spec::KernelSpec;
 
-pub fn bundled() -> Vec<std::path::PathBuf> {
-    let mut dirs: Vec<_> = std::fs::read_dir(common::repo_root().join("kernels"))
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("kernel.toml").exists())
-        .collect();
-    dirs.sort();
-    dirs
-}
-
 #[test]
 fn the_suite_has_the_bundled_kernels() {
-    let names: Vec<String> = bundled()
+    let names: Vec<String> = common::bundled_kernels()
         .iter()
         .map(|d| d.file_name().unwrap().to_string_lossy().to_string())
         .collect();
@@ -33,7 +23,7 @@ fn the_suite_has_the_bundled_kernels() {
 
 #[test]
 fn every_bundled_spec_parses_and_evaluates() {
-    for dir in bundled() {
+    for dir in common::bundled_kernels() {
         let spec = KernelSpec::load(&dir).unwrap_or_else(|e| panic!("{e}"));
         let base = spec.baseline();
         assert!(

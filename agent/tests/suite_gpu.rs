@@ -22,13 +22,7 @@ fn every_bundled_kernel_passes_validation_on_the_gpu() {
     o.measure.energy_ms = 0.0;
     let mut s = Session::start(o, Box::new(|_| {})).expect("a GPU session starts");
     let mut failures = Vec::new();
-    let mut dirs: Vec<_> = std::fs::read_dir(common::repo_root().join("kernels"))
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("kernel.toml").exists())
-        .collect();
-    dirs.sort();
-    for dir in dirs {
+    for dir in common::bundled_kernels() {
         let spec = KernelSpec::load(&dir).unwrap();
         let valid: Vec<_> = spec.space().valid().collect();
         // The baseline, measured; then up to four others spread over the space.

@@ -7,6 +7,17 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Every bundled kernel directory (one holding a kernel.toml) under `kernels/`, sorted.
+pub fn bundled_kernels() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(repo_root().join("kernels"))
+        .expect("kernels/ exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("kernel.toml").exists())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
 /// The nightshift binary: `$NIGHTSHIFT_BIN`, cargo's build of it, or the packed copy in `.gpu/bin`.
 pub fn nightshift_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("NIGHTSHIFT_BIN") {
