@@ -789,7 +789,6 @@ impl Worker {
                 params: &mut params,
                 method,
                 events: Vec::new(),
-                error: None,
                 chunks: 0,
             };
             let rule = opts.rule;
@@ -901,7 +900,6 @@ struct GpuSource<'a> {
     params: &'a mut Vec<Vec<Params>>,
     method: TimingMethod,
     events: Vec<(Event, Event)>,
-    error: Option<GpuError>,
     /// Chunks taken so far; rounds alternate the arms' order (A B, B A, ...) and each
     /// chunk starts with the other arm than the last one did.
     chunks: usize,
@@ -915,9 +913,6 @@ impl SampleSource for GpuSource<'_> {
     }
 
     fn take(&mut self, n: usize) -> Result<Vec<Vec<f64>>, GpuError> {
-        if let Some(e) = self.error.take() {
-            return Err(e);
-        }
         let arms = self.kernels.len();
         while self.events.len() < n * arms {
             self.events.push((self.w.gpu.event()?, self.w.gpu.event()?));
