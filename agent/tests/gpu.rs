@@ -65,7 +65,7 @@ fn patch(text: &str, from: &str, to: &str, all: bool) -> String {
 }
 
 const LAST_LOOP: &str = "        for (int k = 0; k < VEC; ++k) e[k] = expf(e[k] - m) * inv;\n";
-const ROW_START: &str = "    const int n = cols / VEC;\n";
+const ROW_START: &str = "    const int n = seq_k / VEC;\n";
 
 /// The example kernel broken on purpose, in one way per name. Generated from the
 /// example so each variant differs from it by exactly its defect.
@@ -73,12 +73,12 @@ fn broken_source(name: &str, src: &str) -> String {
     match name {
         // The block reductions without their barriers: a race.
         "race" => patch(src, "    __syncthreads();\n", "", true),
-        // The tail of each row is never written when cols is not a multiple of 32 vectors.
+        // The tail of each row is never written when seq_k is not a multiple of 32 vectors.
         "tail" => patch(src, "for (int i = threadIdx.x; i < n; i += BLOCK) {\n        float e[VEC];\n        unpack(xv[i], e);\n        for (int k = 0; k < VEC; ++k) e[k] = expf", "for (int i = threadIdx.x; i < (n / 32) * 32; i += BLOCK) {\n        float e[VEC];\n        unpack(xv[i], e);\n        for (int k = 0; k < VEC; ++k) e[k] = expf", false),
         // A write far outside the output buffer: an illegal address.
-        "oob" => patch(src, ROW_START, "    const int n = cols / VEC;\n    if (threadIdx.x == 0) y[(size_t)rows * cols + (1ull << 40)] = 1.0f;\n", false),
+        "oob" => patch(src, ROW_START, "    const int n = seq_k / VEC;\n    if (threadIdx.x == 0) y[(size_t)rows * seq_k + (1ull << 40)] = 1.0f;\n", false),
         // Never terminates: a volatile global load each iteration keeps the loop alive.
-        "hang" => patch(src, ROW_START, "    const int n = cols / VEC;\n    while (*(volatile const float*)x == *(volatile const float*)x) { }\n", false),
+        "hang" => patch(src, ROW_START, "    const int n = seq_k / VEC;\n    while (*(volatile const float*)x == *(volatile const float*)x) { }\n", false),
         // Overwrites its read-only input.
         "mutate" => patch(src, "        yv[i] = o;\n", "        yv[i] = o;\n        const_cast<vt*>(xv)[i] = o;\n", false),
         // Copies x to y unchanged.
@@ -118,6 +118,8 @@ fn example_compiles_validates_and_measures() {
         &[("BLOCK", 256), ("VEC", 4)][..],
         &[("BLOCK", 1024), ("VEC", 2)][..],
         &[("BLOCK", 32)][..],
+        &[("VARIANT", 1)][..],
+        &[("VARIANT", 1), ("BLOCK", 256), ("VEC", 4)][..],
     ] {
         let e = eval(&mut s, &spec, sets, true);
         assert_eq!(e.outcome, Outcome::Passed, "{}", e.outcome.describe());
@@ -160,7 +162,7 @@ fn vectorized_config_records_the_sizes_it_cannot_run() {
     let e = eval(&mut s, &spec, &[("VEC", 4)], false);
     assert_eq!(e.outcome, Outcome::Passed);
     let skipped: Vec<&str> = e.skipped_sizes.iter().map(|s| s.size.as_str()).collect();
-    assert_eq!(skipped, vec!["cols=4099 rows=257", "cols=1 rows=1"]);
+    assert_eq!(skipped, vec!["rows=257 seq_k=4099", "rows=1 seq_k=1"]);
 }
 
 #[test]
@@ -180,7 +182,7 @@ fn broken_variants_are_rejected_for_the_right_reason() {
         (
             "tail",
             &[],
-            |o| matches!(o, Outcome::Incorrect { stats, size, .. } if stats.unwritten > 0 && size != "cols=1024 rows=4096"),
+            |o| matches!(o, Outcome::Incorrect { stats, size, .. } if stats.unwritten > 0 && size != "rows=4096 seq_k=1024"),
         ),
         (
             "oob",

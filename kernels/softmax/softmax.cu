@@ -1,5 +1,17 @@
-// Row softmax, one CTA of BLOCK threads per row, loads of VEC floats.
-// Tunables arrive as -DBLOCK=... -DVEC=...; the defaults below are the baseline.
+// Row softmax over x[rows, seq_k], numerically stable (max subtraction), in two
+// variants chosen at compile time by VARIANT:
+//   0 "block": one CTA of BLOCK threads per row, block-wide reductions through shared
+//              memory, three passes over the row (the baseline);
+//   1 "vec":   one warp per row, BLOCK / 32 rows per CTA, warp-shuffle reductions only,
+//              an online max-and-sum pass then the write pass.
+// Which is faster depends on seq_k: a warp per row leaves no thread idle on short rows;
+// a block per row has more loads in flight on long ones.
+// Tunables arrive as -DVARIANT=... -DBLOCK=... -DVEC=...; the defaults are the baseline.
+// The helpers are written out here rather than taken from ../include: the GPU tests
+// generate broken variants by patching this file's text (the block path comes first).
+#ifndef VARIANT
+#define VARIANT 0
+#endif
 #ifndef BLOCK
 #define BLOCK 128
 #endif
@@ -48,15 +60,15 @@ __device__ float block_sum(float v, float* red) {
     return r;
 }
 
-extern "C" __global__ void __launch_bounds__(BLOCK)
-softmax_rows(const float* __restrict__ x, float* __restrict__ y, int rows, int cols) {
+__device__ __forceinline__ void
+softmax_block(const float* __restrict__ x, float* __restrict__ y, int rows, int seq_k) {
     typedef VecT<VEC>::T vt;
     __shared__ float red[32];
     const size_t row = blockIdx.x;
     if (row >= (size_t)rows) return;
-    const vt* xv = reinterpret_cast<const vt*>(x + row * cols);
-    vt* yv = reinterpret_cast<vt*>(y + row * cols);
-    const int n = cols / VEC;
+    const vt* xv = reinterpret_cast<const vt*>(x + row * seq_k);
+    vt* yv = reinterpret_cast<vt*>(y + row * seq_k);
+    const int n = seq_k / VEC;
 
     float m = __int_as_float(0xff800000);  // -inf
     for (int i = threadIdx.x; i < n; i += BLOCK) {
@@ -82,4 +94,49 @@ softmax_rows(const float* __restrict__ x, float* __restrict__ y, int rows, int c
         pack(e, &o);
         yv[i] = o;
     }
+}
+
+__device__ __forceinline__ void
+softmax_warp(const float* __restrict__ x, float* __restrict__ y, int rows, int seq_k) {
+    typedef VecT<VEC>::T vt;
+    const size_t r = (size_t)blockIdx.x * (BLOCK / 32) + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31;
+    if (r >= (size_t)rows) return;  // the whole warp leaves together; no block barriers here
+    const vt* xr = reinterpret_cast<const vt*>(x + r * seq_k);
+    vt* yr = reinterpret_cast<vt*>(y + r * seq_k);
+    const int nv = seq_k / VEC;
+
+    // Online: a running max and a sum rescaled whenever the max grows.
+    float mx = __int_as_float(0xff800000);  // -inf
+    float sum = 0.0f;
+    for (int j = lane; j < nv; j += 32) {
+        float v[VEC];
+        unpack(xr[j], v);
+        for (int q = 0; q < VEC; ++q) {
+            const float nm = fmaxf(mx, v[q]);
+            sum = sum * expf(mx - nm) + expf(v[q] - nm);
+            mx = nm;
+        }
+    }
+    const float wmx = warp_max(mx);
+    // Lanes that saw no element hold mx = -inf and sum = 0: their share is 0 * 0.
+    const float scale = 1.0f / warp_sum(sum * expf(mx - wmx));
+
+    for (int j = lane; j < nv; j += 32) {
+        float v[VEC];
+        unpack(xr[j], v);
+        for (int q = 0; q < VEC; ++q) v[q] = expf(v[q] - wmx) * scale;
+        vt o;
+        pack(v, &o);
+        yr[j] = o;
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(BLOCK)
+softmax_rows(const float* __restrict__ x, float* __restrict__ y, int rows, int seq_k) {
+#if VARIANT == 0
+    softmax_block(x, y, rows, seq_k);
+#else
+    softmax_warp(x, y, rows, seq_k);
+#endif
 }

@@ -47,9 +47,9 @@ fn bundled_example_parses_from_disk() {
     assert_eq!(spec.name, "softmax");
     assert_eq!(spec.entry, "softmax_rows");
     assert!(spec.source.contains("softmax_rows"));
-    assert_eq!(spec.tunables.len(), 2);
-    assert_eq!(spec.baseline().to_string(), "BLOCK=128 VEC=1");
-    assert_eq!(spec.validation.sizes.len(), 3);
+    assert_eq!(spec.tunables.len(), 3);
+    assert_eq!(spec.baseline().to_string(), "BLOCK=128 VARIANT=0 VEC=1");
+    assert_eq!(spec.validation.sizes.len(), 4);
     assert_eq!(spec.validation.sizes[0]["rows"], 3);
     assert!(matches!(spec.reference, Reference::Kernel { .. }));
 }
@@ -58,18 +58,18 @@ fn bundled_example_parses_from_disk() {
 fn search_space_is_lazy_with_known_size_and_restrictions() {
     let spec = parse(SOFTMAX).unwrap();
     let space = spec.space();
-    assert_eq!(space.size(), 18);
+    assert_eq!(space.size(), 36);
     let all: Vec<Config> = space.iter().collect();
-    assert_eq!(all.len(), 18);
+    assert_eq!(all.len(), 36);
     let distinct: std::collections::BTreeSet<_> = all.iter().collect();
-    assert_eq!(distinct.len(), 18);
-    assert_eq!(space.get(18), None);
-    // cols = 1024 admits every VEC.
-    assert_eq!(space.valid().count(), 18);
-    let odd = edit("cols = 1024", "cols = 1026");
+    assert_eq!(distinct.len(), 36);
+    assert_eq!(space.get(36), None);
+    // seq_k = 1024 admits every VEC.
+    assert_eq!(space.valid().count(), 36);
+    let odd = edit("seq_k = 1024", "seq_k = 1026");
     let spec = parse(&odd).unwrap();
     let valid: Vec<Config> = spec.space().valid().collect();
-    assert_eq!(valid.len(), 12, "VEC=4 is excluded when cols % 4 != 0");
+    assert_eq!(valid.len(), 24, "VEC=4 is excluded when seq_k % 4 != 0");
     assert!(valid.iter().all(|c| c.0["VEC"] != 4));
 }
 
@@ -89,7 +89,11 @@ fn plan_evaluates_launch_args_and_cost() {
         plan::ArgPlan::Scalar { bytes, .. } => assert_eq!(bytes, &1024i32.to_le_bytes().to_vec()),
         other => panic!("{other:?}"),
     }
-    assert_eq!(p.label, "cols=1024 rows=4096");
+    assert_eq!(p.label, "rows=4096 seq_k=1024");
+    // The warp variant packs BLOCK / 32 rows into a CTA.
+    let c = spec.with_overrides(&c, &[("VARIANT".into(), 1)]).unwrap();
+    let p = plan::plan(&spec, &c, &spec.problem).unwrap();
+    assert_eq!(p.launch.grid, [4096 / 8, 1, 1]);
 }
 
 #[test]
@@ -160,8 +164,8 @@ fn expression_with_unknown_variable_names_the_key() {
 #[test]
 fn malformed_expression_names_the_key() {
     let e = err(&edit(
-        "bytes = \"2 * rows * cols * 4\"",
-        "bytes = \"2 * (rows * cols * 4\"",
+        "bytes = \"2 * rows * seq_k * 4\"",
+        "bytes = \"2 * (rows * seq_k * 4\"",
     ));
     assert_eq!(e.key.as_deref(), Some("cost.bytes"));
 }
@@ -169,13 +173,13 @@ fn malformed_expression_names_the_key() {
 #[test]
 fn restriction_that_is_not_boolean_or_excludes_baseline() {
     let e = err(&edit(
-        "restrictions = [\"cols % VEC == 0\"]",
+        "restrictions = [\"seq_k % VEC == 0\"]",
         "restrictions = [\"VEC > 1\"]",
     ));
     assert!(e.message.contains("baseline"), "{e}");
     let e = err(&edit(
-        "restrictions = [\"cols % VEC == 0\"]",
-        "restrictions = [\"cols % VEC\"]",
+        "restrictions = [\"seq_k % VEC == 0\"]",
+        "restrictions = [\"seq_k % VEC\"]",
     ));
     assert!(e.message.contains("baseline"), "{e}");
 }
@@ -183,7 +187,7 @@ fn restriction_that_is_not_boolean_or_excludes_baseline() {
 #[test]
 fn restrictions_that_leave_nothing() {
     let text = edit(
-        "restrictions = [\"cols % VEC == 0\"]",
+        "restrictions = [\"seq_k % VEC == 0\"]",
         "restrictions = [\"BLOCK > 4096\"]",
     );
     let e = err(&text);
@@ -234,10 +238,10 @@ fn arg_errors() {
 #[test]
 fn validation_errors() {
     let e = err(&edit(
-        "{ rows = 3, cols = 1000 }",
-        "{ rows = 3, colz = 1000 }",
+        "{ rows = 3, seq_k = 1000 }",
+        "{ rows = 3, seqk = 1000 }",
     ));
-    assert_eq!(e.key.as_deref(), Some("validate.sizes[0].colz"));
+    assert_eq!(e.key.as_deref(), Some("validate.sizes[0].seqk"));
     let e = err(&edit("rtol = 1e-5", "rtol = 1e-5\ntrials = 2"));
     assert_eq!(e.key.as_deref(), Some("validate.trials"));
     let e = err(&edit("rtol = 1e-5", "rtol = -1.0"));
@@ -275,7 +279,7 @@ fn reference_must_be_a_kernel_or_the_baseline() {
 #[test]
 fn launch_that_evaluates_to_zero_is_an_outcome_not_a_panic() {
     let spec = parse(&edit(
-        "grid = [\"rows\", 1, 1]",
+        "grid = [\"if(VARIANT == 0, rows, cdiv(rows, BLOCK / 32))\", 1, 1]",
         "grid = [\"rows / 8192\", 1, 1]",
     ));
     // rows / 8192 is 0 at the default problem: the baseline itself cannot launch.
