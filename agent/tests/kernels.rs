@@ -13,7 +13,15 @@ fn the_suite_has_the_bundled_kernels() {
         .iter()
         .map(|d| d.file_name().unwrap().to_string_lossy().to_string())
         .collect();
-    for k in ["gemm", "gemv", "layernorm", "rowsum", "softmax"] {
+    for k in [
+        "attention",
+        "gemm",
+        "gemv",
+        "layernorm",
+        "rowsum",
+        "simsearch",
+        "softmax",
+    ] {
         assert!(
             names.contains(&k.to_string()),
             "kernels/{k} is missing: {names:?}"
@@ -67,5 +75,34 @@ fn every_bundled_spec_parses_and_evaluates() {
             "{}: too few tunables for tuning to matter",
             spec.name
         );
+    }
+}
+
+#[test]
+fn every_external_baseline_is_known_and_plans() {
+    let script = common::repo_root().join("kernels/external/torch_baselines.py");
+    let text = std::fs::read_to_string(&script).unwrap();
+    for dir in common::bundled_kernels() {
+        let spec = KernelSpec::load(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let torch = spec
+            .external
+            .torch
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}: no PyTorch equivalent named", spec.name));
+        assert!(
+            text.contains(&format!("\"{torch}\"")),
+            "{}: {} does not know the kernel {torch:?}",
+            spec.name,
+            script.display()
+        );
+        // The cuBLAS call plans at every size, with the buffers the spec names.
+        if spec.external.cublas.is_some() {
+            let base = spec.baseline();
+            for size in std::iter::once(&spec.problem).chain(&spec.validation.sizes) {
+                let p = plan::plan(&spec, &base, size).unwrap();
+                let call = p.blas.expect("a cuBLAS call at every size");
+                assert!(call.m > 0 && call.n > 0 && call.k > 0);
+            }
+        }
     }
 }

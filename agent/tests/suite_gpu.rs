@@ -58,6 +58,22 @@ fn every_bundled_kernel_passes_validation_on_the_gpu() {
                 failures.push(line);
             }
         }
+        // cuBLAS, where the spec names it, passes the same protocol on the same inputs
+        // (which also checks the spec's layout against cuBLAS's).
+        if let Some(r) = s.evaluate_cublas(&spec) {
+            let e = r.expect("the infrastructure holds");
+            let line = format!(
+                "{:<10} {}: {} {:?} us",
+                spec.name,
+                e.external.as_deref().unwrap_or("?"),
+                e.outcome.describe(),
+                e.median_us()
+            );
+            println!("{line}");
+            if e.outcome != Outcome::Passed || e.median_us().is_none() {
+                failures.push(line);
+            }
+        }
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }

@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::{clear_progress, exit, progress_printer, table, BenchArgs};
+use crate::evaluate::external::{self, TorchTiming};
 use crate::evaluate::{EvalError, Evaluation, Options, Session};
 use crate::gpu::ceilings::Ceilings;
 use crate::gpu::DeviceInfo;
@@ -17,10 +18,25 @@ struct BenchJson<'a> {
     ceilings: &'a Ceilings,
     evaluations: Vec<&'a Evaluation>,
     ab: Option<&'a AbResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external: Option<&'a Externals>,
     worker_restarts: u32,
 }
 
+/// What a user would otherwise call, measured on the same GPU (`--external`).
+#[derive(Serialize, Default)]
+pub struct Externals {
+    /// The spec's cuBLAS equivalent, through the kernel's own protocols.
+    pub cublas: Option<Evaluation>,
+    pub cublas_error: Option<String>,
+    /// PyTorch, as timed by the script.
+    pub torch: Option<TorchTiming>,
+    pub torch_error: Option<String>,
+}
+
 pub fn run(args: &BenchArgs, opts: Options) -> i32 {
+    let gpu = opts.gpu;
+    let cache_dir = opts.cache_dir.clone();
     let spec = match KernelSpec::load(&args.kernel) {
         Ok(s) => s,
         Err(e) => {
@@ -65,6 +81,11 @@ pub fn run(args: &BenchArgs, opts: Options) -> i32 {
             return exit::NO_GPU;
         }
     };
+    if args.check_references {
+        let code = check_references(&spec, &mut session, &cache_dir, gpu, args.common.json);
+        session.shutdown();
+        return code;
+    }
     let result = match &b {
         None => session
             .evaluate(&spec, &a, !args.validate_only)
@@ -73,14 +94,32 @@ pub fn run(args: &BenchArgs, opts: Options) -> i32 {
             .compare(&spec, &a, b)
             .map(|(x, y, ab)| (vec![x, y], ab)),
     };
-    clear_progress();
     let (evals, ab) = match result {
         Ok(x) => x,
         Err(e @ EvalError::Worker(_)) | Err(e @ EvalError::Infra(_)) => {
+            clear_progress();
             eprintln!("error: {e}");
             return exit::NO_GPU;
         }
     };
+    let externals = (args.external && !args.validate_only).then(|| {
+        let mut x = Externals::default();
+        match session.evaluate_cublas(&spec) {
+            None => {}
+            Some(Ok(e)) => x.cublas = Some(e),
+            Some(Err(e)) => x.cublas_error = Some(e.to_string()),
+        }
+        if spec.external.torch.is_some() {
+            eprint!("\rtiming the PyTorch equivalent ...");
+        }
+        match external::time_torch(&spec, gpu) {
+            None => {}
+            Some(Ok(t)) => x.torch = Some(t),
+            Some(Err(e)) => x.torch_error = Some(e),
+        }
+        x
+    });
+    clear_progress();
     if args.common.json {
         let j = BenchJson {
             nightshift: env!("CARGO_PKG_VERSION"),
@@ -88,6 +127,7 @@ pub fn run(args: &BenchArgs, opts: Options) -> i32 {
             ceilings: &session.ceilings,
             evaluations: evals.iter().collect(),
             ab: ab.as_ref(),
+            external: externals.as_ref(),
             worker_restarts: session.restarts(),
         };
         println!(
@@ -105,6 +145,9 @@ pub fn run(args: &BenchArgs, opts: Options) -> i32 {
                 ab.as_ref()
             )
         );
+        if let Some(x) = &externals {
+            print!("{}", render_externals(&spec, &evals, x));
+        }
     }
     session.shutdown();
     if evals.iter().all(|e| e.outcome == Outcome::Passed) {
@@ -330,4 +373,174 @@ pub fn render(
         ));
     }
     out
+}
+
+/// The external baselines section: each one's median and the kernel's speed as a
+/// fraction of it (its time over ours), from measurements on this GPU.
+pub fn render_externals(spec: &KernelSpec, evals: &[Evaluation], x: &Externals) -> String {
+    let mut out = String::from("\nexternal baselines (same GPU, same problem):\n");
+    let ours = evals.first().and_then(|e| e.median_us().map(|m| (e, m)));
+    let versus = |theirs: f64| match ours {
+        Some((e, m)) => format!(
+            "; {} runs at {:.1}% of its speed ({:.3}x)",
+            e.config,
+            100.0 * theirs / m,
+            theirs / m
+        ),
+        None => String::new(),
+    };
+    if let Some(c) = &x.cublas {
+        let what = c.external.as_deref().unwrap_or("cuBLAS");
+        match c.median_us() {
+            Some(m) if c.outcome == Outcome::Passed => {
+                let s = c.measurement.as_ref().and_then(|m| m.summary);
+                out.push_str(&format!(
+                    "  {what}: median {} us [{}, {}], {}{}\n",
+                    sig(m),
+                    s.map(|s| sig(s.ci_lo)).unwrap_or_default(),
+                    s.map(|s| sig(s.ci_hi)).unwrap_or_default(),
+                    c.roofline
+                        .as_ref()
+                        .map(|r| format!(
+                            "{:.0} GFLOP/s ({} of peak), {:.0} GB/s",
+                            r.gflops,
+                            pct(r.compute_fraction),
+                            r.gbs
+                        ))
+                        .unwrap_or_default(),
+                    versus(m)
+                ));
+                for a in &c.anomalies {
+                    out.push_str(&format!("    ANOMALY: {a}\n"));
+                }
+            }
+            _ => out.push_str(&format!(
+                "  {what}: not measured: {}\n",
+                c.outcome.describe()
+            )),
+        }
+    } else if let Some(e) = &x.cublas_error {
+        out.push_str(&format!("  cuBLAS: failed: {e}\n"));
+    } else if spec.external.cublas.is_none() {
+        out.push_str("  cuBLAS: the spec names no cuBLAS equivalent\n");
+    }
+    if let Some(t) = &x.torch {
+        out.push_str(&format!(
+            "  PyTorch {} ({}, torch {}, {} timing, {} samples): median {} us{}\n",
+            t.op,
+            t.device,
+            t.torch,
+            t.method,
+            t.samples_us.len(),
+            sig(t.median_us),
+            versus(t.median_us)
+        ));
+        for n in &t.notes {
+            out.push_str(&format!("    note: {n}\n"));
+        }
+    } else if let Some(e) = &x.torch_error {
+        out.push_str(&format!("  PyTorch: not measured: {e}\n"));
+    } else {
+        out.push_str("  PyTorch: the spec names no PyTorch equivalent\n");
+    }
+    out
+}
+
+/// `bench --check-references`: the reference against PyTorch on the same inputs.
+fn check_references(
+    spec: &KernelSpec,
+    session: &mut Session,
+    cache_dir: &std::path::Path,
+    gpu: usize,
+    json: bool,
+) -> i32 {
+    let Some(name) = spec.external.torch.clone() else {
+        clear_progress();
+        eprintln!(
+            "error: {} names no PyTorch equivalent ([external] torch)",
+            spec.spec_path.display()
+        );
+        return exit::USAGE;
+    };
+    let dir = cache_dir.join("reference-check").join(&spec.name);
+    let _ = std::fs::remove_dir_all(&dir);
+    let dirs = match session.dump_reference(spec, &name, &dir) {
+        Ok(d) => d,
+        Err(e) => {
+            clear_progress();
+            eprintln!("error: {e}");
+            return exit::NO_GPU;
+        }
+    };
+    clear_progress();
+    let mut all_passed = true;
+    let mut answers = Vec::new();
+    for d in &dirs {
+        eprint!("\rPyTorch checks {} ...", d.display());
+        let r = external::torch_check(spec, d, gpu);
+        clear_progress();
+        match &r {
+            Ok(v) => {
+                let passed = v["passed"].as_bool() == Some(true);
+                all_passed &= passed;
+                if !json {
+                    let outs: Vec<String> = v["outputs"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .map(|o| {
+                                    format!(
+                                        "{}: max abs {}, max rel {}, {} bad of {}",
+                                        o["arg"].as_str().unwrap_or("?"),
+                                        o["max_abs"],
+                                        o["max_rel"],
+                                        o["bad"],
+                                        o["elements"]
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    println!(
+                        "{} {}: {} ({})",
+                        spec.name,
+                        d.file_name().unwrap_or_default().to_string_lossy(),
+                        if passed {
+                            "agrees with PyTorch"
+                        } else {
+                            "DISAGREES with PyTorch"
+                        },
+                        outs.join("; ")
+                    );
+                }
+            }
+            Err(e) => {
+                all_passed = false;
+                if !json {
+                    println!("{} {}: check failed: {e}", spec.name, d.display());
+                }
+            }
+        }
+        answers.push(serde_json::json!({
+            "dir": d,
+            "answer": r.as_ref().ok(),
+            "error": r.as_ref().err(),
+        }));
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "kernel": spec.name,
+                "checks": answers,
+                "passed": all_passed,
+            }))
+            .expect("serializable")
+        );
+    }
+    if all_passed {
+        exit::OK
+    } else {
+        exit::REJECTED
+    }
 }

@@ -97,6 +97,18 @@ pub struct BenchArgs {
     /// Validate only; do not time.
     #[arg(long)]
     pub validate_only: bool,
+    /// Also time what a user would otherwise call, as the spec's `[external]` names it:
+    /// cuBLAS (validated and measured by the same protocols as the kernel) and PyTorch
+    /// (timed by kernels/external/torch_baselines.py on the same GPU; `python3` with
+    /// torch, or NIGHTSHIFT_PYTHON), and state the kernel's time as a fraction of theirs.
+    #[arg(long)]
+    pub external: bool,
+    /// Check the reference kernel against PyTorch instead of benching: run the reference
+    /// at every validation size, write its inputs and outputs under the cache directory,
+    /// and have kernels/external/torch_baselines.py recompute them. Exit 1 on any
+    /// disagreement.
+    #[arg(long)]
+    pub check_references: bool,
     #[command(flatten)]
     pub common: CommonArgs,
 }

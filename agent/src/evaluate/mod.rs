@@ -3,6 +3,8 @@
 //! dead worker into an outcome, and judge the measurement against the device's
 //! measured ceilings (roofline fractions; `implausible` above them).
 
+pub mod external;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -113,6 +115,9 @@ pub struct StageTimes {
 pub struct Evaluation {
     pub kernel: String,
     pub config: Config,
+    /// Set when an external baseline (e.g. cuBLAS) ran instead of the kernel: what ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<String>,
     pub problem: String,
     pub outcome: Outcome,
     pub compile: Option<CompileInfo>,
@@ -132,6 +137,7 @@ impl Evaluation {
         Evaluation {
             kernel: spec.name.clone(),
             config: config.clone(),
+            external: None,
             problem: problem_label(&spec.problem),
             outcome,
             compile: None,
@@ -518,6 +524,7 @@ impl Session {
         let v = &spec.validation;
         let job = EvalJob {
             label: config.to_string(),
+            via: Via::Kernel,
             kernel: KernelImage {
                 cubin,
                 entry: spec.entry.clone(),
@@ -582,11 +589,42 @@ impl Session {
         config: &Config,
         measure: bool,
     ) -> Result<Evaluation, EvalError> {
+        self.evaluate_via(spec, config, measure, Via::Kernel)
+    }
+
+    /// Validates and measures the spec's cuBLAS equivalent (`[external] cublas`) with
+    /// the same protocols and inputs as a kernel; None when the spec names none.
+    pub fn evaluate_cublas(&mut self, spec: &KernelSpec) -> Option<Result<Evaluation, EvalError>> {
+        spec.external.cublas.as_ref()?;
+        Some(self.evaluate_via(spec, &spec.baseline(), true, Via::Cublas))
+    }
+
+    fn evaluate_via(
+        &mut self,
+        spec: &KernelSpec,
+        config: &Config,
+        measure: bool,
+        via: Via,
+    ) -> Result<Evaluation, EvalError> {
         let start = Instant::now();
-        let (job, mut e) = match self.prepare(spec, config, measure) {
+        let (mut job, mut e) = match self.prepare(spec, config, measure) {
             Ok(x) => x,
             Err(e) => return Ok(*e),
         };
+        if via == Via::Cublas {
+            let what = spec
+                .external
+                .cublas
+                .as_ref()
+                .map(|c| c.op.describe())
+                .unwrap_or("cuBLAS");
+            job.via = via;
+            job.label = what.to_string();
+            e.external = Some(what.to_string());
+            // The kernel's compile and register figures are not cuBLAS's.
+            e.compile = None;
+            e.times.compile_ms = 0.0;
+        }
         let progress = &mut self.progress;
         let reply = self.sup.call(
             &Request::Evaluate {
@@ -600,6 +638,33 @@ impl Session {
         }
         e.times.total_ms = start.elapsed().as_secs_f64() * 1e3;
         Ok(e)
+    }
+
+    /// Runs the reference at every validation size and writes inputs, outputs and a
+    /// manifest per size under `dir` (see `Request::DumpReference`).
+    pub fn dump_reference(
+        &mut self,
+        spec: &KernelSpec,
+        kernel: &str,
+        dir: &Path,
+    ) -> Result<Vec<PathBuf>, EvalError> {
+        let (job, e) = self
+            .prepare(spec, &spec.baseline(), false)
+            .map_err(|e| EvalError::Infra(e.outcome.describe()))?;
+        drop(e);
+        let progress = &mut self.progress;
+        let req = Request::DumpReference {
+            job: Box::new(job),
+            kernel: kernel.to_string(),
+            dir: dir.to_path_buf(),
+        };
+        match self.sup.call(&req, &mut |s| progress(s))? {
+            Reply::Done(Response::Dumped { dirs }) => Ok(dirs),
+            Reply::Done(Response::Error { message }) => Err(EvalError::Infra(message)),
+            other => Err(EvalError::Infra(format!(
+                "the worker did not dump: {other:?}"
+            ))),
+        }
     }
 
     /// Validates both configurations and measures them interleaved (A B A B ...).

@@ -4,6 +4,7 @@
 //! that turn them into owned values with `Drop` (buffers, modules, events), and the
 //! plain data types (`DeviceInfo`, `FunctionInfo`) the rest of nightshift sees.
 
+pub mod blas;
 pub mod ceilings;
 pub mod nvml;
 pub mod nvrtc;
@@ -226,6 +227,12 @@ impl Params {
             slots.push(slot);
         }
         Ok(Params { slots })
+    }
+
+    /// The device pointer of parameter `i`, when it is a buffer. (A scalar's slot
+    /// reads as its bytes; callers pass positions of buffer arguments.)
+    pub fn pointer(&self, i: usize) -> Option<u64> {
+        self.slots.get(i).map(|s| s[0]).filter(|p| *p != 0)
     }
 }
 

@@ -62,6 +62,9 @@ pub enum Io {
     In,
     Out,
     Inout,
+    /// Workspace: poisoned before each run, never compared (its contents are the
+    /// kernel's business; a counter that must be left as found is `inout` instead).
+    Scratch,
 }
 
 /// How the input values of a buffer are drawn.
@@ -145,11 +148,26 @@ pub enum ArgKind {
         len: Expr,
         init: Init,
         large_scale: Option<f64>,
+        topk: Option<Box<TopK>>,
     },
     Scalar {
         dtype: DType,
         value: Expr,
     },
+}
+
+/// An integer output holding the indices of the `k` best entries per row (with their
+/// scores in another output, best first). Validated as index sets: the scores must
+/// match the reference position by position, and an index may differ from the
+/// reference's only where the two sets' boundary scores tie within tolerance.
+#[derive(Debug, Clone)]
+pub struct TopK {
+    /// The float output holding the scores, index-aligned with this one.
+    pub scores: String,
+    /// Entries per row.
+    pub k: Expr,
+    /// Every index must lie in `0..range`.
+    pub range: Expr,
 }
 
 #[derive(Debug, Clone)]
@@ -223,6 +241,28 @@ pub struct KernelSpec {
     pub compile_options: Vec<String>,
     /// Header directories (the spec's own directory is always searched first).
     pub include_dirs: Vec<PathBuf>,
+    pub external: External,
+}
+
+/// What a user would otherwise run for this kernel, measured on the same GPU so
+/// results can be stated as a fraction of it.
+#[derive(Debug, Clone, Default)]
+pub struct External {
+    /// The kernel's name for `kernels/external/torch_baselines.py`.
+    pub torch: Option<String>,
+    /// The same product through cuBLAS (row-major C[m, n] = A[m, k] . B[k, n]).
+    pub cublas: Option<Cublas>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cublas {
+    pub op: plan::BlasOp,
+    pub a: String,
+    pub b: String,
+    pub c: String,
+    pub m: Expr,
+    pub n: Expr,
+    pub k: Expr,
 }
 
 impl KernelSpec {
@@ -345,6 +385,27 @@ struct RawSpec {
     args: Vec<Spanned<RawArg>>,
     reference: Spanned<RawReference>,
     cost: Spanned<RawCost>,
+    #[serde(default)]
+    external: Option<Spanned<RawExternal>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExternal {
+    torch: Option<String>,
+    cublas: Option<RawCublas>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCublas {
+    op: String,
+    a: String,
+    b: String,
+    c: String,
+    m: Spanned<ExprSrc>,
+    n: Spanned<ExprSrc>,
+    k: Spanned<ExprSrc>,
 }
 
 #[derive(Deserialize, Default)]
@@ -437,6 +498,15 @@ struct RawArg {
     high: Option<f64>,
     value: Option<Spanned<ExprSrc>>,
     large_scale: Option<f64>,
+    topk: Option<RawTopK>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTopK {
+    scores: String,
+    k: Spanned<ExprSrc>,
+    range: Spanned<ExprSrc>,
 }
 
 #[derive(Deserialize)]
@@ -841,7 +911,7 @@ fn validate(
                 ctx.err(
                     Some(&span),
                     &format!("{key}.io"),
-                    "a buffer needs `io` = \"in\", \"out\" or \"inout\"",
+                    "a buffer needs `io` = \"in\", \"out\", \"inout\" or \"scratch\"",
                 )
             })?;
             let len = a.len.as_ref().ok_or_else(|| {
@@ -852,27 +922,46 @@ fn validate(
                 )
             })?;
             let len = ctx.expr(len, &format!("{key}.len"), &known)?;
-            let init = parse_init(a, dtype)
+            let init = parse_init(a, dtype, io)
                 .map_err(|m| ctx.err(Some(&span), &format!("{key}.init"), m))?;
-            if io == Io::Out && a.init.is_some() {
+            if matches!(io, Io::Out | Io::Scratch) && a.init.is_some() {
                 return Err(ctx.err(
                     Some(&span),
                     &format!("{key}.init"),
-                    "an output buffer is poisoned before each run, not initialised",
+                    "an output or scratch buffer is poisoned before each run, not initialised",
                 ));
             }
+            let topk = match &a.topk {
+                None => None,
+                Some(t) => {
+                    if io != Io::Out || dtype.is_float() {
+                        return Err(ctx.err(
+                            Some(&span),
+                            &format!("{key}.topk"),
+                            "`topk` belongs on an integer output (`io = \"out\"`) holding indices",
+                        ));
+                    }
+                    Some(Box::new(TopK {
+                        scores: t.scores.clone(),
+                        k: ctx.expr(&t.k, &format!("{key}.topk.k"), &known)?,
+                        range: ctx.expr(&t.range, &format!("{key}.topk.range"), &known)?,
+                    }))
+                }
+            };
             ArgKind::Buffer {
                 dtype,
                 io,
                 len,
                 init,
                 large_scale: a.large_scale,
+                topk,
             }
         } else {
             for (present, field) in [
                 (a.io.is_some(), "io"),
                 (a.len.is_some(), "len"),
                 (a.init.is_some(), "init"),
+                (a.topk.is_some(), "topk"),
             ] {
                 if present {
                     return Err(ctx.err(
@@ -898,6 +987,29 @@ fn validate(
             name: a.name.clone(),
             kind,
         });
+    }
+    for (i, a) in args.iter().enumerate() {
+        let ArgKind::Buffer {
+            topk: Some(t), len, ..
+        } = &a.kind
+        else {
+            continue;
+        };
+        let scores_ok = args.iter().any(|b| {
+            b.name == t.scores
+                && matches!(&b.kind, ArgKind::Buffer { dtype, io: Io::Out, len: l, .. }
+                    if dtype.is_float() && l.src() == len.src())
+        });
+        if !scores_ok {
+            return Err(ctx.err(
+                Some(&raw.args[i].span()),
+                &format!("arg[{i}] ({}).topk.scores", a.name),
+                format!(
+                    "`{}` must name a float output with the same `len` as `{}`",
+                    t.scores, a.name
+                ),
+            ));
+        }
     }
     if !args.iter().any(|a| {
         matches!(
@@ -972,6 +1084,10 @@ fn validate(
         }
         include_dirs.push(p);
     }
+    let external = match &raw.external {
+        None => External::default(),
+        Some(x) => parse_external(ctx, x, &args, &known)?,
+    };
     let spec = KernelSpec {
         name: raw.name,
         dir: ctx.path.parent().unwrap_or(Path::new(".")).to_path_buf(),
@@ -997,6 +1113,7 @@ fn validate(
         cost,
         compile_options: raw.compile_options,
         include_dirs,
+        external,
     };
 
     // The baseline must be allowed and every expression must evaluate for it.
@@ -1023,8 +1140,80 @@ fn validate(
     Ok(spec)
 }
 
-fn parse_init(a: &RawArg, dtype: DType) -> Result<Init, String> {
-    let name = a.init.as_deref().unwrap_or("normal");
+fn parse_external(
+    ctx: &Ctx,
+    x: &Spanned<RawExternal>,
+    args: &[Arg],
+    known: &BTreeSet<String>,
+) -> Result<External, SpecError> {
+    let span = x.span();
+    let x = x.get_ref();
+    let cublas = match &x.cublas {
+        None => None,
+        Some(c) => {
+            let op = match c.op.as_str() {
+                "sgemm" => plan::BlasOp::Sgemm,
+                "gemm_f16_f32" => plan::BlasOp::GemmF16F32,
+                other => {
+                    return Err(ctx.err(
+                        Some(&span),
+                        "external.cublas.op",
+                        format!("`{other}` is not a cuBLAS operation nightshift runs; use \"sgemm\" (f32) or \"gemm_f16_f32\" (f16 inputs, f32 output)"),
+                    ))
+                }
+            };
+            let (ab, cd) = match op {
+                plan::BlasOp::Sgemm => (DType::F32, DType::F32),
+                plan::BlasOp::GemmF16F32 => (DType::F16, DType::F32),
+            };
+            for (field, name, want, out) in [
+                ("a", &c.a, ab, false),
+                ("b", &c.b, ab, false),
+                ("c", &c.c, cd, true),
+            ] {
+                let ok = args.iter().any(|arg| {
+                    arg.name == *name
+                        && matches!(&arg.kind, ArgKind::Buffer { dtype, io, .. }
+                            if *dtype == want && (*io == Io::Out) == out)
+                });
+                if !ok {
+                    return Err(ctx.err(
+                        Some(&span),
+                        &format!("external.cublas.{field}"),
+                        format!(
+                            "`{name}` must name {} {want} buffer",
+                            if out { "an output" } else { "an input" }
+                        ),
+                    ));
+                }
+            }
+            Some(Cublas {
+                op,
+                a: c.a.clone(),
+                b: c.b.clone(),
+                c: c.c.clone(),
+                m: ctx.expr(&c.m, "external.cublas.m", known)?,
+                n: ctx.expr(&c.n, "external.cublas.n", known)?,
+                k: ctx.expr(&c.k, "external.cublas.k", known)?,
+            })
+        }
+    };
+    Ok(External {
+        torch: x.torch.clone(),
+        cublas,
+    })
+}
+
+fn parse_init(a: &RawArg, dtype: DType, io: Io) -> Result<Init, String> {
+    // Outputs and scratch are poisoned, never initialised: any default will do. An
+    // integer input must say how it is drawn.
+    let poisoned = matches!(io, Io::Out | Io::Scratch);
+    let default = if dtype.is_float() || !poisoned {
+        "normal"
+    } else {
+        "zeros"
+    };
+    let name = a.init.as_deref().unwrap_or(default);
     let bound = |v: Option<f64>, d: f64| v.unwrap_or(d);
     let init = match name {
         "normal" => Init::Normal,

@@ -37,6 +37,9 @@ pub enum ArgPlan {
         io: Io,
         init: Init,
         large_scale: f64,
+        /// Validated as top-k index sets (see `spec::TopK`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        topk: Option<TopKPlan>,
     },
     Scalar {
         name: String,
@@ -53,6 +56,52 @@ impl ArgPlan {
             ArgPlan::Buffer { name, .. } | ArgPlan::Scalar { name, .. } => name,
         }
     }
+    pub fn dtype(&self) -> DType {
+        match self {
+            ArgPlan::Buffer { dtype, .. } | ArgPlan::Scalar { dtype, .. } => *dtype,
+        }
+    }
+}
+
+/// A cuBLAS operation nightshift can time as an external baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlasOp {
+    /// f32 in, f32 out (`cublasSgemm`; TF32 is not enabled).
+    Sgemm,
+    /// f16 in, f32 out, f32 accumulation (`cublasGemmEx`, CUBLAS_COMPUTE_32F).
+    GemmF16F32,
+}
+
+impl BlasOp {
+    pub fn describe(self) -> &'static str {
+        match self {
+            BlasOp::Sgemm => "cuBLAS sgemm (fp32, no TF32)",
+            BlasOp::GemmF16F32 => "cuBLAS GemmEx (fp16 in, fp32 out and accumulation)",
+        }
+    }
+}
+
+/// One cuBLAS call at one size: row-major C[m, n] = A[m, k] . B[k, n], with the
+/// buffers given by their positions among the args.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlasCall {
+    pub op: BlasOp,
+    pub m: i32,
+    pub n: i32,
+    pub k: i32,
+    pub a: usize,
+    pub b: usize,
+    pub c: usize,
+}
+
+/// A top-k index output at one size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopKPlan {
+    /// Position of the scores output among the args.
+    pub scores: usize,
+    pub k: u64,
+    pub range: u64,
 }
 
 /// Everything needed to run one configuration at one problem size.
@@ -67,6 +116,9 @@ pub struct SizePlan {
     pub ref_launch: Option<LaunchDims>,
     pub bytes: f64,
     pub flops: f64,
+    /// The spec's cuBLAS equivalent at this size, if it names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blas: Option<BlasCall>,
 }
 
 impl SizePlan {
@@ -115,6 +167,42 @@ fn dims(launch: &Launch, vars: &Vars, what: &str) -> Result<LaunchDims, String> 
 
 /// Plans `config` at `problem`. Errors are plain messages (the configuration cannot be
 /// run at this size), which the caller records as an outcome.
+fn topk_plan(
+    spec: &KernelSpec,
+    t: &super::TopK,
+    vars: &Vars,
+    name: &str,
+    len: i64,
+) -> Result<TopKPlan, String> {
+    let k =
+        t.k.eval_int(vars)
+            .map_err(|m| format!("arg {name}.topk.k: {m}"))?;
+    let range = t
+        .range
+        .eval_int(vars)
+        .map_err(|m| format!("arg {name}.topk.range: {m}"))?;
+    if k <= 0 || len % k != 0 {
+        return Err(format!(
+            "arg {name}.topk.k = {k} must be positive and divide the buffer's length {len}"
+        ));
+    }
+    if range < k {
+        return Err(format!(
+            "arg {name}.topk.range = {range} leaves fewer than k = {k} distinct indices"
+        ));
+    }
+    let scores = spec
+        .args
+        .iter()
+        .position(|a| a.name == t.scores)
+        .ok_or_else(|| format!("arg {name}.topk.scores: no argument `{}`", t.scores))?;
+    Ok(TopKPlan {
+        scores,
+        k: k as u64,
+        range: range as u64,
+    })
+}
+
 pub fn plan(spec: &KernelSpec, config: &Config, problem: &Vars) -> Result<SizePlan, String> {
     let vars = spec.vars(problem, config);
     let launch = dims(&spec.launch, &vars, "launch")?;
@@ -134,6 +222,7 @@ pub fn plan(spec: &KernelSpec, config: &Config, problem: &Vars) -> Result<SizePl
                 len,
                 init,
                 large_scale,
+                topk,
             } => {
                 let n = len
                     .eval_int(&vars)
@@ -152,6 +241,10 @@ pub fn plan(spec: &KernelSpec, config: &Config, problem: &Vars) -> Result<SizePl
                     io: *io,
                     init: *init,
                     large_scale: large_scale.unwrap_or(spec.validation.large_scale),
+                    topk: match topk {
+                        None => None,
+                        Some(t) => Some(topk_plan(spec, t, &vars, &a.name, n)?),
+                    },
                 });
             }
             ArgKind::Scalar { dtype, value } => {
@@ -210,5 +303,36 @@ pub fn plan(spec: &KernelSpec, config: &Config, problem: &Vars) -> Result<SizePl
         ref_launch,
         bytes,
         flops,
+        blas: match &spec.external.cublas {
+            None => None,
+            Some(c) => Some(blas_call(spec, c, &vars)?),
+        },
+    })
+}
+
+fn blas_call(spec: &KernelSpec, c: &super::Cublas, vars: &Vars) -> Result<BlasCall, String> {
+    let dim = |e: &super::Expr, key: &str| -> Result<i32, String> {
+        let v = e
+            .eval_int(vars)
+            .map_err(|m| format!("external.cublas.{key}: {m}"))?;
+        i32::try_from(v)
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or_else(|| format!("external.cublas.{key} = {v} is not a positive 32-bit size"))
+    };
+    let pos = |name: &str| {
+        spec.args
+            .iter()
+            .position(|a| a.name == name)
+            .ok_or_else(|| format!("external.cublas: no argument `{name}`"))
+    };
+    Ok(BlasCall {
+        op: c.op,
+        m: dim(&c.m, "m")?,
+        n: dim(&c.n, "n")?,
+        k: dim(&c.k, "k")?,
+        a: pos(&c.a)?,
+        b: pos(&c.b)?,
+        c: pos(&c.c)?,
     })
 }

@@ -286,3 +286,34 @@ fn launch_that_evaluates_to_zero_is_an_outcome_not_a_panic() {
     let e = spec.unwrap_err();
     assert!(e.message.contains("grid[0]"), "{e}");
 }
+
+#[test]
+fn topk_and_scratch_are_checked() {
+    // `topk` on a float output.
+    let e = err(&edit(
+        "len = \"rows * seq_k\"\n\n",
+        "len = \"rows * seq_k\"\ntopk = { scores = \"y\", k = 1, range = 1 }\n\n",
+    ));
+    assert!(e.message.contains("integer output"), "{e}");
+    // An integer top-k output whose scores are not a float output of the same length.
+    let text = format!(
+        "{SOFTMAX}\n[[arg]]\nname = \"idx\"\ntype = \"i32*\"\nio = \"out\"\nlen = \"rows\"\ntopk = {{ scores = \"x\", k = 1, range = \"seq_k\" }}\n"
+    );
+    let e = err(&text);
+    assert_eq!(e.key.as_deref(), Some("arg[4] (idx).topk.scores"), "{e}");
+    let ok = text.replace("scores = \"x\"", "scores = \"s\"").replace(
+        "name = \"idx\"",
+        "name = \"s\"\ntype = \"f32*\"\nio = \"out\"\nlen = \"rows\"\n\n[[arg]]\nname = \"idx\"",
+    );
+    let spec = parse(&ok).unwrap();
+    let p = plan::plan(&spec, &spec.baseline(), &spec.problem).unwrap();
+    match &p.args[5] {
+        plan::ArgPlan::Buffer { topk: Some(t), .. } => {
+            assert_eq!((t.scores, t.k, t.range), (4, 1, 1024));
+        }
+        other => panic!("{other:?}"),
+    }
+    // A scratch buffer is poisoned, never initialised.
+    let e = err(&edit("io = \"out\"", "io = \"scratch\"\ninit = \"zeros\""));
+    assert!(e.message.contains("scratch"), "{e}");
+}

@@ -192,6 +192,87 @@ pub fn compare(dtype: DType, out: &[u8], reference: &[u8], tol: Tolerance) -> Er
     s
 }
 
+/// A top-k result: indices (an integer buffer) and their scores, `k` per row.
+#[derive(Debug, Clone, Copy)]
+pub struct TopKView<'a> {
+    pub index_dtype: DType,
+    pub index: &'a [u8],
+    pub score_dtype: DType,
+    pub scores: &'a [u8],
+}
+
+/// Compares top-k index sets row by row (`k` entries a row). The scores are compared
+/// position by position by [`compare`] on their own; here an index is correct when
+/// it is in range, not repeated in its row, and either in the reference's set or tied
+/// (within `tol`, by the candidate's score) with the reference's boundary score, the
+/// k-th best. Symmetrically, a reference index the candidate left out must be such a
+/// boundary tie. Near-equal scores computed in a different order may legitimately
+/// swap places at the boundary; nothing else may differ.
+pub fn compare_topk(
+    got: TopKView,
+    reference: TopKView,
+    k: usize,
+    range: u64,
+    tol: Tolerance,
+) -> ErrorStats {
+    let isz = got.index_dtype.size();
+    let n = (got.index.len().min(reference.index.len()) / isz) as u64;
+    let poison = vec![got.index_dtype.poison_byte(); isz];
+    let mut s = ErrorStats {
+        elements: n,
+        max_abs: 0.0,
+        max_rel: 0.0,
+        rel_l2: 0.0,
+        bad: 0,
+        unwritten: 0,
+        non_finite: 0,
+        first_bad: None,
+    };
+    let tied = |score: f64, boundary: f64| {
+        score.is_finite() && (score - boundary).abs() <= tol.atol + tol.rtol * boundary.abs()
+    };
+    fn flag(s: &mut ErrorStats, i: usize, got: f64, expected: f64) {
+        s.bad += 1;
+        if s.first_bad.is_none() {
+            s.first_bad = Some(BadElement {
+                index: i as u64,
+                got,
+                expected,
+            });
+        }
+    }
+    let rows = n as usize / k.max(1);
+    for r in 0..rows {
+        let at = |v: &TopKView, j: usize| v.index_dtype.read(v.index, r * k + j);
+        let score = |v: &TopKView, j: usize| v.score_dtype.read(v.scores, r * k + j);
+        let want: Vec<f64> = (0..k).map(|j| at(&reference, j)).collect();
+        let have: Vec<f64> = (0..k).map(|j| at(&got, j)).collect();
+        let boundary = (0..k)
+            .map(|j| score(&reference, j))
+            .fold(f64::INFINITY, f64::min);
+        for j in 0..k {
+            let i = r * k + j;
+            let c = have[j];
+            let unwritten = got.index[i * isz..(i + 1) * isz] == *poison.as_slice();
+            let invalid = c < 0.0 || c >= range as f64 || have[..j].contains(&c);
+            let stranger = !want.contains(&c) && !tied(score(&got, j), boundary);
+            if unwritten {
+                s.unwritten += 1;
+            }
+            if unwritten || invalid || stranger {
+                flag(&mut s, i, c, want[j]);
+            }
+        }
+        for (j, w) in want.iter().enumerate() {
+            if !have.contains(w) && !tied(score(&reference, j), boundary) {
+                // A reference entry above the boundary is missing.
+                flag(&mut s, r * k + j, f64::NAN, *w);
+            }
+        }
+    }
+    s
+}
+
 /// Index of the first element where two runs differ bit for bit (a race), if any.
 pub fn first_difference(dtype: DType, a: &[u8], b: &[u8]) -> Option<u64> {
     let sz = dtype.size();
@@ -213,6 +294,57 @@ mod tests {
         rtol: 1e-5,
         atol: 1e-6,
     };
+
+    fn i32s(v: &[i32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    /// Checks candidate top-3 rows against the reference rows.
+    fn topk(got: (&[i32], &[f32]), want: (&[i32], &[f32]), range: u64) -> ErrorStats {
+        let (gi, gs, wi, ws) = (i32s(got.0), f32s(got.1), i32s(want.0), f32s(want.1));
+        fn view<'a>(index: &'a [u8], scores: &'a [u8]) -> TopKView<'a> {
+            TopKView {
+                index_dtype: DType::I32,
+                index,
+                score_dtype: DType::F32,
+                scores,
+            }
+        }
+        compare_topk(view(&gi, &gs), view(&wi, &ws), 3, range, TOL)
+    }
+
+    #[test]
+    fn topk_accepts_the_same_set_in_another_order_and_boundary_ties() {
+        let want: (&[i32], &[f32]) = (&[7, 3, 9, 1, 2, 5], &[0.9, 0.8, 0.5, 0.7, 0.6, 0.4]);
+        // Interior entries swapped (equal scores), and the boundary entry 9 replaced
+        // by 4 whose score ties it.
+        let got: (&[i32], &[f32]) = (&[3, 7, 4, 1, 2, 5], &[0.9, 0.8, 0.5, 0.7, 0.6, 0.4]);
+        let s = topk(got, want, 10);
+        assert!(s.passed(), "{s:?}");
+        assert_eq!(s.elements, 6);
+    }
+
+    #[test]
+    fn topk_rejects_wrong_missing_repeated_and_out_of_range_indices() {
+        let want: (&[i32], &[f32]) = (&[7, 3, 9], &[0.9, 0.8, 0.5]);
+        let sc: &[f32] = &[0.9, 0.8, 0.5];
+        // An interior entry replaced: 3 (score 0.8, above the boundary) is missing.
+        let s = topk((&[7, 4, 9], sc), want, 10);
+        assert_eq!(s.bad, 2, "the stranger and the missing entry: {s:?}");
+        assert_eq!(s.first_bad.unwrap().index, 1);
+        // A stranger at the boundary whose score does not tie it.
+        let s = topk((&[7, 3, 4], &[0.9, 0.8, 0.4]), want, 10);
+        assert!(!s.passed());
+        // Repeated and out-of-range indices.
+        assert!(!topk((&[7, 7, 9], sc), want, 10).passed());
+        assert!(!topk((&[7, 3, 10], sc), want, 10).passed());
+        assert!(!topk((&[7, 3, -1], sc), want, 10).passed());
+        // Never written: the poison pattern.
+        let poison = i32::from_le_bytes([0xA5; 4]);
+        let s = topk((&[7, 3, poison], sc), want, 1 << 31);
+        assert_eq!(s.unwritten, 1);
+        assert!(!s.passed());
+    }
 
     #[test]
     fn equal_outputs_pass() {

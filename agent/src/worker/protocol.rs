@@ -80,12 +80,26 @@ impl Default for MeasureOpts {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalJob {
     pub label: String,
+    /// What runs as the candidate: `kernel` (the compiled configuration) or an
+    /// external baseline through the same protocols.
+    #[serde(default)]
+    pub via: Via,
     pub kernel: KernelImage,
     pub reference: KernelImage,
     /// `sizes[0]` is the problem that is measured; all are validated.
     pub sizes: Vec<SizePlan>,
     pub validation: ValidationOpts,
     pub measure: Option<MeasureOpts>,
+}
+
+/// What a job runs as its candidate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    #[default]
+    Kernel,
+    /// The spec's `[external] cublas` call at each size.
+    Cublas,
 }
 
 /// What happened to a candidate. Failures are outcomes, recorded and reported; `Err`
@@ -286,6 +300,14 @@ pub enum Request {
         b: Box<EvalJob>,
         min_gain: f64,
     },
+    /// Run the reference at every validation size (`job.sizes[1..]`) on the first
+    /// trial's inputs and write inputs, outputs and a manifest under `dir`, one
+    /// directory per size, for a check against another implementation.
+    DumpReference {
+        job: Box<EvalJob>,
+        kernel: String,
+        dir: std::path::PathBuf,
+    },
     Shutdown,
 }
 
@@ -309,6 +331,9 @@ pub enum Response {
         a: Box<WorkerReport>,
         b: Box<WorkerReport>,
         ab: Option<AbResult>,
+    },
+    Dumped {
+        dirs: Vec<std::path::PathBuf>,
     },
     /// The request could not be carried out (infrastructure, not the candidate).
     Error {

@@ -5,9 +5,11 @@
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::protocol::*;
+use crate::gpu::blas::Blas;
 use crate::gpu::ceilings;
 use crate::gpu::nvml::Monitor;
 use crate::gpu::{DeviceBuffer, Event, Gpu, GpuError, Kernel, Param, Params};
@@ -77,8 +79,45 @@ impl ArgBuffers {
     }
 }
 
+/// What runs as a job's candidate (or reference): a compiled kernel, or cuBLAS.
+enum Cand {
+    Kernel(Kernel),
+    Blas(Rc<Blas>),
+}
+
+impl Cand {
+    fn kernel(&self) -> Option<&Kernel> {
+        match self {
+            Cand::Kernel(k) => Some(k),
+            Cand::Blas(_) => None,
+        }
+    }
+}
+
+/// Enqueues one run of `c` for `plan` (with `dims` when it is a kernel).
+fn exec(
+    gpu: &Gpu,
+    c: &Cand,
+    plan: &SizePlan,
+    dims: &LaunchDims,
+    params: &mut Params,
+) -> Result<(), GpuError> {
+    match c {
+        Cand::Kernel(k) => gpu.launch(k, dims, params),
+        Cand::Blas(b) => match &plan.blas {
+            Some(call) => b.run(call, params),
+            None => Err(GpuError::other(
+                "cuBLAS",
+                "the spec names no cuBLAS equivalent ([external] cublas)",
+            )),
+        },
+    }
+}
+
 struct Worker {
     gpu: Gpu,
+    /// Created on first use.
+    blas: Option<Rc<Blas>>,
     monitor: Monitor,
     link: Link,
     cache_dir: PathBuf,
@@ -121,6 +160,7 @@ pub fn run(ordinal: usize, cache_dir: PathBuf) -> i32 {
                     });
                     worker = Some(Worker {
                         gpu,
+                        blas: None,
                         monitor,
                         link,
                         cache_dir: cache_dir.clone(),
@@ -160,6 +200,9 @@ pub fn run(ordinal: usize, cache_dir: PathBuf) -> i32 {
                 report: Box::new(w.evaluate(&job)),
             },
             Ok(Request::Compare { a, b, min_gain }) => w.compare(&a, &b, min_gain),
+            Ok(Request::DumpReference { job, kernel, dir }) => {
+                w.dump_reference(&job, &kernel, &dir)
+            }
         };
         w.link.send(&resp);
         if w.dead {
@@ -269,7 +312,7 @@ impl Worker {
         for ((a, b), host) in plan.args.iter().zip(&bufs.0).zip(inputs) {
             if let (ArgPlan::Buffer { dtype, io, .. }, Some(buf)) = (a, b) {
                 let r = match (io, host) {
-                    (Io::Out, _) => self.gpu.fill(buf, dtype.poison_byte()),
+                    (Io::Out | Io::Scratch, _) => self.gpu.fill(buf, dtype.poison_byte()),
                     (_, Some(h)) => self.gpu.upload(buf, h),
                     (_, None) => Ok(()),
                 };
@@ -282,7 +325,7 @@ impl Worker {
     /// Launches `k` once and waits for it.
     fn run_once(
         &mut self,
-        k: &Kernel,
+        k: &Cand,
         dims: &LaunchDims,
         plan: &SizePlan,
         bufs: &ArgBuffers,
@@ -292,7 +335,7 @@ impl Worker {
         self.link.progress(stage);
         let r = bufs
             .params(plan)
-            .and_then(|mut p| self.gpu.launch(k, dims, &mut p))
+            .and_then(|mut p| exec(&self.gpu, k, plan, dims, &mut p))
             .and_then(|_| self.gpu.sync());
         r.map_err(|e| {
             if candidate {
@@ -323,19 +366,25 @@ impl Worker {
     fn validate(
         &mut self,
         job: &EvalJob,
-        cand: &Kernel,
-        reference: &Kernel,
+        cand: &Cand,
+        reference: &Cand,
         checks: &mut Vec<Check>,
     ) -> Step<()> {
         let v = &job.validation;
         for (si, plan) in job.sizes.iter().enumerate() {
-            if let Some(p) = self.gpu.launch_problem(cand, &plan.launch) {
+            if let Some(p) = cand
+                .kernel()
+                .and_then(|k| self.gpu.launch_problem(k, &plan.launch))
+            {
                 return Err(Stop::Reject(Outcome::Unlaunchable {
                     reason: format!("at {}: {p}", plan.label),
                 }));
             }
             let ref_dims = plan.ref_launch.unwrap_or(plan.launch);
-            if let Some(p) = self.gpu.launch_problem(reference, &ref_dims) {
+            if let Some(p) = reference
+                .kernel()
+                .and_then(|k| self.gpu.launch_problem(k, &ref_dims))
+            {
                 return Err(Stop::Infra(format!(
                     "the reference cannot launch at {}: {p}",
                     plan.label
@@ -368,7 +417,11 @@ impl Worker {
                 let got = self.download(&bufs, &stage)?;
                 for (ai, a) in plan.args.iter().enumerate() {
                     let ArgPlan::Buffer {
-                        name, dtype, io, ..
+                        name,
+                        dtype,
+                        io,
+                        topk,
+                        ..
                     } = a
                     else {
                         continue;
@@ -388,8 +441,34 @@ impl Worker {
                                 }));
                             }
                         }
+                        Io::Scratch => {}
                         Io::Out | Io::Inout => {
-                            let stats = validate::compare(*dtype, g, e, v.tolerance(*dtype, kind));
+                            let stats = match topk {
+                                None => validate::compare(*dtype, g, e, v.tolerance(*dtype, kind)),
+                                Some(t) => {
+                                    let sd = plan.args[t.scores].dtype();
+                                    let (Some(gs), Some(es)) =
+                                        (&got[t.scores], &expected[t.scores])
+                                    else {
+                                        return Err(Stop::Infra(format!(
+                                            "the scores of top-k output {name} are not a buffer"
+                                        )));
+                                    };
+                                    let view = |index, scores| validate::TopKView {
+                                        index_dtype: *dtype,
+                                        index,
+                                        score_dtype: sd,
+                                        scores,
+                                    };
+                                    validate::compare_topk(
+                                        view(g, gs),
+                                        view(e, es),
+                                        t.k as usize,
+                                        t.range,
+                                        v.tolerance(sd, kind),
+                                    )
+                                }
+                            };
                             checks.push(Check {
                                 size: plan.label.clone(),
                                 trial,
@@ -442,6 +521,108 @@ impl Worker {
         Ok(())
     }
 
+    fn dump_reference(&mut self, job: &EvalJob, kernel: &str, dir: &std::path::Path) -> Response {
+        let reference = match self.load(&job.reference) {
+            Ok(k) => Cand::Kernel(k),
+            Err(e) => {
+                return Response::Error {
+                    message: format!("cannot load the reference: {e}"),
+                }
+            }
+        };
+        let mut dirs = Vec::new();
+        for (si, plan) in job.sizes.iter().enumerate().skip(1) {
+            match self.dump_one(job, &reference, kernel, si, plan, dir) {
+                Ok(d) => dirs.push(d),
+                Err(Stop::Reject(o)) => {
+                    return Response::Error {
+                        message: format!(
+                            "the reference failed at {}: {}",
+                            plan.label,
+                            o.describe()
+                        ),
+                    }
+                }
+                Err(Stop::Infra(message)) => return Response::Error { message },
+            }
+        }
+        Response::Dumped { dirs }
+    }
+
+    fn dump_one(
+        &mut self,
+        job: &EvalJob,
+        reference: &Cand,
+        kernel: &str,
+        si: usize,
+        plan: &SizePlan,
+        dir: &std::path::Path,
+    ) -> Step<PathBuf> {
+        let dims = plan.ref_launch.unwrap_or(plan.launch);
+        let bufs = self.alloc(plan, 1)?.remove(0);
+        let inputs = validate::inputs_for(
+            plan,
+            TrialKind::Normal,
+            validate::trial_seed(job.validation.seed, si, 0),
+        );
+        self.prepare(plan, &bufs, &inputs)?;
+        self.run_once(reference, &dims, plan, &bufs, "reference (dump)", false)?;
+        let out = self.download(&bufs, "download reference output")?;
+        let name: String = plan
+            .label
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let d = dir.join(name);
+        let io_err = |e: std::io::Error| Stop::Infra(format!("writing {}: {e}", d.display()));
+        std::fs::create_dir_all(&d).map_err(io_err)?;
+        let mut args = Vec::new();
+        for (ai, a) in plan.args.iter().enumerate() {
+            match a {
+                ArgPlan::Buffer {
+                    name,
+                    dtype,
+                    len,
+                    io,
+                    ..
+                } => {
+                    let (bytes, file) = match io {
+                        Io::In | Io::Inout => (inputs[ai].as_ref(), format!("{name}.bin")),
+                        Io::Out => (out[ai].as_ref(), format!("{name}.ref.bin")),
+                        Io::Scratch => continue,
+                    };
+                    let Some(bytes) = bytes else { continue };
+                    std::fs::write(d.join(&file), bytes).map_err(io_err)?;
+                    args.push(serde_json::json!({
+                        "name": name, "dtype": dtype.name(), "io": io, "len": len, "file": file,
+                    }));
+                }
+                ArgPlan::Scalar {
+                    name, dtype, bytes, ..
+                } => {
+                    let v = dtype.read(bytes, 0);
+                    let value = if dtype.is_float() {
+                        serde_json::json!(v)
+                    } else {
+                        serde_json::json!(v as i64)
+                    };
+                    args.push(serde_json::json!({
+                        "name": name, "dtype": dtype.name(), "value": value,
+                    }));
+                }
+            }
+        }
+        let manifest = serde_json::json!({
+            "schema": 1,
+            "kernel": kernel,
+            "problem": plan.problem,
+            "args": args,
+        });
+        let text = serde_json::to_string_pretty(&manifest).expect("serializable");
+        std::fs::write(d.join("manifest.json"), text).map_err(io_err)?;
+        Ok(d)
+    }
+
     fn occupancy(&mut self, k: &Kernel, dims: &LaunchDims) -> Option<Occupancy> {
         let active = self.gpu.active_blocks_per_sm(k, dims).ok()?;
         let sms = self.gpu.info.sms;
@@ -461,9 +642,22 @@ impl Worker {
     }
 
     /// Loads both kernels and validates; the report carries everything but timing.
-    fn validated(&mut self, job: &EvalJob) -> (WorkerReport, Option<Kernel>) {
+    fn validated(&mut self, job: &EvalJob) -> (WorkerReport, Option<Cand>) {
         let start = Instant::now();
-        let cand = match self.load(&job.kernel) {
+        let cand = match job.via {
+            Via::Kernel => self.load(&job.kernel).map(Cand::Kernel),
+            Via::Cublas => match &self.blas {
+                Some(b) => Ok(Cand::Blas(b.clone())),
+                None => Blas::new()
+                    .map(|b| {
+                        let b = Rc::new(b);
+                        self.blas = Some(b.clone());
+                        Cand::Blas(b)
+                    })
+                    .map_err(|e| e.to_string()),
+            },
+        };
+        let cand = match cand {
             Ok(k) => k,
             Err(e) => {
                 return (
@@ -475,7 +669,7 @@ impl Worker {
             }
         };
         let reference = match self.load(&job.reference) {
-            Ok(k) => k,
+            Ok(k) => Cand::Kernel(k),
             Err(e) => {
                 return (
                     report(Outcome::Crashed {
@@ -487,11 +681,10 @@ impl Worker {
             }
         };
         let mut r = report(Outcome::Passed);
-        r.function = Some(cand.info);
-        r.occupancy = job
-            .sizes
-            .first()
-            .and_then(|p| self.occupancy(&cand, &p.launch));
+        if let Some(k) = cand.kernel() {
+            r.function = Some(k.info);
+            r.occupancy = job.sizes.first().and_then(|p| self.occupancy(k, &p.launch));
+        }
         match self.validate(job, &cand, &reference, &mut r.checks) {
             Ok(()) => {}
             Err(Stop::Reject(o)) => r.outcome = o,
@@ -560,7 +753,7 @@ impl Worker {
                 ab: None,
             };
         };
-        let mut arms: Vec<(&Kernel, &SizePlan)> = Vec::new();
+        let mut arms: Vec<(&Cand, &SizePlan)> = Vec::new();
         if let Some(k) = &ka {
             arms.push((k, &a.sizes[0]));
         }
@@ -640,7 +833,7 @@ impl Worker {
     /// Warm-up: launches until `warmup_ms` has passed; returns µs per launch (warm).
     fn warmup(
         &mut self,
-        k: &Kernel,
+        k: &Cand,
         plan: &SizePlan,
         bufs: &ArgBuffers,
         warmup_ms: f64,
@@ -660,8 +853,7 @@ impl Worker {
                 .record(&s)
                 .map_err(|x| self.candidate_err("warm-up", x))?;
             for _ in 0..n {
-                self.gpu
-                    .launch(k, &plan.launch, &mut params)
+                exec(&self.gpu, k, plan, &plan.launch, &mut params)
                     .map_err(|x| self.candidate_err("warm-up", x))?;
             }
             self.gpu
@@ -685,7 +877,7 @@ impl Worker {
     /// Measurement per arm and why sampling stopped.
     fn measure(
         &mut self,
-        arms: &[(&Kernel, &SizePlan)],
+        arms: &[(&Cand, &SizePlan)],
         opts: &MeasureOpts,
         min_gain: f64,
     ) -> Step<(Vec<Measurement>, measure::StopReason)> {
@@ -756,7 +948,7 @@ impl Worker {
                     {
                         if let (ArgPlan::Buffer { dtype, io, .. }, Some(d), Some(s)) = (a, dst, src)
                         {
-                            let r = if *io == Io::Out {
+                            let r = if matches!(io, Io::Out | Io::Scratch) {
                                 self.gpu.fill(d, dtype.poison_byte())
                             } else {
                                 self.gpu.copy(d, s)
@@ -780,8 +972,7 @@ impl Worker {
             params.push(ps);
         }
         self.link.progress("sampling");
-        let kernels: Vec<(&Kernel, LaunchDims)> =
-            arms.iter().map(|(k, p)| (*k, p.launch)).collect();
+        let kernels: Vec<(&Cand, &SizePlan)> = arms.to_vec();
         let sampled = {
             let mut src = GpuSource {
                 w: self,
@@ -807,7 +998,7 @@ impl Worker {
             let kept = arm.kept();
             let energy = self.energy(
                 kernels[ai].0,
-                &kernels[ai].1,
+                kernels[ai].1,
                 &mut params[ai],
                 method,
                 warm[ai],
@@ -834,8 +1025,8 @@ impl Worker {
     /// Energy per launch from NVML's energy counter over a window of back-to-back launches.
     fn energy(
         &mut self,
-        k: &Kernel,
-        dims: &LaunchDims,
+        k: &Cand,
+        plan: &SizePlan,
         params: &mut [Params],
         method: TimingMethod,
         us_per_launch: f64,
@@ -866,9 +1057,14 @@ impl Worker {
         };
         let start = Instant::now();
         for i in 0..launches {
-            self.gpu
-                .launch(k, dims, &mut params[i as usize % sets])
-                .map_err(|e| self.candidate_err("energy window", e))?;
+            exec(
+                &self.gpu,
+                k,
+                plan,
+                &plan.launch,
+                &mut params[i as usize % sets],
+            )
+            .map_err(|e| self.candidate_err("energy window", e))?;
             if i % 4096 == 4095 {
                 self.link.heartbeat("energy window");
             }
@@ -896,7 +1092,7 @@ impl Worker {
 /// Takes interleaved samples of every arm on the GPU.
 struct GpuSource<'a> {
     w: &'a mut Worker,
-    kernels: &'a [(&'a Kernel, LaunchDims)],
+    kernels: &'a [(&'a Cand, &'a SizePlan)],
     params: &'a mut Vec<Vec<Params>>,
     method: TimingMethod,
     events: Vec<(Event, Event)>,
@@ -919,23 +1115,23 @@ impl SampleSource for GpuSource<'_> {
         }
         // The GPU idles while the host reads clocks between chunks; one untimed launch
         // of every arm first, so no arm always gets the first-after-idle sample.
-        for (a, (k, dims)) in self.kernels.iter().enumerate() {
+        for (a, (k, plan)) in self.kernels.iter().enumerate() {
             if self.method == TimingMethod::Cold {
                 self.w.gpu.flush_l2()?;
             }
-            self.w.gpu.launch(k, dims, &mut self.params[a][0])?;
+            exec(&self.w.gpu, k, plan, &plan.launch, &mut self.params[a][0])?;
         }
         for i in 0..n {
             let reverse = (self.chunks + i) % 2 == 1;
             for step in 0..arms {
                 let a = if reverse { arms - 1 - step } else { step };
-                let (k, dims) = &self.kernels[a];
+                let (k, plan) = &self.kernels[a];
                 let (s, e) = &self.events[i * arms + a];
                 match self.method {
                     TimingMethod::Cold => {
                         self.w.gpu.flush_l2()?;
                         self.w.gpu.record(s)?;
-                        self.w.gpu.launch(k, dims, &mut self.params[a][0])?;
+                        exec(&self.w.gpu, k, plan, &plan.launch, &mut self.params[a][0])?;
                         self.w.gpu.record(e)?;
                     }
                     TimingMethod::Batch {
@@ -944,9 +1140,11 @@ impl SampleSource for GpuSource<'_> {
                     } => {
                         self.w.gpu.record(s)?;
                         for j in 0..launches as usize {
-                            self.w.gpu.launch(
+                            exec(
+                                &self.w.gpu,
                                 k,
-                                dims,
+                                plan,
+                                &plan.launch,
                                 &mut self.params[a][j % buffer_sets as usize],
                             )?;
                         }
