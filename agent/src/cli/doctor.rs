@@ -198,6 +198,9 @@ fn render(d: &Doctor) -> String {
             sheet(&|x| x.fp16_tensor_dense_tflops),
             c.tensor_method
         ));
+        for (m, v) in &c.tensor_by_method {
+            o.push_str(&format!("    {m}: {:.1} TFLOP/s\n", v / 1e3));
+        }
     }
     if !d.problems.is_empty() {
         o.push_str("\nproblems:\n");

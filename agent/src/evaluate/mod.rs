@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::gpu::ceilings::Ceilings;
+use crate::gpu::ceilings::{self, Ceilings};
 use crate::gpu::nvrtc::{self, CompileRequest, Compiled};
 use crate::gpu::{DeviceInfo, FunctionInfo};
 use crate::measure::verdict::DEFAULT_MIN_GAIN;
@@ -412,10 +412,11 @@ impl Session {
         let mut sup = Supervisor::new(cmd, opts.watchdog.max(Duration::from_secs(60)));
         progress("starting the GPU worker");
         let device = sup.ensure_started()?.clone();
-        let path = opts
-            .cache_dir
-            .join("ceilings")
-            .join(format!("{}.json", device.uuid));
+        let path = opts.cache_dir.join("ceilings").join(format!(
+            "{}-v{}.json",
+            device.uuid,
+            ceilings::METHODS_VERSION
+        ));
         let cached: Option<Ceilings> = std::fs::read_to_string(&path)
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok());
