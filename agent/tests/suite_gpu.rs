@@ -36,6 +36,12 @@ fn every_bundled_kernel_passes_validation_on_the_gpu() {
                 .filter(|c| **c != spec.baseline())
                 .map(|c| (c.clone(), false)),
         );
+        if spec.name == "gemm" {
+            // 64 KiB of dynamic shared memory: needs the opt-in for launch and occupancy.
+            let big = [("BM", 128), ("BN", 128), ("BK", 16), ("WM", 4), ("WN", 4)];
+            let sets: Vec<(String, i64)> = big.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+            configs.push((spec.with_overrides(&spec.baseline(), &sets).unwrap(), false));
+        }
         for (c, measure) in configs {
             let e = s
                 .evaluate(&spec, &c, measure)
@@ -56,6 +62,12 @@ fn every_bundled_kernel_passes_validation_on_the_gpu() {
             println!("{line}");
             if e.outcome != Outcome::Passed {
                 failures.push(line);
+            } else if e
+                .occupancy
+                .as_ref()
+                .is_none_or(|o| o.active_blocks_per_sm == 0)
+            {
+                failures.push(format!("{line}: no occupancy figure ({:?})", e.occupancy));
             }
         }
         // cuBLAS, where the spec names it, passes the same protocol on the same inputs

@@ -440,17 +440,7 @@ impl Gpu {
         if let Some(p) = self.launch_problem(k, dims) {
             return Err(GpuError::other("launch", p));
         }
-        if dims.shared_bytes > 48 * 1024 {
-            // SAFETY: `k.f` is a live function; the value is within the device's opt-in limit.
-            unsafe {
-                cu::function::set_function_attribute(
-                    k.f,
-                    sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                    dims.shared_bytes as i32,
-                )
-            }
-            .map_err(|e| GpuError::driver("cuFuncSetAttribute(max dynamic shared)", e))?;
-        }
+        self.allow_shared(k, dims)?;
         let mut ptrs: Vec<*mut c_void> = params
             .slots
             .iter_mut()
@@ -504,7 +494,29 @@ impl Gpu {
     }
 
     /// Resident blocks per SM for `k` at this block size (the occupancy API).
+    /// Opts `k` in to more than 48 KiB of dynamic shared memory when `dims` asks for it
+    /// (launches and the occupancy calculator both need the attribute set first).
+    fn allow_shared(&self, k: &Kernel, dims: &LaunchDims) -> Result<()> {
+        if dims.shared_bytes > 48 * 1024 {
+            // SAFETY: `k.f` is a live function; the value is within the device's opt-in
+            // limit (checked by `launch_problem` before any launch).
+            unsafe {
+                cu::function::set_function_attribute(
+                    k.f,
+                    sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    dims.shared_bytes as i32,
+                )
+            }
+            .map_err(|e| GpuError::driver("cuFuncSetAttribute(max dynamic shared)", e))?;
+        }
+        Ok(())
+    }
+
     pub fn active_blocks_per_sm(&self, k: &Kernel, dims: &LaunchDims) -> Result<u32> {
+        if self.launch_problem(k, dims).is_some() {
+            return Ok(0);
+        }
+        self.allow_shared(k, dims)?;
         // SAFETY: `k.f` is a live function.
         unsafe {
             cudarc::driver::result::occupancy::max_active_block_per_multiprocessor(
