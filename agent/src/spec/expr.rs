@@ -11,6 +11,9 @@ use evalexpr::{
 /// Variables an expression is evaluated against: problem sizes and tunables.
 pub type Vars = BTreeMap<String, i64>;
 
+/// Real-valued variables (profile signals, for pattern conditions).
+pub type Signals = BTreeMap<String, f64>;
+
 /// A parsed expression with the text it came from, for error messages.
 #[derive(Debug, Clone)]
 pub struct Expr {
@@ -93,6 +96,30 @@ impl Expr {
         match self.eval_value(vars)? {
             Value::Boolean(b) => Ok(b),
             other => Err(format!("`{}` is {other:?}, not true or false", self.src)),
+        }
+    }
+}
+
+impl Expr {
+    /// Evaluates a condition over real-valued signals (integers in the text compare
+    /// with them as numbers).
+    pub fn eval_bool_signals(&self, signals: &Signals) -> Result<bool, String> {
+        let mut ctx = context(&Vars::new());
+        for (k, v) in signals {
+            // Whole numbers as integers, so that `memory_bound == 1` holds (evalexpr's
+            // equality does not equate 1.0 and 1); ordering compares across types.
+            let value = if v.fract() == 0.0 && v.abs() < 9.0e15 {
+                Value::Int(*v as i64)
+            } else {
+                Value::Float(*v)
+            };
+            // Setting a variable on a fresh name cannot fail.
+            let _ = ctx.set_value(k.clone(), value);
+        }
+        match self.node.eval_with_context(&ctx) {
+            Ok(Value::Boolean(b)) => Ok(b),
+            Ok(other) => Err(format!("`{}` is {other:?}, not true or false", self.src)),
+            Err(e) => Err(format!("`{}`: {e}", self.src)),
         }
     }
 }

@@ -1,0 +1,169 @@
+//! The pattern library without a GPU: the shipped files load, every error path names
+//! the file, the line and the key, and applicability follows the signals and tiers.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn shipped() -> Library {
+    Library::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../patterns"))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn one(text: &str) -> Result<Library, SpecError> {
+    Library::parse(&[(PathBuf::from("patterns/p.toml"), text.to_string())])
+}
+
+const MOVES: &str = r#"name = "p"
+kind = "moves"
+tier = "constant"
+when = "memory_bound == 1"
+rationale = "because"
+
+[[move]]
+role = "vector"
+direction = "up"
+"#;
+
+fn signals(pairs: &[(&str, f64)]) -> Signals {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+#[test]
+fn the_shipped_library_loads_with_the_required_patterns() {
+    let lib = shipped();
+    let names: Vec<&str> = lib.patterns.iter().map(|p| p.name.as_str()).collect();
+    for n in [
+        "parallelism-first",
+        "start-simple",
+        "roi-pivot",
+        "vectorize-memory",
+        "occupancy",
+        "tile-size",
+        "unroll",
+        "variant-select",
+        "workload-batching",
+    ] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+    assert_eq!(lib.tier_order(), Tier::ALL.to_vec());
+    assert_eq!(lib.pivot_factor(), 2.0);
+    for p in &lib.patterns {
+        assert!(!p.rationale.is_empty(), "{} has no rationale", p.name);
+    }
+}
+
+#[test]
+fn an_underfilled_launch_puts_parallelism_first_and_tiers_in_order() {
+    let lib = shipped();
+    // The similarity search baseline on the H100: 100 CTAs on 132 SMs, memory-light.
+    let s = signals(&[
+        ("ctas", 100.0),
+        ("sms", 132.0),
+        ("waves", 0.08),
+        ("memory_bound", 0.0),
+        ("compute_bound", 1.0),
+        ("dram_fraction", 0.001),
+        ("compute_fraction", 0.003),
+        ("occupancy", 0.25),
+        ("spill_bytes", 0.0),
+        ("has_vector", 0.0),
+        ("has_tile", 1.0),
+        ("has_unroll", 0.0),
+        ("has_variant", 1.0),
+        ("has_workload_axes", 1.0),
+    ]);
+    let names: Vec<&str> = lib.applicable(&s).iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names.first(), Some(&"parallelism-first"), "{names:?}");
+    assert!(names.contains(&"workload-batching"));
+    assert!(names.contains(&"variant-select"));
+    assert!(!names.contains(&"vectorize-memory"), "{names:?}");
+    // Tiers never decrease along the list.
+    let tiers: Vec<Tier> = lib.applicable(&s).iter().map(|p| p.tier).collect();
+    assert!(tiers.windows(2).all(|w| w[0] <= w[1]), "{tiers:?}");
+    // A full GPU: parallelism-first no longer applies.
+    let mut full = s.clone();
+    full.insert("ctas".into(), 4096.0);
+    full.insert("waves".into(), 3.9);
+    let names: Vec<&str> = lib
+        .applicable(&full)
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert!(!names.contains(&"parallelism-first"), "{names:?}");
+}
+
+#[test]
+fn a_condition_on_a_missing_signal_does_not_hold() {
+    let lib = one(MOVES).unwrap();
+    assert!(lib.applicable(&signals(&[])).is_empty());
+    assert_eq!(lib.applicable(&signals(&[("memory_bound", 1.0)])).len(), 1);
+}
+
+#[test]
+fn errors_name_the_file_line_and_key() {
+    // An unknown key.
+    let e = one(&MOVES.replace("rationale", "ratonale")).unwrap_err();
+    assert_eq!(e.path, PathBuf::from("patterns/p.toml"));
+    assert_eq!(e.line, Some(5));
+    assert!(e.message.contains("ratonale"), "{e}");
+    // A condition on something that is not a signal.
+    let e = one(&MOVES.replace("memory_bound == 1", "memory_bond == 1")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("when"));
+    assert_eq!(e.line, Some(4));
+    assert!(e.message.contains("memory_bond"), "{e}");
+    // Malformed expressions, roles, tiers and kinds.
+    let e = one(&MOVES.replace("memory_bound == 1", "memory_bound ==")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("when"));
+    let e = one(&MOVES.replace("\"vector\"", "\"vectr\"")).unwrap_err();
+    assert_eq!(e.line, Some(8), "{e}");
+    let e = one(&MOVES.replace("\"constant\"", "\"cheap\"")).unwrap_err();
+    assert_eq!(e.line, Some(3), "{e}");
+    let e = one(&MOVES.replace("\"moves\"", "\"magic\"")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("kind"));
+    // A moves pattern with no move, a tier missing, a bad budget and prediction.
+    let bare = MOVES.split("[[move]]").next().unwrap().to_string();
+    assert_eq!(one(&bare).unwrap_err().key.as_deref(), Some("move"));
+    let e = one(&MOVES.replace("tier = \"constant\"\n", "")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("tier"));
+    let e = one(&MOVES.replace("rationale", "budget_minutes = -5\nrationale")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("budget_minutes"));
+    let e = one(&format!("{MOVES}\n[predict]\nspeedup = 0.5\n")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("predict.speedup"));
+}
+
+#[test]
+fn rules_and_studies_are_checked() {
+    let rule =
+        "name = \"r\"\nkind = \"rule\"\nrule = \"roi-pivot\"\nfactor = 3.0\nrationale = \"x\"\n";
+    let lib = one(rule).unwrap();
+    assert_eq!(lib.pivot_factor(), 3.0);
+    assert!(
+        lib.applicable(&signals(&[])).is_empty(),
+        "rules are not moves"
+    );
+    let e = one(&rule.replace("factor = 3.0", "factor = 0.5")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("factor"));
+    let e = one(&rule.replace("roi-pivot", "roi-pivott")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("rule"));
+    let order = "name = \"o\"\nkind = \"rule\"\nrule = \"tier-order\"\norder = [\"launch\", \"launch\", \"variant\", \"source\"]\nrationale = \"x\"\n";
+    assert_eq!(one(order).unwrap_err().key.as_deref(), Some("order"));
+    let study = "name = \"s\"\nkind = \"study\"\nstudy = \"workload-batching\"\ntier = \"launch\"\nscale = [2, 1]\nrationale = \"x\"\n";
+    assert_eq!(one(study).unwrap_err().key.as_deref(), Some("scale"));
+    // Two patterns with one name, or two rules of one kind.
+    let files = vec![
+        (PathBuf::from("patterns/a.toml"), MOVES.to_string()),
+        (PathBuf::from("patterns/b.toml"), MOVES.to_string()),
+    ];
+    let e = Library::parse(&files).unwrap_err();
+    assert!(e.message.contains("already defined"), "{e}");
+    let files = vec![
+        (PathBuf::from("patterns/a.toml"), rule.to_string()),
+        (
+            PathBuf::from("patterns/b.toml"),
+            rule.replace("\"r\"", "\"r2\""),
+        ),
+    ];
+    let e = Library::parse(&files).unwrap_err();
+    assert!(e.message.contains("roi-pivot"), "{e}");
+}
