@@ -4,12 +4,19 @@
 //! `gpu` (the only code touching CUDA, NVRTC and NVML), `worker` (the isolated
 //! process that owns the GPU, and its supervisor), `validate` (is it correct),
 //! `measure` (how fast, how sure), `evaluate` (one candidate end to end), `cli`.
+//! The agent loop's parts: `profile` (signals read from a measurement), `patterns`
+//! (the pattern library in `patterns/`), `budget` (budgets.toml and the ledger),
+//! `journal` (the append-only record a run resumes from).
 
+pub mod budget;
 pub mod cli;
 pub mod evaluate;
 pub mod gpu;
+pub mod journal;
 pub mod measure;
 pub mod nonfinite;
+pub mod patterns;
+pub mod profile;
 pub mod spec;
 pub mod validate;
 pub mod worker;

@@ -1,0 +1,1026 @@
+//! The run journal, `reports/<run-id>/journal.jsonl`: everything a run did, one JSON
+//! record per line, appended and fsynced one record at a time. It is the only source
+//! for reports, `status` and resume, so a record that [`Journal::append`] returned
+//! for survives kill -9 and power loss, and a record cut short by a crash is
+//! reported and dropped rather than making the whole journal unreadable.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::budget::{Charge, ChargeError, Ledger, Remaining, Spend, StopReason};
+
+/// The journal's file name inside its run directory.
+pub const FILE_NAME: &str = "journal.jsonl";
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// 0 for the first record, then one more for each: a gap means lost records.
+    pub seq: u64,
+    /// When it was appended, in milliseconds since the Unix epoch.
+    pub t_ms: u64,
+    pub event: Event,
+}
+
+/// What happened. Free-form payloads are JSON values where their final shape
+/// belongs to another stage (the evaluation record, the budgets as parsed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// The first record of a run.
+    RunStarted {
+        run_id: String,
+        /// The GPU's model name.
+        device: String,
+        /// The budgets the run was started with (`Budgets` as JSON).
+        budgets: Value,
+        /// The run's own branch (`nightshift/<run-id>`), once there is one.
+        #[serde(default)]
+        git_branch: Option<String>,
+    },
+    /// The run was picked up again after it stopped or crashed.
+    Resumed {
+        device: String,
+        /// What was dropped from the end of the journal, if a crash cut a record
+        /// short.
+        #[serde(default)]
+        dropped: Option<String>,
+    },
+    /// A pattern proposed candidates for a kernel.
+    Proposal {
+        kernel: String,
+        pattern: String,
+        /// What the pattern expects and why, in its own words.
+        prediction: String,
+        /// Candidate configurations, as `Config`'s display.
+        configs: Vec<String>,
+    },
+    /// One candidate was compiled, validated and (if correct) measured.
+    Evaluated {
+        kernel: String,
+        config: String,
+        #[serde(default)]
+        pattern: Option<String>,
+        /// `passed`, `incorrect`, `hung`, ...
+        outcome: String,
+        #[serde(default, with = "opt_nonfinite")]
+        median_us: Option<f64>,
+        /// The full evaluation record.
+        #[serde(default)]
+        evaluation: Value,
+    },
+    /// An interleaved A/B comparison of a candidate against the current best.
+    Verdict {
+        kernel: String,
+        config: String,
+        baseline: String,
+        /// `fast`, `slow`, `same`, `ambiguous`.
+        verdict: String,
+        #[serde(with = "crate::nonfinite")]
+        speedup: f64,
+        #[serde(with = "crate::nonfinite")]
+        ci_lo: f64,
+        #[serde(with = "crate::nonfinite")]
+        ci_hi: f64,
+    },
+    /// A winner was committed on the run's branch.
+    Commit {
+        kernel: String,
+        config: String,
+        sha: String,
+    },
+    /// A candidate's change was undone (it was not better, or not correct).
+    Revert {
+        kernel: String,
+        config: String,
+        reason: String,
+    },
+    /// The loop gave up on a pattern for a kernel.
+    Pivot {
+        kernel: String,
+        pattern: String,
+        reason: String,
+    },
+    /// GPU time spent, as charged to the ledger: replaying these rebuilds it.
+    Charge(Charge),
+    /// A snapshot of the ledger, for reports and `status`.
+    Budget {
+        spent: Spend,
+        #[serde(default)]
+        remaining: Option<Remaining>,
+    },
+    /// The last record of a run that stopped cleanly.
+    RunFinished {
+        /// For a person.
+        reason: String,
+        /// For a program, when the run stopped on a limit, a signal or nothing left.
+        #[serde(default)]
+        stop: Option<StopReason>,
+    },
+}
+
+/// An append-only journal file open for writing.
+#[derive(Debug)]
+pub struct Journal {
+    file: File,
+    path: PathBuf,
+    next_seq: u64,
+    /// Bytes of whole records in the file: where a failed write is cut back to.
+    len: u64,
+    /// Set when a failed write could not be cut back: appending after a partial
+    /// line would corrupt the middle of the journal, so nothing more is written.
+    broken: bool,
+}
+
+impl Journal {
+    /// Starts the journal of a new run at `<reports_dir>/<run_id>/journal.jsonl`,
+    /// creating the directories. Fails if that journal already exists: a run that
+    /// exists is resumed with [`Journal::open_append`], never overwritten.
+    pub fn create(reports_dir: &Path, run_id: &str) -> io::Result<Journal> {
+        check_run_id(run_id)?;
+        let dir = reports_dir.join(run_id);
+        fs::create_dir_all(&dir).map_err(|e| with_path(e, "create run directory", &dir))?;
+        let path = dir.join(FILE_NAME);
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    io::Error::new(
+                        e.kind(),
+                        format!(
+                            "create journal {}: a journal already exists there (resume the run instead)",
+                            path.display()
+                        ),
+                    )
+                } else {
+                    with_path(e, "create journal", &path)
+                }
+            })?;
+        // The new file's directory entry must survive a power cut too.
+        sync_dir(&dir).map_err(|e| with_path(e, "sync run directory", &dir))?;
+        Ok(Journal {
+            file,
+            path,
+            next_seq: 0,
+            len: 0,
+            broken: false,
+        })
+    }
+
+    /// Opens an existing journal to resume its run. A last record cut short by a
+    /// crash is cut off the file (and reported in the returned read) so that the
+    /// file stays one record per line; numbering continues after the last record.
+    pub fn open_append(path: &Path) -> Result<(Journal, JournalRead), JournalError> {
+        let read = read(path)?;
+        let io_err = |action: &'static str| {
+            move |source| JournalError::Io {
+                action,
+                path: path.to_path_buf(),
+                source,
+            }
+        };
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(io_err("open journal"))?;
+        if let Some(torn) = &read.torn {
+            file.set_len(torn.offset)
+                .and_then(|()| file.sync_data())
+                .map_err(io_err("cut the torn last record off journal"))?;
+        }
+        if read.needs_newline {
+            file.write_all(b"\n")
+                .and_then(|()| file.sync_data())
+                .map_err(io_err("end the last line of journal"))?;
+        }
+        let len = file
+            .metadata()
+            .map_err(io_err("read the length of journal"))?
+            .len();
+        let journal = Journal {
+            file,
+            path: path.to_path_buf(),
+            next_seq: read.records.last().map_or(0, |r| r.seq + 1),
+            len,
+            broken: false,
+        };
+        Ok((journal, read))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The `seq` the next record will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Appends `event` stamped with the current time; returns its `seq` once the
+    /// record is on disk.
+    pub fn append(&mut self, event: &Event) -> io::Result<u64> {
+        let t_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.append_at(event, t_ms)
+    }
+
+    /// Appends `event` stamped `t_ms` (for replays and tests that need fixed
+    /// times); returns its `seq` once the record is on disk.
+    ///
+    /// The line goes out in one write and is then fsynced (`sync_data`), so the
+    /// file holds either the whole record or, after a crash mid-write, a cut-short
+    /// last line that [`read`] tolerates and [`Journal::open_append`] removes.
+    pub fn append_at(&mut self, event: &Event, t_ms: u64) -> io::Result<u64> {
+        if self.broken {
+            return Err(io::Error::other(format!(
+                "append to journal {}: an earlier write failed and could not be undone",
+                self.path.display()
+            )));
+        }
+        #[derive(Serialize)]
+        struct RecordRef<'a> {
+            seq: u64,
+            t_ms: u64,
+            event: &'a Event,
+        }
+        let seq = self.next_seq;
+        let mut line = serde_json::to_vec(&RecordRef { seq, t_ms, event }).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "encode record {seq} for journal {}: {e}",
+                    self.path.display()
+                ),
+            )
+        })?;
+        line.push(b'\n');
+        let written = self
+            .file
+            .write_all(&line)
+            .and_then(|()| self.file.flush())
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            // Cut any partial line back off, so the next record starts a line.
+            if self
+                .file
+                .set_len(self.len)
+                .and_then(|()| self.file.sync_data())
+                .is_err()
+            {
+                self.broken = true;
+            }
+            return Err(with_path(e, "append to journal", &self.path));
+        }
+        self.len += line.len() as u64;
+        self.next_seq += 1;
+        Ok(seq)
+    }
+}
+
+/// A journal as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalRead {
+    pub records: Vec<Record>,
+    /// A last line that is not a whole record: a crash while it was being written.
+    pub torn: Option<TornTail>,
+    /// The last record is whole but its newline was never written.
+    needs_newline: bool,
+}
+
+/// The unreadable last line of a journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// 1-based line number.
+    pub line: usize,
+    /// Byte offset where it starts: the journal's whole records end here.
+    pub offset: u64,
+    /// Its length in bytes.
+    pub bytes: u64,
+    /// Why it does not parse.
+    pub error: String,
+}
+
+impl std::fmt::Display for TornTail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "line {}: the last record was cut short ({} bytes, not a whole record: {})",
+            self.line, self.bytes, self.error
+        )
+    }
+}
+
+/// A journal that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A line before the last is not a record: this is not crash damage.
+    #[error("{}:{line}: not a journal record: {message}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    /// Records missing, repeated or out of order.
+    #[error("{}:{line}: record seq {found} where {expected} was expected (records lost or out of order)", path.display())]
+    Sequence {
+        path: PathBuf,
+        line: usize,
+        expected: u64,
+        found: u64,
+    },
+}
+
+/// Reads a whole journal. Every line must be a record, numbered 0, 1, 2, ...;
+/// the last line alone may be cut short or garbled (a crash mid-write), and is
+/// then returned apart as [`JournalRead::torn`] instead of failing the read.
+pub fn read(path: &Path) -> Result<JournalRead, JournalError> {
+    let bytes = fs::read(path).map_err(|source| JournalError::Io {
+        action: "read journal",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&bytes, path)
+}
+
+/// [`read`] on bytes already in memory; `path` names the file in errors.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<JournalRead, JournalError> {
+    let mut out = JournalRead {
+        records: Vec::new(),
+        torn: None,
+        needs_newline: false,
+    };
+    let mut pos = 0;
+    let mut line = 0;
+    while pos < bytes.len() {
+        line += 1;
+        let (end, next) = match bytes[pos..].iter().position(|b| *b == b'\n') {
+            Some(i) => (pos + i, pos + i + 1),
+            None => (bytes.len(), bytes.len()),
+        };
+        let is_last = next >= bytes.len();
+        match serde_json::from_slice::<Record>(&bytes[pos..end]) {
+            Ok(r) => {
+                let expected = out.records.last().map_or(0, |p| p.seq + 1);
+                if r.seq != expected {
+                    return Err(JournalError::Sequence {
+                        path: path.to_path_buf(),
+                        line,
+                        expected,
+                        found: r.seq,
+                    });
+                }
+                out.records.push(r);
+                out.needs_newline = end == bytes.len();
+            }
+            Err(e) if is_last => {
+                out.torn = Some(TornTail {
+                    line,
+                    offset: pos as u64,
+                    bytes: (bytes.len() - pos) as u64,
+                    error: e.to_string(),
+                });
+            }
+            Err(e) => {
+                return Err(JournalError::Corrupt {
+                    path: path.to_path_buf(),
+                    line,
+                    message: e.to_string(),
+                });
+            }
+        }
+        pos = next;
+    }
+    Ok(out)
+}
+
+/// What a resumed run needs to know from its journal.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resume {
+    pub run_id: Option<String>,
+    pub device: Option<String>,
+    /// As recorded by `RunStarted`.
+    pub budgets: Option<Value>,
+    pub git_branch: Option<String>,
+    /// Every candidate already evaluated, by (kernel, config): a resumed run never
+    /// measures these again, whatever their outcome (a hung candidate would cost
+    /// another watchdog).
+    pub evaluated: BTreeMap<(String, String), EvaluatedCandidate>,
+    /// The last commit per kernel: the current best to resume from. (A `Revert`
+    /// discards a candidate that was never committed, so it leaves this alone.)
+    pub committed: BTreeMap<String, Committed>,
+    /// Set when the journal ends with a `RunFinished` (not followed by `Resumed`).
+    pub finished: Option<String>,
+    pub stop: Option<StopReason>,
+    /// Every charge, in order: replay them with [`Resume::ledger`].
+    pub charges: Vec<Charge>,
+    /// The last ledger snapshot recorded.
+    pub last_budget: Option<Spend>,
+    /// How many times the run was resumed before.
+    pub resumes: usize,
+    pub first_t_ms: Option<u64>,
+    pub last_t_ms: Option<u64>,
+    /// The `seq` the next record gets.
+    pub next_seq: u64,
+}
+
+/// A candidate the run already evaluated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvaluatedCandidate {
+    pub pattern: Option<String>,
+    pub outcome: String,
+    pub median_us: Option<f64>,
+    /// The record that says so.
+    pub seq: u64,
+}
+
+/// A committed winner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub config: String,
+    pub sha: String,
+    pub seq: u64,
+}
+
+impl Resume {
+    /// Summarizes records in journal order.
+    pub fn from_records(records: &[Record]) -> Resume {
+        let mut r = Resume::default();
+        for rec in records {
+            r.first_t_ms.get_or_insert(rec.t_ms);
+            r.last_t_ms = Some(rec.t_ms);
+            r.next_seq = rec.seq + 1;
+            match &rec.event {
+                Event::RunStarted {
+                    run_id,
+                    device,
+                    budgets,
+                    git_branch,
+                } => {
+                    r.run_id = Some(run_id.clone());
+                    r.device = Some(device.clone());
+                    r.budgets = Some(budgets.clone());
+                    r.git_branch.clone_from(git_branch);
+                }
+                Event::Resumed { device, .. } => {
+                    r.device = Some(device.clone());
+                    r.resumes += 1;
+                    r.finished = None;
+                    r.stop = None;
+                }
+                Event::Evaluated {
+                    kernel,
+                    config,
+                    pattern,
+                    outcome,
+                    median_us,
+                    ..
+                } => {
+                    r.evaluated.insert(
+                        (kernel.clone(), config.clone()),
+                        EvaluatedCandidate {
+                            pattern: pattern.clone(),
+                            outcome: outcome.clone(),
+                            median_us: *median_us,
+                            seq: rec.seq,
+                        },
+                    );
+                }
+                Event::Commit {
+                    kernel,
+                    config,
+                    sha,
+                } => {
+                    r.committed.insert(
+                        kernel.clone(),
+                        Committed {
+                            config: config.clone(),
+                            sha: sha.clone(),
+                            seq: rec.seq,
+                        },
+                    );
+                }
+                Event::Charge(c) => r.charges.push(c.clone()),
+                Event::Budget { spent, .. } => r.last_budget = Some(*spent),
+                Event::RunFinished { reason, stop } => {
+                    r.finished = Some(reason.clone());
+                    r.stop.clone_from(stop);
+                }
+                Event::Proposal { .. }
+                | Event::Verdict { .. }
+                | Event::Revert { .. }
+                | Event::Pivot { .. } => {}
+            }
+        }
+        r
+    }
+
+    pub fn was_evaluated(&self, kernel: &str, config: &str) -> bool {
+        self.evaluated
+            .contains_key(&(kernel.to_string(), config.to_string()))
+    }
+
+    /// The ledger as it stood, rebuilt from the recorded charges.
+    pub fn ledger(&self, price_per_gpu_hour: f64) -> Result<Ledger, ChargeError> {
+        let mut l = Ledger::new(price_per_gpu_hour);
+        for c in &self.charges {
+            l.charge(c)?;
+        }
+        Ok(l)
+    }
+}
+
+/// Run ids name a directory under `reports/`: one plain path component.
+fn check_run_id(run_id: &str) -> io::Result<()> {
+    let ok = !run_id.is_empty()
+        && run_id != "."
+        && run_id != ".."
+        && run_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("`{run_id}` is not a run id: use letters, digits, `-`, `_` and `.`"),
+        ))
+    }
+}
+
+fn with_path(e: io::Error, action: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{action} {}: {e}", path.display()))
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> io::Result<()> {
+    // Directories cannot be opened as files here; their entries are durable
+    // with the file's own sync.
+    Ok(())
+}
+
+/// [`crate::nonfinite`] for an optional value.
+mod opt_nonfinite {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct F(#[serde(with = "crate::nonfinite")] f64);
+
+    pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        v.map(F).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        Ok(Option::<F>::deserialize(d)?.map(|f| f.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use serde_json::json;
+
+    use crate::budget::{Limit, Stage};
+
+    fn charge(kernel: &str, config: &str, stage: Stage, s: f64) -> Charge {
+        Charge {
+            kernel: Some(kernel.to_string()),
+            pattern: Some("vectorize".to_string()),
+            config: Some(config.to_string()),
+            stage,
+            gpu_s: s,
+            wall_s: s,
+        }
+    }
+
+    /// One event of every kind, with the non-finite numbers JSON cannot hold.
+    fn every_event() -> Vec<Event> {
+        vec![
+            Event::RunStarted {
+                run_id: "r1".into(),
+                device: "NVIDIA H100 80GB HBM3".into(),
+                budgets: json!({"run": {"wall_s": 28800.0}}),
+                git_branch: Some("nightshift/r1".into()),
+            },
+            Event::Resumed {
+                device: "NVIDIA H100 80GB HBM3".into(),
+                dropped: Some("line 9: cut short".into()),
+            },
+            Event::Proposal {
+                kernel: "softmax".into(),
+                pattern: "vectorize".into(),
+                prediction: "memory-bound at 60% of DRAM: wider loads, +10%".into(),
+                configs: vec!["BLOCK=128 VEC=2".into(), "BLOCK=128 VEC=4".into()],
+            },
+            Event::Evaluated {
+                kernel: "softmax".into(),
+                config: "BLOCK=128 VEC=2".into(),
+                pattern: Some("vectorize".into()),
+                outcome: "passed".into(),
+                median_us: Some(12.5),
+                evaluation: json!({"outcome": "passed", "max_rel_err": "nan"}),
+            },
+            Event::Evaluated {
+                kernel: "softmax".into(),
+                config: "BLOCK=128 VEC=4".into(),
+                pattern: None,
+                outcome: "hung".into(),
+                median_us: Some(f64::NAN),
+                evaluation: Value::Null,
+            },
+            Event::Verdict {
+                kernel: "softmax".into(),
+                config: "BLOCK=128 VEC=2".into(),
+                baseline: "BLOCK=128 VEC=1".into(),
+                verdict: "fast".into(),
+                speedup: f64::INFINITY,
+                ci_lo: 1.05,
+                ci_hi: f64::NEG_INFINITY,
+            },
+            Event::Commit {
+                kernel: "softmax".into(),
+                config: "BLOCK=128 VEC=2".into(),
+                sha: "0123abcd".into(),
+            },
+            Event::Revert {
+                kernel: "softmax".into(),
+                config: "BLOCK=128 VEC=4".into(),
+                reason: "hung".into(),
+            },
+            Event::Pivot {
+                kernel: "softmax".into(),
+                pattern: "vectorize".into(),
+                reason: "three candidates without a FAST verdict".into(),
+            },
+            Event::Charge(Charge {
+                kernel: None,
+                pattern: None,
+                config: None,
+                stage: Stage::Idle,
+                gpu_s: 1.5,
+                wall_s: f64::NAN,
+            }),
+            Event::Budget {
+                spent: Spend {
+                    wall_s: 10.0,
+                    gpu_s: 9.0,
+                    dollars: 0.01,
+                },
+                remaining: Some(Remaining {
+                    seconds: 100.0,
+                    binding: Some(Limit::GpuHours),
+                    wall_s: f64::INFINITY,
+                    gpu_s: 100.0,
+                    dollars_s: f64::INFINITY,
+                }),
+            },
+            Event::RunFinished {
+                reason: "stopped by SIGINT".into(),
+                stop: Some(StopReason::Signal {
+                    signal: "SIGINT".into(),
+                }),
+            },
+        ]
+    }
+
+    /// Records compared as JSON: NaN is not equal to itself.
+    fn as_json<T: Serialize>(x: &T) -> String {
+        serde_json::to_string(x).unwrap()
+    }
+
+    fn new_journal(dir: &Path) -> Journal {
+        Journal::create(dir, "r1").unwrap()
+    }
+
+    fn append_all(j: &mut Journal, events: &[Event]) {
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(j.append_at(e, 1_000 + i as u64).unwrap(), i as u64);
+        }
+    }
+
+    #[test]
+    fn every_event_round_trips_with_non_finite_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = new_journal(dir.path());
+        let events = every_event();
+        append_all(&mut j, &events);
+        let back = read(j.path()).unwrap();
+        assert_eq!(back.torn, None);
+        assert_eq!(back.records.len(), events.len());
+        for (i, (r, e)) in back.records.iter().zip(&events).enumerate() {
+            assert_eq!(r.seq, i as u64);
+            assert_eq!(r.t_ms, 1_000 + i as u64);
+            assert_eq!(as_json(&r.event), as_json(e));
+        }
+        match &back.records[4].event {
+            Event::Evaluated { median_us, .. } => assert!(median_us.unwrap().is_nan()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_record_is_one_json_line_with_its_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = new_journal(dir.path());
+        let e = Event::Commit {
+            kernel: "softmax".into(),
+            config: "BLOCK=256 VEC=4".into(),
+            sha: "0123abcd".into(),
+        };
+        j.append_at(&e, 1_700_000_000_000).unwrap();
+        let text = fs::read_to_string(dir.path().join("r1").join(FILE_NAME)).unwrap();
+        assert_eq!(
+            text,
+            "{\"seq\":0,\"t_ms\":1700000000000,\"event\":{\"kind\":\"commit\",\
+             \"kernel\":\"softmax\",\"config\":\"BLOCK=256 VEC=4\",\"sha\":\"0123abcd\"}}\n"
+        );
+    }
+
+    #[test]
+    fn each_append_is_on_disk_before_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = new_journal(dir.path());
+        let path = j.path().to_path_buf();
+        for (i, e) in every_event().iter().enumerate() {
+            let seq = j.append(e).unwrap();
+            // Read through a separate handle, as a crash-time reader would.
+            let on_disk = read(&path).unwrap();
+            assert_eq!(on_disk.records.len(), i + 1);
+            assert_eq!(on_disk.records[i].seq, seq);
+            assert!(on_disk.records[i].t_ms > 1_600_000_000_000);
+        }
+        assert_eq!(j.next_seq(), every_event().len() as u64);
+    }
+
+    #[test]
+    fn create_refuses_to_overwrite_a_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = new_journal(dir.path());
+        j.append_at(&every_event()[0], 1).unwrap();
+        let e = Journal::create(dir.path(), "r1").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert!(e.to_string().contains("resume"), "{e}");
+        assert_eq!(read(j.path()).unwrap().records.len(), 1);
+    }
+
+    #[test]
+    fn create_refuses_a_run_id_that_is_not_one_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in ["", ".", "..", "../escape", "a/b", "a b"] {
+            let e = Journal::create(dir.path(), bad).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad}: {e}");
+        }
+        Journal::create(dir.path(), "2025-11-21T02.30_softmax").unwrap();
+    }
+
+    #[test]
+    fn seq_continues_after_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = {
+            let mut j = new_journal(dir.path());
+            append_all(&mut j, &every_event()[..2]);
+            j.path().to_path_buf()
+        };
+        let (mut j, before) = Journal::open_append(&path).unwrap();
+        assert_eq!(before.records.len(), 2);
+        assert_eq!(before.torn, None);
+        assert_eq!(j.next_seq(), 2);
+        assert_eq!(j.append_at(&every_event()[2], 5).unwrap(), 2);
+        let seqs: Vec<u64> = read(&path).unwrap().records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [0, 1, 2]);
+    }
+
+    #[test]
+    fn an_empty_journal_reads_as_no_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = new_journal(dir.path()).path().to_path_buf();
+        let (j, r) = Journal::open_append(&path).unwrap();
+        assert_eq!(r.records, []);
+        assert_eq!(r.torn, None);
+        assert_eq!(j.next_seq(), 0);
+    }
+
+    /// A journal of `n` whole records followed by `tail`, as a crash leaves it.
+    fn crashed_journal(dir: &Path, n: usize, tail: &[u8]) -> PathBuf {
+        let mut j = new_journal(dir);
+        append_all(&mut j, &every_event()[..n]);
+        let path = j.path().to_path_buf();
+        drop(j);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(tail).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_last_line_cut_short_is_reported_and_cut_off_on_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let whole = fs::read(crashed_journal(dir.path(), 3, b"")).unwrap().len() as u64;
+        fs::remove_dir_all(dir.path().join("r1")).unwrap();
+        let tail = b"{\"seq\":3,\"t_ms\":12,\"event\":{\"kind\":\"com";
+        let path = crashed_journal(dir.path(), 3, tail);
+
+        let r = read(&path).unwrap();
+        assert_eq!(r.records.len(), 3);
+        let torn = r.torn.clone().unwrap();
+        assert_eq!(
+            (torn.line, torn.offset, torn.bytes),
+            (4, whole, tail.len() as u64)
+        );
+        assert!(
+            torn.to_string()
+                .starts_with("line 4: the last record was cut short"),
+            "{torn}"
+        );
+
+        let (mut j, on_open) = Journal::open_append(&path).unwrap();
+        assert_eq!(on_open, r);
+        assert_eq!(fs::metadata(&path).unwrap().len(), whole);
+        assert_eq!(j.append_at(&every_event()[6], 13).unwrap(), 3);
+        let after = read(&path).unwrap();
+        assert_eq!(after.torn, None);
+        assert_eq!(after.records.len(), 4);
+        assert!(matches!(after.records[3].event, Event::Commit { .. }));
+    }
+
+    #[test]
+    fn a_garbled_last_line_is_tolerated_like_a_short_one() {
+        // Some filesystems leave zeros where the unsynced end of a file was.
+        let dir = tempfile::tempdir().unwrap();
+        let path = crashed_journal(dir.path(), 2, &[0u8; 64]);
+        let r = read(&path).unwrap();
+        assert_eq!((r.records.len(), r.torn.as_ref().unwrap().line), (2, 3));
+        let path2 = {
+            let d = dir.path().join("other");
+            crashed_journal(&d, 2, b"not json at all\n")
+        };
+        let r = read(&path2).unwrap();
+        assert_eq!((r.records.len(), r.torn.as_ref().unwrap().bytes), (2, 16));
+        let (mut j, _) = Journal::open_append(&path2).unwrap();
+        j.append_at(&every_event()[2], 3).unwrap();
+        assert_eq!(read(&path2).unwrap().records.len(), 3);
+    }
+
+    #[test]
+    fn a_whole_last_record_without_its_newline_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let line =
+            "{\"seq\":1,\"t_ms\":9,\"event\":{\"kind\":\"run_finished\",\"reason\":\"done\"}}";
+        let path = crashed_journal(dir.path(), 1, line.as_bytes());
+        let r = read(&path).unwrap();
+        assert_eq!((r.records.len(), r.torn.clone()), (2, None));
+        let (mut j, _) = Journal::open_append(&path).unwrap();
+        assert_eq!(j.append_at(&every_event()[1], 10).unwrap(), 2);
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 3);
+        assert!(text.contains(&format!("{line}\n")));
+    }
+
+    #[test]
+    fn a_corrupt_line_in_the_middle_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = crashed_journal(dir.path(), 2, b"{garbage}\n");
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(
+            b"{\"seq\":3,\"t_ms\":1,\"event\":{\"kind\":\"run_finished\",\"reason\":\"x\"}}\n",
+        )
+        .unwrap();
+        let e = read(&path).unwrap_err();
+        assert!(matches!(e, JournalError::Corrupt { line: 3, .. }), "{e}");
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with(&format!("{}:3: not a journal record", path.display())),
+            "{shown}"
+        );
+        // Resume refuses too, and leaves the file alone.
+        let len = fs::metadata(&path).unwrap().len();
+        assert!(Journal::open_append(&path).is_err());
+        assert_eq!(fs::metadata(&path).unwrap().len(), len);
+    }
+
+    #[test]
+    fn a_missing_record_is_an_error_naming_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = crashed_journal(
+            dir.path(),
+            2,
+            b"{\"seq\":3,\"t_ms\":1,\"event\":{\"kind\":\"run_finished\",\"reason\":\"x\"}}\n",
+        );
+        match read(&path).unwrap_err() {
+            JournalError::Sequence {
+                line,
+                expected,
+                found,
+                ..
+            } => assert_eq!((line, expected, found), (3, 2, 3)),
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn reading_a_missing_journal_names_it() {
+        let e = read(Path::new("/nonexistent/r1/journal.jsonl")).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("read journal /nonexistent/r1/journal.jsonl: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn resume_summarizes_what_a_crashed_run_did() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = new_journal(dir.path());
+        let evaluated = |config: &str, outcome: &str| Event::Evaluated {
+            kernel: "softmax".into(),
+            config: config.into(),
+            pattern: Some("vectorize".into()),
+            outcome: outcome.into(),
+            median_us: (outcome == "passed").then_some(10.0),
+            evaluation: Value::Null,
+        };
+        let commit = |config: &str, sha: &str| Event::Commit {
+            kernel: "softmax".into(),
+            config: config.into(),
+            sha: sha.into(),
+        };
+        let events = vec![
+            every_event()[0].clone(),
+            Event::Charge(charge("softmax", "VEC=2", Stage::Compile, 1.0)),
+            Event::Charge(charge("softmax", "VEC=2", Stage::Measure, 3.0)),
+            evaluated("VEC=2", "passed"),
+            commit("VEC=2", "aaaa"),
+            Event::Charge(charge("softmax", "VEC=4", Stage::Validate, 30.0)),
+            evaluated("VEC=4", "hung"),
+            Event::Revert {
+                kernel: "softmax".into(),
+                config: "VEC=4".into(),
+                reason: "hung".into(),
+            },
+            Event::Budget {
+                spent: Spend {
+                    wall_s: 34.0,
+                    gpu_s: 34.0,
+                    dollars: 34.0 / 900.0,
+                },
+                remaining: None,
+            },
+            Event::Charge(charge("softmax", "VEC=8", Stage::Measure, 2.0)),
+            evaluated("VEC=8", "passed"),
+            commit("VEC=8", "bbbb"),
+            Event::RunFinished {
+                reason: "wall-time limit".into(),
+                stop: None,
+            },
+        ];
+        append_all(&mut j, &events);
+        let r = Resume::from_records(&read(j.path()).unwrap().records);
+        assert_eq!(r.run_id.as_deref(), Some("r1"));
+        assert_eq!(r.git_branch.as_deref(), Some("nightshift/r1"));
+        assert_eq!(r.evaluated.len(), 3);
+        assert!(r.was_evaluated("softmax", "VEC=4"));
+        assert!(!r.was_evaluated("softmax", "VEC=1"));
+        assert!(!r.was_evaluated("gemm", "VEC=2"));
+        assert_eq!(
+            r.evaluated[&("softmax".into(), "VEC=4".into())].outcome,
+            "hung"
+        );
+        assert_eq!(r.committed["softmax"].config, "VEC=8");
+        assert_eq!(r.committed["softmax"].sha, "bbbb");
+        assert_eq!(r.finished.as_deref(), Some("wall-time limit"));
+        assert_eq!(r.last_budget.map(|s| s.gpu_s), Some(34.0));
+        assert_eq!((r.first_t_ms, r.last_t_ms), (Some(1_000), Some(1_012)));
+        assert_eq!(r.next_seq, events.len() as u64);
+        let ledger = r.ledger(4.0).unwrap();
+        assert_eq!(ledger.spent().gpu_s, 36.0);
+        assert_eq!(ledger.projection("softmax", None, 1).samples, 3);
+
+        // Picked up again: no longer finished.
+        let path = j.path().to_path_buf();
+        drop(j);
+        let (mut j, _) = Journal::open_append(&path).unwrap();
+        j.append_at(&every_event()[1], 2_000).unwrap();
+        let r = Resume::from_records(&read(&path).unwrap().records);
+        assert_eq!((r.finished, r.resumes), (None, 1));
+    }
+}
