@@ -78,3 +78,30 @@ fn bench_on_a_missing_directory_is_a_clear_error() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("cannot read the spec"), "{err}");
 }
+
+#[test]
+fn patterns_lists_the_library_and_rejects_a_malformed_pattern() {
+    let dir = common::repo_root().join("patterns");
+    let (code, out, err) = nightshift(&["patterns", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    for p in ["parallelism-first", "roi-pivot", "workload-batching"] {
+        assert!(out.contains(p), "{out}");
+    }
+    let (code, out, _) = nightshift(&["patterns", "--dir", dir.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v.as_array().map(|a| a.len()), Some(9));
+
+    let bad = tempfile::tempdir().unwrap();
+    std::fs::write(
+        bad.path().join("mine.toml"),
+        "name = \"mine\"\nkind = \"moves\"\ntier = \"launch\"\nwhen = \"wavez < 1\"\nrationale = \"x\"\n[[move]]\nrole = \"block\"\ndirection = \"up\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = nightshift(&["patterns", "--dir", bad.path().to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("mine.toml:4") && err.contains("wavez"),
+        "{err}"
+    );
+}

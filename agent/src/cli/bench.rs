@@ -110,7 +110,7 @@ pub fn run(args: &BenchArgs, opts: Options) -> i32 {
             Some(Err(e)) => x.cublas_error = Some(e.to_string()),
         }
         if spec.external.torch.is_some() {
-            eprint!("\rtiming the PyTorch equivalent ...");
+            progress_printer()("timing the PyTorch equivalent");
         }
         match external::time_torch(&spec, gpu) {
             None => {}
@@ -476,7 +476,7 @@ fn check_references(
     let mut all_passed = true;
     let mut answers = Vec::new();
     for d in &dirs {
-        eprint!("\rPyTorch checks {} ...", d.display());
+        progress_printer()(&format!("PyTorch checks {}", d.display()));
         let r = external::torch_check(spec, d, gpu);
         clear_progress();
         match &r {

@@ -3,6 +3,7 @@
 
 mod bench;
 mod doctor;
+mod patterns;
 pub mod table;
 
 use std::io::IsTerminal;
@@ -46,6 +47,9 @@ pub enum Command {
     /// Report driver, CUDA, NVRTC and NVML versions, devices, clocks, throttling, and
     /// the device's measured ceilings. Exits non-zero when no GPU is usable.
     Doctor(DoctorArgs),
+    /// List the pattern library (patterns/*.toml) and check it: the same validation
+    /// `nightshift run` applies at start, so a new pattern can be tried without a GPU.
+    Patterns(PatternsArgs),
     /// Internal: the GPU worker process, speaking JSON lines on stdin/stdout.
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -111,6 +115,16 @@ pub struct BenchArgs {
     pub check_references: bool,
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PatternsArgs {
+    /// The pattern directory.
+    #[arg(long, default_value = "patterns")]
+    pub dir: PathBuf,
+    /// Print machine-readable JSON on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -181,5 +195,6 @@ pub fn main() -> i32 {
             bench::run(&a, o)
         }
         Command::Doctor(a) => doctor::run(&a.common, a.common.options()),
+        Command::Patterns(a) => patterns::run(&a),
     }
 }

@@ -1,0 +1,101 @@
+//! `nightshift patterns`: the pattern library as `nightshift run` will load it.
+
+use super::{exit, table, PatternsArgs};
+use crate::patterns::{Body, Library, Move};
+
+fn moves(m: &[Move]) -> String {
+    m.iter()
+        .map(|m| format!("{:?} {:?}", m.role, m.direction).to_lowercase())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn run(args: &PatternsArgs) -> i32 {
+    let lib = match Library::load(&args.dir) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let rows: Vec<Vec<String>> = lib
+        .patterns
+        .iter()
+        .map(|p| {
+            let (kind, what) = match &p.body {
+                Body::Moves(m) => ("moves", moves(m)),
+                Body::TierOrder(o) => (
+                    "rule",
+                    format!(
+                        "tier order: {}",
+                        o.iter().map(|t| t.name()).collect::<Vec<_>>().join(" < ")
+                    ),
+                ),
+                Body::RoiPivot { factor } => (
+                    "rule",
+                    format!("drop a pattern after {factor} x its budget without FAST"),
+                ),
+                Body::WorkloadBatching { scale } => (
+                    "study",
+                    format!("workload axes x {scale:?}: throughput per unit of work"),
+                ),
+            };
+            let is_rule = kind == "rule";
+            vec![
+                p.name.clone(),
+                kind.to_string(),
+                if is_rule {
+                    "-".into()
+                } else {
+                    p.tier.to_string()
+                },
+                p.when
+                    .as_ref()
+                    .map(|w| w.src().to_string())
+                    .unwrap_or_else(|| "-".into()),
+                what,
+                p.budget_minutes
+                    .map(|b| format!("{b} min"))
+                    .unwrap_or_else(|| {
+                        if is_rule {
+                            "-".into()
+                        } else {
+                            "budgets.toml".into()
+                        }
+                    }),
+                p.predict
+                    .as_ref()
+                    .map(|x| format!("{:.2}x", x.speedup))
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    if args.json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "name": r[0], "kind": r[1], "tier": r[2], "when": r[3],
+                    "does": r[4], "budget": r[5], "predicted_speedup": r[6],
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("serializable")
+        );
+    } else {
+        let header = [
+            "pattern", "kind", "tier", "when", "does", "budget", "predicts",
+        ];
+        print!("{}", table::render(&header, &rows));
+        println!(
+            "\n{} patterns from {}; tiers are tried in the order {}, a pattern is dropped after {} x its budget without a FAST verdict.",
+            lib.patterns.len(),
+            args.dir.display(),
+            lib.tier_order().iter().map(|t| t.name()).collect::<Vec<_>>().join(" < "),
+            lib.pivot_factor()
+        );
+    }
+    exit::OK
+}
