@@ -6,10 +6,12 @@
 //! `measure` (how fast, how sure), `evaluate` (one candidate end to end), `cli`.
 //! The agent loop's parts: `profile` (signals read from a measurement), `patterns`
 //! (the pattern library in `patterns/`), `budget` (budgets.toml and the ledger),
-//! `journal` (the append-only record a run resumes from).
+//! `journal` (the append-only record a run resumes from), `controller` (the loop's
+//! decisions, without I/O).
 
 pub mod budget;
 pub mod cli;
+pub mod controller;
 pub mod evaluate;
 pub mod gpu;
 pub mod journal;

@@ -105,6 +105,8 @@ pub struct Pattern {
     pub budget_minutes: Option<f64>,
     pub rationale: String,
     pub predict: Option<Prediction>,
+    /// Within a tier, higher first (parallelism-first outranks the rest of `launch`).
+    pub priority: i64,
     pub body: Body,
 }
 
@@ -218,8 +220,8 @@ impl Library {
             .unwrap_or(DEFAULT_PIVOT_FACTOR)
     }
 
-    /// The move and study patterns whose condition holds, in tier order (file order
-    /// within a tier).
+    /// The move and study patterns whose condition holds, in tier order (by priority,
+    /// then file order, within a tier).
     pub fn applicable(&self, signals: &Signals) -> Vec<&Pattern> {
         let order = self.tier_order();
         let rank = |t: Tier| order.iter().position(|x| *x == t).unwrap_or(order.len());
@@ -229,7 +231,7 @@ impl Library {
             .filter(|p| !matches!(p.body, Body::TierOrder(_) | Body::RoiPivot { .. }))
             .filter(|p| p.applies(signals))
             .collect();
-        v.sort_by_key(|p| rank(p.tier));
+        v.sort_by_key(|p| (rank(p.tier), -p.priority));
         v
     }
 }
@@ -243,6 +245,8 @@ struct RawPattern {
     when: Option<Spanned<String>>,
     budget_minutes: Option<Spanned<f64>>,
     rationale: String,
+    #[serde(default)]
+    priority: i64,
     predict: Option<Spanned<RawPredict>>,
     #[serde(default, rename = "move")]
     moves: Vec<Spanned<Move>>,
@@ -465,6 +469,7 @@ fn parse_pattern(path: &Path, text: &str) -> Result<Pattern, SpecError> {
         budget_minutes,
         rationale: raw.rationale.trim().to_string(),
         predict,
+        priority: raw.priority,
         body,
     })
 }

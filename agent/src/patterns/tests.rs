@@ -66,7 +66,7 @@ fn an_underfilled_launch_puts_parallelism_first_and_tiers_in_order() {
         ("dram_fraction", 0.001),
         ("compute_fraction", 0.003),
         ("occupancy", 0.25),
-        ("spill_bytes", 0.0),
+        ("spill_bytes", 8.0),
         ("has_vector", 0.0),
         ("has_tile", 1.0),
         ("has_unroll", 0.0),
@@ -76,6 +76,10 @@ fn an_underfilled_launch_puts_parallelism_first_and_tiers_in_order() {
     let names: Vec<&str> = lib.applicable(&s).iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names.first(), Some(&"parallelism-first"), "{names:?}");
     assert!(names.contains(&"workload-batching"));
+    assert!(
+        names.contains(&"occupancy"),
+        "spills make it apply too: {names:?}"
+    );
     assert!(names.contains(&"variant-select"));
     assert!(!names.contains(&"vectorize-memory"), "{names:?}");
     // Tiers never decrease along the list.
