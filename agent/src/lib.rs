@@ -7,7 +7,7 @@
 //! The agent loop's parts: `profile` (signals read from a measurement), `patterns`
 //! (the pattern library in `patterns/`), `budget` (budgets.toml and the ledger),
 //! `journal` (the append-only record a run resumes from), `controller` (the loop's
-//! decisions, without I/O).
+//! decisions, without I/O), `vcs` (the run's git branch and worktree).
 
 pub mod budget;
 pub mod cli;
@@ -21,4 +21,5 @@ pub mod patterns;
 pub mod profile;
 pub mod spec;
 pub mod validate;
+pub mod vcs;
 pub mod worker;
