@@ -117,6 +117,32 @@ pub struct BadElement {
 }
 
 impl ErrorStats {
+    /// `elements` compared, nothing wrong yet.
+    fn clean(elements: u64) -> ErrorStats {
+        ErrorStats {
+            elements,
+            max_abs: 0.0,
+            max_rel: 0.0,
+            rel_l2: 0.0,
+            bad: 0,
+            unwritten: 0,
+            non_finite: 0,
+            first_bad: None,
+        }
+    }
+
+    /// Counts element `index` as bad, keeping the first one seen.
+    fn record_bad(&mut self, index: u64, got: f64, expected: f64) {
+        self.bad += 1;
+        if self.first_bad.is_none() {
+            self.first_bad = Some(BadElement {
+                index,
+                got,
+                expected,
+            });
+        }
+    }
+
     pub fn passed(&self) -> bool {
         self.bad == 0
     }
@@ -127,16 +153,7 @@ impl ErrorStats {
 pub fn compare(dtype: DType, out: &[u8], reference: &[u8], tol: Tolerance) -> ErrorStats {
     let n = (out.len().min(reference.len()) / dtype.size()) as u64;
     let poison = vec![dtype.poison_byte(); dtype.size()];
-    let mut s = ErrorStats {
-        elements: n,
-        max_abs: 0.0,
-        max_rel: 0.0,
-        rel_l2: 0.0,
-        bad: 0,
-        unwritten: 0,
-        non_finite: 0,
-        first_bad: None,
-    };
+    let mut s = ErrorStats::clean(n);
     let (mut diff2, mut ref2) = (0.0f64, 0.0f64);
     let sz = dtype.size();
     for i in 0..n as usize {
@@ -166,14 +183,7 @@ pub fn compare(dtype: DType, out: &[u8], reference: &[u8], tol: Tolerance) -> Er
             !unwritten && d <= tol.atol + tol.rtol * want.abs()
         };
         if !ok {
-            s.bad += 1;
-            if s.first_bad.is_none() {
-                s.first_bad = Some(BadElement {
-                    index: i as u64,
-                    got,
-                    expected: want,
-                });
-            }
+            s.record_bad(i as u64, got, want);
         }
     }
     if s.non_finite > 0 {
@@ -218,29 +228,10 @@ pub fn compare_topk(
     let isz = got.index_dtype.size();
     let n = (got.index.len().min(reference.index.len()) / isz) as u64;
     let poison = vec![got.index_dtype.poison_byte(); isz];
-    let mut s = ErrorStats {
-        elements: n,
-        max_abs: 0.0,
-        max_rel: 0.0,
-        rel_l2: 0.0,
-        bad: 0,
-        unwritten: 0,
-        non_finite: 0,
-        first_bad: None,
-    };
+    let mut s = ErrorStats::clean(n);
     let tied = |score: f64, boundary: f64| {
         score.is_finite() && (score - boundary).abs() <= tol.atol + tol.rtol * boundary.abs()
     };
-    fn flag(s: &mut ErrorStats, i: usize, got: f64, expected: f64) {
-        s.bad += 1;
-        if s.first_bad.is_none() {
-            s.first_bad = Some(BadElement {
-                index: i as u64,
-                got,
-                expected,
-            });
-        }
-    }
     let rows = n as usize / k.max(1);
     for r in 0..rows {
         let at = |v: &TopKView, j: usize| v.index_dtype.read(v.index, r * k + j);
@@ -260,13 +251,13 @@ pub fn compare_topk(
                 s.unwritten += 1;
             }
             if unwritten || invalid || stranger {
-                flag(&mut s, i, c, want[j]);
+                s.record_bad(i as u64, c, want[j]);
             }
         }
         for (j, w) in want.iter().enumerate() {
             if !have.contains(w) && !tied(score(&reference, j), boundary) {
                 // A reference entry above the boundary is missing.
-                flag(&mut s, r * k + j, f64::NAN, *w);
+                s.record_bad((r * k + j) as u64, f64::NAN, *w);
             }
         }
     }
