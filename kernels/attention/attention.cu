@@ -16,6 +16,8 @@
 // Tunables arrive as -DVARIANT=... -DBM=... -DBN=...; the defaults below are the baseline.
 #include <cuda_fp16.h>
 
+#include "vec.cuh"  // warp_max, warp_sum
+
 #ifndef VARIANT
 #define VARIANT 0
 #endif
@@ -61,14 +63,6 @@ __device__ __forceinline__ void unpack8(uint4 w, float* f) {
     f[6] = lo_f(w.w); f[7] = hi_f(w.w);
 }
 
-__device__ __forceinline__ float attn_warp_max(float v) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-__device__ __forceinline__ float attn_warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
 
 extern "C" __global__ void __launch_bounds__(THREADS)
 attention_fwd(const half* __restrict__ Q, const half* __restrict__ K, const half* __restrict__ V,
@@ -194,10 +188,10 @@ attention_fwd(const half* __restrict__ Q, const half* __restrict__ K, const half
                     s = fmaf(qq.y, hi_f(w), s);
                 }
                 if (j >= lim) s = neg_inf();  // past S, or above the diagonal
-                const float mn = fmaxf(m, attn_warp_max(s));
+                const float mn = fmaxf(m, warp_max(s));
                 const float alpha = exp2f(m - mn);  // 0 on the first chunk (m = -inf)
                 const float p = exp2f(s - mn);      // 0 for masked keys
-                l = l * alpha + attn_warp_sum(p);
+                l = l * alpha + warp_sum(p);
                 acc0 *= alpha;
                 acc1 *= alpha;
                 const int jn = imin(32, lim - (kv0 + c0));  // warp-uniform, 1..32
