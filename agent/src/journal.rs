@@ -88,6 +88,16 @@ pub enum Event {
         ci_lo: f64,
         #[serde(with = "crate::nonfinite")]
         ci_hi: f64,
+        /// Interleaved A/B pairs the verdict rests on.
+        #[serde(default)]
+        pairs: Option<usize>,
+        /// The gain the interval had to clear for FAST.
+        #[serde(default, with = "opt_nonfinite")]
+        min_gain: Option<f64>,
+        /// The evaluation record of the current best as re-measured in this
+        /// comparison (its raw samples sit beside the candidate's).
+        #[serde(default, skip_serializing_if = "Value::is_null")]
+        against: Value,
     },
     /// A winner was committed on the run's branch.
     Commit {
@@ -107,6 +117,31 @@ pub enum Event {
         pattern: String,
         reason: String,
     },
+    /// At the end of a kernel whose best moved: the best configuration measured
+    /// interleaved with the baseline, so the gain of the whole run has one interval
+    /// (the product of the steps' point estimates has none).
+    FinalComparison {
+        kernel: String,
+        baseline: String,
+        best: String,
+        /// `FAST`, `SLOW`, `SAME`, `AMBIGUOUS`, or `not_compared` when one side
+        /// failed (then the numbers are NaN).
+        verdict: String,
+        #[serde(with = "crate::nonfinite")]
+        speedup: f64,
+        #[serde(with = "crate::nonfinite")]
+        ci_lo: f64,
+        #[serde(with = "crate::nonfinite")]
+        ci_hi: f64,
+        #[serde(default)]
+        pairs: Option<usize>,
+        #[serde(default)]
+        baseline_evaluation: Value,
+        #[serde(default)]
+        best_evaluation: Value,
+    },
+    /// The loop has nothing more to do for a kernel.
+    KernelDone { kernel: String, reason: String },
     /// GPU time spent, as charged to the ledger: replaying these rebuilds it.
     Charge(Charge),
     /// A snapshot of the ledger, for reports and `status`.
@@ -524,6 +559,8 @@ impl Resume {
                 Event::Proposal { .. }
                 | Event::Verdict { .. }
                 | Event::Revert { .. }
+                | Event::KernelDone { .. }
+                | Event::FinalComparison { .. }
                 | Event::Pivot { .. } => {}
             }
         }
@@ -657,6 +694,25 @@ mod tests {
                 speedup: f64::INFINITY,
                 ci_lo: 1.05,
                 ci_hi: f64::NEG_INFINITY,
+                pairs: Some(40),
+                min_gain: Some(0.02),
+                against: serde_json::json!({"config": "BLOCK=128 VEC=1"}),
+            },
+            Event::KernelDone {
+                kernel: "softmax".into(),
+                reason: "no applicable pattern has anything left to try".into(),
+            },
+            Event::FinalComparison {
+                kernel: "softmax".into(),
+                baseline: "BLOCK=128 VEC=1".into(),
+                best: "BLOCK=128 VEC=2".into(),
+                verdict: "not_compared".into(),
+                speedup: f64::NAN,
+                ci_lo: f64::NAN,
+                ci_hi: f64::NAN,
+                pairs: None,
+                baseline_evaluation: json!({"outcome": "passed"}),
+                best_evaluation: Value::Null,
             },
             Event::Commit {
                 kernel: "softmax".into(),
@@ -717,6 +773,76 @@ mod tests {
         for (i, e) in events.iter().enumerate() {
             assert_eq!(j.append_at(e, 1_000 + i as u64).unwrap(), i as u64);
         }
+    }
+
+    /// The child process of the SIGKILL test below: appends records until it is killed.
+    #[test]
+    #[ignore = "run by a_journal_writer_killed_with_sigkill_loses_and_duplicates_nothing"]
+    fn journal_writer_child() {
+        let dir = std::env::var_os("NIGHTSHIFT_JOURNAL_CHILD_DIR").expect("run by the parent test");
+        let mut j = Journal::create(Path::new(&dir), "killed").unwrap();
+        for i in 0u64.. {
+            // Records of varying length, so the kill lands at any byte of a line.
+            j.append(&Event::Revert {
+                kernel: "softmax".into(),
+                config: format!("N={i}"),
+                reason: "x".repeat((i % 97) as usize * 13),
+            })
+            .unwrap();
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_journal_writer_killed_with_sigkill_loses_and_duplicates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("killed").join(FILE_NAME);
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "journal::tests::journal_writer_child",
+                "--ignored",
+                "--test-threads=1",
+            ])
+            .env("NIGHTSHIFT_JOURNAL_CHILD_DIR", dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while fs::metadata(&path).map_or(0, |m| m.len()) < 64 * 1024 {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "the child wrote too little"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+
+        let (mut j, got) = Journal::open_append(&path).unwrap();
+        let n = got.records.len() as u64;
+        assert!(n > 100, "only {n} records");
+        for (i, r) in got.records.iter().enumerate() {
+            // No gap, no duplicate: record i is the i-th append.
+            assert_eq!(r.seq, i as u64);
+            match &r.event {
+                Event::Revert { config, .. } => assert_eq!(config, &format!("N={i}")),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        // The run goes on where it stopped, and the file reads whole again.
+        assert_eq!(
+            j.append(&Event::KernelDone {
+                kernel: "softmax".into(),
+                reason: "resumed".into()
+            })
+            .unwrap(),
+            n
+        );
+        let again = read(&path).unwrap();
+        assert_eq!(again.records.len() as u64, n + 1);
+        assert!(again.torn.is_none());
     }
 
     #[test]

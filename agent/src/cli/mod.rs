@@ -4,6 +4,8 @@
 mod bench;
 mod doctor;
 mod patterns;
+pub mod run;
+pub mod status;
 pub mod table;
 
 use std::io::IsTerminal;
@@ -42,6 +44,14 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// The daemon: tune the bundled kernels (or those named) until the budget in
+    /// budgets.toml is spent or nothing is left to try. Winners are committed on the
+    /// branch nightshift/<run-id>; everything is journaled in reports/<run-id>/.
+    #[command(long_about = RUN_ABOUT)]
+    Run(RunArgs),
+    /// Where a run stands (running, finished, or stopped part-way and resumable),
+    /// read from its journal.
+    Status(StatusArgs),
     /// Validate and time one configuration of a kernel (or two, interleaved, with --vs).
     Bench(BenchArgs),
     /// Report driver, CUDA, NVRTC and NVML versions, devices, clocks, throttling, and
@@ -117,6 +127,83 @@ pub struct BenchArgs {
     pub common: CommonArgs,
 }
 
+const RUN_ABOUT: &str = "The daemon. For each kernel: measure the baseline, read its profile, \
+pick the cheapest applicable pattern from patterns/ (parallelism first when the GPU is underfilled), \
+step the best configuration along the pattern's tunables, validate each candidate and measure it \
+interleaved against the current best, commit a FAST one on the branch nightshift/<run-id>, revert the \
+rest, and drop a pattern that spent twice its budget without a gain. Stops before a limit of \
+budgets.toml would be passed, on SIGINT/SIGTERM (after the candidate in flight), or when no pattern \
+has anything left. The user's branch and working tree are never touched (the run has its own \
+worktree under .git/nightshift/). Every step is journaled to reports/<run-id>/journal.jsonl; a run \
+killed or crashed is continued with --resume (a plain `run` resumes the last unfinished run).";
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Kernel directories (holding kernel.toml) [default: every kernels/*/].
+    pub kernels: Vec<PathBuf>,
+    /// The budgets file.
+    #[arg(long, default_value = "budgets.toml")]
+    pub budgets: PathBuf,
+    /// The pattern library.
+    #[arg(long, default_value = "patterns")]
+    pub patterns: PathBuf,
+    /// Where runs write their journals and reports.
+    #[arg(long, default_value = "reports")]
+    pub reports: PathBuf,
+    /// Continue this run (after kill -9, a crash, a reboot or a signal) without
+    /// measuring again what it finished.
+    #[arg(long, value_name = "RUN_ID")]
+    pub resume: Option<String>,
+    /// Start a new run even if an unfinished one is found.
+    #[arg(long, conflicts_with = "resume")]
+    pub new: bool,
+    /// The new run's id [default: the UTC start time, YYYYMMDD-HHMMSS].
+    #[arg(long, conflicts_with = "resume")]
+    pub run_id: Option<String>,
+    /// Override the wall-time limit of budgets.toml, minutes.
+    #[arg(long)]
+    pub wall_minutes: Option<f64>,
+    /// Override the GPU-hours limit.
+    #[arg(long)]
+    pub gpu_hours: Option<f64>,
+    /// Override the dollars limit.
+    #[arg(long)]
+    pub dollars: Option<f64>,
+    /// Tune HEAD even though the kernels have uncommitted changes (which the run
+    /// will not see).
+    #[arg(long)]
+    pub allow_dirty: bool,
+    /// Resume a run on a different device model than it was measured on.
+    #[arg(long)]
+    pub force: bool,
+    /// Minimum speedup for a FAST verdict (0.02 = 2%).
+    #[arg(long, default_value_t = crate::measure::verdict::DEFAULT_MIN_GAIN)]
+    pub min_gain: f64,
+    /// Longest time spent sampling one pair of configurations, seconds.
+    #[arg(long, default_value_t = 3.0)]
+    pub max_time: f64,
+    /// Target relative half-width of the 95% interval of the median.
+    #[arg(long, default_value_t = 0.005)]
+    pub target_noise: f64,
+    /// Window of back-to-back launches for the energy reading, ms (0 to skip).
+    #[arg(long, default_value_t = 200.0)]
+    pub energy_ms: f64,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The run [default: the latest under --reports].
+    pub run_id: Option<String>,
+    /// Where runs write their journals.
+    #[arg(long, default_value = "reports")]
+    pub reports: PathBuf,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Args, Debug)]
 pub struct PatternsArgs {
     /// The pattern directory.
@@ -162,7 +249,7 @@ impl CommonArgs {
 }
 
 /// Progress on stderr when it is a terminal: one line, overwritten.
-pub fn progress_printer() -> Box<dyn FnMut(&str)> {
+pub fn progress_printer() -> Box<dyn FnMut(&str) + Send> {
     if std::io::stderr().is_terminal() {
         Box::new(|s: &str| {
             let mut line: String = s.chars().take(100).collect();
@@ -196,5 +283,14 @@ pub fn main() -> i32 {
         }
         Command::Doctor(a) => doctor::run(&a.common, a.common.options()),
         Command::Patterns(a) => patterns::run(&a),
+        Command::Run(a) => {
+            let mut o = a.common.options();
+            o.min_gain = a.min_gain;
+            o.measure.rule.max_time = Duration::from_secs_f64(a.max_time.max(0.1));
+            o.measure.rule.target_rel = a.target_noise;
+            o.measure.energy_ms = a.energy_ms;
+            run::run(&a, o)
+        }
+        Command::Status(a) => status::run(&a),
     }
 }

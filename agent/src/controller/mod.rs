@@ -162,6 +162,21 @@ impl Controller {
         self.kernels.get(kernel)?.best.as_ref()
     }
 
+    /// The candidates queued after the one being evaluated in the current line of
+    /// attack on `kernel` (what a compile prefetch may start on).
+    pub fn queued(&self, kernel: usize) -> Vec<Config> {
+        self.kernels
+            .get(kernel)
+            .and_then(|k| k.attack.as_ref())
+            .map(|a| a.queue.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The spec of a kernel.
+    pub fn spec(&self, kernel: usize) -> Option<&KernelSpec> {
+        self.kernels.get(kernel).map(|k| &k.spec)
+    }
+
     pub fn stopped(&self) -> bool {
         self.stopped
     }

@@ -387,12 +387,15 @@ pub struct Session {
     pub device: DeviceInfo,
     pub ceilings: Ceilings,
     pub opts: Options,
-    progress: Box<dyn FnMut(&str)>,
+    progress: Box<dyn FnMut(&str) + Send>,
 }
 
 impl Session {
     /// Starts the worker on `opts.gpu` and loads (or measures) the device's ceilings.
-    pub fn start(opts: Options, mut progress: Box<dyn FnMut(&str)>) -> Result<Session, EvalError> {
+    pub fn start(
+        opts: Options,
+        mut progress: Box<dyn FnMut(&str) + Send>,
+    ) -> Result<Session, EvalError> {
         let args = vec![
             "worker".into(),
             "--gpu".into(),

@@ -169,14 +169,23 @@ pub fn compile(req: &CompileRequest, cache_dir: &Path) -> Result<Compiled, Strin
     let ms = start.elapsed().as_secs_f64() * 1e3;
     match result {
         Ok((bin, log)) => {
-            // Write to a temporary name and rename, so a crash never leaves half a cubin.
-            let tmp = cache_dir.join(format!("{key}.cubin.tmp{}", std::process::id()));
-            std::fs::write(&tmp, &bin)
-                .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-            std::fs::write(&log_path, &log)
-                .map_err(|e| format!("cannot write {}: {e}", log_path.display()))?;
-            std::fs::rename(&tmp, &cubin)
-                .map_err(|e| format!("cannot write {}: {e}", cubin.display()))?;
+            // Write to temporary names and rename, so a crash never leaves half a
+            // cubin, and two threads compiling the same key (a prefetch and the
+            // evaluation itself) never write into each other's file.
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tag = format!("tmp{}-{n}", std::process::id());
+            // The log first: a cubin that exists is a cache hit, and its log must be there.
+            for (bytes, path) in [(log.as_bytes(), &log_path), (&bin[..], &cubin)] {
+                let tmp = path.with_extension(format!(
+                    "{}.{tag}",
+                    path.extension().and_then(|e| e.to_str()).unwrap_or("")
+                ));
+                std::fs::write(&tmp, bytes)
+                    .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+                std::fs::rename(&tmp, path)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            }
             Ok(Compiled::Ok {
                 cubin,
                 log,

@@ -208,6 +208,27 @@ impl Workspace {
         Ok(())
     }
 
+    /// Removes the worktree's directory and its registration; the branch and its
+    /// commits stay. A resumed run adds the worktree again.
+    pub fn remove(self) -> Result<(), VcsError> {
+        let root = self.root.clone();
+        // Registered as `nightshift-<run-id>` by `open`.
+        let name = self.branch.replacen('/', "-", 1);
+        let common = self.repo.commondir().to_path_buf();
+        drop(self);
+        std::fs::remove_dir_all(&root).map_err(|source| VcsError::Io {
+            action: "remove the run's worktree".into(),
+            path: root.clone(),
+            source,
+        })?;
+        let repo = Repository::open(&common).map_err(git("open the repository"))?;
+        if let Ok(wt) = repo.find_worktree(&name) {
+            wt.prune(Some(git2::WorktreePruneOptions::new().valid(true)))
+                .map_err(git("unregister the run's worktree"))?;
+        }
+        Ok(())
+    }
+
     /// Commits on the run's branch since it started, newest first: (id, message).
     pub fn log(&self) -> Result<Vec<(git2::Oid, String)>, VcsError> {
         let mut walk = self.repo.revwalk().map_err(git("walk the branch"))?;
@@ -221,6 +242,35 @@ impl Workspace {
         }
         Ok(out)
     }
+}
+
+/// The root of the working tree of the repository that holds `inside`.
+pub fn repo_root(inside: &Path) -> Result<PathBuf, VcsError> {
+    let repo = Repository::discover(inside).map_err(|source| VcsError::NoRepository {
+        path: inside.to_path_buf(),
+        source,
+    })?;
+    repo.workdir()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| VcsError::Git {
+            action: "find the working tree".into(),
+            source: git2::Error::from_str("the repository is bare"),
+        })
+}
+
+/// Where a run's worktree goes: inside the repository's git directory
+/// (`.git/nightshift/worktrees/<run-id>`), so the user's working tree never shows it,
+/// not even as an untracked directory.
+pub fn worktree_dir(inside: &Path, run_id: &str) -> Result<PathBuf, VcsError> {
+    let repo = Repository::discover(inside).map_err(|source| VcsError::NoRepository {
+        path: inside.to_path_buf(),
+        source,
+    })?;
+    Ok(repo
+        .commondir()
+        .join("nightshift")
+        .join("worktrees")
+        .join(run_id))
 }
 
 /// Paths under `under` (relative to the repository root) with uncommitted changes in

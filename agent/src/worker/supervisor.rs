@@ -102,7 +102,13 @@ impl Supervisor {
     }
 
     fn spawn(&mut self) -> Result<(), SupervisorError> {
-        let mut child = Command::new(&self.cmd.program)
+        let mut cmd = Command::new(&self.cmd.program);
+        // Its own process group: a Ctrl-C on the terminal goes to the daemon, which
+        // stops cleanly after the current candidate; the worker must not die first
+        // and turn that candidate into a `crashed` one.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd
             .args(&self.cmd.args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

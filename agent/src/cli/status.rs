@@ -1,0 +1,279 @@
+//! `nightshift status [run-id]`: where a run stands, read from its journal alone
+//! (running, finished or stopped part-way), so it works on a live run from another
+//! terminal and on a finished one the morning after.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Result};
+use serde::Serialize;
+
+use super::run::{running_pid, unfinished_runs};
+use super::{exit, table, StatusArgs};
+use crate::budget::{Budgets, Ledger, Spend};
+use crate::dispatch::wall_offset_s;
+use crate::journal::{self, Event, Record, Resume};
+
+#[derive(Debug, Default, Serialize)]
+pub struct KernelStatus {
+    pub kernel: String,
+    pub baseline_us: Option<f64>,
+    pub best: Option<String>,
+    pub best_us: Option<f64>,
+    pub evaluated: usize,
+    pub outcomes: BTreeMap<String, usize>,
+    pub commits: usize,
+    pub pattern: Option<String>,
+    pub pivots: Vec<String>,
+    pub done: Option<String>,
+    pub final_comparison: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunStatus {
+    pub run_id: String,
+    pub device: String,
+    pub branch: Option<String>,
+    /// `running`, `finished` or `stopped` (crashed or killed: resumable).
+    pub state: String,
+    pub detail: String,
+    pub wall_s: f64,
+    pub resumes: usize,
+    pub spent: Spend,
+    pub budgets: Option<Budgets>,
+    pub kernels: Vec<KernelStatus>,
+    pub records: usize,
+}
+
+/// Reads a run's status from its records; `pid` is the live process holding it.
+pub fn status_of(run_id: &str, records: &[Record], pid: Option<u32>) -> Result<RunStatus> {
+    let r = Resume::from_records(records);
+    let budgets: Option<Budgets> = r
+        .budgets
+        .clone()
+        .and_then(|b| serde_json::from_value(b).ok());
+    let device = r.device.clone().unwrap_or_default();
+    let price = budgets
+        .as_ref()
+        .map_or(0.0, |b| Ledger::for_device(b, &device).price_per_gpu_hour());
+    let spent = r.ledger(price).map_err(|e| anyhow!("{e}"))?.spent();
+    let mut kernels: Vec<KernelStatus> = Vec::new();
+    fn entry<'a>(ks: &'a mut Vec<KernelStatus>, name: &str) -> &'a mut KernelStatus {
+        if let Some(i) = ks.iter().position(|k| k.kernel == name) {
+            return &mut ks[i];
+        }
+        ks.push(KernelStatus {
+            kernel: name.to_string(),
+            ..Default::default()
+        });
+        ks.last_mut().expect("just pushed")
+    }
+    let mut medians: BTreeMap<(String, String), f64> = BTreeMap::new();
+    for rec in records {
+        match &rec.event {
+            Event::Evaluated {
+                kernel,
+                config,
+                pattern,
+                outcome,
+                median_us,
+                ..
+            } => {
+                let k = entry(&mut kernels, kernel);
+                k.evaluated += 1;
+                *k.outcomes.entry(outcome.clone()).or_default() += 1;
+                if pattern.is_none() && outcome == "passed" {
+                    k.baseline_us = *median_us;
+                    k.best = Some(config.clone());
+                    k.best_us = *median_us;
+                }
+                if let Some(m) = median_us {
+                    medians.insert((kernel.clone(), config.clone()), *m);
+                }
+            }
+            Event::Proposal {
+                kernel, pattern, ..
+            } => entry(&mut kernels, kernel).pattern = Some(pattern.clone()),
+            Event::Commit { kernel, config, .. } => {
+                let m = medians.get(&(kernel.clone(), config.clone())).copied();
+                let k = entry(&mut kernels, kernel);
+                k.commits += 1;
+                k.best = Some(config.clone());
+                k.best_us = m.or(k.best_us);
+            }
+            Event::Pivot {
+                kernel,
+                pattern,
+                reason,
+            } => entry(&mut kernels, kernel)
+                .pivots
+                .push(format!("{pattern}: {reason}")),
+            Event::KernelDone { kernel, reason } => {
+                let k = entry(&mut kernels, kernel);
+                k.done = Some(reason.clone());
+                k.pattern = None;
+            }
+            Event::FinalComparison {
+                kernel,
+                verdict,
+                speedup,
+                ci_lo,
+                ci_hi,
+                ..
+            } => {
+                entry(&mut kernels, kernel).final_comparison =
+                    Some(format!("{verdict} {speedup:.3}x [{ci_lo:.3}, {ci_hi:.3}]"))
+            }
+            _ => {}
+        }
+    }
+    let (state, detail) = match (pid, &r.finished) {
+        (Some(pid), _) => ("running".to_string(), format!("pid {pid}")),
+        (None, Some(reason)) => ("finished".to_string(), reason.clone()),
+        (None, None) => (
+            "stopped".to_string(),
+            format!(
+                "stopped without finishing (crashed or killed); `nightshift run --resume {run_id}` continues it"
+            ),
+        ),
+    };
+    Ok(RunStatus {
+        run_id: run_id.to_string(),
+        device,
+        branch: r.git_branch.clone(),
+        state,
+        detail,
+        wall_s: wall_offset_s(records),
+        resumes: r.resumes,
+        spent,
+        budgets,
+        kernels,
+        records: records.len(),
+    })
+}
+
+fn latest_run(reports: &Path) -> Result<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(reports)
+        .map_err(|e| anyhow!("cannot read {}: {e}", reports.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join(journal::FILE_NAME).is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    ids.sort();
+    ids.pop()
+        .ok_or_else(|| anyhow!("no runs under {}", reports.display()))
+}
+
+pub fn render(s: &RunStatus) -> String {
+    let limit = |spent: f64, l: Option<f64>, unit: &str| match l {
+        Some(l) => format!("{spent:.2} of {l:.2} {unit}"),
+        None => format!("{spent:.2} {unit}"),
+    };
+    let (wall_l, gpu_l, usd_l) = s.budgets.as_ref().map_or((None, None, None), |b| {
+        (
+            b.run.wall.map(|d| d.as_secs_f64() / 3600.0),
+            b.run.gpu.map(|d| d.as_secs_f64() / 3600.0),
+            b.run.dollars,
+        )
+    });
+    let mut out = format!(
+        "run {} on {}: {} ({})\n  wall {}, GPU {}, {}{}\n  branch {}\n\n",
+        s.run_id,
+        s.device,
+        s.state,
+        s.detail,
+        limit(s.wall_s / 3600.0, wall_l, "h"),
+        limit(s.spent.gpu_s / 3600.0, gpu_l, "h"),
+        limit(s.spent.dollars, usd_l, "$"),
+        if s.resumes > 0 {
+            format!(", resumed {} time(s)", s.resumes)
+        } else {
+            String::new()
+        },
+        s.branch.as_deref().unwrap_or("-"),
+    );
+    let rows: Vec<Vec<String>> = s
+        .kernels
+        .iter()
+        .map(|k| {
+            vec![
+                k.kernel.clone(),
+                k.baseline_us.map_or("-".into(), |t| format!("{t:.2}")),
+                k.best_us.map_or("-".into(), |t| format!("{t:.2}")),
+                k.evaluated.to_string(),
+                k.commits.to_string(),
+                k.final_comparison
+                    .clone()
+                    .or_else(|| k.done.as_ref().map(|_| "done".into()))
+                    .or_else(|| k.pattern.as_ref().map(|p| format!("working: {p}")))
+                    .unwrap_or_default(),
+                k.best.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    out.push_str(&table::render(
+        &[
+            "kernel",
+            "baseline µs",
+            "best µs",
+            "evaluated",
+            "commits",
+            "state",
+            "best configuration",
+        ],
+        &rows,
+    ));
+    for k in &s.kernels {
+        for p in &k.pivots {
+            out.push_str(&format!("  {} pivoted: {p}\n", k.kernel));
+        }
+    }
+    out
+}
+
+pub fn run(a: &StatusArgs) -> i32 {
+    let go = || -> Result<RunStatus> {
+        let id = match &a.run_id {
+            Some(id) => id.clone(),
+            None => latest_run(&a.reports)?,
+        };
+        let path = a.reports.join(&id).join(journal::FILE_NAME);
+        if !path.is_file() {
+            bail!("no run {id}: {} does not exist", path.display());
+        }
+        let read = journal::read(&path).map_err(|e| anyhow!("{e}"))?;
+        status_of(&id, &read.records, running_pid(&a.reports, &id))
+    };
+    match go() {
+        Ok(s) => {
+            if a.json {
+                match serde_json::to_string_pretty(&s) {
+                    Ok(t) => println!("{t}"),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return exit::USAGE;
+                    }
+                }
+            } else {
+                print!("{}", render(&s));
+                let others = unfinished_runs(&a.reports);
+                let others: Vec<&String> = others.iter().filter(|o| **o != s.run_id).collect();
+                if !others.is_empty() {
+                    println!(
+                        "\nother runs stopped without finishing: {}",
+                        others
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+            }
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::USAGE
+        }
+    }
+}

@@ -1,0 +1,912 @@
+//! The agent loop's hands: one async dispatcher (tokio) that carries out what the
+//! [`Controller`] decides. It runs candidates on the GPU worker (off the async thread),
+//! writes every proposal, evaluation, verdict, charge and decision to the journal
+//! before acting on the next one, commits winners on the run's own branch, and turns
+//! SIGINT/SIGTERM into a clean stop after the candidate in flight.
+//!
+//! Resume is a replay: the controller is deterministic, so a resumed run feeds it the
+//! same events again, answered from the journal instead of the GPU, until it asks for
+//! something the journal does not hold. Finished work is never measured twice and a
+//! decision already journaled is not journaled again.
+
+mod replay;
+pub mod tuned;
+pub mod view;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{anyhow, Context, Result};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::budget::{Budgets, Charge, Spend, Stage, StopReason};
+use crate::controller::{Action, CandidateResult, Controller, Event as CEvent};
+use crate::evaluate::{compile_all, compile_requests, EvalError, Evaluation, Session};
+use crate::journal::{Event as JEvent, Journal, Record};
+use crate::measure::Verdict;
+use crate::patterns::{Library, Prediction};
+use crate::profile::Profile;
+use crate::spec::{plan, Config, KernelSpec};
+use crate::vcs::Workspace;
+use crate::worker::protocol::{AbResult, Outcome};
+
+pub use replay::wall_offset_s;
+use replay::Replay;
+use view::View;
+
+/// What runs a candidate: the GPU session, or a scripted fake in unit tests of the
+/// loop's plumbing (whose numbers never reach a report).
+pub trait Evaluator: Send + 'static {
+    /// The device's model name, as the journal and prices name it.
+    fn device_name(&self) -> String;
+    /// Compiles, validates and measures one configuration.
+    fn evaluate(&mut self, spec: &KernelSpec, config: &Config) -> Result<Evaluation, EvalError>;
+    /// Validates both and measures them interleaved; the speedup is `b` over `a`.
+    fn compare(
+        &mut self,
+        spec: &KernelSpec,
+        a: &Config,
+        b: &Config,
+    ) -> Result<(Evaluation, Evaluation, Option<AbResult>), EvalError>;
+    /// Where a compile prefetch may put its results (None: no prefetch).
+    fn prefetch_target(&self) -> Option<(PathBuf, String)> {
+        None
+    }
+    fn min_gain(&self) -> f64;
+    fn shutdown(self)
+    where
+        Self: Sized,
+    {
+    }
+}
+
+impl Evaluator for Session {
+    fn device_name(&self) -> String {
+        self.device.name.clone()
+    }
+    fn evaluate(&mut self, spec: &KernelSpec, config: &Config) -> Result<Evaluation, EvalError> {
+        Session::evaluate(self, spec, config, true)
+    }
+    fn compare(
+        &mut self,
+        spec: &KernelSpec,
+        a: &Config,
+        b: &Config,
+    ) -> Result<(Evaluation, Evaluation, Option<AbResult>), EvalError> {
+        Session::compare(self, spec, a, b)
+    }
+    fn prefetch_target(&self) -> Option<(PathBuf, String)> {
+        Some((self.opts.cache_dir.clone(), self.device.arch.clone()))
+    }
+    fn min_gain(&self) -> f64 {
+        self.opts.min_gain
+    }
+    fn shutdown(self) {
+        Session::shutdown(self)
+    }
+}
+
+/// A kernel of the run: its spec (loaded from the run's worktree) and its directory
+/// relative to the repository root (where `tuned.toml` is committed).
+#[derive(Debug, Clone)]
+pub struct KernelEntry {
+    pub spec: KernelSpec,
+    pub rel_dir: PathBuf,
+}
+
+/// A stop requested from outside (SIGINT, SIGTERM): honoured before the next
+/// candidate starts, so the one in flight is finished and journaled.
+#[derive(Debug, Clone, Default)]
+pub struct StopFlag(Arc<Mutex<Option<String>>>);
+
+impl StopFlag {
+    pub fn request(&self, why: &str) {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        g.get_or_insert_with(|| why.to_string());
+    }
+    fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Everything a run needs, checked before any GPU time is spent.
+pub struct Setup<E: Evaluator> {
+    pub run_id: String,
+    pub kernels: Vec<KernelEntry>,
+    pub library: Library,
+    pub budgets: Budgets,
+    pub workspace: Workspace,
+    pub evaluator: E,
+    pub journal: Journal,
+    /// The journal's records so far (empty for a new run).
+    pub previous: Vec<Record>,
+    pub stop: StopFlag,
+    pub view: View,
+}
+
+/// One kernel's result, for the closing summary (the report reads the journal).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct KernelSummary {
+    pub kernel: String,
+    pub baseline: Option<String>,
+    pub baseline_us: Option<f64>,
+    pub best: Option<String>,
+    pub best_us: Option<f64>,
+    /// The best measured interleaved with the baseline at the end of the kernel.
+    pub final_speedup: Option<(f64, f64, f64)>,
+    pub final_verdict: Option<String>,
+    pub commits: Vec<String>,
+    pub outcomes: BTreeMap<String, usize>,
+    pub done: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub device: String,
+    pub branch: String,
+    pub stop: String,
+    pub stop_reason: Option<StopReason>,
+    pub kernels: Vec<KernelSummary>,
+    pub spent: Spend,
+    pub dollars: f64,
+    /// Candidates evaluated on the GPU in this process (not replayed).
+    pub evaluated: usize,
+    /// Candidates answered from the journal on resume.
+    pub replayed: usize,
+    /// Wall seconds of this process's part of the run.
+    pub wall_s: f64,
+    /// Of that, seconds the GPU spent validating and measuring.
+    pub gpu_busy_s: f64,
+    /// Past the wall budget, seconds (0 when inside).
+    pub overrun_s: f64,
+}
+
+/// Evidence about the last candidate, for its commit message.
+struct Evidence {
+    kernel: usize,
+    config: Config,
+    eval: Evaluation,
+    ab: Option<AbFigures>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct AbFigures {
+    verdict: Verdict,
+    speedup: f64,
+    ci_lo: f64,
+    ci_hi: f64,
+    pairs: Option<usize>,
+    min_gain: Option<f64>,
+}
+
+impl From<&AbResult> for AbFigures {
+    fn from(a: &AbResult) -> Self {
+        AbFigures {
+            verdict: a.verdict,
+            speedup: a.speedup,
+            ci_lo: a.ci_lo,
+            ci_hi: a.ci_hi,
+            pairs: Some(a.pairs),
+            min_gain: Some(a.min_gain),
+        }
+    }
+}
+
+pub struct Dispatcher<E: Evaluator> {
+    ctl: Controller,
+    kernels: Vec<KernelEntry>,
+    budgets: Budgets,
+    journal: Journal,
+    ws: Workspace,
+    ev: Option<E>,
+    replay: Replay,
+    run_id: String,
+    device: String,
+    stop: StopFlag,
+    view: View,
+    clock: Instant,
+    /// Wall seconds the run had already spent before this process took it over.
+    wall_offset_s: f64,
+    /// Seconds of this process's wall time already charged to the ledger.
+    accounted_s: f64,
+    last: Option<Evidence>,
+    /// The (kernel, pattern, best) of the last proposal journaled.
+    proposed: Option<(usize, String, Config)>,
+    summary: Vec<KernelSummary>,
+    evaluated: usize,
+    replayed: usize,
+    gpu_busy_s: f64,
+}
+
+/// The cost of one evaluation by stage, from its own stage times: the same figures
+/// whether it ran now or is replayed from the journal. Whatever the stages do not
+/// cover (the second side of a comparison, the worker round trip) counts as
+/// measurement, so the stages add up to the evaluation's wall time.
+pub fn cost_of(e: &Evaluation) -> Vec<(Stage, f64)> {
+    let t = &e.times;
+    let compile = t.compile_ms.max(0.0) / 1e3;
+    let validate = t.validate_ms.max(0.0) / 1e3;
+    let total = (t.total_ms / 1e3).max(compile + validate);
+    let mut out = vec![(Stage::Compile, compile)];
+    if validate > 0.0 {
+        out.push((Stage::Validate, validate));
+    }
+    if total - compile - validate > 0.0 {
+        out.push((Stage::Measure, total - compile - validate));
+    }
+    out
+}
+
+/// The launch of `config` at the spec's problem (for the profile's shared memory and
+/// threads per CTA).
+fn dims(spec: &KernelSpec, config: &Config) -> Option<plan::LaunchDims> {
+    plan::plan(spec, config, &spec.problem)
+        .ok()
+        .map(|p| p.launch)
+}
+
+/// What the controller hears about one evaluation.
+pub fn candidate_result(
+    spec: &KernelSpec,
+    e: &Evaluation,
+    ab: Option<(Verdict, f64)>,
+) -> CandidateResult {
+    let passed = e.outcome == Outcome::Passed;
+    CandidateResult {
+        passed,
+        outcome: if passed {
+            "passed".into()
+        } else {
+            e.outcome.describe()
+        },
+        verdict: ab.map(|a| a.0),
+        speedup: ab.map(|a| a.1),
+        profile: passed.then(|| Profile::of(spec, e, dims(spec, &e.config).as_ref())),
+        cost: cost_of(e),
+    }
+}
+
+fn prediction_text(p: Option<&Prediction>) -> String {
+    match p {
+        None => "no prediction".into(),
+        Some(p) => match &p.note {
+            Some(n) => format!("{:.2}x or better; {n}", p.speedup),
+            None => format!("{:.2}x or better", p.speedup),
+        },
+    }
+}
+
+fn to_value<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+impl<E: Evaluator> Dispatcher<E> {
+    pub fn new(setup: Setup<E>) -> Result<Self> {
+        let device = setup.evaluator.device_name();
+        let ledger = crate::budget::Ledger::for_device(&setup.budgets, &device);
+        let specs = setup.kernels.iter().map(|k| k.spec.clone()).collect();
+        let mut ctl = Controller::new(specs, setup.library, setup.budgets.clone(), ledger);
+        let replay = Replay::from_records(&setup.previous);
+        // Idle time is charged by the dispatcher, not through the controller's events.
+        for c in &replay.idle {
+            ctl.ledger
+                .charge(c)
+                .map_err(|e| anyhow!("replaying the journal's charges: {e}"))?;
+        }
+        let summary = setup
+            .kernels
+            .iter()
+            .map(|k| KernelSummary {
+                kernel: k.spec.name.clone(),
+                ..Default::default()
+            })
+            .collect();
+        Ok(Dispatcher {
+            ctl,
+            kernels: setup.kernels,
+            budgets: setup.budgets,
+            journal: setup.journal,
+            ws: setup.workspace,
+            ev: Some(setup.evaluator),
+            wall_offset_s: wall_offset_s(&setup.previous),
+            replay,
+            run_id: setup.run_id,
+            device,
+            stop: setup.stop,
+            view: setup.view,
+            clock: Instant::now(),
+            accounted_s: 0.0,
+            last: None,
+            proposed: None,
+            summary,
+            evaluated: 0,
+            replayed: 0,
+            gpu_busy_s: 0.0,
+        })
+    }
+
+    fn now_s(&self) -> f64 {
+        self.wall_offset_s + self.clock.elapsed().as_secs_f64()
+    }
+
+    fn name(&self, kernel: usize) -> String {
+        self.kernels[kernel].spec.name.clone()
+    }
+
+    /// Appends to the journal, unless a resumed run already journaled this decision.
+    fn record(&mut self, event: JEvent) -> Result<()> {
+        if self.replay.already(&event) {
+            return Ok(());
+        }
+        self.journal
+            .append(&event)
+            .with_context(|| format!("writing {}", self.journal.path().display()))?;
+        Ok(())
+    }
+
+    /// Charges the wall time since the last charge that no stage accounted for: the
+    /// GPU was held all the same.
+    fn charge_idle(&mut self, kernel: Option<usize>) -> Result<()> {
+        let now = self.clock.elapsed().as_secs_f64();
+        let idle = now - self.accounted_s;
+        self.accounted_s = now;
+        if idle <= 0.0 {
+            return Ok(());
+        }
+        let c = Charge {
+            kernel: kernel.map(|k| self.name(k)),
+            pattern: None,
+            config: None,
+            stage: Stage::Idle,
+            gpu_s: idle,
+            wall_s: idle,
+        };
+        self.ctl.ledger.charge(&c).map_err(|e| anyhow!("{e}"))?;
+        self.journal.append(&JEvent::Charge(c))?;
+        Ok(())
+    }
+
+    /// Journals the charges of one live evaluation (the controller charges them to its
+    /// ledger when it hears the event).
+    fn journal_charges(
+        &mut self,
+        kernel: usize,
+        pattern: Option<&str>,
+        e: &Evaluation,
+    ) -> Result<()> {
+        let cost = cost_of(e);
+        self.accounted_s += cost.iter().map(|(_, s)| s).sum::<f64>();
+        self.gpu_busy_s += cost
+            .iter()
+            .filter(|(st, _)| *st != Stage::Compile)
+            .map(|(_, s)| s)
+            .sum::<f64>();
+        for (stage, s) in cost {
+            self.journal.append(&JEvent::Charge(Charge {
+                kernel: Some(self.name(kernel)),
+                pattern: pattern.map(str::to_string),
+                config: Some(e.config.to_string()),
+                stage,
+                gpu_s: s,
+                wall_s: s,
+            }))?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the evaluator off the async thread.
+    async fn on_gpu<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut E) -> Result<T, EvalError> + Send + 'static,
+    ) -> Result<T> {
+        let mut ev = self
+            .ev
+            .take()
+            .ok_or_else(|| anyhow!("the GPU worker is gone"))?;
+        let (ev, r) = tokio::task::spawn_blocking(move || {
+            let r = f(&mut ev);
+            (ev, r)
+        })
+        .await
+        .map_err(|e| anyhow!("the GPU thread failed: {e}"))?;
+        self.ev = Some(ev);
+        r.map_err(|e| anyhow!("{e}"))
+    }
+
+    /// Starts compiling the candidates queued after this one, so that their compile
+    /// overlaps this one's measurement.
+    fn prefetch(&self, kernel: usize) {
+        let Some((cache, arch)) = self.ev.as_ref().and_then(|e| e.prefetch_target()) else {
+            return;
+        };
+        let spec = self.kernels[kernel].spec.clone();
+        let queued: Vec<Config> = self
+            .ctl
+            .queued(kernel)
+            .into_iter()
+            .filter(|c| {
+                !self
+                    .replay
+                    .evaluated
+                    .contains_key(&(spec.name.clone(), c.to_string()))
+            })
+            .take(4)
+            .collect();
+        if queued.is_empty() {
+            return;
+        }
+        std::thread::spawn(move || {
+            let reqs: Vec<_> = queued
+                .iter()
+                .map(|c| compile_requests(&spec, c, &arch).0)
+                .collect();
+            let _ = compile_all(&reqs, &cache);
+        });
+    }
+
+    fn status(&mut self, kernel: usize, what: &str) {
+        let best = self
+            .summary
+            .get(kernel)
+            .and_then(|s| s.baseline_us.zip(s.best_us))
+            .map(|(b, x)| format!("best {:.2}x", b / x))
+            .unwrap_or_else(|| "best -".into());
+        let spent = self.ctl.ledger.spent();
+        let limits = &self.budgets.run;
+        let gpu = match limits.gpu {
+            Some(l) => format!(
+                "GPU {:.2}/{:.2} h",
+                spent.gpu_s / 3600.0,
+                l.as_secs_f64() / 3600.0
+            ),
+            None => format!("GPU {:.2} h", spent.gpu_s / 3600.0),
+        };
+        let money = match limits.dollars {
+            Some(l) => format!("${:.2}/${l:.2}", spent.dollars),
+            None => format!("${:.2}", spent.dollars),
+        };
+        self.view.set_prefix(&format!(
+            "{} {}/{} · iter {} · {best} · {gpu} · {money} · {what}",
+            self.name(kernel),
+            kernel + 1,
+            self.kernels.len(),
+            self.evaluated + self.replayed,
+        ));
+    }
+
+    async fn baseline(&mut self, kernel: usize, config: &Config) -> Result<CandidateResult> {
+        let spec = self.kernels[kernel].spec.clone();
+        let key = (spec.name.clone(), config.to_string());
+        let e = if let Some(e) = self.replay.evaluated.get(&key).cloned() {
+            self.replayed += 1;
+            e
+        } else {
+            self.status(kernel, "baseline");
+            self.charge_idle(Some(kernel))?;
+            let (s2, c2) = (spec.clone(), config.clone());
+            let e = self.on_gpu(move |ev| ev.evaluate(&s2, &c2)).await?;
+            self.evaluated += 1;
+            self.journal.append(&JEvent::Evaluated {
+                kernel: spec.name.clone(),
+                config: config.to_string(),
+                pattern: None,
+                outcome: e.outcome.name().into(),
+                median_us: e.median_us(),
+                evaluation: to_value(&e),
+            })?;
+            self.journal_charges(kernel, None, &e)?;
+            e
+        };
+        let s = &mut self.summary[kernel];
+        s.baseline = Some(config.to_string());
+        s.baseline_us = e.median_us();
+        if e.outcome == Outcome::Passed {
+            s.best = Some(config.to_string());
+            s.best_us = e.median_us();
+        }
+        *s.outcomes.entry(e.outcome.name().into()).or_default() += 1;
+        self.view.line(&format!(
+            "{:<10} baseline {config}: {}{}",
+            spec.name,
+            e.outcome.describe(),
+            e.median_us()
+                .map(|m| format!(", median {m:.2} µs"))
+                .unwrap_or_default()
+        ));
+        tracing::debug!(kernel = %spec.name, config = %config, outcome = e.outcome.name(), median_us = ?e.median_us(), "baseline");
+        Ok(candidate_result(&spec, &e, None))
+    }
+
+    fn propose(
+        &mut self,
+        kernel: usize,
+        pattern: &str,
+        config: &Config,
+        against: &Config,
+        prediction: Option<&Prediction>,
+    ) -> Result<()> {
+        let key = (kernel, pattern.to_string(), against.clone());
+        if self.proposed.as_ref() == Some(&key) {
+            return Ok(());
+        }
+        self.proposed = Some(key);
+        let mut configs = vec![config.to_string()];
+        configs.extend(self.ctl.queued(kernel).iter().map(|c| c.to_string()));
+        let prediction = prediction_text(prediction);
+        self.view.line(&format!(
+            "{:<10} {pattern}: {} candidate(s) around {against}; predicts {prediction}",
+            self.name(kernel),
+            configs.len()
+        ));
+        self.record(JEvent::Proposal {
+            kernel: self.name(kernel),
+            pattern: pattern.to_string(),
+            prediction,
+            configs,
+        })
+    }
+
+    async fn candidate(
+        &mut self,
+        kernel: usize,
+        pattern: &str,
+        config: &Config,
+        against: &Config,
+    ) -> Result<CandidateResult> {
+        let spec = self.kernels[kernel].spec.clone();
+        let key = (spec.name.clone(), config.to_string());
+        let (e, ab) = if let Some(e) = self.replay.evaluated.get(&key).cloned() {
+            self.replayed += 1;
+            let ab = self.replay.verdicts.get(&key).copied();
+            (e, ab)
+        } else {
+            self.status(kernel, &format!("{pattern}: {config}"));
+            self.prefetch(kernel);
+            self.charge_idle(Some(kernel))?;
+            let (s2, a2, c2) = (spec.clone(), against.clone(), config.clone());
+            let (ea, eb, ab) = self.on_gpu(move |ev| ev.compare(&s2, &a2, &c2)).await?;
+            self.evaluated += 1;
+            self.journal.append(&JEvent::Evaluated {
+                kernel: spec.name.clone(),
+                config: config.to_string(),
+                pattern: Some(pattern.to_string()),
+                outcome: eb.outcome.name().into(),
+                median_us: eb.median_us(),
+                evaluation: to_value(&eb),
+            })?;
+            let ab = ab.as_ref().map(AbFigures::from);
+            if let Some(a) = ab {
+                self.journal.append(&JEvent::Verdict {
+                    kernel: spec.name.clone(),
+                    config: config.to_string(),
+                    baseline: against.to_string(),
+                    verdict: a.verdict.as_str().to_string(),
+                    speedup: a.speedup,
+                    ci_lo: a.ci_lo,
+                    ci_hi: a.ci_hi,
+                    pairs: a.pairs,
+                    min_gain: a.min_gain,
+                    against: to_value(&ea),
+                })?;
+            }
+            self.journal_charges(kernel, Some(pattern), &eb)?;
+            (eb, ab)
+        };
+        *self.summary[kernel]
+            .outcomes
+            .entry(e.outcome.name().into())
+            .or_default() += 1;
+        let verdict = match (&e.outcome, ab) {
+            (Outcome::Passed, Some(a)) => format!(
+                "{} {:.3}x [{:.3}, {:.3}]",
+                a.verdict.as_str(),
+                a.speedup,
+                a.ci_lo,
+                a.ci_hi
+            ),
+            (Outcome::Passed, None) => "passed, not compared".into(),
+            (o, _) => o.describe(),
+        };
+        self.view
+            .line(&format!("{:<10}   {config}: {verdict}", spec.name));
+        tracing::debug!(kernel = %spec.name, pattern, config = %config, outcome = e.outcome.name(),
+            verdict = ?ab.map(|a| a.verdict), speedup = ?ab.map(|a| a.speedup), "candidate");
+        let r = candidate_result(&spec, &e, ab.map(|a| (a.verdict, a.speedup)));
+        self.last = Some(Evidence {
+            kernel,
+            config: config.clone(),
+            eval: e,
+            ab,
+        });
+        Ok(r)
+    }
+
+    fn commit(&mut self, kernel: usize, pattern: &str, config: &Config) -> Result<()> {
+        let name = self.name(kernel);
+        let key = (name.clone(), config.to_string());
+        let previous = self.summary[kernel].best.clone().unwrap_or_default();
+        let best_us = self
+            .last
+            .as_ref()
+            .filter(|l| l.kernel == kernel && &l.config == config)
+            .and_then(|l| l.eval.median_us());
+        let s = &mut self.summary[kernel];
+        s.best = Some(config.to_string());
+        s.best_us = best_us.or(s.best_us);
+        if let Some(sha) = self.replay.commits.get(&key) {
+            s.commits.push(sha.clone());
+            return Ok(());
+        }
+        // A crash between the git commit and its journal record: the commit is there.
+        let sha = match tuned::find_commit(&self.ws, &self.run_id, &name, &config.to_string())? {
+            Some(sha) => sha,
+            None => {
+                let evidence = self
+                    .last
+                    .as_ref()
+                    .filter(|l| l.kernel == kernel && &l.config == config)
+                    .ok_or_else(|| anyhow!("no evidence for the commit of {name} {config}"))?;
+                let entry = &self.kernels[kernel];
+                let (files, message) = tuned::commit_files(
+                    &self.run_id,
+                    &self.device,
+                    entry,
+                    pattern,
+                    &previous,
+                    config,
+                    &evidence.eval,
+                    evidence.ab,
+                );
+                self.ws
+                    .commit(&files, &message)
+                    .with_context(|| format!("committing {name} {config}"))?
+                    .to_string()
+            }
+        };
+        self.summary[kernel].commits.push(sha.clone());
+        self.view.line(&format!(
+            "{name:<10}   committed {} on {}",
+            &sha[..sha.len().min(10)],
+            self.ws.branch
+        ));
+        self.record(JEvent::Commit {
+            kernel: name,
+            config: config.to_string(),
+            sha,
+        })
+    }
+
+    /// The best of a kernel measured interleaved with its baseline.
+    async fn final_comparison(&mut self, kernel: usize) -> Result<()> {
+        let spec = self.kernels[kernel].spec.clone();
+        let base = spec.baseline();
+        let Some(best) = self.ctl.best(kernel).cloned() else {
+            return Ok(());
+        };
+        if best == base {
+            return Ok(());
+        }
+        let rec = if let Some(r) = self.replay.finals.get(&spec.name).cloned() {
+            r
+        } else {
+            // The same admission rule as any candidate: never start what cannot finish.
+            let projected = self.ctl.ledger.project(&spec.name, None, 1);
+            if let Err(reason) = self
+                .ctl
+                .ledger
+                .admit(&self.budgets, projected, self.now_s())
+            {
+                self.view.line(&format!(
+                    "{:<10}   no final comparison with the baseline: {}",
+                    spec.name,
+                    reason.describe()
+                ));
+                return Ok(());
+            }
+            self.status(kernel, "final comparison with the baseline");
+            self.charge_idle(Some(kernel))?;
+            let (s2, a2, b2) = (spec.clone(), base.clone(), best.clone());
+            let (ea, eb, ab) = self.on_gpu(move |ev| ev.compare(&s2, &a2, &b2)).await?;
+            let ab = ab.as_ref().map(AbFigures::from);
+            let rec = JEvent::FinalComparison {
+                kernel: spec.name.clone(),
+                baseline: base.to_string(),
+                best: best.to_string(),
+                verdict: ab
+                    .map(|a| a.verdict.as_str().to_string())
+                    .unwrap_or_else(|| "not_compared".into()),
+                speedup: ab.map_or(f64::NAN, |a| a.speedup),
+                ci_lo: ab.map_or(f64::NAN, |a| a.ci_lo),
+                ci_hi: ab.map_or(f64::NAN, |a| a.ci_hi),
+                pairs: ab.and_then(|a| a.pairs),
+                baseline_evaluation: to_value(&ea),
+                best_evaluation: to_value(&eb),
+            };
+            self.journal.append(&rec)?;
+            rec
+        };
+        if let JEvent::FinalComparison {
+            verdict,
+            speedup,
+            ci_lo,
+            ci_hi,
+            best_evaluation,
+            ..
+        } = &rec
+        {
+            // Charged like a candidate: from its own recorded stage times.
+            if let Ok(e) = serde_json::from_value::<Evaluation>(best_evaluation.clone()) {
+                let live = !self.replay.finals.contains_key(&spec.name);
+                for (stage, s) in cost_of(&e) {
+                    let c = Charge {
+                        kernel: Some(spec.name.clone()),
+                        pattern: None,
+                        config: Some(format!("final: {best}")),
+                        stage,
+                        gpu_s: s,
+                        wall_s: s,
+                    };
+                    self.ctl.ledger.charge(&c).map_err(|e| anyhow!("{e}"))?;
+                    if live {
+                        self.accounted_s += s;
+                        if stage != Stage::Compile {
+                            self.gpu_busy_s += s;
+                        }
+                        self.journal.append(&JEvent::Charge(c))?;
+                    }
+                }
+            }
+            let s = &mut self.summary[kernel];
+            s.final_verdict = Some(verdict.clone());
+            if speedup.is_finite() {
+                s.final_speedup = Some((*speedup, *ci_lo, *ci_hi));
+            }
+            self.view.line(&format!(
+                "{:<10}   best {best} against the baseline, interleaved: {verdict} {speedup:.3}x [{ci_lo:.3}, {ci_hi:.3}]",
+                spec.name
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs the loop until the controller stops; journals how it ended.
+    pub async fn run(mut self) -> Result<RunSummary> {
+        let ended = self.drive().await;
+        let (reason, stop) = match &ended {
+            Ok(stop) => (stop.describe(), Some(stop.clone())),
+            Err(e) => (format!("stopped by an error: {e:#}"), None),
+        };
+        // The summary says what this process spent; the journal has every second.
+        let _ = self.charge_idle(None);
+        let spent = self.ctl.ledger.spent();
+        let remaining = self.ctl.ledger.remaining(&self.budgets, self.now_s());
+        self.journal.append(&JEvent::Budget {
+            spent,
+            remaining: Some(remaining),
+        })?;
+        self.journal.append(&JEvent::RunFinished {
+            reason: reason.clone(),
+            stop: stop.clone(),
+        })?;
+        self.view.clear();
+        if let Some(ev) = self.ev.take() {
+            ev.shutdown();
+        }
+        ended?;
+        let wall_limit = self.budgets.run.wall.map(|d| d.as_secs_f64());
+        Ok(RunSummary {
+            run_id: self.run_id.clone(),
+            device: self.device.clone(),
+            branch: self.ws.branch.clone(),
+            stop: reason,
+            stop_reason: stop,
+            kernels: self.summary.clone(),
+            spent,
+            dollars: spent.dollars,
+            evaluated: self.evaluated,
+            replayed: self.replayed,
+            wall_s: self.clock.elapsed().as_secs_f64(),
+            gpu_busy_s: self.gpu_busy_s,
+            overrun_s: wall_limit.map_or(0.0, |l| (self.now_s() - l).max(0.0)),
+        })
+    }
+
+    async fn drive(&mut self) -> Result<StopReason> {
+        let mut pending: VecDeque<Action> = self.ctl.handle(self.now_s(), CEvent::Started).into();
+        while let Some(action) = pending.pop_front() {
+            let gpu_work = matches!(
+                action,
+                Action::MeasureBaseline { .. } | Action::Evaluate { .. }
+            );
+            if gpu_work {
+                if let Some(signal) = self.stop.get() {
+                    pending = self
+                        .ctl
+                        .handle(self.now_s(), CEvent::Interrupted { signal })
+                        .into();
+                    continue;
+                }
+            }
+            match action {
+                Action::MeasureBaseline { kernel, config } => {
+                    let result = self.baseline(kernel, &config).await?;
+                    let now = self.now_s();
+                    pending.extend(self.ctl.handle(now, CEvent::Baseline { kernel, result }));
+                }
+                Action::Evaluate {
+                    kernel,
+                    pattern,
+                    config,
+                    against,
+                    prediction,
+                } => {
+                    self.propose(kernel, &pattern, &config, &against, prediction.as_ref())?;
+                    let result = self.candidate(kernel, &pattern, &config, &against).await?;
+                    let now = self.now_s();
+                    pending.extend(self.ctl.handle(
+                        now,
+                        CEvent::Evaluated {
+                            kernel,
+                            config,
+                            result,
+                        },
+                    ));
+                }
+                Action::Commit {
+                    kernel,
+                    pattern,
+                    config,
+                    ..
+                } => self.commit(kernel, &pattern, &config)?,
+                Action::Revert {
+                    kernel,
+                    config,
+                    reason,
+                    ..
+                } => {
+                    // Nothing of a rejected candidate is in the worktree; make sure.
+                    self.ws.discard()?;
+                    self.record(JEvent::Revert {
+                        kernel: self.name(kernel),
+                        config: config.to_string(),
+                        reason,
+                    })?
+                }
+                Action::Pivot {
+                    kernel,
+                    pattern,
+                    reason,
+                } => {
+                    self.view.line(&format!(
+                        "{:<10} pivot away from {pattern}: {reason}",
+                        self.name(kernel)
+                    ));
+                    self.record(JEvent::Pivot {
+                        kernel: self.name(kernel),
+                        pattern,
+                        reason,
+                    })?
+                }
+                Action::KernelDone { kernel, reason } => {
+                    self.summary[kernel].done = Some(reason.clone());
+                    self.view
+                        .line(&format!("{:<10} done: {reason}", self.name(kernel)));
+                    self.record(JEvent::KernelDone {
+                        kernel: self.name(kernel),
+                        reason,
+                    })?;
+                    self.final_comparison(kernel).await?;
+                }
+                Action::Stop { reason } => return Ok(reason),
+            }
+        }
+        Ok(StopReason::NothingLeft)
+    }
+}

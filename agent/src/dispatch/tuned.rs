@@ -1,0 +1,164 @@
+//! What an accepted variant puts in git: `kernels/<k>/tuned.toml` (the configuration,
+//! with its evidence in comments) and a commit message whose trailers carry the
+//! evidence for tools (`git log --format=%(trailers)`).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::evaluate::Evaluation;
+use crate::spec::Config;
+use crate::vcs::{commit_message, Workspace};
+use crate::worker::protocol::Outcome;
+
+use super::{AbFigures, KernelEntry};
+
+/// The file a kernel's tuned configuration is committed to, beside its spec.
+pub const FILE_NAME: &str = "tuned.toml";
+
+/// The worst error over every validation check: (max abs, max rel).
+fn max_error(e: &Evaluation) -> Option<(f64, f64)> {
+    e.checks.iter().fold(None, |acc, c| {
+        let (a, r) = acc.unwrap_or((0.0, 0.0));
+        Some((a.max(c.stats.max_abs), r.max(c.stats.max_rel)))
+    })
+}
+
+fn changes(previous: &str, config: &Config) -> String {
+    let before: std::collections::BTreeMap<&str, &str> = previous
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    let moved: Vec<String> = config
+        .0
+        .iter()
+        .filter_map(|(k, v)| {
+            let old = before.get(k.as_str()).copied();
+            (old != Some(v.to_string().as_str()))
+                .then(|| format!("{k} {}->{v}", old.unwrap_or("?")))
+        })
+        .collect();
+    if moved.is_empty() {
+        config.to_string()
+    } else {
+        moved.join(", ")
+    }
+}
+
+/// The files and message of one accepted variant.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn commit_files(
+    run_id: &str,
+    device: &str,
+    entry: &KernelEntry,
+    pattern: &str,
+    previous: &str,
+    config: &Config,
+    eval: &Evaluation,
+    ab: Option<AbFigures>,
+) -> (Vec<(PathBuf, String)>, String) {
+    let name = &entry.spec.name;
+    let err = max_error(eval);
+    let samples = eval
+        .measurement
+        .as_ref()
+        .map(|m| m.samples.len())
+        .unwrap_or(0);
+    let speedup = ab
+        .map(|a| {
+            format!(
+                "{:.4}x (95% CI {:.4}-{:.4}, {} verdict, min gain {})",
+                a.speedup,
+                a.ci_lo,
+                a.ci_hi,
+                a.verdict.as_str(),
+                a.min_gain
+                    .map_or("?".into(), |g| format!("{:.1}%", g * 100.0))
+            )
+        })
+        .unwrap_or_else(|| "not compared".into());
+    let mut toml = format!(
+        "# The configuration of `{name}` that nightshift proved fastest so far.\n\
+         # Run {run_id} on {device}, pattern {pattern}: {speedup} over\n\
+         # {previous}, measured interleaved against it.\n"
+    );
+    if let Some((a, r)) = err {
+        toml.push_str(&format!(
+            "# Validated at every size of the spec: max abs error {a:.3e}, max rel error {r:.3e}.\n"
+        ));
+    }
+    let sets: Vec<String> = config
+        .0
+        .iter()
+        .map(|(k, v)| format!("--set {k}={v}"))
+        .collect();
+    toml.push_str(&format!(
+        "# Measure it again: nightshift bench {} {}\n[config]\n",
+        entry.rel_dir.display(),
+        sets.join(" ")
+    ));
+    for (k, v) in &config.0 {
+        toml.push_str(&format!("{k} = {v}\n"));
+    }
+    let summary = format!(
+        "{name}: {} ({pattern}, {})",
+        changes(previous, config),
+        ab.map(|a| format!("{:.3}x", a.speedup))
+            .unwrap_or_else(|| "not compared".into())
+    );
+    let mut trailers = vec![
+        ("Nightshift-Run", run_id.to_string()),
+        ("Nightshift-Kernel", name.clone()),
+        ("Nightshift-Config", config.to_string()),
+        ("Nightshift-Pattern", pattern.to_string()),
+        ("Nightshift-Speedup", speedup),
+        (
+            "Nightshift-Pairs",
+            ab.and_then(|a| a.pairs)
+                .map_or("?".into(), |p| p.to_string()),
+        ),
+        ("Nightshift-Samples", samples.to_string()),
+        ("Nightshift-Device", device.to_string()),
+    ];
+    if let Some((a, r)) = err {
+        trailers.push(("Nightshift-Max-Error", format!("abs {a:.3e}, rel {r:.3e}")));
+    }
+    if let Some(m) = eval.median_us() {
+        trailers.push(("Nightshift-Median-Us", format!("{m:.3}")));
+    }
+    debug_assert_eq!(eval.outcome, Outcome::Passed);
+    (
+        vec![(entry.rel_dir.join(FILE_NAME), toml)],
+        commit_message(&summary, &trailers),
+    )
+}
+
+/// The run's commit of `kernel` at `config`, if git has it.
+pub(super) fn find_commit(
+    ws: &Workspace,
+    run_id: &str,
+    kernel: &str,
+    config: &str,
+) -> Result<Option<String>> {
+    let want = [
+        format!("Nightshift-Run: {run_id}"),
+        format!("Nightshift-Kernel: {kernel}"),
+        format!("Nightshift-Config: {config}"),
+    ];
+    Ok(ws
+        .log()?
+        .into_iter()
+        .find(|(_, msg)| want.iter().all(|w| msg.lines().any(|l| l.trim() == w)))
+        .map(|(id, _)| id.to_string()))
+}
+
+/// Reads the `[config]` of a `tuned.toml`.
+pub fn read(text: &str) -> Result<Config> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Tuned {
+        config: std::collections::BTreeMap<String, i64>,
+    }
+    let t: Tuned = toml::from_str(text)?;
+    Ok(Config(t.config))
+}
