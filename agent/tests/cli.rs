@@ -90,7 +90,7 @@ fn patterns_lists_the_library_and_rejects_a_malformed_pattern() {
     let (code, out, _) = nightshift(&["patterns", "--dir", dir.to_str().unwrap(), "--json"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
-    assert_eq!(v.as_array().map(|a| a.len()), Some(9));
+    assert_eq!(v.as_array().map(|a| a.len()), Some(10));
 
     let bad = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -104,4 +104,188 @@ fn patterns_lists_the_library_and_rejects_a_malformed_pattern() {
         err.contains("mine.toml:4") && err.contains("wavez"),
         "{err}"
     );
+}
+
+fn nightshift_in(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(common::nightshift_bin())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("nightshift runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "git {args:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// A project like this one, with the softmax kernel, the patterns and the budgets,
+/// committed to a fresh repository (when `git_init`).
+fn project(git_init: bool) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let root = common::repo_root();
+    copy_dir(&root.join("kernels/softmax"), &p.join("kernels/softmax"));
+    copy_dir(&root.join("kernels/include"), &p.join("kernels/include"));
+    copy_dir(&root.join("patterns"), &p.join("patterns"));
+    std::fs::copy(root.join("budgets.toml"), p.join("budgets.toml")).unwrap();
+    if git_init {
+        git(p, &["init", "-q", "-b", "main"]);
+        git(p, &["config", "user.email", "u@example.com"]);
+        git(p, &["config", "user.name", "U"]);
+        git(p, &["add", "."]);
+        git(p, &["commit", "-q", "-m", "start"]);
+    }
+    d
+}
+
+#[test]
+fn run_refuses_bad_input_before_any_gpu_time_is_spent() {
+    // Not a git repository: the results could not be committed.
+    let p = project(false);
+    let (code, _, err) = nightshift_in(p.path(), &["run"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not inside a git repository"), "{err}");
+
+    // Uncommitted changes to a kernel: the run works on HEAD and would not see them.
+    let p = project(true);
+    let cu = p.path().join("kernels/softmax/softmax.cu");
+    let text = std::fs::read_to_string(&cu).unwrap();
+    std::fs::write(&cu, format!("{text}\n// edit\n")).unwrap();
+    let (code, _, err) = nightshift_in(p.path(), &["run"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("kernels/softmax/softmax.cu") && err.contains("--allow-dirty"),
+        "{err}"
+    );
+    git(p.path(), &["checkout", "--", "."]);
+
+    // A pattern naming a role no kernel spec has.
+    std::fs::write(
+        p.path().join("patterns/mine.toml"),
+        "name = \"mine\"\nkind = \"moves\"\ntier = \"launch\"\nwhen = \"waves < 1\"\nrationale = \"x\"\n[[move]]\nrole = \"blok\"\ndirection = \"up\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = nightshift_in(p.path(), &["run"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("mine.toml") && err.contains("blok"), "{err}");
+    std::fs::remove_file(p.path().join("patterns/mine.toml")).unwrap();
+
+    // Budgets of zero, and a negative price, name their key.
+    for (text, key) in [
+        ("[run]\nwall_hours = 0\n", "wall_hours"),
+        (
+            "[run]\nwall_hours = 1\n[price]\ndefault_per_gpu_hour = -2\n",
+            "default_per_gpu_hour",
+        ),
+    ] {
+        std::fs::write(p.path().join("budgets.toml"), text).unwrap();
+        let (code, _, err) = nightshift_in(p.path(), &["run"]);
+        assert_eq!(code, 2, "{text}: {err}");
+        assert!(
+            err.contains("budgets.toml") && err.contains(key),
+            "{text}: {err}"
+        );
+    }
+    let (code, _, err) = nightshift_in(p.path(), &["run", "--wall-minutes", "-5"]);
+    assert_eq!(code, 2, "{err}");
+    // Nothing was started: no journal, no branch, the tree as it was.
+    assert!(!p.path().join("reports").exists());
+    assert_eq!(git(p.path(), &["branch", "--list", "nightshift/*"]), "");
+}
+
+#[test]
+fn run_without_a_gpu_fails_clearly_and_leaves_nothing_behind() {
+    if common::no_gpu_reason().is_none() {
+        println!("skipped: a CUDA device is present (this test checks the no-GPU path)");
+        return;
+    }
+    let p = project(true);
+    let (code, _, err) = nightshift_in(p.path(), &["run", "--wall-minutes", "1"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("cannot open CUDA device") || err.contains("CUDA"),
+        "{err}"
+    );
+    assert!(!p.path().join("reports").exists());
+    assert_eq!(git(p.path(), &["branch", "--list", "nightshift/*"]), "");
+    assert_eq!(git(p.path(), &["status", "--porcelain"]), "");
+}
+
+#[test]
+fn status_reads_a_journal_and_says_how_the_run_stands() {
+    use nightshift::journal::{Event, Journal};
+    let p = project(true);
+    let (code, _, err) = nightshift_in(p.path(), &["status"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("reports"), "{err}");
+
+    let reports = p.path().join("reports");
+    let mut j = Journal::create(&reports, "r1").unwrap();
+    let budgets = nightshift::budget::Budgets::load(&p.path().join("budgets.toml")).unwrap();
+    for e in [
+        Event::RunStarted {
+            run_id: "r1".into(),
+            device: "NVIDIA H100 80GB HBM3".into(),
+            budgets: serde_json::to_value(&budgets).unwrap(),
+            git_branch: Some("nightshift/r1".into()),
+        },
+        Event::Evaluated {
+            kernel: "softmax".into(),
+            config: "BLOCK=128 VARIANT=0 VEC=1".into(),
+            pattern: None,
+            outcome: "passed".into(),
+            median_us: Some(35.0),
+            evaluation: serde_json::Value::Null,
+        },
+        Event::Proposal {
+            kernel: "softmax".into(),
+            pattern: "vectorize-memory".into(),
+            prediction: "1.15x".into(),
+            configs: vec!["BLOCK=128 VARIANT=0 VEC=2".into()],
+        },
+    ] {
+        j.append(&e).unwrap();
+    }
+    // No RunFinished and no live process: a crashed run, resumable.
+    let (code, out, err) = nightshift_in(p.path(), &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("r1") && out.contains("stopped"), "{out}");
+    assert!(out.contains("--resume r1"), "{out}");
+    assert!(out.contains("working: vectorize-memory"), "{out}");
+    assert!(out.contains("35.00"), "{out}");
+
+    j.append(&Event::RunFinished {
+        reason: "every kernel's every line of attack is done".into(),
+        stop: None,
+    })
+    .unwrap();
+    let (code, out, _) = nightshift_in(p.path(), &["status", "r1", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["state"], "finished");
+    assert_eq!(v["kernels"][0]["kernel"], "softmax");
+    assert_eq!(v["kernels"][0]["evaluated"], 1);
 }

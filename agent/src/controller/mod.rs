@@ -262,6 +262,14 @@ impl Controller {
                             _ => "not compared".into(),
                         }
                     };
+                    // Not worse, not proven better: one step further the same way
+                    // (a wider vector, a larger block) may clear the bar.
+                    let level = result.passed
+                        && matches!(result.verdict, Some(Verdict::Same | Verdict::Ambiguous))
+                        && result.speedup.is_some_and(|s| s >= 1.0);
+                    if level {
+                        self.extend_line(kernel, &config);
+                    }
                     out.push(Action::Revert {
                         kernel,
                         pattern: pattern.clone(),
@@ -460,6 +468,44 @@ impl Controller {
             return Some((name, queue));
         }
         None
+    }
+
+    /// Queues, first, the next step beyond `config` along the one tunable in which it
+    /// differs from the current best, in the same direction.
+    fn extend_line(&mut self, kernel: usize, config: &Config) {
+        let k = &mut self.kernels[kernel];
+        let (Some(best), Some(attack)) = (&k.best, k.attack.as_mut()) else {
+            return;
+        };
+        let moved: Vec<&String> = config
+            .0
+            .iter()
+            .filter(|(n, v)| best.0.get(*n) != Some(v))
+            .map(|(n, _)| n)
+            .collect();
+        let [name] = moved.as_slice() else { return };
+        let Some(t) = k.spec.tunables.iter().find(|t| &t.name == *name) else {
+            return;
+        };
+        let pos = |c: &Config| {
+            c.0.get(*name)
+                .and_then(|v| t.values.iter().position(|x| x == v))
+        };
+        let (Some(from), Some(to)) = (pos(best), pos(config)) else {
+            return;
+        };
+        let next = to as i64 + (to as i64 - from as i64).signum();
+        if next < 0 || next as usize >= t.values.len() {
+            return;
+        }
+        let mut c = config.clone();
+        c.0.insert(t.name.clone(), t.values[next as usize]);
+        if !k.tried.contains(&c)
+            && !attack.queue.contains(&c)
+            && k.spec.violated(&k.spec.problem, &c).is_empty()
+        {
+            attack.queue.push_front(c);
+        }
     }
 
     /// Untried, allowed neighbours of the current best along the pattern's moves.

@@ -88,6 +88,57 @@ fn evaluate_of(actions: &[Action]) -> Option<(usize, String, Config)> {
     })
 }
 
+/// `p` without one signal's truth: `name` set to 0.
+fn with_zero(mut p: Profile, name: &str) -> Profile {
+    p.signals.insert(name.to_string(), 0.0);
+    p
+}
+
+#[test]
+fn a_step_that_is_not_slower_is_followed_by_the_next_one_the_same_way() {
+    let mut c = controller(
+        vec![spec("softmax")],
+        library(),
+        budgets(DEFAULT_BUDGETS_TOML),
+    );
+    c.handle(0.0, Event::Started);
+    let a = c.handle(
+        1.0,
+        Event::Baseline {
+            kernel: 0,
+            result: result(true, None, Some(memory_bound()), 2.0),
+        },
+    );
+    // The launch tier first: the block size, both ways from 128.
+    let (_, pattern, cfg) = evaluate_of(&a).unwrap();
+    assert_eq!((pattern.as_str(), cfg.0["BLOCK"]), ("block-size", 256));
+    assert_eq!(c.queued(0).len(), 1, "then 64");
+    // SAME at 1.01x: not proven, not worse; 512 is tried before turning to 64.
+    let mut same = result(true, Some(Verdict::Same), Some(memory_bound()), 2.0);
+    same.speedup = Some(1.01);
+    let a = c.handle(
+        2.0,
+        Event::Evaluated {
+            kernel: 0,
+            config: cfg,
+            result: same,
+        },
+    );
+    let (_, _, next) = evaluate_of(&a).unwrap();
+    assert_eq!(next.0["BLOCK"], 512);
+    // SLOW ends the line; the other direction is next.
+    let a = c.handle(
+        3.0,
+        Event::Evaluated {
+            kernel: 0,
+            config: next,
+            result: result(true, Some(Verdict::Slow), Some(memory_bound()), 2.0),
+        },
+    );
+    let (_, _, next) = evaluate_of(&a).unwrap();
+    assert_eq!(next.0["BLOCK"], 64);
+}
+
 #[test]
 fn a_memory_bound_kernel_vectorizes_first_commits_a_win_and_continues_from_it() {
     let mut c = controller(
@@ -108,11 +159,17 @@ fn a_memory_bound_kernel_vectorizes_first_commits_a_win_and_continues_from_it() 
         1.0,
         Event::Baseline {
             kernel: 0,
-            result: result(true, None, Some(memory_bound()), 2.0),
+            result: result(
+                true,
+                None,
+                Some(with_zero(memory_bound(), "has_block")),
+                2.0,
+            ),
         },
     );
     let (_, pattern, cfg) = evaluate_of(&a).expect("a candidate");
-    // Constant tier (vectorize) before variant tier; occupancy and parallelism do not apply.
+    // Constant tier (vectorize) before variant tier; no launch-tier pattern applies
+    // (no block tunable in this profile).
     assert_eq!(pattern, "vectorize-memory");
     assert_eq!(cfg.0["VEC"], 2);
     assert!(matches!(&a[0], Action::Evaluate { against, .. } if *against == base));
@@ -122,7 +179,12 @@ fn a_memory_bound_kernel_vectorizes_first_commits_a_win_and_continues_from_it() 
         Event::Evaluated {
             kernel: 0,
             config: cfg.clone(),
-            result: result(true, Some(Verdict::Fast), Some(memory_bound()), 2.0),
+            result: result(
+                true,
+                Some(Verdict::Fast),
+                Some(with_zero(memory_bound(), "has_block")),
+                2.0,
+            ),
         },
     );
     assert!(matches!(&a[0], Action::Commit { config, .. } if *config == cfg));
@@ -136,7 +198,12 @@ fn a_memory_bound_kernel_vectorizes_first_commits_a_win_and_continues_from_it() 
         Event::Evaluated {
             kernel: 0,
             config: next,
-            result: result(true, Some(Verdict::Slow), Some(memory_bound()), 2.0),
+            result: result(
+                true,
+                Some(Verdict::Slow),
+                Some(with_zero(memory_bound(), "has_block")),
+                2.0,
+            ),
         },
     );
     assert!(matches!(&a[0], Action::Revert { reason, .. } if reason.starts_with("SLOW")));

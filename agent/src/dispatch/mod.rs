@@ -562,10 +562,17 @@ impl<E: Evaluator> Dispatcher<E> {
     ) -> Result<CandidateResult> {
         let spec = self.kernels[kernel].spec.clone();
         let key = (spec.name.clone(), config.to_string());
-        let (e, ab) = if let Some(e) = self.replay.evaluated.get(&key).cloned() {
+        let recorded = self.replay.evaluated.get(&key).cloned();
+        let verdict = self.replay.verdicts.get(&key).copied();
+        // A candidate that passed has a Verdict record right after its Evaluated one;
+        // a kill between the two leaves the evaluation without its verdict, and the
+        // pair is measured again (the Evaluated record is not written twice).
+        let half = recorded
+            .as_ref()
+            .is_some_and(|e| e.outcome == Outcome::Passed && verdict.is_none());
+        let (e, ab) = if let (Some(e), false) = (recorded, half) {
             self.replayed += 1;
-            let ab = self.replay.verdicts.get(&key).copied();
-            (e, ab)
+            (e, verdict)
         } else {
             self.status(kernel, &format!("{pattern}: {config}"));
             self.prefetch(kernel);
@@ -573,14 +580,16 @@ impl<E: Evaluator> Dispatcher<E> {
             let (s2, a2, c2) = (spec.clone(), against.clone(), config.clone());
             let (ea, eb, ab) = self.on_gpu(move |ev| ev.compare(&s2, &a2, &c2)).await?;
             self.evaluated += 1;
-            self.journal.append(&JEvent::Evaluated {
-                kernel: spec.name.clone(),
-                config: config.to_string(),
-                pattern: Some(pattern.to_string()),
-                outcome: eb.outcome.name().into(),
-                median_us: eb.median_us(),
-                evaluation: to_value(&eb),
-            })?;
+            if !half {
+                self.journal.append(&JEvent::Evaluated {
+                    kernel: spec.name.clone(),
+                    config: config.to_string(),
+                    pattern: Some(pattern.to_string()),
+                    outcome: eb.outcome.name().into(),
+                    median_us: eb.median_us(),
+                    evaluation: to_value(&eb),
+                })?;
+            }
             let ab = ab.as_ref().map(AbFigures::from);
             if let Some(a) = ab {
                 self.journal.append(&JEvent::Verdict {
