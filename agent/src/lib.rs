@@ -21,6 +21,8 @@ pub mod nonfinite;
 pub mod patterns;
 pub mod profile;
 pub mod spec;
+#[cfg(test)]
+mod testutil;
 pub mod validate;
 pub mod vcs;
 pub mod worker;

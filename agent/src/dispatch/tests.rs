@@ -12,33 +12,8 @@ use crate::gpu::FunctionInfo;
 use crate::journal::{self, Event as J};
 use crate::measure::StopReason as SampleStop;
 use crate::spec::ComputeKind;
+use crate::testutil::{copy_dir, git as sh};
 use crate::worker::protocol::Occupancy;
-
-fn sh(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
 
 /// A user repository holding the bundled softmax kernel, committed.
 fn user_repo() -> tempfile::TempDir {

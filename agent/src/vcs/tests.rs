@@ -1,22 +1,6 @@
 //! The run's branch and worktree on a throwaway repository.
-
-use std::path::Path;
-
 use super::*;
-
-fn sh(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+use crate::testutil::git as sh;
 
 /// A user repository with one committed kernel spec and an uncommitted edit.
 fn user_repo() -> tempfile::TempDir {
