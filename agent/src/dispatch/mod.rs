@@ -373,30 +373,38 @@ impl<E: Evaluator> Dispatcher<E> {
         Ok(())
     }
 
-    /// Journals the charges of one live evaluation (the controller charges them to its
-    /// ledger when it hears the event).
-    fn journal_charges(
+    /// Accounts one evaluation's cost by stage (from its own stage times, so a replay
+    /// charges what the live run did). `to_ledger`: the dispatcher charges the ledger
+    /// itself (candidates are charged by the controller when it hears the event).
+    /// `live`: measured by this process, so journaled and counted as its time.
+    fn charge_stages(
         &mut self,
         kernel: usize,
         pattern: Option<&str>,
+        config: String,
         e: &Evaluation,
+        to_ledger: bool,
+        live: bool,
     ) -> Result<()> {
-        let cost = cost_of(e);
-        self.accounted_s += cost.iter().map(|(_, s)| s).sum::<f64>();
-        self.gpu_busy_s += cost
-            .iter()
-            .filter(|(st, _)| *st != Stage::Compile)
-            .map(|(_, s)| s)
-            .sum::<f64>();
-        for (stage, s) in cost {
-            self.journal.append(&JEvent::Charge(Charge {
+        for (stage, s) in cost_of(e) {
+            let c = Charge {
                 kernel: Some(self.name(kernel)),
                 pattern: pattern.map(str::to_string),
-                config: Some(e.config.to_string()),
+                config: Some(config.clone()),
                 stage,
                 gpu_s: s,
                 wall_s: s,
-            }))?;
+            };
+            if to_ledger {
+                self.ctl.ledger.charge(&c).map_err(|e| anyhow!("{e}"))?;
+            }
+            if live {
+                self.accounted_s += s;
+                if stage != Stage::Compile {
+                    self.gpu_busy_s += s;
+                }
+                self.journal.append(&JEvent::Charge(c))?;
+            }
         }
         Ok(())
     }
@@ -501,7 +509,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 median_us: e.median_us(),
                 evaluation: to_value(&e),
             })?;
-            self.journal_charges(kernel, None, &e)?;
+            self.charge_stages(kernel, None, config.to_string(), &e, false, true)?;
             e
         };
         let s = &mut self.summary[kernel];
@@ -605,7 +613,7 @@ impl<E: Evaluator> Dispatcher<E> {
                     against: to_value(&ea),
                 })?;
             }
-            self.journal_charges(kernel, Some(pattern), &eb)?;
+            self.charge_stages(kernel, Some(pattern), config.to_string(), &eb, false, true)?;
             (eb, ab)
         };
         *self.summary[kernel]
@@ -753,24 +761,7 @@ impl<E: Evaluator> Dispatcher<E> {
             // Charged like a candidate: from its own recorded stage times.
             if let Ok(e) = serde_json::from_value::<Evaluation>(best_evaluation.clone()) {
                 let live = !self.replay.finals.contains_key(&spec.name);
-                for (stage, s) in cost_of(&e) {
-                    let c = Charge {
-                        kernel: Some(spec.name.clone()),
-                        pattern: None,
-                        config: Some(format!("final: {best}")),
-                        stage,
-                        gpu_s: s,
-                        wall_s: s,
-                    };
-                    self.ctl.ledger.charge(&c).map_err(|e| anyhow!("{e}"))?;
-                    if live {
-                        self.accounted_s += s;
-                        if stage != Stage::Compile {
-                            self.gpu_busy_s += s;
-                        }
-                        self.journal.append(&JEvent::Charge(c))?;
-                    }
-                }
+                self.charge_stages(kernel, None, format!("final: {best}"), &e, true, live)?;
             }
             let s = &mut self.summary[kernel];
             s.final_verdict = Some(verdict.clone());

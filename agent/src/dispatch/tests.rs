@@ -270,6 +270,20 @@ fn decisions(records: &[Record]) -> Vec<String> {
         .collect()
 }
 
+/// The reference for resume tests: a run that was never interrupted, on its own
+/// repository (kept alive with it).
+fn uninterrupted() -> (tempfile::TempDir, Run) {
+    let repo = user_repo();
+    let reports = tempfile::tempdir().unwrap();
+    let run = run_once(
+        repo.path(),
+        reports.path(),
+        Scripted::new(vec_wins, variant_broken),
+        StopFlag::default(),
+    );
+    (repo, run)
+}
+
 #[test]
 fn a_run_commits_only_proven_gains_on_its_branch_and_journals_every_step() {
     let repo = user_repo();
@@ -357,14 +371,7 @@ fn a_run_commits_only_proven_gains_on_its_branch_and_journals_every_step() {
 #[test]
 fn a_signal_stops_before_the_next_candidate_and_resume_measures_nothing_twice() {
     // The reference: a run that was never interrupted.
-    let straight_repo = user_repo();
-    let straight_reports = tempfile::tempdir().unwrap();
-    let straight = run_once(
-        straight_repo.path(),
-        straight_reports.path(),
-        Scripted::new(vec_wins, variant_broken),
-        StopFlag::default(),
-    );
+    let (straight_repo, straight) = uninterrupted();
 
     let repo = user_repo();
     let reports = tempfile::tempdir().unwrap();
@@ -398,14 +405,7 @@ fn a_signal_stops_before_the_next_candidate_and_resume_measures_nothing_twice() 
 
 #[test]
 fn killed_at_any_record_the_run_resumes_to_the_same_decisions_and_commits() {
-    let straight_repo = user_repo();
-    let straight_reports = tempfile::tempdir().unwrap();
-    let straight = run_once(
-        straight_repo.path(),
-        straight_reports.path(),
-        Scripted::new(vec_wins, variant_broken),
-        StopFlag::default(),
-    );
+    let (straight_repo, straight) = uninterrupted();
     let n = straight.records.len();
     assert!(
         straight.calls.len() >= 4 && n > 20,
