@@ -142,6 +142,30 @@ pub enum Event {
     },
     /// The loop has nothing more to do for a kernel.
     KernelDone { kernel: String, reason: String },
+    /// A kernel spent its share of the budget while others wait; it resumes later.
+    KernelPaused { kernel: String, reason: String },
+    /// One measurement of a study: `config` with the workload axes x `scale`.
+    StudyPoint {
+        kernel: String,
+        pattern: String,
+        config: String,
+        scale: i64,
+        problem: String,
+        outcome: String,
+        #[serde(default, with = "opt_nonfinite")]
+        median_us: Option<f64>,
+        evaluation: Value,
+    },
+    /// A study's conclusion, from its points (`result` is a `StudyResult`).
+    Study {
+        kernel: String,
+        pattern: String,
+        config: String,
+        /// Why it measured fewer scales than asked, if it did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cut_short: Option<String>,
+        result: Value,
+    },
     /// GPU time spent, as charged to the ledger: replaying these rebuilds it.
     Charge(Charge),
     /// A snapshot of the ledger, for reports and `status`.
@@ -560,6 +584,9 @@ impl Resume {
                 | Event::Verdict { .. }
                 | Event::Revert { .. }
                 | Event::KernelDone { .. }
+                | Event::KernelPaused { .. }
+                | Event::StudyPoint { .. }
+                | Event::Study { .. }
                 | Event::FinalComparison { .. }
                 | Event::Pivot { .. } => {}
             }
@@ -744,6 +771,27 @@ mod tests {
             Event::KernelDone {
                 kernel: "softmax".into(),
                 reason: "no applicable pattern has anything left to try".into(),
+            },
+            Event::KernelPaused {
+                kernel: "softmax".into(),
+                reason: "spent its share".into(),
+            },
+            Event::StudyPoint {
+                kernel: "attention".into(),
+                pattern: "workload-batching".into(),
+                config: "VARIANT=1".into(),
+                scale: 2,
+                problem: "B=64 H=8".into(),
+                outcome: "passed".into(),
+                median_us: Some(12.5),
+                evaluation: json!({"outcome": "passed"}),
+            },
+            Event::Study {
+                kernel: "attention".into(),
+                pattern: "workload-batching".into(),
+                config: "VARIANT=1".into(),
+                cut_short: Some("budget".into()),
+                result: json!({"knee": 4}),
             },
             Event::FinalComparison {
                 kernel: "softmax".into(),

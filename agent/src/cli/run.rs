@@ -440,6 +440,11 @@ pub fn render(s: &RunSummary) -> String {
         ],
         &rows,
     ));
+    for k in &s.kernels {
+        if let Some(c) = &k.study {
+            out.push_str(&format!("{} workload batching: {c}\n", k.kernel));
+        }
+    }
     let busy = if s.wall_s > 0.0 {
         100.0 * s.gpu_busy_s / s.wall_s
     } else {

@@ -26,7 +26,11 @@ pub struct KernelStatus {
     pub pattern: Option<String>,
     pub pivots: Vec<String>,
     pub done: Option<String>,
+    /// Paused after its share of the budget (it resumes once the others had theirs).
+    pub paused: bool,
     pub final_comparison: Option<String>,
+    /// The workload-batching study's conclusion.
+    pub study: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -81,6 +85,7 @@ pub fn status_of(run_id: &str, records: &[Record], pid: Option<u32>) -> Result<R
             } => {
                 let k = entry(&mut kernels, kernel);
                 k.evaluated += 1;
+                k.paused = false;
                 *k.outcomes.entry(outcome.clone()).or_default() += 1;
                 if pattern.is_none() && outcome == "passed" {
                     k.baseline_us = *median_us;
@@ -93,7 +98,11 @@ pub fn status_of(run_id: &str, records: &[Record], pid: Option<u32>) -> Result<R
             }
             Event::Proposal {
                 kernel, pattern, ..
-            } => entry(&mut kernels, kernel).pattern = Some(pattern.clone()),
+            } => {
+                let k = entry(&mut kernels, kernel);
+                k.pattern = Some(pattern.clone());
+                k.paused = false;
+            }
             Event::Commit { kernel, config, .. } => {
                 let m = medians.get(&(kernel.clone(), config.clone())).copied();
                 let k = entry(&mut kernels, kernel);
@@ -112,6 +121,14 @@ pub fn status_of(run_id: &str, records: &[Record], pid: Option<u32>) -> Result<R
                 let k = entry(&mut kernels, kernel);
                 k.done = Some(reason.clone());
                 k.pattern = None;
+                k.paused = false;
+            }
+            Event::KernelPaused { kernel, .. } => entry(&mut kernels, kernel).paused = true,
+            Event::Study { kernel, result, .. } => {
+                entry(&mut kernels, kernel).study = result
+                    .get("conclusion")
+                    .and_then(|c| c.as_str())
+                    .map(str::to_string)
             }
             Event::FinalComparison {
                 kernel,
@@ -205,6 +222,7 @@ pub fn render(s: &RunStatus) -> String {
                 k.final_comparison
                     .clone()
                     .or_else(|| k.done.as_ref().map(|_| "done".into()))
+                    .or_else(|| k.paused.then(|| "paused (its share spent)".into()))
                     .or_else(|| k.pattern.as_ref().map(|p| format!("working: {p}")))
                     .unwrap_or_default(),
                 k.best.clone().unwrap_or_default(),
@@ -226,6 +244,9 @@ pub fn render(s: &RunStatus) -> String {
     for k in &s.kernels {
         for p in &k.pivots {
             out.push_str(&format!("  {} pivoted: {p}\n", k.kernel));
+        }
+        if let Some(c) = &k.study {
+            out.push_str(&format!("  {} workload batching: {c}\n", k.kernel));
         }
     }
     out

@@ -10,6 +10,15 @@
 //! continue from it, revert the rest; drop a pattern that has spent `factor` x its
 //! budget without a FAST verdict (ROI pivot); move on when no pattern has anything
 //! left. Before each candidate the ledger must admit its projected cost.
+//!
+//! Across patterns, a bandit: within a tier and priority, the pattern whose candidates
+//! have bought the most (log speedup of its FAST verdicts per candidate, over every
+//! kernel, plus a UCB1 exploration bonus; untried patterns first) goes first.
+//! Across kernels, a fair share: each kernel may spend the budget left over the kernels
+//! still waiting; past its share it is paused (its line of attack kept) while others
+//! wait, and resumed with what is left once every kernel has had its turn.
+//! When a kernel has nothing left, a `study` pattern that applies to its profile
+//! (workload-batching) is carried out before the kernel is done.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -35,6 +44,11 @@ pub enum Event {
         kernel: usize,
         config: Config,
         result: CandidateResult,
+    },
+    /// A study of `kernel` was carried out; what it cost, by stage.
+    Studied {
+        kernel: usize,
+        cost: Vec<(Stage, f64)>,
     },
     /// SIGINT or SIGTERM.
     Interrupted {
@@ -91,6 +105,21 @@ pub enum Action {
         pattern: String,
         reason: String,
     },
+    /// Measure `config` with the spec's workload axes multiplied by each scale (and at
+    /// the caller's size) and report throughput per unit of work.
+    Study {
+        kernel: usize,
+        pattern: String,
+        config: Config,
+        axes: Vec<String>,
+        scales: Vec<i64>,
+        budget_s: f64,
+    },
+    /// The kernel spent its share of the budget while others wait; it resumes later.
+    KernelPaused {
+        kernel: usize,
+        reason: String,
+    },
     /// Nothing more for this kernel.
     KernelDone {
         kernel: usize,
@@ -123,7 +152,30 @@ struct KernelState {
     /// Patterns dropped by the ROI rule for this kernel.
     dropped: BTreeSet<String>,
     attack: Option<Attack>,
+    /// The study (if any) was carried out.
+    studied: bool,
+    started: bool,
+    paused: bool,
+    done: bool,
+    /// GPU seconds of its baseline, candidates and study.
+    spent_s: f64,
+    /// Paused once `spent_s` passes this while other kernels wait.
+    share_until_s: f64,
+    /// Candidates evaluated since it started or resumed (a resumed kernel makes
+    /// progress before it can be paused again).
+    since_resume: usize,
 }
+
+/// What a pattern's candidates have bought, over every kernel (the bandit's arms).
+#[derive(Debug, Clone, Copy, Default)]
+struct Credit {
+    tries: usize,
+    /// Sum of ln(speedup) of its FAST verdicts.
+    reward: f64,
+}
+
+/// The UCB1 exploration weight, in units of ln(speedup) per candidate.
+const EXPLORATION: f64 = 0.1;
 
 pub struct Controller {
     kernels: Vec<KernelState>,
@@ -132,6 +184,9 @@ pub struct Controller {
     pub ledger: Ledger,
     current: usize,
     stopped: bool,
+    credit: BTreeMap<String, Credit>,
+    /// The run's budget in GPU seconds (the tightest limit; infinite without one).
+    total_s: f64,
 }
 
 impl Controller {
@@ -147,13 +202,24 @@ impl Controller {
                     exhausted: BTreeSet::new(),
                     dropped: BTreeSet::new(),
                     attack: None,
+                    studied: false,
+                    started: false,
+                    paused: false,
+                    done: false,
+                    spent_s: 0.0,
+                    share_until_s: f64::INFINITY,
+                    since_resume: 0,
                 })
                 .collect(),
+            total_s: Ledger::new(ledger.price_per_gpu_hour())
+                .remaining(&budgets, 0.0)
+                .seconds,
             library,
             budgets,
             ledger,
             current: 0,
             stopped: false,
+            credit: BTreeMap::new(),
         }
     }
 
@@ -190,7 +256,12 @@ impl Controller {
         match event {
             Event::Started => {
                 self.current = 0;
-                self.start_kernel(now_s, &mut out);
+                self.advance(now_s, &mut out);
+            }
+            Event::Studied { kernel, cost } => {
+                let pattern = self.study_pattern(kernel).map(|p| p.name.clone());
+                self.charge(kernel, pattern.as_deref(), &cost);
+                self.done(now_s, kernel, &mut out);
             }
             Event::Interrupted { signal } => {
                 self.stopped = true;
@@ -199,7 +270,7 @@ impl Controller {
                 });
             }
             Event::Baseline { kernel, result } => {
-                self.charge(kernel, None, &result);
+                self.charge(kernel, None, &result.cost);
                 let k = &mut self.kernels[kernel];
                 let base = k.spec.baseline();
                 k.tried.insert(base.clone());
@@ -208,11 +279,12 @@ impl Controller {
                     k.profile = result.profile;
                     self.next(now_s, kernel, &mut out);
                 } else {
+                    self.kernels[kernel].done = true;
                     out.push(Action::KernelDone {
                         kernel,
                         reason: format!("the baseline did not pass: {}", result.outcome),
                     });
-                    self.next_kernel(now_s, &mut out);
+                    self.advance(now_s, &mut out);
                 }
             }
             Event::Evaluated {
@@ -225,14 +297,20 @@ impl Controller {
                     .as_ref()
                     .map(|a| a.pattern.clone())
                     .unwrap_or_default();
-                self.charge(kernel, Some(&pattern), &result);
+                self.charge(kernel, Some(&pattern), &result.cost);
                 let spent: f64 = result.cost.iter().map(|(_, s)| s).sum();
+                let fast = result.passed && result.verdict == Some(Verdict::Fast);
+                let credit = self.credit.entry(pattern.clone()).or_default();
+                credit.tries += 1;
+                if fast {
+                    credit.reward += result.speedup.filter(|s| *s > 0.0).map_or(0.0, f64::ln);
+                }
                 let k = &mut self.kernels[kernel];
+                k.since_resume += 1;
                 k.tried.insert(config.clone());
                 if let Some(a) = k.attack.as_mut() {
                     a.spent_s += spent;
                 }
-                let fast = result.passed && result.verdict == Some(Verdict::Fast);
                 if fast {
                     out.push(Action::Commit {
                         kernel,
@@ -284,9 +362,12 @@ impl Controller {
         out
     }
 
-    fn charge(&mut self, kernel: usize, pattern: Option<&str>, r: &CandidateResult) {
+    fn charge(&mut self, kernel: usize, pattern: Option<&str>, cost: &[(Stage, f64)]) {
         let name = self.kernels[kernel].spec.name.clone();
-        for (stage, s) in &r.cost {
+        for (stage, s) in cost {
+            if s.is_finite() && *s > 0.0 {
+                self.kernels[kernel].spent_s += s;
+            }
             // Costs are measured durations; a malformed one is not charged.
             let _ = self.ledger.charge(&Charge {
                 kernel: Some(name.clone()),
@@ -327,27 +408,70 @@ impl Controller {
         }
     }
 
-    fn start_kernel(&mut self, now_s: f64, out: &mut Vec<Action>) {
-        if self.current >= self.kernels.len() {
-            self.stopped = true;
-            out.push(Action::Stop {
-                reason: StopReason::NothingLeft,
+    /// Starts the next kernel that has not started, else resumes a paused one, else
+    /// stops: nothing is left.
+    fn advance(&mut self, now_s: f64, out: &mut Vec<Action>) {
+        let n = self.kernels.len();
+        if let Some(i) = (0..n).find(|&i| !self.kernels[i].started) {
+            self.current = i;
+            let name = self.kernels[i].spec.name.clone();
+            if self.refused(now_s, &name, None, out) {
+                return;
+            }
+            self.kernels[i].started = true;
+            self.give_share(i);
+            out.push(Action::MeasureBaseline {
+                kernel: i,
+                config: self.kernels[i].spec.baseline(),
             });
             return;
         }
-        let name = self.kernels[self.current].spec.name.clone();
-        if self.refused(now_s, &name, None, out) {
+        let paused = (1..=n)
+            .map(|d| (self.current + d) % n)
+            .find(|&i| self.kernels[i].paused);
+        if let Some(i) = paused {
+            self.current = i;
+            self.kernels[i].paused = false;
+            self.give_share(i);
+            self.next(now_s, i, out);
             return;
         }
-        out.push(Action::MeasureBaseline {
-            kernel: self.current,
-            config: self.kernels[self.current].spec.baseline(),
+        self.stopped = true;
+        out.push(Action::Stop {
+            reason: StopReason::NothingLeft,
         });
     }
 
-    fn next_kernel(&mut self, now_s: f64, out: &mut Vec<Action>) {
-        self.current += 1;
-        self.start_kernel(now_s, out);
+    /// The kernel's share: the budget not yet spent by any kernel's own work, over
+    /// the kernels not done (this one included).
+    fn give_share(&mut self, kernel: usize) {
+        let spent: f64 = self.kernels.iter().map(|k| k.spent_s).sum();
+        let waiting = self.kernels.iter().filter(|k| !k.done).count().max(1);
+        let share = (self.total_s - spent).max(0.0) / waiting as f64;
+        let k = &mut self.kernels[kernel];
+        k.share_until_s = k.spent_s + share;
+        k.since_resume = 0;
+    }
+
+    /// Whether `kernel` has spent its share while another kernel waits its turn.
+    fn over_share(&self, kernel: usize) -> bool {
+        let k = &self.kernels[kernel];
+        k.spent_s > k.share_until_s
+            && k.since_resume > 0
+            && self
+                .kernels
+                .iter()
+                .enumerate()
+                .any(|(i, o)| i != kernel && !o.done && (!o.started || o.paused))
+    }
+
+    fn done(&mut self, now_s: f64, kernel: usize, out: &mut Vec<Action>) {
+        self.kernels[kernel].done = true;
+        out.push(Action::KernelDone {
+            kernel,
+            reason: "no applicable pattern has anything left to try".into(),
+        });
+        self.advance(now_s, out);
     }
 
     /// True (and a Stop pushed) when the budget cannot take one more candidate.
@@ -399,6 +523,20 @@ impl Controller {
                 }
             }
             if let Some((pattern, config)) = picked {
+                if self.over_share(kernel) {
+                    let k = &mut self.kernels[kernel];
+                    if let Some(a) = k.attack.as_mut() {
+                        a.queue.push_front(config);
+                    }
+                    k.paused = true;
+                    let reason = format!(
+                        "spent {:.0} s, its share of the budget, while other kernels wait; it resumes with what they leave",
+                        k.spent_s
+                    );
+                    out.push(Action::KernelPaused { kernel, reason });
+                    self.advance(now_s, out);
+                    return;
+                }
                 let name = self.kernels[kernel].spec.name.clone();
                 if self.refused(now_s, &name, Some(&pattern), out) {
                     return;
@@ -424,11 +562,18 @@ impl Controller {
                     });
                 }
                 None => {
-                    out.push(Action::KernelDone {
-                        kernel,
-                        reason: "no applicable pattern has anything left to try".into(),
-                    });
-                    self.next_kernel(now_s, out);
+                    if let Some(study) = self.study(kernel) {
+                        let name = self.kernels[kernel].spec.name.clone();
+                        if let Action::Study { pattern, .. } = &study {
+                            if self.refused(now_s, &name, Some(pattern), out) {
+                                return;
+                            }
+                        }
+                        self.kernels[kernel].studied = true;
+                        out.push(study);
+                        return;
+                    }
+                    self.done(now_s, kernel, out);
                     return;
                 }
             }
@@ -439,22 +584,85 @@ impl Controller {
         self.library.patterns.iter().find(|p| p.name == name)
     }
 
+    fn signals(&self, kernel: usize) -> crate::spec::expr::Signals {
+        self.kernels[kernel]
+            .profile
+            .as_ref()
+            .map(|p| p.signals.clone())
+            .unwrap_or_default()
+    }
+
+    /// The first study pattern whose condition holds for the kernel's current best.
+    fn study_pattern(&self, kernel: usize) -> Option<&Pattern> {
+        let signals = self.signals(kernel);
+        self.library
+            .applicable(&signals)
+            .into_iter()
+            .find(|p| matches!(p.body, Body::WorkloadBatching { .. }))
+    }
+
+    /// The study to carry out before the kernel is done, if one applies and has not
+    /// been carried out.
+    fn study(&self, kernel: usize) -> Option<Action> {
+        let k = &self.kernels[kernel];
+        if k.studied || k.spec.workload_axes.is_empty() {
+            return None;
+        }
+        let best = k.best.clone()?;
+        let p = self.study_pattern(kernel)?;
+        let Body::WorkloadBatching { scale } = &p.body else {
+            return None;
+        };
+        let budget_s = p
+            .budget_minutes
+            .map(|m| m * 60.0)
+            .unwrap_or(self.budgets.limits.pattern.as_secs_f64());
+        Some(Action::Study {
+            kernel,
+            pattern: p.name.clone(),
+            config: best,
+            axes: k.spec.workload_axes.clone(),
+            scales: scale.clone(),
+            budget_s,
+        })
+    }
+
+    /// The bandit's score of a pattern: mean ln(speedup) per candidate over every
+    /// kernel, plus the UCB1 bonus; untried patterns score infinity (try each once).
+    fn score(&self, pattern: &str) -> f64 {
+        let c = self.credit.get(pattern).copied().unwrap_or_default();
+        if c.tries == 0 {
+            return f64::INFINITY;
+        }
+        let total: usize = self.credit.values().map(|c| c.tries).sum();
+        c.reward / c.tries as f64
+            + EXPLORATION * ((total.max(1) as f64).ln() / c.tries as f64).sqrt()
+    }
+
     /// The first applicable moves pattern (tier order, then priority) that is neither
     /// dropped nor exhausted and has an untried neighbour; patterns found empty are
     /// marked exhausted on the way.
     fn choose(&mut self, kernel: usize) -> Option<(String, Vec<Config>)> {
-        let signals = self.kernels[kernel]
-            .profile
-            .as_ref()
-            .map(|p| p.signals.clone())
-            .unwrap_or_default();
-        let names: Vec<String> = self
+        let signals = self.signals(kernel);
+        let order = self.library.tier_order();
+        let rank = |t| order.iter().position(|x| *x == t).unwrap_or(order.len());
+        let mut ranked: Vec<(usize, i64, f64, String)> = self
             .library
             .applicable(&signals)
             .into_iter()
             .filter(|p| matches!(p.body, Body::Moves(_)))
-            .map(|p| p.name.clone())
+            .map(|p| {
+                (
+                    rank(p.tier),
+                    -p.priority,
+                    self.score(&p.name),
+                    p.name.clone(),
+                )
+            })
             .collect();
+        // Tier, then priority, then the bandit (stable: file order breaks ties).
+        ranked.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then(b.2.total_cmp(&a.2)));
+        let names: Vec<String> = ranked.into_iter().map(|r| r.3).collect();
         for name in names {
             let k = &self.kernels[kernel];
             if k.dropped.contains(&name) || k.exhausted.contains(&name) {
@@ -470,37 +678,35 @@ impl Controller {
         None
     }
 
-    /// Queues, first, the next step beyond `config` along the one tunable in which it
-    /// differs from the current best, in the same direction.
+    /// Queues, first, the next step beyond `config` along the tunables in which it
+    /// differs from the current best, each the same way again.
     fn extend_line(&mut self, kernel: usize, config: &Config) {
         let k = &mut self.kernels[kernel];
         let (Some(best), Some(attack)) = (&k.best, k.attack.as_mut()) else {
             return;
         };
-        let moved: Vec<&String> = config
-            .0
-            .iter()
-            .filter(|(n, v)| best.0.get(*n) != Some(v))
-            .map(|(n, _)| n)
-            .collect();
-        let [name] = moved.as_slice() else { return };
-        let Some(t) = k.spec.tunables.iter().find(|t| &t.name == *name) else {
-            return;
-        };
-        let pos = |c: &Config| {
-            c.0.get(*name)
-                .and_then(|v| t.values.iter().position(|x| x == v))
-        };
-        let (Some(from), Some(to)) = (pos(best), pos(config)) else {
-            return;
-        };
-        let next = to as i64 + (to as i64 - from as i64).signum();
-        if next < 0 || next as usize >= t.values.len() {
-            return;
-        }
         let mut c = config.clone();
-        c.0.insert(t.name.clone(), t.values[next as usize]);
-        if !k.tried.contains(&c)
+        let mut moved = 0;
+        for (name, v) in &config.0 {
+            if best.0.get(name) == Some(v) {
+                continue;
+            }
+            let Some(t) = k.spec.tunables.iter().find(|t| &t.name == name) else {
+                return;
+            };
+            let pos = |v: Option<&i64>| v.and_then(|v| t.values.iter().position(|x| x == v));
+            let (Some(from), Some(to)) = (pos(best.0.get(name)), pos(Some(v))) else {
+                return;
+            };
+            let next = to as i64 + (to as i64 - from as i64).signum();
+            if next < 0 || next as usize >= t.values.len() {
+                return;
+            }
+            c.0.insert(t.name.clone(), t.values[next as usize]);
+            moved += 1;
+        }
+        if moved > 0
+            && !k.tried.contains(&c)
             && !attack.queue.contains(&c)
             && k.spec.violated(&k.spec.problem, &c).is_empty()
         {
@@ -508,41 +714,88 @@ impl Controller {
         }
     }
 
-    /// Untried, allowed neighbours of the current best along the pattern's moves.
+    /// Untried, allowed neighbours of the current best along the pattern's moves: one
+    /// tunable a step at a time, or (a `together` pattern) one tunable of every move
+    /// at once, all stepping the same way where a move's direction is `any`.
     fn candidates(&self, kernel: usize, pattern: &str) -> Vec<Config> {
         let k = &self.kernels[kernel];
-        let (Some(best), Some(Body::Moves(moves))) =
-            (&k.best, self.pattern(pattern).map(|p| &p.body))
-        else {
+        let Some(p) = self.pattern(pattern) else {
             return vec![];
         };
+        let (Some(best), Body::Moves(moves)) = (&k.best, &p.body) else {
+            return vec![];
+        };
+        // Per move: (its tunables' names, the steps it may take under a shared sign).
+        let step = |d: Direction, sign: i64| match d {
+            Direction::Up => 1,
+            Direction::Down => -1,
+            Direction::Any => sign,
+        };
+        let stepped = |c: &Config, name: &str, by: i64| -> Option<Config> {
+            let t = k.spec.tunables.iter().find(|t| t.name == name)?;
+            let i =
+                c.0.get(name)
+                    .and_then(|v| t.values.iter().position(|x| x == v))? as i64;
+            let j = i + by;
+            if j < 0 || j as usize >= t.values.len() {
+                return None;
+            }
+            let mut c = c.clone();
+            c.0.insert(name.to_string(), t.values[j as usize]);
+            Some(c)
+        };
         let mut out: Vec<Config> = Vec::new();
-        for m in moves {
-            for t in k.spec.tunables.iter().filter(|t| t.role == m.role) {
-                let Some(i) = best
-                    .0
-                    .get(&t.name)
-                    .and_then(|v| t.values.iter().position(|x| x == v))
-                else {
-                    continue;
-                };
-                let steps: &[i64] = match m.direction {
-                    Direction::Up => &[1],
-                    Direction::Down => &[-1],
-                    Direction::Any => &[1, -1],
-                };
-                for s in steps {
-                    let j = i as i64 + s;
-                    if j < 0 || j as usize >= t.values.len() {
-                        continue;
+        let mut keep = |c: Config, out: &mut Vec<Config>| {
+            if !k.tried.contains(&c)
+                && !out.contains(&c)
+                && k.spec.violated(&k.spec.problem, &c).is_empty()
+            {
+                out.push(c);
+            }
+        };
+        let of_role = |m: &crate::patterns::Move| -> Vec<String> {
+            k.spec
+                .tunables
+                .iter()
+                .filter(|t| t.role == m.role)
+                .map(|t| t.name.clone())
+                .collect()
+        };
+        if p.together {
+            for sign in [1, -1] {
+                // Every choice of one tunable per move (distinct), stepped at once.
+                let mut partial: Vec<(Config, Vec<String>)> = vec![(best.clone(), vec![])];
+                for m in moves {
+                    let mut next = Vec::new();
+                    for (c, used) in &partial {
+                        for name in of_role(m) {
+                            if used.contains(&name) {
+                                continue;
+                            }
+                            if let Some(c2) = stepped(c, &name, step(m.direction, sign)) {
+                                let mut u = used.clone();
+                                u.push(name);
+                                next.push((c2, u));
+                            }
+                        }
                     }
-                    let mut c = best.clone();
-                    c.0.insert(t.name.clone(), t.values[j as usize]);
-                    if !k.tried.contains(&c)
-                        && !out.contains(&c)
-                        && k.spec.violated(&k.spec.problem, &c).is_empty()
-                    {
-                        out.push(c);
+                    partial = next;
+                }
+                for (c, _) in partial {
+                    keep(c, &mut out);
+                }
+            }
+            return out;
+        }
+        for m in moves {
+            for name in of_role(m) {
+                let signs: &[i64] = match m.direction {
+                    Direction::Any => &[1, -1],
+                    _ => &[1],
+                };
+                for sign in signs {
+                    if let Some(c) = stepped(best, &name, step(m.direction, *sign)) {
+                        keep(c, &mut out);
                     }
                 }
             }

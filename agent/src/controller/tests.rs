@@ -426,3 +426,337 @@ fn a_signal_stops_the_run_and_a_failed_baseline_moves_on() {
         )
         .is_empty());
 }
+
+/// The simsearch baseline's shape on the H100: fewer CTAs than SMs.
+fn underfilled() -> Profile {
+    profile(&[
+        ("ctas", 100.0),
+        ("sms", 132.0),
+        ("waves", 0.08),
+        ("has_workload_axes", 1.0),
+    ])
+}
+
+fn study_only() -> Library {
+    Library::parse(&[(
+        PathBuf::from("patterns/workload-batching.toml"),
+        std::fs::read_to_string(root().join("patterns/workload-batching.toml")).unwrap(),
+    )])
+    .unwrap()
+}
+
+#[test]
+fn an_underfilled_kernel_with_workload_axes_is_studied_before_it_is_done() {
+    let mut c = controller(
+        vec![spec("simsearch")],
+        study_only(),
+        budgets(DEFAULT_BUDGETS_TOML),
+    );
+    c.handle(0.0, Event::Started);
+    let a = c.handle(
+        1.0,
+        Event::Baseline {
+            kernel: 0,
+            result: result(true, None, Some(underfilled()), 2.0),
+        },
+    );
+    match &a[..] {
+        [Action::Study {
+            kernel: 0,
+            pattern,
+            config,
+            axes,
+            scales,
+            budget_s,
+        }] => {
+            assert_eq!(pattern, "workload-batching");
+            assert_eq!(config, &spec("simsearch").baseline());
+            assert_eq!(axes, &vec!["Q".to_string()]);
+            assert_eq!(scales, &vec![2, 4, 8]);
+            assert_eq!(*budget_s, 600.0);
+        }
+        other => panic!("expected the study, got {other:?}"),
+    }
+    let a = c.handle(
+        30.0,
+        Event::Studied {
+            kernel: 0,
+            cost: vec![(Stage::Measure, 20.0)],
+        },
+    );
+    assert!(
+        matches!(&a[0], Action::KernelDone { kernel: 0, .. }),
+        "{a:?}"
+    );
+    assert!(matches!(&a[1], Action::Stop { .. }), "{a:?}");
+    // The study's time is charged to its pattern.
+    assert_eq!(c.ledger.by_pattern()["workload-batching"].gpu_s, 20.0);
+}
+
+#[test]
+fn no_study_for_a_filled_gpu_or_a_kernel_without_workload_axes() {
+    // simsearch with its GPU filled.
+    let mut c = controller(
+        vec![spec("simsearch")],
+        study_only(),
+        budgets(DEFAULT_BUDGETS_TOML),
+    );
+    c.handle(0.0, Event::Started);
+    let filled = profile(&[
+        ("ctas", 4096.0),
+        ("sms", 132.0),
+        ("waves", 3.9),
+        ("has_workload_axes", 1.0),
+    ]);
+    let a = c.handle(
+        1.0,
+        Event::Baseline {
+            kernel: 0,
+            result: result(true, None, Some(filled), 2.0),
+        },
+    );
+    assert!(matches!(&a[0], Action::KernelDone { .. }), "{a:?}");
+    // softmax declares no workload axes: even an underfilled profile is not studied.
+    let mut c = controller(
+        vec![spec("softmax")],
+        study_only(),
+        budgets(DEFAULT_BUDGETS_TOML),
+    );
+    c.handle(0.0, Event::Started);
+    let a = c.handle(
+        1.0,
+        Event::Baseline {
+            kernel: 0,
+            result: result(true, None, Some(underfilled()), 2.0),
+        },
+    );
+    assert!(matches!(&a[0], Action::KernelDone { .. }), "{a:?}");
+}
+
+/// Drives `c` to its next action of interest, answering every evaluation with
+/// `answer(kernel, pattern)` (verdict) at `secs` each.
+fn drive(
+    c: &mut Controller,
+    mut a: Vec<Action>,
+    answer: &dyn Fn(usize, &str) -> Verdict,
+    secs: &dyn Fn(usize) -> f64,
+    until: &dyn Fn(&Action) -> bool,
+    trail: &mut Vec<Action>,
+) -> Option<Action> {
+    for _ in 0..1000 {
+        trail.extend(a.iter().cloned());
+        if let Some(hit) = a.iter().find(|x| until(x)) {
+            return Some(hit.clone());
+        }
+        let next = a.iter().find_map(|x| match x {
+            Action::Evaluate {
+                kernel,
+                pattern,
+                config,
+                ..
+            } => Some(Event::Evaluated {
+                kernel: *kernel,
+                config: config.clone(),
+                result: result(
+                    true,
+                    Some(answer(*kernel, pattern)),
+                    Some(memory_bound()),
+                    secs(*kernel),
+                ),
+            }),
+            Action::MeasureBaseline { kernel, .. } => Some(Event::Baseline {
+                kernel: *kernel,
+                result: result(true, None, Some(memory_bound()), secs(*kernel)),
+            }),
+            _ => None,
+        })?;
+        a = c.handle(1.0, next);
+    }
+    None
+}
+
+#[test]
+fn the_bandit_tries_first_the_pattern_that_paid_on_earlier_kernels() {
+    // Two patterns of one tier and priority; file order puts `blocks` first.
+    let pattern = |name: &str, role: &str, dir: &str| {
+        (
+            PathBuf::from(format!("patterns/{name}.toml")),
+            format!("name = \"{name}\"\nkind = \"moves\"\ntier = \"launch\"\nrationale = \"x\"\n[[move]]\nrole = \"{role}\"\ndirection = \"{dir}\"\n"),
+        )
+    };
+    let lib = Library::parse(&[
+        pattern("blocks", "block", "any"),
+        pattern("vectors", "vector", "up"),
+    ])
+    .unwrap();
+    let mut c = controller(
+        vec![spec("rowsum"), spec("layernorm")],
+        lib,
+        budgets(DEFAULT_BUDGETS_TOML),
+    );
+    let a = c.handle(0.0, Event::Started);
+    // Only wider vectors pay.
+    let answer = |_: usize, p: &str| {
+        if p == "vectors" {
+            Verdict::Fast
+        } else {
+            Verdict::Same
+        }
+    };
+    let mut trail = Vec::new();
+    let first_of =
+        |k: usize| move |x: &Action| matches!(x, Action::Evaluate { kernel, .. } if *kernel == k);
+    let hit = drive(&mut c, a, &answer, &|_| 1.0, &first_of(0), &mut trail).unwrap();
+    assert!(
+        matches!(&hit, Action::Evaluate { pattern, .. } if pattern == "blocks"),
+        "untried patterns go in file order: {hit:?}"
+    );
+    let hit = drive(
+        &mut c,
+        vec![hit],
+        &answer,
+        &|_| 1.0,
+        &first_of(1),
+        &mut trail,
+    )
+    .unwrap();
+    assert!(
+        matches!(&hit, Action::Evaluate { pattern, .. } if pattern == "vectors"),
+        "the pattern that paid on rowsum goes first on layernorm: {hit:?}"
+    );
+}
+
+#[test]
+fn a_kernel_past_its_share_of_the_budget_is_paused_and_resumed_after_the_others() {
+    // One GPU-hour over two kernels: 1800 s each. softmax's candidates cost 400 s.
+    let mut c = controller(
+        vec![spec("softmax"), spec("rowsum")],
+        library(),
+        budgets("[run]\ngpu_hours = 1.0\n"),
+    );
+    let a = c.handle(0.0, Event::Started);
+    let mut trail = Vec::new();
+    let secs = |k: usize| if k == 0 { 400.0 } else { 1.0 };
+    let hit = drive(
+        &mut c,
+        a,
+        &|_, _| Verdict::Same,
+        &secs,
+        &|x| matches!(x, Action::KernelPaused { .. }),
+        &mut trail,
+    )
+    .expect("softmax is paused");
+    assert!(
+        matches!(&hit, Action::KernelPaused { kernel: 0, reason } if reason.contains("share")),
+        "{hit:?}"
+    );
+    let evaluated_before: Vec<Config> = trail
+        .iter()
+        .filter_map(|x| match x {
+            Action::Evaluate {
+                kernel: 0, config, ..
+            } => Some(config.clone()),
+            _ => None,
+        })
+        .collect();
+    // 400 s each after a 400 s baseline: the fifth candidate is refused by the share.
+    assert_eq!(evaluated_before.len(), 4, "{trail:?}");
+    let pos = trail
+        .iter()
+        .position(|x| matches!(x, Action::KernelPaused { .. }))
+        .unwrap();
+    assert!(
+        matches!(
+            trail.get(pos + 1),
+            Some(Action::MeasureBaseline { kernel: 1, .. })
+        ),
+        "rowsum starts when softmax pauses: {trail:?}"
+    );
+    // rowsum runs to its end; then softmax resumes where it stopped.
+    let mut trail2 = Vec::new();
+    let hit = drive(
+        &mut c,
+        trail[pos + 1..].to_vec(),
+        &|_, _| Verdict::Same,
+        &secs,
+        &|x| matches!(x, Action::Evaluate { kernel: 0, .. }),
+        &mut trail2,
+    )
+    .expect("softmax resumes");
+    assert!(
+        trail2
+            .iter()
+            .any(|x| matches!(x, Action::KernelDone { kernel: 1, .. })),
+        "{trail2:?}"
+    );
+    let Action::Evaluate { config, .. } = hit else {
+        unreachable!()
+    };
+    assert!(!evaluated_before.contains(&config), "{config} again");
+}
+
+#[test]
+fn a_together_pattern_steps_a_tile_and_its_warps_at_once() {
+    let lib = Library::parse(&[(
+        PathBuf::from("patterns/tile-with-warps.toml"),
+        std::fs::read_to_string(root().join("patterns/tile-with-warps.toml")).unwrap(),
+    )])
+    .unwrap();
+    let mut c = controller(vec![spec("gemm")], lib, budgets(DEFAULT_BUDGETS_TOML));
+    c.handle(0.0, Event::Started);
+    let p = profile(&[("has_tile", 1.0), ("has_parallelism", 1.0)]);
+    let a = c.handle(
+        1.0,
+        Event::Baseline {
+            kernel: 0,
+            result: result(true, None, Some(p), 2.0),
+        },
+    );
+    let (_, pattern, first) = evaluate_of(&a).unwrap();
+    assert_eq!(pattern, "tile-with-warps");
+    let base = spec("gemm").baseline();
+    let mut all = vec![first.clone()];
+    all.extend(c.queued(0));
+    // From BM=BN=32 BK=16 WM=WN=1 (every tunable at its smallest): one of the three
+    // tiles up with one of the two warp counts up, six ways, all allowed.
+    assert_eq!(all.len(), 6, "{all:?}");
+    for cfg in &all {
+        let moved: Vec<&String> = cfg
+            .0
+            .iter()
+            .filter(|(n, v)| base.0.get(*n) != Some(v))
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(moved.len(), 2, "{cfg}");
+        assert!(moved
+            .iter()
+            .any(|n| ["BM", "BN", "BK"].contains(&n.as_str())));
+        assert!(moved.iter().any(|n| ["WM", "WN"].contains(&n.as_str())));
+        assert!(moved.iter().all(|n| cfg.0[*n] > base.0[*n]), "{cfg}");
+    }
+    // Not slower: the next step the same way, both tunables again, goes first.
+    let target = |bm: i64, wm: i64| {
+        let mut c = base.clone();
+        c.0.insert("BM".into(), bm);
+        c.0.insert("WM".into(), wm);
+        c
+    };
+    let mut cur = first;
+    for _ in 0..6 {
+        let a = c.handle(
+            2.0,
+            Event::Evaluated {
+                kernel: 0,
+                config: cur.clone(),
+                result: result(true, Some(Verdict::Same), None, 2.0),
+            },
+        );
+        let (_, _, next) = evaluate_of(&a).unwrap();
+        if cur == target(64, 2) {
+            assert_eq!(next, target(128, 4));
+            return;
+        }
+        cur = next;
+    }
+    panic!("BM=64 WM=2 was never evaluated");
+}

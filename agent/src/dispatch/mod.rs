@@ -10,6 +10,7 @@
 //! decision already journaled is not journaled again.
 
 mod replay;
+pub mod study;
 pub mod tuned;
 pub mod view;
 
@@ -34,7 +35,7 @@ use crate::patterns::{Library, Prediction};
 use crate::profile::Profile;
 use crate::spec::{plan, Config, KernelSpec};
 use crate::vcs::Workspace;
-use crate::worker::protocol::{AbResult, Outcome};
+use crate::worker::protocol::{AbResult, MethodChoice, Outcome};
 
 pub use replay::wall_offset_s;
 use replay::Replay;
@@ -59,6 +60,9 @@ pub trait Evaluator: Send + 'static {
         None
     }
     fn min_gain(&self) -> f64;
+    /// Pins the timing method of the measurements that follow (a run measures each
+    /// kernel with its baseline's method, so its figures are of one method).
+    fn pin_method(&mut self, _method: MethodChoice) {}
     fn shutdown(self)
     where
         Self: Sized,
@@ -86,6 +90,9 @@ impl Evaluator for Session {
     }
     fn min_gain(&self) -> f64 {
         self.opts.min_gain
+    }
+    fn pin_method(&mut self, method: MethodChoice) {
+        self.opts.measure.method = method;
     }
     fn shutdown(self) {
         Session::shutdown(self)
@@ -144,6 +151,8 @@ pub struct KernelSummary {
     pub commits: Vec<String>,
     pub outcomes: BTreeMap<String, usize>,
     pub done: Option<String>,
+    /// The workload-batching study's conclusion, when one was carried out.
+    pub study: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -220,6 +229,8 @@ pub struct Dispatcher<E: Evaluator> {
     /// The (kernel, pattern, best) of the last proposal journaled.
     proposed: Option<(usize, String, Config)>,
     summary: Vec<KernelSummary>,
+    /// Per kernel: the timing method of its baseline, which all its measurements use.
+    pins: Vec<MethodChoice>,
     evaluated: usize,
     replayed: usize,
     gpu_busy_s: f64,
@@ -308,8 +319,10 @@ impl<E: Evaluator> Dispatcher<E> {
                 ..Default::default()
             })
             .collect();
+        let pins = vec![MethodChoice::Auto; setup.kernels.len()];
         Ok(Dispatcher {
             ctl,
+            pins,
             kernels: setup.kernels,
             budgets: setup.budgets,
             journal: setup.journal,
@@ -499,7 +512,12 @@ impl<E: Evaluator> Dispatcher<E> {
             self.status(kernel, "baseline");
             self.charge_idle(Some(kernel))?;
             let (s2, c2) = (spec.clone(), config.clone());
-            let e = self.on_gpu(move |ev| ev.evaluate(&s2, &c2)).await?;
+            let e = self
+                .on_gpu(move |ev| {
+                    ev.pin_method(MethodChoice::Auto);
+                    ev.evaluate(&s2, &c2)
+                })
+                .await?;
             self.evaluated += 1;
             self.journal.append(&JEvent::Evaluated {
                 kernel: spec.name.clone(),
@@ -512,6 +530,9 @@ impl<E: Evaluator> Dispatcher<E> {
             self.charge_stages(kernel, None, config.to_string(), &e, false, true)?;
             e
         };
+        if let Some(m) = &e.measurement {
+            self.pins[kernel] = MethodChoice::of(&m.method);
+        }
         let s = &mut self.summary[kernel];
         s.baseline = Some(config.to_string());
         s.baseline_us = e.median_us();
@@ -586,7 +607,13 @@ impl<E: Evaluator> Dispatcher<E> {
             self.prefetch(kernel);
             self.charge_idle(Some(kernel))?;
             let (s2, a2, c2) = (spec.clone(), against.clone(), config.clone());
-            let (ea, eb, ab) = self.on_gpu(move |ev| ev.compare(&s2, &a2, &c2)).await?;
+            let pin = self.pins[kernel];
+            let (ea, eb, ab) = self
+                .on_gpu(move |ev| {
+                    ev.pin_method(pin);
+                    ev.compare(&s2, &a2, &c2)
+                })
+                .await?;
             self.evaluated += 1;
             if !half {
                 self.journal.append(&JEvent::Evaluated {
@@ -713,6 +740,10 @@ impl<E: Evaluator> Dispatcher<E> {
         let rec = if let Some(r) = self.replay.finals.get(&spec.name).cloned() {
             r
         } else {
+            // A stop was asked for: a resumed run makes the comparison.
+            if self.stop.get().is_some() {
+                return Ok(());
+            }
             // The same admission rule as any candidate: never start what cannot finish.
             let projected = self.ctl.ledger.project(&spec.name, None, 1);
             if let Err(reason) = self
@@ -730,7 +761,13 @@ impl<E: Evaluator> Dispatcher<E> {
             self.status(kernel, "final comparison with the baseline");
             self.charge_idle(Some(kernel))?;
             let (s2, a2, b2) = (spec.clone(), base.clone(), best.clone());
-            let (ea, eb, ab) = self.on_gpu(move |ev| ev.compare(&s2, &a2, &b2)).await?;
+            let pin = self.pins[kernel];
+            let (ea, eb, ab) = self
+                .on_gpu(move |ev| {
+                    ev.pin_method(pin);
+                    ev.compare(&s2, &a2, &b2)
+                })
+                .await?;
             let ab = ab.as_ref().map(AbFigures::from);
             let rec = JEvent::FinalComparison {
                 kernel: spec.name.clone(),
@@ -774,6 +811,132 @@ impl<E: Evaluator> Dispatcher<E> {
             ));
         }
         Ok(())
+    }
+
+    /// The workload-batching study of `config`: measured at the caller's problem and at
+    /// each scale of the workload axes, each point journaled as it is measured.
+    /// Returns what it cost by stage, or None when a stop was asked for mid-study (a
+    /// resumed run measures the rest).
+    async fn study(
+        &mut self,
+        kernel: usize,
+        pattern: &str,
+        config: &Config,
+        scales: &[i64],
+        budget_s: f64,
+    ) -> Result<Option<Vec<(Stage, f64)>>> {
+        let spec = self.kernels[kernel].spec.clone();
+        let concluded = self.replay.studies.get(&spec.name).cloned();
+        self.view.line(&format!(
+            "{:<10} {pattern}: {config} at {} x{}",
+            spec.name,
+            spec.workload_axes.join(", "),
+            std::iter::once(1)
+                .chain(scales.iter().copied())
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", x")
+        ));
+        let mut points: Vec<(i64, Evaluation)> = Vec::new();
+        let mut cost: Vec<(Stage, f64)> = Vec::new();
+        let mut spent = 0.0;
+        let mut cut_short = None;
+        for scale in std::iter::once(1).chain(scales.iter().copied()) {
+            let key = (spec.name.clone(), config.to_string(), scale);
+            let e = if let Some(e) = self.replay.study_points.get(&key).cloned() {
+                self.replayed += 1;
+                e
+            } else {
+                if concluded.is_some() {
+                    // Concluded with fewer points (cut short) before the resume.
+                    break;
+                }
+                if self.stop.get().is_some() {
+                    return Ok(None);
+                }
+                if spent > budget_s {
+                    cut_short = Some(format!(
+                        "spent {spent:.0} s, more than the study's {budget_s:.0} s budget"
+                    ));
+                    break;
+                }
+                let projected = self.ctl.ledger.project(&spec.name, None, 1);
+                if let Err(reason) =
+                    self.ctl
+                        .ledger
+                        .admit(&self.budgets, projected + spent, self.now_s())
+                {
+                    cut_short = Some(reason.describe());
+                    break;
+                }
+                self.status(kernel, &format!("{pattern}: x{scale}"));
+                self.charge_idle(Some(kernel))?;
+                let (s2, c2, pin) = (
+                    study::scaled(&spec, scale),
+                    config.clone(),
+                    self.pins[kernel],
+                );
+                let e = self
+                    .on_gpu(move |ev| {
+                        ev.pin_method(pin);
+                        ev.evaluate(&s2, &c2)
+                    })
+                    .await?;
+                self.evaluated += 1;
+                self.journal.append(&JEvent::StudyPoint {
+                    kernel: spec.name.clone(),
+                    pattern: pattern.to_string(),
+                    config: config.to_string(),
+                    scale,
+                    problem: e.problem.clone(),
+                    outcome: e.outcome.name().into(),
+                    median_us: e.median_us(),
+                    evaluation: to_value(&e),
+                })?;
+                let label = format!("study x{scale}: {config}");
+                self.charge_stages(kernel, Some(pattern), label, &e, false, true)?;
+                e
+            };
+            let c = cost_of(&e);
+            spent += c.iter().map(|(_, s)| s).sum::<f64>();
+            cost.extend(c);
+            let fill = e
+                .occupancy
+                .as_ref()
+                .filter(|o| o.sms > 0)
+                .map(|o| format!(", {:.1} CTAs per SM", o.ctas as f64 / o.sms as f64))
+                .unwrap_or_default();
+            self.view.line(&format!(
+                "{:<10}   x{scale} ({}): {}{}{fill}",
+                spec.name,
+                e.problem,
+                e.outcome.describe(),
+                e.median_us()
+                    .map(|m| format!(", median {m:.2} µs"))
+                    .unwrap_or_default(),
+            ));
+            points.push((scale, e));
+        }
+        let result = study::summarize(&spec, &points);
+        if concluded.is_none() {
+            self.journal.append(&JEvent::Study {
+                kernel: spec.name.clone(),
+                pattern: pattern.to_string(),
+                config: config.to_string(),
+                cut_short: cut_short.clone(),
+                result: to_value(&result),
+            })?;
+        }
+        self.view.line(&format!(
+            "{:<10}   {}{}",
+            spec.name,
+            result.conclusion,
+            cut_short
+                .map(|c| format!(" (cut short: {c})"))
+                .unwrap_or_default()
+        ));
+        self.summary[kernel].study = Some(result.conclusion);
+        Ok(Some(cost))
     }
 
     /// Runs the loop until the controller stops; journals how it ended.
@@ -823,7 +986,7 @@ impl<E: Evaluator> Dispatcher<E> {
         while let Some(action) = pending.pop_front() {
             let gpu_work = matches!(
                 action,
-                Action::MeasureBaseline { .. } | Action::Evaluate { .. }
+                Action::MeasureBaseline { .. } | Action::Evaluate { .. } | Action::Study { .. }
             );
             if gpu_work {
                 if let Some(signal) = self.stop.get() {
@@ -891,6 +1054,34 @@ impl<E: Evaluator> Dispatcher<E> {
                     self.record(JEvent::Pivot {
                         kernel: self.name(kernel),
                         pattern,
+                        reason,
+                    })?
+                }
+                Action::Study {
+                    kernel,
+                    pattern,
+                    config,
+                    scales,
+                    budget_s,
+                    ..
+                } => {
+                    let now = self.now_s();
+                    let event = match self
+                        .study(kernel, &pattern, &config, &scales, budget_s)
+                        .await?
+                    {
+                        Some(cost) => CEvent::Studied { kernel, cost },
+                        None => CEvent::Interrupted {
+                            signal: self.stop.get().unwrap_or_default(),
+                        },
+                    };
+                    pending.extend(self.ctl.handle(now, event));
+                }
+                Action::KernelPaused { kernel, reason } => {
+                    self.view
+                        .line(&format!("{:<10} paused: {reason}", self.name(kernel)));
+                    self.record(JEvent::KernelPaused {
+                        kernel: self.name(kernel),
                         reason,
                     })?
                 }

@@ -18,6 +18,10 @@ pub(super) struct Replay {
     pub verdicts: HashMap<(String, String), AbFigures>,
     /// By kernel: the `FinalComparison` record.
     pub finals: HashMap<String, Event>,
+    /// By (kernel, config, scale): a study's measurement as recorded.
+    pub study_points: HashMap<(String, String, i64), Evaluation>,
+    /// Kernels whose study was concluded (a `Study` record).
+    pub studies: HashMap<String, Event>,
     /// By (kernel, config): the commit's id.
     pub commits: HashMap<(String, String), String>,
     /// Decisions already journaled (as their JSON), with how many times.
@@ -31,7 +35,8 @@ fn key(e: &Event) -> Option<String> {
         Event::Proposal { .. }
         | Event::Revert { .. }
         | Event::Pivot { .. }
-        | Event::KernelDone { .. } => serde_json::to_string(e).ok(),
+        | Event::KernelDone { .. }
+        | Event::KernelPaused { .. } => serde_json::to_string(e).ok(),
         _ => None,
     }
 }
@@ -76,6 +81,21 @@ impl Replay {
                             },
                         );
                     }
+                }
+                Event::StudyPoint {
+                    kernel,
+                    config,
+                    scale,
+                    evaluation,
+                    ..
+                } => {
+                    if let Ok(e) = serde_json::from_value::<Evaluation>(evaluation.clone()) {
+                        r.study_points
+                            .insert((kernel.clone(), config.clone(), *scale), e);
+                    }
+                }
+                Event::Study { kernel, .. } => {
+                    r.studies.insert(kernel.clone(), rec.event.clone());
                 }
                 Event::FinalComparison { kernel, .. } => {
                     r.finals.insert(kernel.clone(), rec.event.clone());

@@ -10,17 +10,23 @@ use crate::budget::DEFAULT_BUDGETS_TOML;
 use crate::evaluate::{Roofline, StageTimes};
 use crate::gpu::FunctionInfo;
 use crate::journal::{self, Event as J};
-use crate::measure::StopReason as SampleStop;
+use crate::measure::stats::Summary;
+use crate::measure::{StopReason as SampleStop, TimingMethod};
 use crate::spec::ComputeKind;
 use crate::testutil::{copy_dir, git as sh};
-use crate::worker::protocol::Occupancy;
+use crate::worker::protocol::{Measurement, Occupancy};
 
 /// A user repository holding the bundled softmax kernel, committed.
 fn user_repo() -> tempfile::TempDir {
+    user_repo_of("softmax")
+}
+
+/// A user repository holding one bundled kernel, committed.
+fn user_repo_of(kernel: &str) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernels");
-    copy_dir(&src.join("softmax"), &p.join("kernels/softmax"));
+    copy_dir(&src.join(kernel), &p.join(format!("kernels/{kernel}")));
     copy_dir(&src.join("include"), &p.join("kernels/include"));
     sh(p, &["init", "-q", "-b", "main"]);
     sh(p, &["config", "user.email", "u@example.com"]);
@@ -39,6 +45,16 @@ struct Scripted {
     broken: fn(&Config) -> bool,
     /// Requests a stop (as SIGINT would) after this many calls.
     stop_after: Option<(usize, StopFlag)>,
+    /// The timing method pinned before each call.
+    pins: Arc<Mutex<Vec<MethodChoice>>>,
+}
+
+/// Units of work of the spec's problem: the product of its workload axes.
+fn work(spec: &KernelSpec) -> f64 {
+    spec.workload_axes
+        .iter()
+        .map(|a| spec.problem.get(a).copied().unwrap_or(1) as f64)
+        .product()
 }
 
 fn made_up(spec: &KernelSpec, config: &Config, passed: bool) -> Evaluation {
@@ -46,7 +62,7 @@ fn made_up(spec: &KernelSpec, config: &Config, passed: bool) -> Evaluation {
         kernel: spec.name.clone(),
         config: config.clone(),
         external: None,
-        problem: "rows=4096 seq_k=1024".into(),
+        problem: plan::problem_label(&spec.problem),
         outcome: if passed {
             Outcome::Passed
         } else {
@@ -65,13 +81,26 @@ fn made_up(spec: &KernelSpec, config: &Config, passed: bool) -> Evaluation {
         }),
         checks: vec![],
         skipped_sizes: vec![],
-        measurement: None,
-        occupancy: Some(Occupancy {
-            ctas: 4096,
-            sms: 132,
-            active_blocks_per_sm: 8,
-            waves: 3.9,
-            theoretical: 1.0,
+        // Time grows as the square root of the work: a launch with more work per CTA
+        // fills the GPU better (made up).
+        measurement: Some(made_up_measurement(10.0 * work(spec).sqrt())),
+        // Kernels with workload axes launch one CTA per unit of work.
+        occupancy: Some(if spec.workload_axes.is_empty() {
+            Occupancy {
+                ctas: 4096,
+                sms: 132,
+                active_blocks_per_sm: 8,
+                waves: 3.9,
+                theoretical: 1.0,
+            }
+        } else {
+            Occupancy {
+                ctas: work(spec) as u64,
+                sms: 132,
+                active_blocks_per_sm: 8,
+                waves: work(spec) / (132.0 * 8.0),
+                theoretical: 1.0,
+            }
         }),
         roofline: passed.then(|| Roofline {
             bytes: 1.0,
@@ -93,6 +122,35 @@ fn made_up(spec: &KernelSpec, config: &Config, passed: bool) -> Evaluation {
     }
 }
 
+fn made_up_measurement(median: f64) -> Measurement {
+    Measurement {
+        method: TimingMethod::Batch {
+            launches: 50,
+            buffer_sets: 4,
+        },
+        samples: vec![],
+        summary: Some(Summary {
+            n: 30,
+            median,
+            q1: median * 0.99,
+            q3: median * 1.01,
+            min: median * 0.98,
+            max: median * 1.02,
+            mean: median,
+            ci_lo: median * 0.995,
+            ci_hi: median * 1.005,
+        }),
+        discarded_throttled: 0,
+        stop: SampleStop::Converged,
+        throttle_reasons: vec![],
+        sm_clock_mhz: None,
+        warmup_us_per_launch: median,
+        energy: None,
+        utilization_gpu_pct: None,
+        wall_ms: 100.0,
+    }
+}
+
 impl Scripted {
     fn new(fast: fn(&Config, &Config) -> bool, broken: fn(&Config) -> bool) -> Self {
         Scripted {
@@ -100,6 +158,7 @@ impl Scripted {
             fast,
             broken,
             stop_after: None,
+            pins: Arc::default(),
         }
     }
     fn called(&self, what: String) {
@@ -157,6 +216,9 @@ impl Evaluator for Scripted {
     fn min_gain(&self) -> f64 {
         0.02
     }
+    fn pin_method(&mut self, method: MethodChoice) {
+        self.pins.lock().unwrap().push(method);
+    }
 }
 
 /// Larger vectors win; VARIANT=1 fails validation.
@@ -174,6 +236,10 @@ struct Run {
 }
 
 fn run_once(repo: &Path, reports: &Path, ev: Scripted, stop: StopFlag) -> Run {
+    run_kernel("softmax", repo, reports, ev, stop)
+}
+
+fn run_kernel(kernel: &str, repo: &Path, reports: &Path, ev: Scripted, stop: StopFlag) -> Run {
     let id = "r1";
     let path = reports.join(id).join(journal::FILE_NAME);
     let (mut journal, previous) = if path.exists() {
@@ -200,7 +266,7 @@ fn run_once(repo: &Path, reports: &Path, ev: Scripted, stop: StopFlag) -> Run {
     }
     let wt = crate::vcs::worktree_dir(repo, id).unwrap();
     let ws = Workspace::open(repo, id, &wt).unwrap();
-    let rel = PathBuf::from("kernels/softmax");
+    let rel = PathBuf::from("kernels").join(kernel);
     let spec = KernelSpec::load(&ws.root.join(&rel)).unwrap();
     let library =
         Library::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../patterns")).unwrap();
@@ -251,6 +317,9 @@ fn decisions(records: &[Record]) -> Vec<String> {
             | J::Revert { .. }
             | J::Pivot { .. }
             | J::KernelDone { .. }
+            | J::KernelPaused { .. }
+            | J::StudyPoint { .. }
+            | J::Study { .. }
             | J::FinalComparison { .. } => {
                 let mut v = serde_json::to_value(&r.event).unwrap();
                 // The recorded evaluation is compared through its config only.
@@ -500,4 +569,235 @@ fn wall_offset_counts_each_stretch_not_the_time_the_run_lay_dead() {
         rec(3, 3_691_000, done),
     ];
     assert!((wall_offset_s(&records) - 90.0).abs() < 1e-9);
+}
+
+#[test]
+fn every_measurement_of_a_kernel_uses_its_baseline_timing_method() {
+    let repo = user_repo();
+    let reports = tempfile::tempdir().unwrap();
+    let ev = Scripted::new(vec_wins, variant_broken);
+    let pins = ev.pins.clone();
+    let run = run_once(repo.path(), reports.path(), ev, StopFlag::default());
+    let pins = pins.lock().unwrap().clone();
+    assert_eq!(pins.len(), run.calls.len());
+    // The baseline chooses (it was timed in batches); everything after uses that.
+    assert_eq!(pins[0], MethodChoice::Auto);
+    assert!(
+        pins[1..].iter().all(|p| *p == MethodChoice::Batch),
+        "{pins:?}"
+    );
+}
+
+fn never(_: &Config, _: &Config) -> bool {
+    false
+}
+fn none_broken(_: &Config) -> bool {
+    false
+}
+
+#[test]
+fn an_underfilled_kernel_is_studied_at_larger_workloads_per_unit_of_work() {
+    let repo = user_repo_of("attention");
+    let reports = tempfile::tempdir().unwrap();
+    let ev = Scripted::new(never, none_broken);
+    let run = run_kernel(
+        "attention",
+        repo.path(),
+        reports.path(),
+        ev,
+        StopFlag::default(),
+    );
+    let points: Vec<(i64, String)> = run
+        .records
+        .iter()
+        .filter_map(|r| match &r.event {
+            J::StudyPoint { scale, problem, .. } => Some((*scale, problem.clone())),
+            _ => None,
+        })
+        .collect();
+    let scales: Vec<i64> = points.iter().map(|p| p.0).collect();
+    assert_eq!(scales, vec![1, 2, 4, 8]);
+    // Both workload axes (B = 32, H = 8) scale; the sequence does not.
+    assert!(
+        points[3].1.contains("B=256") && points[3].1.contains("H=64"),
+        "{points:?}"
+    );
+    assert!(points.iter().all(|p| p.1.contains("S=512")), "{points:?}");
+    let study = run
+        .records
+        .iter()
+        .find_map(|r| match &r.event {
+            J::Study {
+                result, cut_short, ..
+            } => Some((result.clone(), cut_short.clone())),
+            _ => None,
+        })
+        .expect("a Study record");
+    assert_eq!(study.1, None);
+    let result: study::StudyResult = serde_json::from_value(study.0).unwrap();
+    // Made-up times grow as the square root of the work (x4 per step of scale 2 on
+    // two axes): throughput per unit of work doubles per step, no knee.
+    let x = result.rows[3].throughput_x.unwrap();
+    assert!((x.0 - 8.0).abs() < 1e-9, "{x:?}");
+    assert!(x.1 < 8.0 && x.2 > 8.0, "{x:?}");
+    assert_eq!(result.knee, None);
+    assert_eq!(result.rows[3].ctas_per_sm, Some(256.0 * 64.0 / 132.0));
+    assert!(
+        result.conclusion.contains("throughput per unit of work")
+            && result.conclusion.contains("not a speedup of one launch"),
+        "{}",
+        result.conclusion
+    );
+    // The study comes before the kernel is done, and is in the summary.
+    let pos = |f: &dyn Fn(&J) -> bool| run.records.iter().position(|r| f(&r.event)).unwrap();
+    assert!(pos(&|e| matches!(e, J::Study { .. })) < pos(&|e| matches!(e, J::KernelDone { .. })));
+    assert_eq!(
+        run.summary.kernels[0].study.as_ref(),
+        Some(&result.conclusion)
+    );
+}
+
+#[test]
+fn a_study_interrupted_anywhere_resumes_without_measuring_a_point_twice() {
+    let straight_repo = user_repo_of("attention");
+    let straight_reports = tempfile::tempdir().unwrap();
+    let straight = run_kernel(
+        "attention",
+        straight_repo.path(),
+        straight_reports.path(),
+        Scripted::new(never, none_broken),
+        StopFlag::default(),
+    );
+    let n = straight.records.len();
+    for cut in 1..n {
+        let repo = user_repo_of("attention");
+        let reports = tempfile::tempdir().unwrap();
+        let first = run_kernel(
+            "attention",
+            repo.path(),
+            reports.path(),
+            Scripted::new(never, none_broken),
+            StopFlag::default(),
+        );
+        let path = reports.path().join("r1").join(journal::FILE_NAME);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let kept: String = text.lines().take(cut).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&path, kept).unwrap();
+        let resumed = run_kernel(
+            "attention",
+            repo.path(),
+            reports.path(),
+            Scripted::new(never, none_broken),
+            StopFlag::default(),
+        );
+        assert_eq!(
+            decisions(&resumed.records),
+            decisions(&straight.records),
+            "cut after record {cut}"
+        );
+        // What the kept records hold is not measured again.
+        drop(first);
+        let kept_points = text
+            .lines()
+            .take(cut)
+            .filter(|l| l.contains("\"study_point\""))
+            .count();
+        let remeasured = resumed
+            .records
+            .iter()
+            .skip(cut)
+            .filter(|r| matches!(r.event, J::StudyPoint { .. }))
+            .count();
+        assert_eq!(kept_points + remeasured, 4, "cut after record {cut}");
+    }
+}
+
+#[test]
+fn a_stop_during_a_study_resumes_it_where_it_stopped() {
+    let repo = user_repo_of("attention");
+    let reports = tempfile::tempdir().unwrap();
+    let stop = StopFlag::default();
+    let mut ev = Scripted::new(never, none_broken);
+    // Baseline, the VARIANT=1 candidate, then two study points.
+    ev.stop_after = Some((4, stop.clone()));
+    let first = run_kernel("attention", repo.path(), reports.path(), ev, stop);
+    assert!(matches!(
+        first.summary.stop_reason,
+        Some(StopReason::Signal { .. })
+    ));
+    assert!(!first
+        .records
+        .iter()
+        .any(|r| matches!(r.event, J::Study { .. } | J::KernelDone { .. })));
+    let second = run_kernel(
+        "attention",
+        repo.path(),
+        reports.path(),
+        Scripted::new(never, none_broken),
+        StopFlag::default(),
+    );
+    assert_eq!(
+        first.calls.len() + second.calls.len(),
+        6,
+        "{:?} {:?}",
+        first.calls,
+        second.calls
+    );
+    let scales: Vec<i64> = second
+        .records
+        .iter()
+        .filter_map(|r| match &r.event {
+            J::StudyPoint { scale, .. } => Some(*scale),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(scales, vec![1, 2, 4, 8]);
+    assert!(second.records.iter().any(|r| matches!(
+        r.event,
+        J::Study {
+            cut_short: None,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn the_knee_is_where_more_work_per_launch_stops_paying() {
+    let spec =
+        KernelSpec::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernels/simsearch"))
+            .unwrap();
+    let at = |scale: i64, median: f64| {
+        let s = study::scaled(&spec, scale);
+        let mut e = made_up(&s, &s.baseline(), true);
+        e.measurement = Some(made_up_measurement(median));
+        (scale, e)
+    };
+    // Per unit of work: 100, 50, 37.5, 36.25 µs: the last step gains 3%.
+    let points = vec![at(1, 100.0), at(2, 100.0), at(4, 150.0), at(8, 290.0)];
+    let r = study::summarize(&spec, &points);
+    assert_eq!(r.knee, Some(4));
+    let per: Vec<f64> = r.rows.iter().map(|x| x.us_per_unit.unwrap()).collect();
+    assert_eq!(per, vec![100.0, 50.0, 37.5, 36.25]);
+    assert!(r.conclusion.contains("past x4"), "{}", r.conclusion);
+    // The scaled problem multiplies the workload axis only, and is validated itself.
+    let s = study::scaled(&spec, 8);
+    assert_eq!(s.problem["Q"], 800);
+    assert_eq!(s.problem["N"], spec.problem["N"]);
+    assert!(s.validation.sizes.is_empty());
+    // A failed point has no figures, and no knee is claimed past it.
+    let mut bad = at(2, 100.0);
+    bad.1.outcome = Outcome::Crashed {
+        stage: "validate".into(),
+        error: "x".into(),
+    };
+    let r = study::summarize(&spec, &[at(1, 100.0), bad]);
+    assert_eq!(r.rows[1].median_us, None);
+    assert_eq!(r.rows[1].us_per_unit, None);
+    assert_eq!(r.rows[1].throughput_x, None);
+    assert_eq!(r.knee, None);
+    assert!(
+        r.conclusion.contains("no larger workload"),
+        "{}",
+        r.conclusion
+    );
 }

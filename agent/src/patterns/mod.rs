@@ -107,6 +107,9 @@ pub struct Pattern {
     pub predict: Option<Prediction>,
     /// Within a tier, higher first (parallelism-first outranks the rest of `launch`).
     pub priority: i64,
+    /// A `moves` pattern whose moves step together: each candidate steps one tunable
+    /// of every move at once (a larger tile with more warps to cover it).
+    pub together: bool,
     pub body: Body,
 }
 
@@ -255,6 +258,7 @@ struct RawPattern {
     factor: Option<Spanned<f64>>,
     study: Option<Spanned<String>>,
     scale: Option<Spanned<Vec<i64>>>,
+    together: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -364,6 +368,7 @@ fn parse_pattern(path: &Path, text: &str) -> Result<Pattern, SpecError> {
         }
         "rule" => {
             unexpected(!raw.moves.is_empty(), "move")?;
+            unexpected(raw.together.is_some(), "together")?;
             let rule = raw.rule.as_ref().ok_or_else(|| {
                 err(
                     Some(raw.kind.span()),
@@ -407,6 +412,7 @@ fn parse_pattern(path: &Path, text: &str) -> Result<Pattern, SpecError> {
         }
         "study" => {
             unexpected(!raw.moves.is_empty(), "move")?;
+            unexpected(raw.together.is_some(), "together")?;
             let study = raw.study.as_ref().ok_or_else(|| {
                 err(
                     Some(raw.kind.span()),
@@ -470,6 +476,7 @@ fn parse_pattern(path: &Path, text: &str) -> Result<Pattern, SpecError> {
         rationale: raw.rationale.trim().to_string(),
         predict,
         priority: raw.priority,
+        together: raw.together.map(|t| *t.get_ref()).unwrap_or(false),
         body,
     })
 }

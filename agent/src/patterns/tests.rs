@@ -154,6 +154,12 @@ fn rules_and_studies_are_checked() {
     assert_eq!(one(order).unwrap_err().key.as_deref(), Some("order"));
     let study = "name = \"s\"\nkind = \"study\"\nstudy = \"workload-batching\"\ntier = \"launch\"\nscale = [2, 1]\nrationale = \"x\"\n";
     assert_eq!(one(study).unwrap_err().key.as_deref(), Some("scale"));
+    // `together` belongs to moves only.
+    let e = one(&rule.replace("rationale", "together = true\nrationale")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("together"));
+    let lib = one(&MOVES.replace("rationale", "together = true\nrationale")).unwrap();
+    assert!(lib.patterns[0].together);
+    assert!(!one(MOVES).unwrap().patterns[0].together);
     // Two patterns with one name, or two rules of one kind.
     let files = vec![
         (PathBuf::from("patterns/a.toml"), MOVES.to_string()),

@@ -54,8 +54,12 @@ pub struct MeasureOpts {
     pub rule: StopRule,
     /// Warm-up time before sampling, ms.
     pub warmup_ms: f64,
-    /// Kernels faster than this (µs, warm) are timed in batches.
+    /// Kernels faster than this (µs, warm) are timed in batches (with `MethodChoice::Auto`).
     pub batch_below_us: f64,
+    /// Cold or batch timing, or chosen by `batch_below_us`. A run pins each kernel's
+    /// method to its baseline's, so all its figures are of one method.
+    #[serde(default)]
+    pub method: MethodChoice,
     /// Target duration of one batch sample, µs.
     pub batch_sample_us: f64,
     /// Window of back-to-back launches over which energy is read, ms (0: skip).
@@ -69,9 +73,31 @@ impl Default for MeasureOpts {
             rule: StopRule::default(),
             warmup_ms: 50.0,
             batch_below_us: 10.0,
+            method: MethodChoice::Auto,
             batch_sample_us: 500.0,
             energy_ms: 500.0,
             seed: 0x5EED,
+        }
+    }
+}
+
+/// How a measurement chooses its timing method.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MethodChoice {
+    /// Batch when the fastest arm's warm time is under `batch_below_us`, else cold.
+    #[default]
+    Auto,
+    Cold,
+    Batch,
+}
+
+impl MethodChoice {
+    /// The choice that reproduces `m`.
+    pub fn of(m: &TimingMethod) -> MethodChoice {
+        match m {
+            TimingMethod::Cold => MethodChoice::Cold,
+            TimingMethod::Batch { .. } => MethodChoice::Batch,
         }
     }
 }

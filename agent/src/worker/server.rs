@@ -909,7 +909,12 @@ impl Worker {
             warm.push(w?);
         }
         let fastest = warm.iter().cloned().fold(f64::INFINITY, f64::min);
-        let method = if fastest < opts.batch_below_us {
+        let batch = match opts.method {
+            MethodChoice::Auto => fastest < opts.batch_below_us,
+            MethodChoice::Cold => false,
+            MethodChoice::Batch => true,
+        };
+        let method = if batch {
             // Enough argument copies that the L2 cannot hold the working set, within memory.
             let owned: Vec<&SizePlan> = arms
                 .iter()
