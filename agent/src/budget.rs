@@ -511,6 +511,14 @@ pub enum StopReason {
 }
 
 impl StopReason {
+    /// Stopped by a budget limit (wall time, GPU-hours, dollars).
+    pub fn is_limit(&self) -> bool {
+        matches!(
+            self,
+            StopReason::WallTime { .. } | StopReason::GpuHours { .. } | StopReason::Dollars { .. }
+        )
+    }
+
     /// One line for a person: which limit, how much of it is used, what was asked.
     pub fn describe(&self) -> String {
         match self {

@@ -260,7 +260,8 @@ impl Controller {
             }
             Event::Studied { kernel, cost } => {
                 let pattern = self.study_pattern(kernel).map(|p| p.name.clone());
-                self.charge(kernel, pattern.as_deref(), &cost);
+                // Not one candidate's cost: kept out of the per-candidate projection.
+                self.charge(kernel, pattern.as_deref(), None, &cost);
                 self.done(now_s, kernel, &mut out);
             }
             Event::Interrupted { signal } => {
@@ -270,7 +271,8 @@ impl Controller {
                 });
             }
             Event::Baseline { kernel, result } => {
-                self.charge(kernel, None, &result.cost);
+                let base = self.kernels[kernel].spec.baseline().to_string();
+                self.charge(kernel, None, Some(base), &result.cost);
                 let k = &mut self.kernels[kernel];
                 let base = k.spec.baseline();
                 k.tried.insert(base.clone());
@@ -297,7 +299,12 @@ impl Controller {
                     .as_ref()
                     .map(|a| a.pattern.clone())
                     .unwrap_or_default();
-                self.charge(kernel, Some(&pattern), &result.cost);
+                self.charge(
+                    kernel,
+                    Some(&pattern),
+                    Some(config.to_string()),
+                    &result.cost,
+                );
                 let spent: f64 = result.cost.iter().map(|(_, s)| s).sum();
                 let fast = result.passed && result.verdict == Some(Verdict::Fast);
                 let credit = self.credit.entry(pattern.clone()).or_default();
@@ -362,7 +369,15 @@ impl Controller {
         out
     }
 
-    fn charge(&mut self, kernel: usize, pattern: Option<&str>, cost: &[(Stage, f64)]) {
+    /// Charges the ledger; `config` names a candidate (or the baseline), whose total
+    /// cost feeds the projection of the next ones.
+    fn charge(
+        &mut self,
+        kernel: usize,
+        pattern: Option<&str>,
+        config: Option<String>,
+        cost: &[(Stage, f64)],
+    ) {
         let name = self.kernels[kernel].spec.name.clone();
         for (stage, s) in cost {
             if s.is_finite() && *s > 0.0 {
@@ -372,7 +387,7 @@ impl Controller {
             let _ = self.ledger.charge(&Charge {
                 kernel: Some(name.clone()),
                 pattern: pattern.map(str::to_string),
-                config: None,
+                config: config.clone(),
                 stage: *stage,
                 gpu_s: *s,
                 wall_s: *s,
@@ -474,7 +489,8 @@ impl Controller {
         self.advance(now_s, out);
     }
 
-    /// True (and a Stop pushed) when the budget cannot take one more candidate.
+    /// True (and a Stop pushed) when the budget cannot take one more candidate and
+    /// still compare, at the end, each unfinished kernel's best with its baseline.
     fn refused(
         &mut self,
         now_s: f64,
@@ -482,7 +498,7 @@ impl Controller {
         pattern: Option<&str>,
         out: &mut Vec<Action>,
     ) -> bool {
-        let projected = self.ledger.project(kernel, pattern, 1);
+        let projected = self.ledger.project(kernel, pattern, 1) + self.finals_owed_s();
         match self.ledger.admit(&self.budgets, projected, now_s) {
             Ok(()) => false,
             Err(reason) => {
@@ -491,6 +507,17 @@ impl Controller {
                 true
             }
         }
+    }
+
+    /// Projected cost of the final best-vs-baseline comparisons of the kernels that
+    /// have a new best and are not done (a run stopped by its budget still makes them).
+    fn finals_owed_s(&self) -> f64 {
+        self.kernels
+            .iter()
+            .filter(|k| k.started && !k.done)
+            .filter(|k| k.best.as_ref().is_some_and(|b| *b != k.spec.baseline()))
+            .map(|k| self.ledger.project(&k.spec.name, None, 1))
+            .sum()
     }
 
     /// The next candidate of `kernel`, or the next pattern, or the next kernel.
@@ -745,7 +772,7 @@ impl Controller {
             Some(c)
         };
         let mut out: Vec<Config> = Vec::new();
-        let mut keep = |c: Config, out: &mut Vec<Config>| {
+        let keep = |c: Config, out: &mut Vec<Config>| {
             if !k.tried.contains(&c)
                 && !out.contains(&c)
                 && k.spec.violated(&k.spec.problem, &c).is_empty()

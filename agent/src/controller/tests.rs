@@ -379,6 +379,11 @@ fn work_that_cannot_finish_inside_the_budget_is_not_started() {
         "{a:?}"
     );
     assert!(c.stopped());
+    // The projection learns from what this kernel's work cost (the baseline's 10 s).
+    assert_eq!(
+        c.ledger.project("softmax", Some("vectorize-memory"), 1),
+        10.0
+    );
     assert!(
         c.handle(2.0, Event::Started).is_empty(),
         "a stopped controller does nothing"

@@ -939,9 +939,27 @@ impl<E: Evaluator> Dispatcher<E> {
         Ok(Some(cost))
     }
 
+    /// The final comparison of each kernel that was not done when the run stopped.
+    async fn unfinished_finals(&mut self) -> Result<()> {
+        for k in 0..self.kernels.len() {
+            if self.summary[k].done.is_none() {
+                self.final_comparison(k).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Runs the loop until the controller stops; journals how it ended.
     pub async fn run(mut self) -> Result<RunSummary> {
-        let ended = self.drive().await;
+        let mut ended = self.drive().await;
+        if let Ok(stop) = &ended {
+            // Stopped by a limit: the comparisons the budget kept room for.
+            if stop.is_limit() {
+                if let Err(e) = self.unfinished_finals().await {
+                    ended = Err(e);
+                }
+            }
+        }
         let (reason, stop) = match &ended {
             Ok(stop) => (stop.describe(), Some(stop.clone())),
             Err(e) => (format!("stopped by an error: {e:#}"), None),

@@ -240,6 +240,17 @@ fn run_once(repo: &Path, reports: &Path, ev: Scripted, stop: StopFlag) -> Run {
 }
 
 fn run_kernel(kernel: &str, repo: &Path, reports: &Path, ev: Scripted, stop: StopFlag) -> Run {
+    run_with(kernel, DEFAULT_BUDGETS_TOML, repo, reports, ev, stop)
+}
+
+fn run_with(
+    kernel: &str,
+    budgets_toml: &str,
+    repo: &Path,
+    reports: &Path,
+    ev: Scripted,
+    stop: StopFlag,
+) -> Run {
     let id = "r1";
     let path = reports.join(id).join(journal::FILE_NAME);
     let (mut journal, previous) = if path.exists() {
@@ -253,7 +264,7 @@ fn run_kernel(kernel: &str, repo: &Path, reports: &Path, ev: Scripted, stop: Sto
     } else {
         (Journal::create(reports, id).unwrap(), vec![])
     };
-    let budgets = Budgets::parse(DEFAULT_BUDGETS_TOML, Path::new("budgets.toml")).unwrap();
+    let budgets = Budgets::parse(budgets_toml, Path::new("budgets.toml")).unwrap();
     if previous.is_empty() {
         journal
             .append(&J::RunStarted {
@@ -799,5 +810,39 @@ fn the_knee_is_where_more_work_per_launch_stops_paying() {
         r.conclusion.contains("no larger workload"),
         "{}",
         r.conclusion
+    );
+}
+
+#[test]
+fn a_run_stopped_by_its_budget_still_compares_the_best_with_the_baseline() {
+    let repo = user_repo();
+    let reports = tempfile::tempdir().unwrap();
+    // 10 GPU-seconds, a 1 s watchdog reserve; scripted evaluations cost 1 s each. The
+    // loop stops once one more candidate and the owed final comparison would not fit.
+    let budgets = "[run]\ngpu_hours = 0.0027778\n[limits]\ncandidate_watchdog_seconds = 1\n";
+    let run = run_with(
+        "softmax",
+        budgets,
+        repo.path(),
+        reports.path(),
+        Scripted::new(vec_wins, variant_broken),
+        StopFlag::default(),
+    );
+    assert!(
+        matches!(run.summary.stop_reason, Some(StopReason::GpuHours { .. })),
+        "{:?}",
+        run.summary.stop
+    );
+    let k = &run.summary.kernels[0];
+    assert!(!k.commits.is_empty() && k.done.is_none(), "{k:?}");
+    assert!(k.final_speedup.is_some(), "{k:?}");
+    assert!(run
+        .records
+        .iter()
+        .any(|r| matches!(r.event, J::FinalComparison { .. })));
+    assert!(
+        run.summary.spent.gpu_s <= 10.0 + 1e-3,
+        "{:?}",
+        run.summary.spent
     );
 }
