@@ -44,6 +44,19 @@ pub enum Event {
         #[serde(default)]
         git_branch: Option<String>,
     },
+    /// The machine a process of the run measured on: the device as the driver
+    /// reports it (`DeviceInfo`) and its measured ceilings (`Ceilings`). Written by
+    /// each process of the run (a resumed run writes its own).
+    Machine {
+        device: Value,
+        ceilings: Value,
+        /// The measurement options (`MeasureOpts`: stop rule, seed of the bootstrap),
+        /// so every interval can be recomputed from the raw samples.
+        #[serde(default)]
+        measure: Value,
+        /// The nightshift version that measured.
+        nightshift: String,
+    },
     /// The run was picked up again after it stopped or crashed.
     Resumed {
         device: String,
@@ -585,6 +598,7 @@ impl Resume {
                 | Event::Revert { .. }
                 | Event::KernelDone { .. }
                 | Event::KernelPaused { .. }
+                | Event::Machine { .. }
                 | Event::StudyPoint { .. }
                 | Event::Study { .. }
                 | Event::FinalComparison { .. }
@@ -775,6 +789,12 @@ mod tests {
             Event::KernelPaused {
                 kernel: "softmax".into(),
                 reason: "spent its share".into(),
+            },
+            Event::Machine {
+                device: json!({"name": "NVIDIA H100 80GB HBM3"}),
+                ceilings: json!({"dram_gbs": 3000.0}),
+                measure: json!({"seed": 24301}),
+                nightshift: "0.1.0".into(),
             },
             Event::StudyPoint {
                 kernel: "attention".into(),

@@ -55,6 +55,11 @@ pub trait Evaluator: Send + 'static {
         a: &Config,
         b: &Config,
     ) -> Result<(Evaluation, Evaluation, Option<AbResult>), EvalError>;
+    /// The device, its measured ceilings and the measurement options, for the
+    /// journal's `Machine` record (None: nothing to record).
+    fn machine(&self) -> Option<(Value, Value, Value)> {
+        None
+    }
     /// Where a compile prefetch may put its results (None: no prefetch).
     fn prefetch_target(&self) -> Option<(PathBuf, String)> {
         None
@@ -87,6 +92,13 @@ impl Evaluator for Session {
     }
     fn prefetch_target(&self) -> Option<(PathBuf, String)> {
         Some((self.opts.cache_dir.clone(), self.device.arch.clone()))
+    }
+    fn machine(&self) -> Option<(Value, Value, Value)> {
+        Some((
+            to_value(&self.device),
+            to_value(&self.ceilings),
+            to_value(&self.opts.measure),
+        ))
     }
     fn min_gain(&self) -> f64 {
         self.opts.min_gain
@@ -951,6 +963,14 @@ impl<E: Evaluator> Dispatcher<E> {
 
     /// Runs the loop until the controller stops; journals how it ended.
     pub async fn run(mut self) -> Result<RunSummary> {
+        if let Some((device, ceilings, measure)) = self.ev.as_ref().and_then(|e| e.machine()) {
+            self.journal.append(&JEvent::Machine {
+                device,
+                ceilings,
+                measure,
+                nightshift: env!("CARGO_PKG_VERSION").to_string(),
+            })?;
+        }
         let mut ended = self.drive().await;
         if let Ok(stop) = &ended {
             // Stopped by a limit: the comparisons the budget kept room for.

@@ -219,6 +219,13 @@ impl Evaluator for Scripted {
     fn pin_method(&mut self, method: MethodChoice) {
         self.pins.lock().unwrap().push(method);
     }
+    fn machine(&self) -> Option<(Value, Value, Value)> {
+        Some((
+            serde_json::json!({"name": "scripted"}),
+            Value::Null,
+            serde_json::json!({"seed": 1}),
+        ))
+    }
 }
 
 /// Larger vectors win; VARIANT=1 fails validation.
@@ -434,6 +441,11 @@ fn a_run_commits_only_proven_gains_on_its_branch_and_journals_every_step() {
         .sum();
     assert!((charged - run.summary.spent.gpu_s).abs() < 1e-6);
     assert!(charged >= 1.0 * run.calls.len() as f64);
+    // The machine is recorded before any work.
+    assert!(matches!(
+        run.records.get(1).map(|r| &r.event),
+        Some(J::Machine { .. })
+    ));
     // The best was compared with the baseline at the end, and the journal closes.
     assert!(run
         .records

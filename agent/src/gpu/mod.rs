@@ -123,7 +123,14 @@ pub struct DeviceInfo {
     pub sm_clock_khz: u32,
     pub mem_clock_khz: u32,
     pub mem_bus_bits: u32,
+    /// The CUDA driver API version, e.g. 13000 for 13.0.
     pub driver_version: i32,
+    /// The NVIDIA display driver, e.g. `580.159.04` (NVML), when NVML answers.
+    #[serde(default)]
+    pub system_driver: Option<String>,
+    /// NVRTC's version, e.g. `13.0`.
+    #[serde(default)]
+    pub nvrtc: Option<String>,
 }
 
 impl DeviceInfo {
@@ -308,6 +315,8 @@ impl Gpu {
             mem_clock_khz: attr(A::CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE)?,
             mem_bus_bits: attr(A::CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH)?,
             driver_version: driver_version()?,
+            system_driver: None,
+            nvrtc: nvrtc::version().ok().map(|(a, b)| format!("{a}.{b}")),
         };
         Ok(Gpu {
             _ctx: ctx,

@@ -85,6 +85,11 @@ impl Monitor {
         f(&dev)
     }
 
+    /// The NVIDIA display driver's version (e.g. `580.159.04`).
+    pub fn driver_version(&self) -> Option<String> {
+        self.nvml.as_ref()?.sys_driver_version().ok()
+    }
+
     /// Clock and throttle state, for samples.
     pub fn telemetry(&self) -> Telemetry {
         self.with(|d| {

@@ -152,8 +152,9 @@ pub fn run(ordinal: usize, cache_dir: PathBuf) -> i32 {
         }
         if let Request::Hello = req {
             match Gpu::open(ordinal) {
-                Ok(gpu) => {
+                Ok(mut gpu) => {
                     let monitor = Monitor::open(&gpu.info.uuid);
+                    gpu.info.system_driver = monitor.driver_version();
                     link.send(&Response::Ready {
                         protocol: PROTOCOL_VERSION,
                         device: Box::new(gpu.info.clone()),
