@@ -20,6 +20,7 @@ pub mod measure;
 pub mod nonfinite;
 pub mod patterns;
 pub mod profile;
+pub mod report;
 pub mod spec;
 #[cfg(test)]
 mod testutil;

@@ -4,6 +4,7 @@
 mod bench;
 mod doctor;
 mod patterns;
+pub mod report;
 pub mod run;
 pub mod status;
 pub mod table;
@@ -52,6 +53,11 @@ pub enum Command {
     /// Where a run stands (running, finished, or stopped part-way and resumable),
     /// read from its journal.
     Status(StatusArgs),
+    /// Write a run's report from its journal: reports/<run-id>/report.md, report.json
+    /// and samples.csv (a run writes them itself when it stops). With --verify,
+    /// recompute every figure of report.json from the journal's raw samples instead,
+    /// and fail naming the first figure that differs.
+    Report(ReportArgs),
     /// Validate and time one configuration of a kernel (or two, interleaved, with --vs).
     Bench(BenchArgs),
     /// Report driver, CUDA, NVRTC and NVML versions, devices, clocks, throttling, and
@@ -205,6 +211,22 @@ pub struct StatusArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The run [default: the latest under --reports].
+    pub run_id: Option<String>,
+    /// Where runs write their journals.
+    #[arg(long, default_value = "reports")]
+    pub reports: PathBuf,
+    /// Check report.json against the journal's raw samples (exit 1 naming the first
+    /// figure that differs); writes nothing.
+    #[arg(long)]
+    pub verify: bool,
+    /// Print the report as JSON on stdout (as well as writing the files).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct PatternsArgs {
     /// The pattern directory.
     #[arg(long, default_value = "patterns")]
@@ -292,5 +314,6 @@ pub fn main() -> i32 {
             run::run(&a, o)
         }
         Command::Status(a) => status::run(&a),
+        Command::Report(a) => report::run(&a),
     }
 }

@@ -343,6 +343,8 @@ fn run_inner(a: &RunArgs, mut opts: Options) -> Result<i32> {
         Dispatcher::new(setup)?.run().await
     });
     let _ = std::fs::remove_file(&lock);
+    // The report, however the run ended (its journal is complete either way).
+    let report = super::report::write(&a.reports, &p.run_id);
     let summary = summary?;
     if let Ok(ws) = Workspace::open(&p.repo, &p.run_id, &wt) {
         // The branch keeps the commits; the checkout is not needed any more.
@@ -352,6 +354,21 @@ fn run_inner(a: &RunArgs, mut opts: Options) -> Result<i32> {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         print!("{}", render(&summary));
+    }
+    match report {
+        Ok((_, files)) if !a.common.json => println!(
+            "report: {}",
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "warning: the report was not written: {e:#}; `nightshift report {}` retries",
+            p.run_id
+        ),
     }
     Ok(match summary.stop_reason {
         Some(StopReason::Signal { .. }) => 130,

@@ -169,7 +169,7 @@ pub fn status_of(run_id: &str, records: &[Record], pid: Option<u32>) -> Result<R
     })
 }
 
-fn latest_run(reports: &Path) -> Result<String> {
+pub(crate) fn latest_run(reports: &Path) -> Result<String> {
     let mut ids: Vec<String> = std::fs::read_dir(reports)
         .map_err(|e| anyhow!("cannot read {}: {e}", reports.display()))?
         .filter_map(|e| e.ok())

@@ -1,0 +1,124 @@
+//! `nightshift report [run-id] [--verify]`: the report files of a run, from its journal.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use super::{exit, ReportArgs};
+use crate::journal;
+use crate::report::{self, Report};
+
+/// The files a report writes, under `reports/<run-id>/`.
+pub const FILES: [&str; 3] = ["report.md", "report.json", "samples.csv"];
+
+/// Builds the report of `run_id` under `reports` and writes its files (each written
+/// to a temporary name and renamed, so a crash leaves the previous one whole).
+pub fn write(reports: &Path, run_id: &str) -> Result<(Report, Vec<PathBuf>)> {
+    let dir = reports.join(run_id);
+    let path = dir.join(journal::FILE_NAME);
+    let read = journal::read(&path).map_err(|e| anyhow!("{e}"))?;
+    let r = report::build(run_id, &read.records);
+    let json = serde_json::to_string_pretty(&r)?;
+    let plots = report::plots(&r, &read.records);
+    let names: Vec<String> = plots.iter().map(|p| p.0.clone()).collect();
+    let mut files: Vec<(String, String)> = FILES
+        .iter()
+        .map(|n| n.to_string())
+        .zip([
+            report::markdown(&r, &names),
+            json,
+            report::samples_csv(&read.records),
+        ])
+        .collect();
+    if !plots.is_empty() {
+        std::fs::create_dir_all(dir.join("plots"))?;
+    }
+    files.extend(plots.into_iter().map(|(n, s)| (format!("plots/{n}"), s)));
+    let mut written = Vec::new();
+    for (name, text) in files {
+        let p = dir.join(&name);
+        let tmp = dir.join(format!("{name}.tmp"));
+        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &p).with_context(|| format!("writing {}", p.display()))?;
+        written.push(p);
+    }
+    Ok((r, written))
+}
+
+pub fn run(a: &ReportArgs) -> i32 {
+    let id = match a
+        .run_id
+        .clone()
+        .map(Ok)
+        .unwrap_or_else(|| super::status::latest_run(&a.reports))
+    {
+        Ok(id) => id,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return exit::USAGE;
+        }
+    };
+    let journal_path = a.reports.join(&id).join(journal::FILE_NAME);
+    if !journal_path.is_file() {
+        eprintln!(
+            "error: no run {id}: {} does not exist",
+            journal_path.display()
+        );
+        return exit::USAGE;
+    }
+    if a.verify {
+        return verify(&a.reports, &id);
+    }
+    match write(&a.reports, &id) {
+        Ok((r, files)) => {
+            if a.json {
+                match serde_json::to_string_pretty(&r) {
+                    Ok(t) => println!("{t}"),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return exit::USAGE;
+                    }
+                }
+            } else {
+                for f in files {
+                    println!("wrote {}", f.display());
+                }
+            }
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::USAGE
+        }
+    }
+}
+
+fn verify(reports: &Path, id: &str) -> i32 {
+    let go = || -> Result<usize> {
+        let dir = reports.join(id);
+        let rp = dir.join("report.json");
+        let text = std::fs::read_to_string(&rp).with_context(|| {
+            format!(
+                "reading {} (write it with `nightshift report {id}`)",
+                rp.display()
+            )
+        })?;
+        let report: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{} is not JSON", rp.display()))?;
+        let read = journal::read(&dir.join(journal::FILE_NAME)).map_err(|e| anyhow!("{e}"))?;
+        match report::verify(&report, id, &read.records) {
+            Ok(n) => Ok(n),
+            Err(e) => bail!("{e}"),
+        }
+    };
+    match go() {
+        Ok(n) => {
+            println!("verified: {n} figures of reports/{id}/report.json and the journal's summaries recomputed from the raw samples, all equal");
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("verification failed: {e:#}");
+            exit::REJECTED
+        }
+    }
+}

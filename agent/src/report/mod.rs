@@ -1,0 +1,1103 @@
+//! The iteration report, built from a run's journal alone: `report.md` for a person,
+//! `report.json` (the same figures, with a schema version) and `samples.csv` (every raw
+//! sample with its labels). Every timing figure is recomputed here from the raw
+//! samples the journal holds (medians, bootstrap intervals with the run's recorded
+//! seed, speedups), never copied from a summary, so `verify` can recompute the report
+//! and name any figure that differs. A fraction of a ceiling above 100% is never
+//! printed as a percentage: it is a flagged anomaly.
+
+mod plot;
+mod render;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::budget::{Budgets, Ledger};
+use crate::dispatch::study::StudyResult;
+use crate::evaluate::Evaluation;
+use crate::journal::{Event, Record};
+use crate::measure::stats::{bootstrap_ratio_ci, Summary};
+use crate::measure::{TimingMethod, Verdict};
+use crate::worker::protocol::Outcome;
+
+pub use render::{markdown, samples_csv};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Relative width of a 95% interval above which a caveat is written.
+const WIDE_INTERVAL: f64 = 0.05;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub run_id: String,
+    pub device: String,
+    pub branch: Option<String>,
+    /// `finished`, or `did not finish` (killed; resumable).
+    pub state: String,
+    pub stop: String,
+    pub machine: Option<Machine>,
+    pub spend: SpendReport,
+    pub kernels: Vec<KernelReport>,
+    pub iterations: Vec<Iteration>,
+    pub patterns: Vec<PatternRoi>,
+    pub pivots: Vec<Pivot>,
+    pub failures: Vec<Failure>,
+    pub predictions: Vec<PredictionCheck>,
+    pub studies: Vec<StudyReport>,
+    pub caveats: Vec<String>,
+    pub reproduce: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    pub name: String,
+    pub uuid: String,
+    pub arch: String,
+    pub sms: u64,
+    pub display_driver: Option<String>,
+    pub cuda_driver: Option<String>,
+    pub nvrtc: Option<String>,
+    pub max_sm_clock_mhz: Option<f64>,
+    /// DRAM bandwidth implied by the driver's memory clock and bus width, GB/s.
+    pub dram_datasheet_gbs: Option<f64>,
+    pub dram_measured_gbs: Option<f64>,
+    pub fp32_measured_gflops: Option<f64>,
+    pub tensor_f16_measured_gflops: Option<f64>,
+    /// SM clocks seen across every sample of the run, MHz.
+    pub sm_clock_range_mhz: Option<(u32, u32)>,
+    pub samples: usize,
+    pub throttled_samples: usize,
+    /// Median relative width of the 95% intervals of the medians measured.
+    pub median_noise: Option<f64>,
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpendReport {
+    pub wall_s: f64,
+    pub gpu_s: f64,
+    pub dollars: f64,
+    pub price_per_gpu_hour: f64,
+    pub wall_limit_s: Option<f64>,
+    pub gpu_limit_s: Option<f64>,
+    pub dollars_limit: Option<f64>,
+    /// GPU seconds by stage (compile, validate, measure, idle).
+    pub by_stage: BTreeMap<String, f64>,
+}
+
+/// A median with its 95% interval, µs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    pub median_us: f64,
+    pub ci_lo_us: f64,
+    pub ci_hi_us: f64,
+    pub samples: usize,
+    pub method: String,
+}
+
+/// A speedup of B over A with its 95% interval, recomputed from both sides' samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Speedup {
+    pub x: f64,
+    pub ci_lo: f64,
+    pub ci_hi: f64,
+    pub verdict: String,
+    pub min_gain: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KernelReport {
+    pub kernel: String,
+    pub baseline_config: String,
+    pub baseline: Option<Timing>,
+    pub best_config: String,
+    /// The best measured interleaved with the baseline at the end of the kernel.
+    pub best: Option<Timing>,
+    pub speedup: Option<Speedup>,
+    /// Of the best (or the baseline when nothing won): `x% of DRAM` or an anomaly.
+    pub roofline: Option<String>,
+    pub energy_uj_per_launch: Option<f64>,
+    pub registers: Option<u64>,
+    pub commit: Option<String>,
+    pub state: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Iteration {
+    pub kernel: String,
+    pub pattern: String,
+    pub config: String,
+    pub against: Option<String>,
+    pub outcome: String,
+    pub timing: Option<Timing>,
+    pub speedup: Option<Speedup>,
+    /// `committed <sha>`, `reverted: <reason>`.
+    pub decision: String,
+    pub gpu_s: f64,
+    pub dollars: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatternRoi {
+    pub pattern: String,
+    pub candidates: usize,
+    pub fast: usize,
+    pub gpu_s: f64,
+    pub dollars: f64,
+    /// Product of the speedups of its commits (1 when none).
+    pub gain: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pivot {
+    pub kernel: String,
+    pub pattern: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    pub outcome: String,
+    pub count: usize,
+    /// Up to three examples: `kernel config: what happened`.
+    pub examples: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictionCheck {
+    pub kernel: String,
+    pub pattern: String,
+    pub predicted: String,
+    pub predicted_x: Option<f64>,
+    /// The best speedup measured among the line's candidates (None: none measured).
+    pub measured_x: Option<f64>,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StudyReport {
+    pub kernel: String,
+    pub config: String,
+    pub cut_short: Option<String>,
+    pub result: StudyResult,
+}
+
+/// What went wrong building or verifying a report.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{0}")]
+    Journal(String),
+    #[error("figure `{figure}` differs: {found} where the raw samples give {expected}")]
+    Differs {
+        figure: String,
+        found: String,
+        expected: String,
+    },
+}
+
+/// The seed the run's bootstrap used (from its `Machine` record), else the default.
+fn seed_of(records: &[Record]) -> u64 {
+    records
+        .iter()
+        .find_map(|r| match &r.event {
+            Event::Machine { measure, .. } => measure.get("seed").and_then(Value::as_u64),
+            _ => None,
+        })
+        .unwrap_or_else(|| crate::worker::protocol::MeasureOpts::default().seed)
+}
+
+fn kept(e: &Evaluation) -> Vec<f64> {
+    e.measurement
+        .as_ref()
+        .map(|m| {
+            m.samples
+                .iter()
+                .filter(|s| !s.throttled)
+                .map(|s| s.us)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn method_name(e: &Evaluation) -> String {
+    match e.measurement.as_ref().map(|m| m.method) {
+        Some(TimingMethod::Cold) => "cold".into(),
+        Some(TimingMethod::Batch { launches, .. }) => format!("batch of {launches}"),
+        None => "-".into(),
+    }
+}
+
+/// The median and interval of an evaluation, from its raw samples.
+pub fn timing(e: &Evaluation, seed: u64) -> Option<Timing> {
+    if e.outcome != Outcome::Passed {
+        return None;
+    }
+    let k = kept(e);
+    let s = Summary::of(&k, seed)?;
+    Some(Timing {
+        median_us: s.median,
+        ci_lo_us: s.ci_lo,
+        ci_hi_us: s.ci_hi,
+        samples: s.n,
+        method: method_name(e),
+    })
+}
+
+/// B over A, from the raw samples, as the worker computes it.
+pub fn speedup(a: &Evaluation, b: &Evaluation, seed: u64, min_gain: f64) -> Option<Speedup> {
+    let (ta, tb) = (timing(a, seed)?, timing(b, seed)?);
+    let (lo, hi) = bootstrap_ratio_ci(&kept(a), &kept(b), seed);
+    Some(Speedup {
+        x: ta.median_us / tb.median_us,
+        ci_lo: lo,
+        ci_hi: hi,
+        verdict: Verdict::from_interval(lo, hi, min_gain)
+            .as_str()
+            .to_string(),
+        min_gain,
+    })
+}
+
+fn eval_of(v: &Value) -> Option<Evaluation> {
+    serde_json::from_value(v.clone()).ok()
+}
+
+/// `x% of the DRAM ceiling` (or compute), or an anomaly above 100%.
+fn roofline_text(e: &Evaluation, timing: &Timing, ceilings: Option<&Value>) -> Option<String> {
+    let r = e.roofline.as_ref()?;
+    let c = ceilings?;
+    let secs = timing.median_us * 1e-6;
+    let (what, achieved, ceiling, unit) = if r.bound == "memory" {
+        (
+            "DRAM bandwidth",
+            r.bytes / secs / 1e9,
+            c.get("dram_gbs")?.as_f64()?,
+            "GB/s",
+        )
+    } else {
+        let key = match r.compute {
+            crate::spec::ComputeKind::Fp32 => "fp32_gflops",
+            crate::spec::ComputeKind::TensorF16 => "tensor_f16_gflops",
+        };
+        (
+            "arithmetic throughput",
+            r.flops / secs / 1e9,
+            c.get(key)?.as_f64()?,
+            "GFLOP/s",
+        )
+    };
+    let f = achieved / ceiling;
+    Some(if f > 1.0 {
+        format!(
+            "ANOMALY: {achieved:.1} {unit} of {what} is above the measured ceiling {ceiling:.1} {unit}; not a result (the cost model overstates the traffic, or the ceiling was measured low)"
+        )
+    } else {
+        format!(
+            "{:.1}% of the measured {what} ceiling ({achieved:.1} of {ceiling:.1} {unit})",
+            100.0 * f
+        )
+    })
+}
+
+/// Builds the report of a run from its journal records.
+pub fn build(run_id: &str, records: &[Record]) -> Report {
+    let seed = seed_of(records);
+    let mut device = String::new();
+    let mut branch = None;
+    let mut budgets: Option<Budgets> = None;
+    let mut machine_rec: Option<(Value, Value)> = None;
+    let mut stop =
+        "did not finish: killed or crashed; `nightshift run --resume` continues it".to_string();
+    let mut finished = false;
+    let mut proposals: Vec<(String, String, String)> = Vec::new();
+    let mut iterations: Vec<Iteration> = Vec::new();
+    let mut kernels: Vec<KernelReport> = Vec::new();
+    let mut pivots = Vec::new();
+    let mut studies = Vec::new();
+    let mut charges_by_config: BTreeMap<(String, String), f64> = BTreeMap::new();
+    let mut by_stage: BTreeMap<String, f64> = BTreeMap::new();
+    let mut gpu_s = 0.0;
+    let mut all_timings: Vec<Timing> = Vec::new();
+    let mut samples = 0usize;
+    let mut throttled = 0usize;
+    let mut clocks: Option<(u32, u32)> = None;
+    let mut note_samples = |e: &Evaluation| {
+        if let Some(m) = &e.measurement {
+            for s in &m.samples {
+                samples += 1;
+                throttled += s.throttled as usize;
+                if let Some(c) = s.sm_clock_mhz {
+                    clocks = Some(clocks.map_or((c, c), |(a, b)| (a.min(c), b.max(c))));
+                }
+            }
+        }
+    };
+    let kernel_entry = |ks: &mut Vec<KernelReport>, name: &str| -> usize {
+        if let Some(i) = ks.iter().position(|k| k.kernel == name) {
+            return i;
+        }
+        ks.push(KernelReport {
+            kernel: name.to_string(),
+            baseline_config: String::new(),
+            baseline: None,
+            best_config: String::new(),
+            best: None,
+            speedup: None,
+            roofline: None,
+            energy_uj_per_launch: None,
+            registers: None,
+            commit: None,
+            state: "in progress when the run stopped".into(),
+        });
+        ks.len() - 1
+    };
+    let mut best_eval: BTreeMap<String, Evaluation> = BTreeMap::new();
+    for rec in records {
+        match &rec.event {
+            Event::RunStarted {
+                device: d,
+                budgets: b,
+                git_branch,
+                ..
+            } => {
+                device = d.clone();
+                branch = git_branch.clone();
+                budgets = serde_json::from_value(b.clone()).ok();
+            }
+            Event::Machine {
+                device: d,
+                ceilings,
+                ..
+            } => machine_rec = Some((d.clone(), ceilings.clone())),
+            Event::Proposal {
+                kernel,
+                pattern,
+                prediction,
+                ..
+            } => proposals.push((kernel.clone(), pattern.clone(), prediction.clone())),
+            Event::Evaluated {
+                kernel,
+                config,
+                pattern,
+                evaluation,
+                ..
+            } => {
+                let Some(e) = eval_of(evaluation) else {
+                    continue;
+                };
+                note_samples(&e);
+                let t = timing(&e, seed);
+                all_timings.extend(t.clone());
+                match pattern {
+                    None => {
+                        let i = kernel_entry(&mut kernels, kernel);
+                        let k = &mut kernels[i];
+                        k.baseline_config = config.clone();
+                        k.best_config = config.clone();
+                        k.baseline = t.clone();
+                        k.best = t.clone();
+                        k.registers = e.function.as_ref().map(|f| f.registers as u64);
+                        k.energy_uj_per_launch = e
+                            .measurement
+                            .as_ref()
+                            .and_then(|m| m.energy.as_ref())
+                            .map(|x| x.uj_per_launch);
+                        best_eval.insert(kernel.clone(), e);
+                    }
+                    Some(p) => iterations.push(Iteration {
+                        kernel: kernel.clone(),
+                        pattern: p.clone(),
+                        config: config.clone(),
+                        against: None,
+                        outcome: e.outcome.name().to_string(),
+                        timing: t,
+                        speedup: None,
+                        decision: if e.outcome == Outcome::Passed {
+                            "not decided when the run stopped".into()
+                        } else {
+                            format!("rejected: {}", e.outcome.describe())
+                        },
+                        gpu_s: 0.0,
+                        dollars: 0.0,
+                    }),
+                }
+            }
+            Event::Verdict {
+                kernel,
+                config,
+                baseline,
+                min_gain,
+                against,
+                ..
+            } => {
+                let it = iterations
+                    .iter_mut()
+                    .rev()
+                    .find(|i| &i.kernel == kernel && &i.config == config);
+                let (Some(it), Some(a)) = (it, eval_of(against)) else {
+                    continue;
+                };
+                note_samples(&a);
+                it.against = Some(baseline.clone());
+                let b = records.iter().find_map(|r| match &r.event {
+                    Event::Evaluated {
+                        kernel: k,
+                        config: c,
+                        evaluation,
+                        ..
+                    } if k == kernel && c == config => eval_of(evaluation),
+                    _ => None,
+                });
+                if let Some(b) = b {
+                    it.speedup = speedup(&a, &b, seed, min_gain.unwrap_or(0.02));
+                }
+            }
+            Event::Commit {
+                kernel,
+                config,
+                sha,
+            } => {
+                if let Some(it) = iterations
+                    .iter_mut()
+                    .rev()
+                    .find(|i| &i.kernel == kernel && &i.config == config)
+                {
+                    it.decision = format!("committed {}", &sha[..sha.len().min(10)]);
+                }
+                let i = kernel_entry(&mut kernels, kernel);
+                kernels[i].best_config = config.clone();
+                kernels[i].commit = Some(sha.clone());
+            }
+            Event::Revert {
+                kernel,
+                config,
+                reason,
+            } => {
+                if let Some(it) = iterations
+                    .iter_mut()
+                    .rev()
+                    .find(|i| &i.kernel == kernel && &i.config == config)
+                {
+                    it.decision = format!("reverted: {reason}");
+                }
+            }
+            Event::Pivot {
+                kernel,
+                pattern,
+                reason,
+            } => pivots.push(Pivot {
+                kernel: kernel.clone(),
+                pattern: pattern.clone(),
+                reason: reason.clone(),
+            }),
+            Event::KernelDone { kernel, reason } => {
+                let i = kernel_entry(&mut kernels, kernel);
+                kernels[i].state = format!("done: {reason}");
+            }
+            Event::KernelPaused { kernel, reason } => {
+                let i = kernel_entry(&mut kernels, kernel);
+                kernels[i].state = format!("paused: {reason}");
+            }
+            Event::FinalComparison {
+                kernel,
+                best,
+                baseline_evaluation,
+                best_evaluation,
+                ..
+            } => {
+                let i = kernel_entry(&mut kernels, kernel);
+                if let (Some(a), Some(b)) = (eval_of(baseline_evaluation), eval_of(best_evaluation))
+                {
+                    note_samples(&a);
+                    note_samples(&b);
+                    let k = &mut kernels[i];
+                    k.best_config = best.clone();
+                    k.baseline = timing(&a, seed);
+                    k.best = timing(&b, seed);
+                    k.speedup = speedup(&a, &b, seed, 0.02);
+                    k.registers = b.function.as_ref().map(|f| f.registers as u64);
+                    k.energy_uj_per_launch = b
+                        .measurement
+                        .as_ref()
+                        .and_then(|m| m.energy.as_ref())
+                        .map(|x| x.uj_per_launch);
+                    best_eval.insert(kernel.clone(), b);
+                }
+            }
+            Event::Study {
+                kernel,
+                config,
+                cut_short,
+                result,
+                ..
+            } => {
+                if let Ok(r) = serde_json::from_value::<StudyResult>(result.clone()) {
+                    studies.push(StudyReport {
+                        kernel: kernel.clone(),
+                        config: config.clone(),
+                        cut_short: cut_short.clone(),
+                        result: r,
+                    });
+                }
+            }
+            Event::Charge(c) => {
+                gpu_s += c.gpu_s;
+                let stage = serde_json::to_value(c.stage)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                *by_stage.entry(stage).or_default() += c.gpu_s;
+                if let (Some(k), Some(cfg)) = (&c.kernel, &c.config) {
+                    *charges_by_config
+                        .entry((k.clone(), cfg.clone()))
+                        .or_default() += c.gpu_s;
+                }
+            }
+            Event::RunFinished { reason, .. } => {
+                stop = reason.clone();
+                finished = true;
+            }
+            _ => {}
+        }
+    }
+    let price = budgets
+        .as_ref()
+        .map_or(0.0, |b| Ledger::for_device(b, &device).price_per_gpu_hour());
+    for it in iterations.iter_mut() {
+        it.gpu_s = charges_by_config
+            .get(&(it.kernel.clone(), it.config.clone()))
+            .copied()
+            .unwrap_or(0.0);
+        it.dollars = it.gpu_s * price / 3600.0;
+    }
+    let ceilings = machine_rec.as_ref().map(|m| &m.1);
+    for k in kernels.iter_mut() {
+        if let (Some(e), Some(t)) = (best_eval.get(&k.kernel), &k.best) {
+            k.roofline = roofline_text(e, t, ceilings);
+        }
+    }
+    let machine = machine_rec.as_ref().map(|(d, c)| {
+        let f = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64);
+        let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        let mut widths: Vec<f64> = all_timings
+            .iter()
+            .map(|t| (t.ci_hi_us - t.ci_lo_us) / t.median_us)
+            .filter(|w| w.is_finite())
+            .collect();
+        widths.sort_by(f64::total_cmp);
+        Machine {
+            name: s(d, "name").unwrap_or_default(),
+            uuid: s(d, "uuid").unwrap_or_default(),
+            arch: s(d, "arch").unwrap_or_default(),
+            sms: d.get("sms").and_then(Value::as_u64).unwrap_or(0),
+            display_driver: s(d, "system_driver"),
+            cuda_driver: d
+                .get("driver_version")
+                .and_then(Value::as_i64)
+                .map(|v| format!("{}.{}", v / 1000, (v % 1000) / 10)),
+            nvrtc: s(d, "nvrtc"),
+            max_sm_clock_mhz: f(d, "sm_clock_khz").map(|k| k / 1e3),
+            dram_datasheet_gbs: match (f(d, "mem_clock_khz"), f(d, "mem_bus_bits")) {
+                (Some(m), Some(b)) => Some(2.0 * m * 1e3 * (b / 8.0) / 1e9),
+                _ => None,
+            },
+            dram_measured_gbs: f(c, "dram_gbs"),
+            fp32_measured_gflops: f(c, "fp32_gflops"),
+            tensor_f16_measured_gflops: f(c, "tensor_f16_gflops"),
+            sm_clock_range_mhz: clocks,
+            samples,
+            throttled_samples: throttled,
+            median_noise: (!widths.is_empty()).then(|| widths[widths.len() / 2]),
+            seed: Some(seed),
+        }
+    });
+    let spend = SpendReport {
+        wall_s: crate::dispatch::wall_offset_s(records),
+        gpu_s,
+        dollars: gpu_s * price / 3600.0,
+        price_per_gpu_hour: price,
+        wall_limit_s: budgets
+            .as_ref()
+            .and_then(|b| b.run.wall.map(|d| d.as_secs_f64())),
+        gpu_limit_s: budgets
+            .as_ref()
+            .and_then(|b| b.run.gpu.map(|d| d.as_secs_f64())),
+        dollars_limit: budgets.as_ref().and_then(|b| b.run.dollars),
+        by_stage,
+    };
+    let patterns = pattern_roi(&iterations);
+    let failures = failures(&iterations);
+    let predictions = predictions(&proposals, &iterations);
+    let caveats = caveats(&kernels, &iterations, &studies, machine.as_ref());
+    let reproduce = reproduce(run_id, branch.as_deref(), &kernels);
+    Report {
+        schema_version: SCHEMA_VERSION,
+        run_id: run_id.to_string(),
+        device,
+        branch,
+        state: if finished {
+            "finished".into()
+        } else {
+            "did not finish".into()
+        },
+        stop,
+        machine,
+        spend,
+        kernels,
+        iterations,
+        patterns,
+        pivots,
+        failures,
+        predictions,
+        studies,
+        caveats,
+        reproduce,
+    }
+}
+
+fn pattern_roi(iterations: &[Iteration]) -> Vec<PatternRoi> {
+    let mut by: BTreeMap<String, PatternRoi> = BTreeMap::new();
+    for it in iterations {
+        let p = by.entry(it.pattern.clone()).or_insert_with(|| PatternRoi {
+            pattern: it.pattern.clone(),
+            candidates: 0,
+            fast: 0,
+            gpu_s: 0.0,
+            dollars: 0.0,
+            gain: 1.0,
+        });
+        p.candidates += 1;
+        p.gpu_s += it.gpu_s;
+        p.dollars += it.dollars;
+        if it.decision.starts_with("committed") {
+            p.fast += 1;
+            if let Some(s) = &it.speedup {
+                p.gain *= s.x;
+            }
+        }
+    }
+    by.into_values().collect()
+}
+
+fn failures(iterations: &[Iteration]) -> Vec<Failure> {
+    let mut by: BTreeMap<String, Failure> = BTreeMap::new();
+    for it in iterations {
+        let class = match (&it.outcome[..], &it.speedup) {
+            ("passed", Some(s)) if s.verdict == "FAST" => continue,
+            ("passed", Some(s)) => s.verdict.to_lowercase(),
+            ("passed", None) => "not compared".into(),
+            (o, _) => o.to_string(),
+        };
+        let f = by.entry(class.clone()).or_insert_with(|| Failure {
+            outcome: class,
+            count: 0,
+            examples: vec![],
+        });
+        f.count += 1;
+        if f.examples.len() < 3 {
+            let what = match &it.speedup {
+                Some(s) if it.outcome == "passed" => format!(
+                    "{:.3}x [{:.3}, {:.3}] against {}",
+                    s.x,
+                    s.ci_lo,
+                    s.ci_hi,
+                    it.against.as_deref().unwrap_or("the best")
+                ),
+                _ => it.decision.clone(),
+            };
+            f.examples.push(format!(
+                "{} {} ({}): {what}",
+                it.kernel, it.config, it.pattern
+            ));
+        }
+    }
+    by.into_values().collect()
+}
+
+/// The leading `1.20x` of a prediction's text.
+fn predicted_x(text: &str) -> Option<f64> {
+    text.split('x').next()?.trim().parse().ok()
+}
+
+fn predictions(
+    proposals: &[(String, String, String)],
+    iterations: &[Iteration],
+) -> Vec<PredictionCheck> {
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let mut out = Vec::new();
+    for (kernel, pattern, text) in proposals {
+        let key = (kernel.clone(), pattern.clone());
+        if seen.contains(&key) {
+            continue;
+        }
+        seen.push(key);
+        let measured = iterations
+            .iter()
+            .filter(|i| &i.kernel == kernel && &i.pattern == pattern)
+            .filter_map(|i| i.speedup.as_ref().map(|s| s.x))
+            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+        let px = predicted_x(text);
+        let note = match (px, measured) {
+            (Some(p), Some(m)) if m >= p => format!("held: best {m:.3}x"),
+            (Some(p), Some(m)) => format!(
+                "wrong by {:.1}%: best {m:.3}x against {p:.2}x predicted",
+                100.0 * (p - m) / p
+            ),
+            (_, None) => "nothing measured to check it against".into(),
+            (None, Some(m)) => format!("best {m:.3}x; no figure was predicted"),
+        };
+        out.push(PredictionCheck {
+            kernel: kernel.clone(),
+            pattern: pattern.clone(),
+            predicted: text.clone(),
+            predicted_x: px,
+            measured_x: measured,
+            note,
+        });
+    }
+    out
+}
+
+fn caveats(
+    kernels: &[KernelReport],
+    iterations: &[Iteration],
+    studies: &[StudyReport],
+    machine: Option<&Machine>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let wide: Vec<String> = iterations
+        .iter()
+        .filter_map(|i| {
+            let t = i.timing.as_ref()?;
+            let w = (t.ci_hi_us - t.ci_lo_us) / t.median_us;
+            (w > WIDE_INTERVAL).then(|| format!("{} {} ({:.1}%)", i.kernel, i.config, 100.0 * w))
+        })
+        .collect();
+    if !wide.is_empty() {
+        out.push(format!(
+            "{} measurement(s) have a 95% interval wider than {:.0}% of their median: {}",
+            wide.len(),
+            100.0 * WIDE_INTERVAL,
+            wide.join("; ")
+        ));
+    }
+    if let Some(m) = machine {
+        if m.throttled_samples > 0 {
+            out.push(format!(
+                "{} of {} samples were taken while the GPU throttled and were left out of every statistic (they are in samples.csv, flagged)",
+                m.throttled_samples, m.samples
+            ));
+        }
+    } else {
+        out.push("the journal has no Machine record (a run from before it was written): the machine section is missing".into());
+    }
+    for k in kernels {
+        if k.roofline
+            .as_deref()
+            .is_some_and(|r| r.starts_with("ANOMALY"))
+        {
+            out.push(format!(
+                "{}: a fraction of a ceiling above 100% is flagged, not reported",
+                k.kernel
+            ));
+        }
+        if let (Some(a), Some(b)) = (&k.baseline, &k.best) {
+            if a.method != b.method && k.speedup.is_none() {
+                out.push(format!(
+                    "{}: baseline ({}) and best ({}) were timed differently; read the gain from an interleaved comparison",
+                    k.kernel, a.method, b.method
+                ));
+            }
+        }
+        if k.commit.is_some() && k.speedup.is_none() {
+            out.push(format!(
+                "{}: its best was not compared with the baseline interleaved (the run stopped first); its gain is the product of the committed steps, which has no interval",
+                k.kernel
+            ));
+        }
+    }
+    let mut methods: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
+    for i in iterations {
+        if let Some(t) = &i.timing {
+            let m = if t.method.starts_with("batch") {
+                "batch"
+            } else {
+                "cold"
+            };
+            methods.entry(&i.kernel).or_default().insert(m);
+        }
+    }
+    for k in kernels {
+        for t in [&k.baseline, &k.best].into_iter().flatten() {
+            let m = if t.method.starts_with("batch") {
+                "batch"
+            } else {
+                "cold"
+            };
+            methods.entry(&k.kernel).or_default().insert(m);
+        }
+    }
+    for (k, m) in &methods {
+        if m.len() > 1 {
+            out.push(format!(
+                "{k}: timed both cold and in batches (a journal from before methods were pinned per kernel); its times compare only within one verdict, never across the table"
+            ));
+        }
+    }
+    for s in studies {
+        out.push(format!(
+            "{}: the workload-batching study compares throughput per unit of work at different amounts of work per launch; it is not a speedup of one launch, and the kernel cannot change its caller's batch",
+            s.kernel
+        ));
+    }
+    out
+}
+
+fn reproduce(run_id: &str, branch: Option<&str>, kernels: &[KernelReport]) -> Vec<String> {
+    let mut out = vec![format!(
+        "git log {}",
+        branch.unwrap_or("nightshift/<run-id>")
+    )];
+    if let Some(b) = branch {
+        out.push(format!("git worktree add /tmp/{run_id} {b}"));
+    }
+    for k in kernels.iter().filter(|k| k.commit.is_some()) {
+        out.push(format!(
+            "nightshift bench kernels/{} --config \"{}\" --baseline",
+            k.kernel, k.best_config
+        ));
+    }
+    out.push(format!("nightshift report {run_id} --verify"));
+    out
+}
+
+/// Checks `report` (as read from report.json) against the journal: the report is
+/// rebuilt from the raw samples and every figure compared, and every summary the
+/// journal recorded is recomputed from its samples (equal to 12 significant digits).
+/// Names the first figure that differs.
+pub fn verify(report: &Value, run_id: &str, records: &[Record]) -> Result<usize, ReportError> {
+    let seed = seed_of(records);
+    let mut checked = 0usize;
+    // The journal's own figures against its raw samples.
+    for rec in records {
+        let mut check_eval = |label: String, v: &Value| -> Result<(), ReportError> {
+            let Some(e) = eval_of(v) else { return Ok(()) };
+            let (Some(m), Some(t)) = (&e.measurement, timing(&e, seed)) else {
+                return Ok(());
+            };
+            if let Some(s) = m.summary {
+                for (what, found, expected) in [
+                    ("median_us", s.median, t.median_us),
+                    ("ci_lo_us", s.ci_lo, t.ci_lo_us),
+                    ("ci_hi_us", s.ci_hi, t.ci_hi_us),
+                ] {
+                    checked += 1;
+                    // Journals written before the interpolation of quantiles was made
+                    // exact can differ in the last bit; a changed sample moves a
+                    // figure by far more.
+                    if (found - expected).abs() > 1e-12 * expected.abs() {
+                        return Err(ReportError::Differs {
+                            figure: format!("journal record {}: {label} {what}", rec.seq),
+                            found: format!("{found}"),
+                            expected: format!("{expected}"),
+                        });
+                    }
+                }
+            }
+            Ok(())
+        };
+        match &rec.event {
+            Event::Evaluated {
+                kernel,
+                config,
+                evaluation,
+                ..
+            } => check_eval(format!("{kernel} {config}"), evaluation)?,
+            Event::Verdict {
+                kernel,
+                config,
+                against,
+                ..
+            } => check_eval(
+                format!("{kernel} {config} (its best, re-measured)"),
+                against,
+            )?,
+            Event::FinalComparison {
+                kernel,
+                baseline_evaluation,
+                best_evaluation,
+                ..
+            } => {
+                check_eval(format!("{kernel} final baseline"), baseline_evaluation)?;
+                check_eval(format!("{kernel} final best"), best_evaluation)?;
+            }
+            _ => {}
+        }
+    }
+    let rebuilt = serde_json::to_value(build(run_id, records))
+        .map_err(|e| ReportError::Journal(e.to_string()))?;
+    diff(report, &rebuilt, "report", &mut checked)?;
+    Ok(checked)
+}
+
+/// The first path at which `found` and `expected` differ.
+fn diff(found: &Value, expected: &Value, path: &str, n: &mut usize) -> Result<(), ReportError> {
+    let differs = |f: &Value, e: &Value| ReportError::Differs {
+        figure: path.to_string(),
+        found: f.to_string(),
+        expected: e.to_string(),
+    };
+    match (found, expected) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, vb) in b {
+                let va = a.get(k).unwrap_or(&Value::Null);
+                diff(va, vb, &format!("{path}.{k}"), n)?;
+            }
+            if let Some(k) = a.keys().find(|k| !b.contains_key(*k)) {
+                return Err(ReportError::Differs {
+                    figure: format!("{path}.{k}"),
+                    found: a[k].to_string(),
+                    expected: "nothing".into(),
+                });
+            }
+            Ok(())
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            if a.len() != b.len() {
+                return Err(ReportError::Differs {
+                    figure: format!("{path} (length)"),
+                    found: a.len().to_string(),
+                    expected: b.len().to_string(),
+                });
+            }
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                diff(x, y, &format!("{path}[{i}]"), n)?;
+            }
+            Ok(())
+        }
+        (Value::Number(a), Value::Number(b)) => {
+            *n += 1;
+            if a.as_f64().map(f64::to_bits) == b.as_f64().map(f64::to_bits) {
+                Ok(())
+            } else {
+                Err(differs(found, expected))
+            }
+        }
+        (a, b) if a == b => Ok(()),
+        _ => Err(differs(found, expected)),
+    }
+}
+
+/// The report's plots as (file name, SVG), from the report and the journal; a plot
+/// without data is left out.
+pub fn plots(r: &Report, records: &[Record]) -> Vec<(String, String)> {
+    // Cumulative GPU seconds at each candidate's evaluation.
+    let mut cum = 0.0;
+    let mut gpu_at = Vec::new();
+    for rec in records {
+        match &rec.event {
+            Event::Charge(c) => cum += c.gpu_s,
+            Event::Evaluated { kernel, config, .. } => {
+                gpu_at.push((kernel.clone(), config.clone(), cum))
+            }
+            _ => {}
+        }
+    }
+    // Baseline and best of each kernel, with the cost model's bytes and FLOPs.
+    let mut points = Vec::new();
+    for k in &r.kernels {
+        let model = records.iter().find_map(|rec| match &rec.event {
+            Event::Evaluated {
+                kernel,
+                pattern: None,
+                evaluation,
+                ..
+            } if kernel == &k.kernel => eval_of(evaluation)?.roofline.map(|x| (x.bytes, x.flops)),
+            _ => None,
+        });
+        let Some((bytes, flops)) = model.filter(|(b, f)| *b > 0.0 && *f > 0.0) else {
+            continue;
+        };
+        if let Some(t) = &k.baseline {
+            points.push((k.kernel.clone(), false, bytes, flops, t.clone()));
+        }
+        if let (Some(t), true) = (&k.best, k.best_config != k.baseline_config) {
+            points.push((k.kernel.clone(), true, bytes, flops, t.clone()));
+        }
+    }
+    [
+        ("progress.svg", plot::progress(r, &gpu_at)),
+        ("candidates.svg", plot::candidates(r)),
+        ("roofline.svg", plot::roofline(r, &points)),
+    ]
+    .into_iter()
+    .filter_map(|(n, svg)| svg.map(|s| (n.to_string(), s)))
+    .collect()
+}
+
+/// The kind of record an evaluation came from, for samples.csv.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Role {
+    Baseline,
+    Candidate,
+    Against,
+    FinalBaseline,
+    FinalBest,
+    Study,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Baseline => "baseline",
+            Role::Candidate => "candidate",
+            Role::Against => "best_remeasured",
+            Role::FinalBaseline => "final_baseline",
+            Role::FinalBest => "final_best",
+            Role::Study => "study",
+        }
+    }
+}
+
+/// Every measured evaluation of the journal with its record number and role.
+pub(crate) fn measured(records: &[Record]) -> Vec<(u64, Role, Evaluation)> {
+    let mut out = Vec::new();
+    for rec in records {
+        let mut push = |role: Role, v: &Value| {
+            if let Some(e) = eval_of(v).filter(|e| e.measurement.is_some()) {
+                out.push((rec.seq, role, e));
+            }
+        };
+        match &rec.event {
+            Event::Evaluated {
+                pattern,
+                evaluation,
+                ..
+            } => push(
+                if pattern.is_some() {
+                    Role::Candidate
+                } else {
+                    Role::Baseline
+                },
+                evaluation,
+            ),
+            Event::Verdict { against, .. } => push(Role::Against, against),
+            Event::FinalComparison {
+                baseline_evaluation,
+                best_evaluation,
+                ..
+            } => {
+                push(Role::FinalBaseline, baseline_evaluation);
+                push(Role::FinalBest, best_evaluation);
+            }
+            Event::StudyPoint { evaluation, .. } => push(Role::Study, evaluation),
+            _ => {}
+        }
+    }
+    out
+}

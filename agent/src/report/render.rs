@@ -1,0 +1,394 @@
+//! `report.md` and `samples.csv` from a [`Report`] and the journal.
+
+use std::fmt::Write;
+
+use crate::journal::Record;
+use crate::spec::plan::problem_label;
+
+use super::*;
+
+fn t(x: &Option<Timing>) -> String {
+    x.as_ref().map_or("-".into(), |t| {
+        format!(
+            "{:.2} [{:.2}, {:.2}] {}",
+            t.median_us, t.ci_lo_us, t.ci_hi_us, t.method
+        )
+    })
+}
+
+fn sx(x: &Option<Speedup>) -> String {
+    x.as_ref().map_or("-".into(), |s| {
+        format!("{:.3}x [{:.3}, {:.3}] {}", s.x, s.ci_lo, s.ci_hi, s.verdict)
+    })
+}
+
+fn opt<T: std::fmt::Display>(x: &Option<T>) -> String {
+    x.as_ref().map_or("-".into(), |v| v.to_string())
+}
+
+/// A Markdown table; `|` in cells is escaped.
+fn table(head: &[&str], rows: &[Vec<String>]) -> String {
+    let esc = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+    let mut out = format!("| {} |\n", head.join(" | "));
+    out.push_str(&format!("|{}\n", " --- |".repeat(head.len())));
+    for r in rows {
+        out.push_str(&format!(
+            "| {} |\n",
+            r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")
+        ));
+    }
+    out
+}
+
+fn hours(s: f64) -> String {
+    format!("{:.3} GPU-h", s / 3600.0)
+}
+
+/// The report as Markdown, readable on its own; `plots` are the SVG files written
+/// beside it under `plots/`.
+pub fn markdown(r: &Report, plots: &[String]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "# nightshift run {} on {}\n", r.run_id, r.device);
+    let _ = writeln!(
+        o,
+        "{}: {}. Branch `{}`. Every timing below was measured on the GPU and is recomputed from the raw samples in `journal.jsonl` (`nightshift report {} --verify` checks it); every sample is in `samples.csv`.\n",
+        r.state,
+        r.stop,
+        r.branch.as_deref().unwrap_or("-"),
+        r.run_id
+    );
+
+    let _ = writeln!(o, "## Machine\n");
+    match &r.machine {
+        Some(m) => {
+            let rows = vec![
+                vec!["GPU".into(), format!("{} ({}, {} SMs, {})", m.name, m.arch, m.sms, m.uuid)],
+                vec![
+                    "drivers".into(),
+                    format!(
+                        "display driver {}, CUDA driver {}, NVRTC {}",
+                        opt(&m.display_driver),
+                        opt(&m.cuda_driver),
+                        opt(&m.nvrtc)
+                    ),
+                ],
+                vec![
+                    "SM clock".into(),
+                    format!(
+                        "peak {} MHz (driver); seen during the run: {}",
+                        m.max_sm_clock_mhz.map_or("-".into(), |c| format!("{c:.0}")),
+                        m.sm_clock_range_mhz
+                            .map_or("not read".into(), |(a, b)| format!("{a}-{b} MHz"))
+                    ),
+                ],
+                vec![
+                    "DRAM bandwidth".into(),
+                    format!(
+                        "measured {} GB/s; from the driver's memory clock and bus width {} GB/s",
+                        m.dram_measured_gbs.map_or("-".into(), |x| format!("{x:.1}")),
+                        m.dram_datasheet_gbs.map_or("-".into(), |x| format!("{x:.1}"))
+                    ),
+                ],
+                vec![
+                    "arithmetic".into(),
+                    format!(
+                        "measured FP32 {} GFLOP/s, FP16 tensor {} GFLOP/s",
+                        m.fp32_measured_gflops.map_or("-".into(), |x| format!("{x:.0}")),
+                        m.tensor_f16_measured_gflops
+                            .map_or("-".into(), |x| format!("{x:.0}"))
+                    ),
+                ],
+                vec![
+                    "samples".into(),
+                    format!(
+                        "{} taken, {} while throttled (left out of every statistic); median 95%-interval width {}; bootstrap seed {}",
+                        m.samples,
+                        m.throttled_samples,
+                        m.median_noise
+                            .map_or("-".into(), |w| format!("{:.2}% of the median", 100.0 * w)),
+                        opt(&m.seed)
+                    ),
+                ],
+            ];
+            o.push_str(&table(&["", ""], &rows));
+        }
+        None => o.push_str("No Machine record in the journal.\n"),
+    }
+
+    let s = &r.spend;
+    let _ = writeln!(o, "\n## Budget and spend\n");
+    let lim = |x: Option<f64>, f: &dyn Fn(f64) -> String| x.map_or("none".into(), f);
+    let rows = vec![
+        vec![
+            "wall time".into(),
+            format!("{:.0} s", s.wall_s),
+            lim(s.wall_limit_s, &|l| format!("{l:.0} s")),
+        ],
+        vec![
+            "GPU time".into(),
+            hours(s.gpu_s),
+            lim(s.gpu_limit_s, &|l| hours(l)),
+        ],
+        vec![
+            "dollars".into(),
+            format!("${:.2} at ${:.2}/GPU-h", s.dollars, s.price_per_gpu_hour),
+            lim(s.dollars_limit, &|l| format!("${l:.2}")),
+        ],
+    ];
+    o.push_str(&table(&["", "spent", "budget"], &rows));
+    let stages: Vec<String> = s
+        .by_stage
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.1} s"))
+        .collect();
+    let _ = writeln!(
+        o,
+        "\nGPU time by stage: {}. Why it stopped: {}.\n",
+        stages.join(", "),
+        r.stop
+    );
+
+    let _ = writeln!(o, "## Kernels\n");
+    let rows: Vec<Vec<String>> = r
+        .kernels
+        .iter()
+        .map(|k| {
+            vec![
+                k.kernel.clone(),
+                t(&k.baseline),
+                t(&k.best),
+                sx(&k.speedup),
+                k.roofline.clone().unwrap_or_else(|| "-".into()),
+                k.energy_uj_per_launch
+                    .map_or("-".into(), |e| format!("{e:.1}")),
+                opt(&k.registers),
+                format!(
+                    "`{}`{}",
+                    k.best_config,
+                    k.commit
+                        .as_ref()
+                        .map(|c| format!(" ({})", &c[..c.len().min(10)]))
+                        .unwrap_or_default()
+                ),
+                k.state.clone(),
+            ]
+        })
+        .collect();
+    o.push_str(&table(
+        &[
+            "kernel",
+            "baseline µs [95% CI]",
+            "best µs [95% CI]",
+            "best vs baseline, interleaved",
+            "roofline (best)",
+            "µJ/launch",
+            "registers",
+            "best configuration",
+            "state",
+        ],
+        &rows,
+    ));
+
+    if !plots.is_empty() {
+        let _ = writeln!(o, "\n## Plots\n");
+        for p in plots {
+            let _ = writeln!(o, "![{}](plots/{p})\n", p.trim_end_matches(".svg"));
+        }
+    }
+
+    let _ = writeln!(o, "\n## Iterations\n");
+    let rows: Vec<Vec<String>> = r
+        .iterations
+        .iter()
+        .map(|i| {
+            vec![
+                i.kernel.clone(),
+                i.pattern.clone(),
+                format!("`{}`", i.config),
+                i.outcome.clone(),
+                t(&i.timing),
+                sx(&i.speedup),
+                i.decision.clone(),
+                format!("{:.1} s, ${:.3}", i.gpu_s, i.dollars),
+            ]
+        })
+        .collect();
+    o.push_str(&table(
+        &[
+            "kernel",
+            "pattern",
+            "configuration",
+            "outcome",
+            "µs [95% CI]",
+            "against the best",
+            "decision",
+            "cost",
+        ],
+        &rows,
+    ));
+
+    let _ = writeln!(o, "\n## Pattern ROI\n");
+    let rows: Vec<Vec<String>> = r
+        .patterns
+        .iter()
+        .map(|p| {
+            vec![
+                p.pattern.clone(),
+                p.candidates.to_string(),
+                p.fast.to_string(),
+                format!("{:.1} s", p.gpu_s),
+                format!("${:.3}", p.dollars),
+                format!("{:.3}x", p.gain),
+            ]
+        })
+        .collect();
+    o.push_str(&table(
+        &[
+            "pattern",
+            "candidates",
+            "committed",
+            "GPU time",
+            "cost",
+            "gain bought",
+        ],
+        &rows,
+    ));
+    if !r.pivots.is_empty() {
+        let _ = writeln!(o, "\nPivots:\n");
+        for p in &r.pivots {
+            let _ = writeln!(o, "- {}: dropped {}: {}", p.kernel, p.pattern, p.reason);
+        }
+    }
+
+    let _ = writeln!(o, "\n## What did not work\n");
+    if r.failures.is_empty() {
+        o.push_str("Every candidate measured was committed.\n");
+    }
+    for f in &r.failures {
+        let _ = writeln!(
+            o,
+            "- **{}** ({}): {}",
+            f.outcome,
+            f.count,
+            f.examples.join("; ")
+        );
+    }
+
+    let _ = writeln!(o, "\n## Predictions against measurements\n");
+    let rows: Vec<Vec<String>> = r
+        .predictions
+        .iter()
+        .map(|p| {
+            vec![
+                p.kernel.clone(),
+                p.pattern.clone(),
+                p.predicted.clone(),
+                p.note.clone(),
+            ]
+        })
+        .collect();
+    o.push_str(&table(
+        &["kernel", "pattern", "predicted", "measured"],
+        &rows,
+    ));
+
+    if !r.studies.is_empty() {
+        let _ = writeln!(o, "\n## Workload batching (throughput per unit of work)\n");
+        for s in &r.studies {
+            let _ = writeln!(
+                o,
+                "{} `{}`{}:\n",
+                s.kernel,
+                s.config,
+                s.cut_short
+                    .as_ref()
+                    .map(|c| format!(" (cut short: {c})"))
+                    .unwrap_or_default()
+            );
+            let rows: Vec<Vec<String>> = s
+                .result
+                .rows
+                .iter()
+                .map(|x| {
+                    vec![
+                        format!("x{}", x.scale),
+                        x.problem.clone(),
+                        x.outcome.clone(),
+                        x.median_us.map_or("-".into(), |m| format!("{m:.2}")),
+                        x.us_per_unit.map_or("-".into(), |m| format!("{m:.2}")),
+                        x.throughput_x
+                            .map_or("-".into(), |(a, b, c)| format!("{a:.2}x [{b:.2}, {c:.2}]")),
+                        x.ctas_per_sm.map_or("-".into(), |c| format!("{c:.1}")),
+                    ]
+                })
+                .collect();
+            o.push_str(&table(
+                &[
+                    "scale",
+                    "problem",
+                    "outcome",
+                    "µs per launch",
+                    "µs per unit of work",
+                    "throughput per unit vs x1",
+                    "CTAs per SM",
+                ],
+                &rows,
+            ));
+            let _ = writeln!(o, "\n{}\n", s.result.conclusion);
+        }
+    }
+
+    let _ = writeln!(o, "\n## Caveats\n");
+    if r.caveats.is_empty() {
+        o.push_str("None found in the data.\n");
+    }
+    for c in &r.caveats {
+        let _ = writeln!(o, "- {c}");
+    }
+    let _ = writeln!(o, "\n## How to reproduce\n\n```");
+    for c in &r.reproduce {
+        let _ = writeln!(o, "{c}");
+    }
+    o.push_str("```\n");
+    o
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Every raw sample of the journal, one row each, labelled.
+pub fn samples_csv(records: &[Record]) -> String {
+    let mut o =
+        String::from("record,role,kernel,config,problem,method,sample,us,sm_clock_mhz,throttled\n");
+    for (seq, role, e) in measured(records) {
+        let Some(m) = &e.measurement else { continue };
+        let method = match m.method {
+            TimingMethod::Cold => "cold".to_string(),
+            TimingMethod::Batch { launches, .. } => format!("batch{launches}"),
+        };
+        let problem = if e.problem.is_empty() {
+            problem_label(&Default::default())
+        } else {
+            e.problem.clone()
+        };
+        for (i, s) in m.samples.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "{seq},{},{},{},{},{method},{i},{},{},{}",
+                role.name(),
+                csv_field(&e.kernel),
+                csv_field(&e.config.to_string()),
+                csv_field(&problem),
+                s.us,
+                s.sm_clock_mhz.map_or(String::new(), |c| c.to_string()),
+                s.throttled
+            );
+        }
+    }
+    o
+}

@@ -1,0 +1,231 @@
+//! Reports rendered from journals recorded on a real GPU (see
+//! `agent/tests/fixtures/journals/README.md`), checked against snapshots, verified,
+//! and tampered with.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::journal;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn records(name: &str) -> Vec<Record> {
+    journal::read(&fixtures().join("journals").join(format!("{name}.jsonl")))
+        .unwrap()
+        .records
+}
+
+fn names() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(fixtures().join("journals"))
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            (p.extension()? == "jsonl")
+                .then(|| p.file_stem().unwrap().to_string_lossy().to_string())
+        })
+        .collect();
+    v.sort();
+    assert!(v.len() >= 2, "fixtures missing: {v:?}");
+    v
+}
+
+/// Compares with `tests/fixtures/snapshots/<name>`; `UPDATE_SNAPSHOTS=1` rewrites it.
+fn snapshot(name: &str, text: &str) {
+    let path = fixtures().join("snapshots").join(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "no snapshot {}; UPDATE_SNAPSHOTS=1 writes it",
+            path.display()
+        )
+    });
+    assert!(
+        want == text,
+        "{name} differs from its snapshot; UPDATE_SNAPSHOTS=1 rewrites it after review"
+    );
+}
+
+#[test]
+fn reports_of_real_journals_match_their_snapshots_and_verify() {
+    for name in names() {
+        let recs = records(&name);
+        let r = build(&name, &recs);
+        let svgs = plots(&r, &recs);
+        let names: Vec<String> = svgs.iter().map(|p| p.0.clone()).collect();
+        let md = markdown(&r, &names);
+        for (file, svg) in &svgs {
+            let doc = roxmltree::Document::parse(svg)
+                .unwrap_or_else(|e| panic!("{name} {file} is not XML: {e}"));
+            assert_eq!(doc.root_element().tag_name().name(), "svg");
+            assert!(
+                md.contains(&format!("(plots/{file})")),
+                "{name}: {file} not embedded"
+            );
+            snapshot(&format!("{name}.{file}"), svg);
+        }
+        assert!(
+            names.contains(&"candidates.svg".to_string()),
+            "{name}: {names:?}"
+        );
+        snapshot(&format!("{name}.md"), &md);
+        let json = serde_json::to_value(&r).unwrap();
+        snapshot(
+            &format!("{name}.json"),
+            &serde_json::to_string_pretty(&json).unwrap(),
+        );
+        let n = verify(&json, &name, &recs).unwrap();
+        assert!(n > 50, "{name}: only {n} figures checked");
+        // Each section is there, and every kernel has its baseline from the samples.
+        for h in [
+            "## Machine",
+            "## Budget and spend",
+            "## Kernels",
+            "## Iterations",
+            "## Pattern ROI",
+            "## What did not work",
+            "## Predictions against measurements",
+            "## Caveats",
+            "## How to reproduce",
+        ] {
+            assert!(md.contains(h), "{name}: {h} missing");
+        }
+        assert!(r.kernels.iter().all(|k| k.baseline.is_some()), "{name}");
+        assert!(!md.contains("NaN") && !md.contains("inf"), "{name}");
+    }
+}
+
+#[test]
+fn the_figures_are_recomputed_from_the_raw_samples() {
+    let recs = records("h100-softmax-finished");
+    let r = build("soft5", &recs);
+    let k = &r.kernels[0];
+    // The recorded summary of the baseline equals what its samples give.
+    let e: Evaluation = recs
+        .iter()
+        .find_map(|x| match &x.event {
+            Event::Evaluated {
+                pattern: None,
+                evaluation,
+                ..
+            } => serde_json::from_value(evaluation.clone()).ok(),
+            _ => None,
+        })
+        .unwrap();
+    let s = e.measurement.as_ref().unwrap().summary.unwrap();
+    let b = k.baseline.as_ref().unwrap();
+    assert_eq!(
+        (b.median_us, b.ci_lo_us, b.ci_hi_us),
+        (s.median, s.ci_lo, s.ci_hi)
+    );
+    // Each verdict's speedup is the ratio of the two medians measured side by side.
+    let passed = r
+        .iterations
+        .iter()
+        .filter(|i| i.outcome == "passed")
+        .count();
+    assert_eq!(
+        r.iterations.iter().filter(|i| i.speedup.is_some()).count(),
+        passed
+    );
+    for i in &r.iterations {
+        let sp = i.speedup.as_ref().unwrap();
+        assert!(sp.ci_lo <= sp.x && sp.x <= sp.ci_hi, "{i:?}");
+        assert!(i.decision.starts_with("reverted"), "{i:?}");
+        assert!(i.gpu_s > 0.0 && i.dollars > 0.0, "{i:?}");
+    }
+    // The spend adds up to the charges, priced at the device's rate.
+    assert!((r.spend.dollars - r.spend.gpu_s * 4.0 / 3600.0).abs() < 1e-9);
+    // A journal from before the Machine record says so.
+    assert!(r.machine.is_none());
+    assert!(r.caveats.iter().any(|c| c.contains("no Machine record")));
+}
+
+#[test]
+fn verify_names_the_figure_when_one_sample_was_changed() {
+    let recs = records("h100-softmax-finished");
+    let json = serde_json::to_value(build("soft5", &recs)).unwrap();
+    let mut bad = recs.clone();
+    // One sample of the baseline, 1% slower.
+    let rec = bad
+        .iter_mut()
+        .find(|r| matches!(&r.event, Event::Evaluated { pattern: None, .. }))
+        .unwrap();
+    let Event::Evaluated { evaluation, .. } = &mut rec.event else {
+        unreachable!()
+    };
+    let samples = evaluation["measurement"]["samples"].as_array_mut().unwrap();
+    let mut sorted: Vec<f64> = samples.iter().map(|s| s["us"].as_f64().unwrap()).collect();
+    sorted.sort_by(f64::total_cmp);
+    let mid = samples
+        .iter()
+        .position(|s| s["us"].as_f64() == Some(sorted[sorted.len() / 2]))
+        .unwrap();
+    let us = samples[mid]["us"].as_f64().unwrap();
+    samples[mid]["us"] = serde_json::json!(us * 1.01);
+    // The median sample moved: the journal's own summary no longer matches it.
+    let err = verify(&json, "soft5", &bad).unwrap_err().to_string();
+    assert!(err.contains("softmax BLOCK=128 VARIANT=0 VEC=1"), "{err}");
+    // And a report edited by hand is caught at the figure that was edited.
+    let mut edited = json.clone();
+    edited["kernels"][0]["baseline"]["median_us"] = serde_json::json!(1.0);
+    let err = verify(&edited, "soft5", &recs).unwrap_err().to_string();
+    assert!(
+        err.contains("report.kernels[0].baseline.median_us"),
+        "{err}"
+    );
+}
+
+#[test]
+fn samples_csv_loads_with_a_csv_reader_and_holds_every_sample() {
+    for name in names() {
+        let recs = records(&name);
+        let text = samples_csv(&recs);
+        let mut rd = csv::Reader::from_reader(text.as_bytes());
+        let head: Vec<String> = rd.headers().unwrap().iter().map(str::to_string).collect();
+        assert_eq!(head[..4], ["record", "role", "kernel", "config"]);
+        let rows: Vec<csv::StringRecord> = rd.records().map(|r| r.unwrap()).collect();
+        let total: usize = measured(&recs)
+            .iter()
+            .map(|(_, _, e)| e.measurement.as_ref().unwrap().samples.len())
+            .sum();
+        assert_eq!(rows.len(), total, "{name}");
+        for r in &rows {
+            assert_eq!(r.len(), head.len());
+            let us: f64 = r[7].parse().unwrap();
+            assert!(us > 0.0 && us.is_finite());
+            assert!(matches!(&r[9], "true" | "false"));
+        }
+    }
+}
+
+#[test]
+fn a_ceiling_fraction_above_one_is_an_anomaly_never_a_percentage() {
+    let recs = records("h100-softmax-finished");
+    let e: Evaluation = recs
+        .iter()
+        .find_map(|x| match &x.event {
+            Event::Evaluated { evaluation, .. } => serde_json::from_value(evaluation.clone()).ok(),
+            _ => None,
+        })
+        .unwrap();
+    let t = timing(&e, seed_of(&recs)).unwrap();
+    let r = e.roofline.as_ref().unwrap();
+    let achieved = r.bytes / (t.median_us * 1e-6) / 1e9;
+    // A ceiling measured below what was achieved: 107% of "peak".
+    let low = serde_json::json!({"dram_gbs": achieved / 1.07, "fp32_gflops": 1e9, "tensor_f16_gflops": 1e9});
+    let text = roofline_text(&e, &t, Some(&low)).unwrap();
+    assert!(text.starts_with("ANOMALY"), "{text}");
+    assert!(!text.contains('%'), "{text}");
+    let fine = serde_json::json!({"dram_gbs": achieved * 2.0, "fp32_gflops": 1e9, "tensor_f16_gflops": 1e9});
+    let text = roofline_text(&e, &t, Some(&fine)).unwrap();
+    assert!(
+        text.starts_with("50.0% of the measured DRAM bandwidth"),
+        "{text}"
+    );
+}
