@@ -561,6 +561,9 @@ pub fn build(run_id: &str, records: &[Record]) -> Report {
             Event::RunFinished { reason, .. } => {
                 stop = reason.clone();
                 finished = true;
+                for k in kernels.iter_mut().filter(|k| !k.state.starts_with("done")) {
+                    k.state = format!("not finished when the run stopped (last: {})", k.state);
+                }
             }
             _ => {}
         }
@@ -866,10 +869,17 @@ fn reproduce(run_id: &str, branch: Option<&str>, kernels: &[KernelReport]) -> Ve
     if let Some(b) = branch {
         out.push(format!("git worktree add /tmp/{run_id} {b}"));
     }
+    // The best measured interleaved with the baseline again, from the run's branch.
     for k in kernels.iter().filter(|k| k.commit.is_some()) {
+        let vs: Vec<String> = k
+            .best_config
+            .split_whitespace()
+            .map(|a| format!("--vs {a}"))
+            .collect();
         out.push(format!(
-            "nightshift bench kernels/{} --config \"{}\" --baseline",
-            k.kernel, k.best_config
+            "nightshift bench /tmp/{run_id}/kernels/{} {}",
+            k.kernel,
+            vs.join(" ")
         ));
     }
     out.push(format!("nightshift report {run_id} --verify"));

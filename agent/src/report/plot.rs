@@ -94,8 +94,19 @@ impl Axis {
             }
             v
         } else {
-            (0..=5)
-                .map(|i| self.lo + (self.hi - self.lo) * i as f64 / 5.0)
+            // A round step (1, 2 or 5 x 10^k) giving about five ticks.
+            let raw = (self.hi - self.lo) / 5.0;
+            let mag = 10f64.powf(raw.log10().floor());
+            let step = [1.0, 2.0, 5.0, 10.0]
+                .into_iter()
+                .map(|m| m * mag)
+                .find(|s| *s >= raw)
+                .unwrap_or(10.0 * mag);
+            let first = (self.lo / step).ceil();
+            (0..)
+                .map(|i| (first + i as f64) * step)
+                .take_while(|t| *t <= self.hi + step * 1e-9)
+                .map(|t| if t.abs() < step * 1e-6 { 0.0 } else { t })
                 .collect()
         }
     }
