@@ -509,13 +509,13 @@ impl Controller {
         }
     }
 
-    /// Projected cost of the final best-vs-baseline comparisons of the kernels that
-    /// have a new best and are not done (a run stopped by its budget still makes them).
+    /// Projected cost of the final best-vs-baseline comparisons of the kernels started
+    /// and not done, so that a run stopped by its budget still makes them. Kept for a
+    /// kernel that has not gained yet too: its next candidate may be the gain.
     fn finals_owed_s(&self) -> f64 {
         self.kernels
             .iter()
             .filter(|k| k.started && !k.done)
-            .filter(|k| k.best.as_ref().is_some_and(|b| *b != k.spec.baseline()))
             .map(|k| self.ledger.project(&k.spec.name, None, 1))
             .sum()
     }

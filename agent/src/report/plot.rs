@@ -427,7 +427,9 @@ pub fn roofline(r: &Report, points: &[(String, bool, f64, f64, Timing)]) -> Opti
         );
     }
     for (i, n) in names.iter().enumerate() {
-        p.key(&format!("{n} (hollow: baseline)"), COLORS[i % COLORS.len()]);
+        p.key(n, COLORS[i % COLORS.len()]);
     }
+    p.key("hollow = baseline", "white");
+    p.key("filled = best", "#444");
     Some(p.finish())
 }

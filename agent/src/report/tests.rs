@@ -229,3 +229,48 @@ fn a_ceiling_fraction_above_one_is_an_anomaly_never_a_percentage() {
         "{text}"
     );
 }
+
+#[test]
+fn runs_stopped_by_budget_or_signal_have_complete_reports() {
+    for (name, why) in [
+        ("h100-rowsum-budget-stopped", "wall-time limit"),
+        ("h100-layernorm-sigint", "stopped by SIGINT"),
+    ] {
+        let recs = records(name);
+        let r = build(name, &recs);
+        assert_eq!(r.state, "finished", "{name}");
+        assert!(r.stop.contains(why), "{name}: {}", r.stop);
+        let m = r.machine.as_ref().expect("a Machine record");
+        assert_eq!(m.name, "NVIDIA H100 80GB HBM3");
+        assert!(m.dram_measured_gbs.is_some() && m.display_driver.is_some());
+        assert!(r.spend.gpu_s > 0.0 && r.spend.dollars > 0.0);
+        let k = &r.kernels[0];
+        assert!(
+            k.baseline.is_some() && k.roofline.is_some(),
+            "{name}: {k:?}"
+        );
+        assert!(!k.roofline.as_ref().unwrap().starts_with("ANOMALY"));
+        let md = markdown(&r, &[]);
+        assert!(md.contains(why), "{name}");
+    }
+}
+
+#[test]
+fn the_study_is_reported_as_throughput_per_unit_of_work() {
+    let recs = records("h100-simsearch-q1-study");
+    let r = build("q1", &recs);
+    let s = &r.studies[0];
+    assert_eq!(
+        s.result.rows.iter().map(|x| x.scale).collect::<Vec<_>>(),
+        vec![1, 2, 4, 8]
+    );
+    let md = markdown(&r, &[]);
+    assert!(md.contains("## Workload batching (throughput per unit of work)"));
+    assert!(md.contains("not a speedup of one launch"));
+    assert!(r
+        .caveats
+        .iter()
+        .any(|c| c.contains("throughput per unit of work") && c.contains("simsearch-q1")));
+    // The roofline plot has the measured ceilings to draw.
+    assert!(plots(&r, &recs).iter().any(|p| p.0 == "roofline.svg"));
+}
