@@ -88,6 +88,9 @@ pub struct SpendReport {
     pub dollars_limit: Option<f64>,
     /// GPU seconds by stage (compile, validate, measure, idle).
     pub by_stage: BTreeMap<String, f64>,
+    /// GPU seconds by kernel (its candidates, final comparison, study and idle time);
+    /// `run` for time charged to no kernel.
+    pub by_kernel: BTreeMap<String, f64>,
 }
 
 /// A median with its 95% interval, µs.
@@ -321,6 +324,7 @@ pub fn build(run_id: &str, records: &[Record]) -> Report {
     let mut studies = Vec::new();
     let mut charges_by_config: BTreeMap<(String, String), f64> = BTreeMap::new();
     let mut by_stage: BTreeMap<String, f64> = BTreeMap::new();
+    let mut by_kernel: BTreeMap<String, f64> = BTreeMap::new();
     let mut gpu_s = 0.0;
     let mut all_timings: Vec<Timing> = Vec::new();
     let mut samples = 0usize;
@@ -552,6 +556,9 @@ pub fn build(run_id: &str, records: &[Record]) -> Report {
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default();
                 *by_stage.entry(stage).or_default() += c.gpu_s;
+                *by_kernel
+                    .entry(c.kernel.clone().unwrap_or_else(|| "run".into()))
+                    .or_default() += c.gpu_s;
                 if let (Some(k), Some(cfg)) = (&c.kernel, &c.config) {
                     *charges_by_config
                         .entry((k.clone(), cfg.clone()))
@@ -632,6 +639,7 @@ pub fn build(run_id: &str, records: &[Record]) -> Report {
             .and_then(|b| b.run.gpu.map(|d| d.as_secs_f64())),
         dollars_limit: budgets.as_ref().and_then(|b| b.run.dollars),
         by_stage,
+        by_kernel,
     };
     let patterns = pattern_roi(&iterations);
     let failures = failures(&iterations);

@@ -141,10 +141,16 @@ pub fn markdown(r: &Report, plots: &[String]) -> String {
         .iter()
         .map(|(k, v)| format!("{k} {v:.1} s"))
         .collect();
+    let kernels: Vec<String> = s
+        .by_kernel
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.1} s (${:.3})", v * s.price_per_gpu_hour / 3600.0))
+        .collect();
     let _ = writeln!(
         o,
-        "\nGPU time by stage: {}. Why it stopped: {}.\n",
+        "\nGPU time by stage: {}. By kernel (candidates, final comparisons, studies and idle time): {}. Why it stopped: {}.\n",
         stages.join(", "),
+        kernels.join(", "),
         r.stop
     );
 
