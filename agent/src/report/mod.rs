@@ -43,6 +43,9 @@ pub struct Report {
     pub machine: Option<Machine>,
     pub spend: SpendReport,
     pub kernels: Vec<KernelReport>,
+    /// One per line of attack: a pattern's consecutive candidates on a kernel.
+    pub lines: Vec<Line>,
+    /// Every candidate.
     pub iterations: Vec<Iteration>,
     pub patterns: Vec<PatternRoi>,
     pub pivots: Vec<Pivot>,
@@ -145,6 +148,21 @@ pub struct Iteration {
     pub dollars: f64,
 }
 
+/// One iteration of the loop: a pattern's line of attack on a kernel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Line {
+    pub kernel: String,
+    pub pattern: String,
+    pub prediction: String,
+    pub candidates: usize,
+    /// By outcome class: faster, same, slower, ambiguous, or the failure.
+    pub outcomes: BTreeMap<String, usize>,
+    /// What came of it: the commits, or why nothing was kept.
+    pub decision: String,
+    pub gpu_s: f64,
+    pub dollars: f64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PatternRoi {
     pub pattern: String,
@@ -188,6 +206,8 @@ pub struct StudyReport {
     pub config: String,
     pub cut_short: Option<String>,
     pub result: StudyResult,
+    pub gpu_s: f64,
+    pub dollars: f64,
 }
 
 /// What went wrong building or verifying a report.
@@ -546,6 +566,8 @@ pub fn build(run_id: &str, records: &[Record]) -> Report {
                         config: config.clone(),
                         cut_short: cut_short.clone(),
                         result: r,
+                        gpu_s: 0.0,
+                        dollars: 0.0,
                     });
                 }
             }
@@ -578,6 +600,14 @@ pub fn build(run_id: &str, records: &[Record]) -> Report {
     let price = budgets
         .as_ref()
         .map_or(0.0, |b| Ledger::for_device(b, &device).price_per_gpu_hour());
+    for st in studies.iter_mut() {
+        st.gpu_s = charges_by_config
+            .iter()
+            .filter(|((k, c), _)| k == &st.kernel && c.starts_with("study x"))
+            .map(|(_, s)| s)
+            .sum();
+        st.dollars = st.gpu_s * price / 3600.0;
+    }
     for it in iterations.iter_mut() {
         it.gpu_s = charges_by_config
             .get(&(it.kernel.clone(), it.config.clone()))
@@ -641,6 +671,7 @@ pub fn build(run_id: &str, records: &[Record]) -> Report {
         by_stage,
         by_kernel,
     };
+    let lines = lines(&proposals, &iterations, &pivots);
     let patterns = pattern_roi(&iterations);
     let failures = failures(&iterations);
     let predictions = predictions(&proposals, &iterations);
@@ -660,6 +691,7 @@ pub fn build(run_id: &str, records: &[Record]) -> Report {
         machine,
         spend,
         kernels,
+        lines,
         iterations,
         patterns,
         pivots,
@@ -669,6 +701,81 @@ pub fn build(run_id: &str, records: &[Record]) -> Report {
         caveats,
         reproduce,
     }
+}
+
+/// The outcome class of a candidate: its verdict when it was measured, else its
+/// failure.
+fn class(i: &Iteration) -> String {
+    match (&i.outcome[..], &i.speedup) {
+        ("passed", Some(s)) => match &s.verdict[..] {
+            "FAST" => "faster".into(),
+            "SLOW" => "slower".into(),
+            v => v.to_lowercase(),
+        },
+        ("passed", None) => "not compared".into(),
+        (o, _) => o.replace('_', " "),
+    }
+}
+
+fn lines(
+    proposals: &[(String, String, String)],
+    iterations: &[Iteration],
+    pivots: &[Pivot],
+) -> Vec<Line> {
+    let mut out: Vec<Line> = Vec::new();
+    let mut commits: Vec<Vec<String>> = Vec::new();
+    for i in iterations {
+        let same = out
+            .last()
+            .is_some_and(|l| l.kernel == i.kernel && l.pattern == i.pattern);
+        if !same {
+            let prediction = proposals
+                .iter()
+                .rev()
+                .find(|p| p.0 == i.kernel && p.1 == i.pattern)
+                .map(|p| p.2.clone())
+                .unwrap_or_default();
+            out.push(Line {
+                kernel: i.kernel.clone(),
+                pattern: i.pattern.clone(),
+                prediction,
+                candidates: 0,
+                outcomes: BTreeMap::new(),
+                decision: String::new(),
+                gpu_s: 0.0,
+                dollars: 0.0,
+            });
+            commits.push(Vec::new());
+        }
+        let l = out.last_mut().expect("pushed");
+        l.candidates += 1;
+        *l.outcomes.entry(class(i)).or_default() += 1;
+        l.gpu_s += i.gpu_s;
+        l.dollars += i.dollars;
+        if i.decision.starts_with("committed") {
+            let x = i
+                .speedup
+                .as_ref()
+                .map_or(String::new(), |s| format!(" ({:.3}x)", s.x));
+            commits.last_mut().expect("pushed").push(format!(
+                "{}{x}",
+                i.decision.trim_start_matches("committed ")
+            ));
+        }
+    }
+    for (l, c) in out.iter_mut().zip(commits) {
+        let pivot = pivots
+            .iter()
+            .find(|p| p.kernel == l.kernel && p.pattern == l.pattern)
+            .map(|p| format!("; dropped: {}", p.reason))
+            .unwrap_or_default();
+        l.decision = if c.is_empty() {
+            format!("nothing kept, all reverted{pivot}")
+        } else {
+            format!("committed {}{pivot}", c.join(", "))
+        };
+    }
+    out
 }
 
 fn pattern_roi(iterations: &[Iteration]) -> Vec<PatternRoi> {

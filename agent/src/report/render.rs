@@ -203,6 +203,40 @@ pub fn markdown(r: &Report, plots: &[String]) -> String {
     }
 
     let _ = writeln!(o, "\n## Iterations\n");
+    o.push_str("One row per line of attack: a pattern's candidates on a kernel, in order.\n\n");
+    let rows: Vec<Vec<String>> = r
+        .lines
+        .iter()
+        .map(|l| {
+            vec![
+                l.kernel.clone(),
+                l.pattern.clone(),
+                l.prediction.clone(),
+                l.candidates.to_string(),
+                l.outcomes
+                    .iter()
+                    .map(|(k, n)| format!("{n} {k}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                l.decision.clone(),
+                format!("{:.1} s, ${:.3}", l.gpu_s, l.dollars),
+            ]
+        })
+        .collect();
+    o.push_str(&table(
+        &[
+            "kernel",
+            "pattern",
+            "prediction",
+            "candidates",
+            "outcomes",
+            "decision",
+            "cost",
+        ],
+        &rows,
+    ));
+
+    let _ = writeln!(o, "\n## Candidates\n");
     let rows: Vec<Vec<String>> = r
         .iterations
         .iter()
@@ -303,9 +337,11 @@ pub fn markdown(r: &Report, plots: &[String]) -> String {
         for s in &r.studies {
             let _ = writeln!(
                 o,
-                "{} `{}`{}:\n",
+                "{} `{}` ({:.1} GPU-s, ${:.3}){}:\n",
                 s.kernel,
                 s.config,
+                s.gpu_s,
+                s.dollars,
                 s.cut_short
                     .as_ref()
                     .map(|c| format!(" (cut short: {c})"))
