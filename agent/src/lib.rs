@@ -22,6 +22,7 @@ pub mod patterns;
 pub mod profile;
 pub mod report;
 pub mod spec;
+pub mod sweep;
 #[cfg(test)]
 mod testutil;
 pub mod validate;

@@ -296,3 +296,62 @@ fn status_reads_a_journal_and_says_how_the_run_stands() {
     assert_eq!(v["kernels"][0]["kernel"], "softmax");
     assert_eq!(v["kernels"][0]["evaluated"], 1);
 }
+
+#[test]
+fn sweep_refuses_bad_axes_and_tunables_before_the_gpu() {
+    let k = common::repo_root().join("kernels/softmax");
+    let k = k.to_str().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let o = out.path().join("s");
+    let o = o.to_str().unwrap();
+    for (args, why) in [
+        (vec!["--axis", "seqk=32..64:x2"], "not an axis of"),
+        (vec!["--axis", "seq_k=64..32:x2"], "above"),
+        (vec!["--axis", "seq_k=1,x"], "not an integer"),
+        (
+            vec!["--axis", "seq_k=32,64", "--over", "VARIANTT"],
+            "not a tunable",
+        ),
+        (
+            vec!["--axis", "seq_k=32,64", "--axis", "seq_k=128"],
+            "given twice",
+        ),
+        (vec!["--axis", "seq_k=32,64", "--set", "VEC=3"], "--set"),
+    ] {
+        let mut a = vec!["sweep", k, "--out", o];
+        a.extend(args.iter().copied());
+        let (code, _, err) = nightshift(&a);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+    assert!(!out.path().join("s").exists(), "nothing written on bad input");
+    // A sweep already there is continued only with --resume.
+    std::fs::create_dir_all(out.path().join("s")).unwrap();
+    std::fs::write(out.path().join("s/sweep.jsonl"), "{}\n").unwrap();
+    let (code, _, err) = nightshift(&["sweep", k, "--out", o, "--axis", "seq_k=32,64"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--resume"), "{err}");
+}
+
+#[test]
+fn sweep_without_a_gpu_fails_clearly() {
+    if common::no_gpu_reason().is_none() {
+        println!("skipped: a CUDA device is present (this test checks the no-GPU path)");
+        return;
+    }
+    let k = common::repo_root().join("kernels/softmax");
+    let out = tempfile::tempdir().unwrap();
+    let o = out.path().join("s");
+    let (code, _, err) = nightshift(&[
+        "sweep",
+        k.to_str().unwrap(),
+        "--out",
+        o.to_str().unwrap(),
+        "--axis",
+        "seq_k=32,64",
+        "--over",
+        "VARIANT",
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("cannot open CUDA device"), "{err}");
+}

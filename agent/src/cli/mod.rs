@@ -7,6 +7,7 @@ mod patterns;
 pub mod report;
 pub mod run;
 pub mod status;
+pub mod sweep;
 pub mod table;
 
 use std::io::IsTerminal;
@@ -58,6 +59,11 @@ pub enum Command {
     /// recompute every figure of report.json from the journal's raw samples instead,
     /// and fail naming the first figure that differs.
     Report(ReportArgs),
+    /// Measure a kernel over a grid of problem sizes (--axis NAME=32..65536:x2, repeatable),
+    /// each value of one tunable (--over) at every point, and find where the faster one
+    /// changes: sweep.csv, a plot, the crossovers with their uncertainty, and thresholds
+    /// as JSON, a Rust const and a C #define. --resume continues an interrupted sweep.
+    Sweep(SweepArgs),
     /// Validate and time one configuration of a kernel (or two, interleaved, with --vs).
     Bench(BenchArgs),
     /// Report driver, CUDA, NVRTC and NVML versions, devices, clocks, throttling, and
@@ -211,6 +217,41 @@ pub struct StatusArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct SweepArgs {
+    /// The kernel's directory (holding kernel.toml).
+    pub kernel: PathBuf,
+    /// An axis of the spec's [problem] and its values: FROM..TO:xFACTOR, FROM..TO:+STEP
+    /// or a list (1,2,4); repeat for a grid. The other axes keep the spec's values.
+    #[arg(long = "axis", value_name = "NAME=SPEC", required = true)]
+    pub axes: Vec<String>,
+    /// The tunable whose values are compared at every point (e.g. VARIANT); without
+    /// it, one configuration is measured over the grid.
+    #[arg(long, value_name = "TUNABLE")]
+    pub over: Option<String>,
+    /// Set a tunable of the configuration swept (default: the spec's baseline).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_assignment)]
+    pub set: Vec<(String, i64)>,
+    /// Where the outputs go [default: sweeps/<kernel>-<axes>[-over-<tunable>]].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the sweep in --out where it stopped (the points in its sweep.jsonl are
+    /// not measured again).
+    #[arg(long)]
+    pub resume: bool,
+    /// Minimum speedup for a FAST verdict between two variants at a point.
+    #[arg(long, default_value_t = crate::measure::verdict::DEFAULT_MIN_GAIN)]
+    pub min_gain: f64,
+    /// Seconds without progress before a candidate is declared hung.
+    #[arg(long, default_value_t = 30.0)]
+    pub watchdog: f64,
+    /// Longest time spent sampling one point (both variants), seconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub max_time: f64,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct ReportArgs {
     /// The run [default: the latest under --reports].
     pub run_id: Option<String>,
@@ -315,5 +356,14 @@ pub fn main() -> i32 {
         }
         Command::Status(a) => status::run(&a),
         Command::Report(a) => report::run(&a),
+        Command::Sweep(a) => {
+            let mut o = a.common.options();
+            o.min_gain = a.min_gain;
+            o.watchdog = Duration::from_secs_f64(a.watchdog.max(1.0));
+            o.measure.rule.max_time = Duration::from_secs_f64(a.max_time.max(0.1));
+            // Energy is not part of a sweep's figures.
+            o.measure.energy_ms = 0.0;
+            sweep::run(&a, o)
+        }
     }
 }

@@ -433,3 +433,28 @@ pub fn roofline(r: &Report, points: &[(String, bool, f64, f64, Timing)]) -> Opti
     p.key("filled = best", "#444");
     Some(p.finish())
 }
+
+/// A line per series over shared axes (log10 where asked): for sweeps.
+pub(crate) fn series(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    lines: &[(String, Vec<(f64, f64)>)],
+    log_x: bool,
+    log_y: bool,
+) -> Option<String> {
+    let x = Axis::new(lines.iter().flat_map(|l| l.1.iter().map(|p| p.0)), log_x)?;
+    let y = Axis::new(lines.iter().flat_map(|l| l.1.iter().map(|p| p.1)), log_y)?;
+    let mut p = Plot::new(title, x, x_label, y, y_label);
+    for (i, (name, pts)) in lines.iter().enumerate() {
+        let c = COLORS[i % COLORS.len()];
+        if pts.len() > 1 {
+            p.line(pts, c, false);
+        }
+        for (a, b) in pts {
+            p.point(*a, *b, c, false, &format!("{name}: {b:.3} at {a}"));
+        }
+        p.key(name, c);
+    }
+    Some(p.finish())
+}
