@@ -324,7 +324,10 @@ fn sweep_refuses_bad_axes_and_tunables_before_the_gpu() {
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains(why), "{args:?}: {err}");
     }
-    assert!(!out.path().join("s").exists(), "nothing written on bad input");
+    assert!(
+        !out.path().join("s").exists(),
+        "nothing written on bad input"
+    );
     // A sweep already there is continued only with --resume.
     std::fs::create_dir_all(out.path().join("s")).unwrap();
     std::fs::write(out.path().join("s/sweep.jsonl"), "{}\n").unwrap();

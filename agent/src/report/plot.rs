@@ -404,12 +404,11 @@ pub fn roofline(r: &Report, points: &[(String, bool, f64, f64, Timing)]) -> Opti
         .flatten()
         .map(|c| (c, c / dram))
         .collect();
+    // The bandwidth slope starts where it enters the plot (clamping its first point
+    // to the frame would bend it).
+    let x0 = x.lo.max(y.lo / dram);
     for (c, ridge) in &ridges {
-        p.line(
-            &[(x.lo, dram * x.lo), (*ridge, *c), (x.hi, *c)],
-            "#444",
-            false,
-        );
+        p.line(&[(x0, dram * x0), (*ridge, *c), (x.hi, *c)], "#444", false);
     }
     p.key("measured ceilings", "#444");
     let mut names: Vec<&str> = Vec::new();
