@@ -14,6 +14,7 @@ pub mod cli;
 pub mod controller;
 pub mod dispatch;
 pub mod evaluate;
+pub mod gate;
 pub mod gpu;
 pub mod journal;
 pub mod measure;

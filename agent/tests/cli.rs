@@ -358,3 +358,47 @@ fn sweep_without_a_gpu_fails_clearly() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("cannot open CUDA device"), "{err}");
 }
+
+#[test]
+fn check_refuses_a_missing_or_foreign_baseline_before_the_gpu() {
+    let k = common::repo_root().join("kernels/softmax");
+    let k = k.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let b = dir.path().join("b.json");
+    let bs = b.to_str().unwrap();
+    let (code, _, err) = nightshift(&["check", k, "--baseline", bs]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--record"), "{err}");
+    // A baseline that does not cover the kernel.
+    std::fs::write(
+        &b,
+        r#"{"version":1,"device":"NVIDIA H100 80GB HBM3","date":"2026-11-21","command":"x","seed":1,"kernels":[]}"#,
+    )
+    .unwrap();
+    let (code, _, err) = nightshift(&["check", k, "--baseline", bs]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no recorded baseline for softmax"), "{err}");
+    let (code, _, err) = nightshift(&["check", k, "--baseline", bs, "--threshold", "5"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--threshold"), "{err}");
+}
+
+#[test]
+fn check_record_without_a_gpu_fails_clearly_and_writes_nothing() {
+    if common::no_gpu_reason().is_none() {
+        println!("skipped: a CUDA device is present (this test checks the no-GPU path)");
+        return;
+    }
+    let k = common::repo_root().join("kernels/softmax");
+    let dir = tempfile::tempdir().unwrap();
+    let b = dir.path().join("b.json");
+    let (code, _, err) = nightshift(&[
+        "check",
+        k.to_str().unwrap(),
+        "--record",
+        "--baseline",
+        b.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert!(!b.exists());
+}

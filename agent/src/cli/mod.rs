@@ -2,6 +2,7 @@
 //! own module and returns an exit code; errors are printed once, here.
 
 mod bench;
+mod check;
 mod doctor;
 mod patterns;
 pub mod report;
@@ -64,6 +65,15 @@ pub enum Command {
     /// changes: sweep.csv, a plot, the crossovers with their uncertainty, and thresholds
     /// as JSON, a Rust const and a C #define. --resume continues an interrupted sweep.
     Sweep(SweepArgs),
+    /// The regression gate for CI on a GPU runner: measure each kernel's committed
+    /// configuration (tuned.toml, else its baseline) against a baseline file written by
+    /// `check --record`, and exit 1 when one is SLOW beyond --threshold. Prints a
+    /// Markdown table for a pull-request comment (or --json).
+    Check(CheckArgs),
+    /// Two runs side by side from their journals: configurations, medians with
+    /// intervals, verdicts and cost. Refuses runs on different devices, or a kernel
+    /// timed cold in one and batched in the other, unless --force (and then says so).
+    Compare(CompareArgs),
     /// Validate and time one configuration of a kernel (or two, interleaved, with --vs).
     Bench(BenchArgs),
     /// Report driver, CUDA, NVRTC and NVML versions, devices, clocks, throttling, and
@@ -217,6 +227,49 @@ pub struct StatusArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct CompareArgs {
+    pub run_a: String,
+    pub run_b: String,
+    /// Where runs write their journals.
+    #[arg(long, default_value = "reports")]
+    pub reports: PathBuf,
+    /// Compare measurements that are not comparable (different devices or timing
+    /// methods); the output says what differs.
+    #[arg(long)]
+    pub force: bool,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Kernel directories [default: every kernels/*/ with a kernel.toml].
+    pub kernels: Vec<PathBuf>,
+    /// Measure and write the baseline file instead of checking against it.
+    #[arg(long)]
+    pub record: bool,
+    /// The baseline file.
+    #[arg(long, default_value = "nightshift-baseline.json")]
+    pub baseline: PathBuf,
+    /// Fail on a slowdown whose whole 95% interval is beyond this (0.05 = 5%).
+    #[arg(long, default_value_t = crate::gate::DEFAULT_THRESHOLD)]
+    pub threshold: f64,
+    /// Re-measure an AMBIGUOUS kernel up to this many more times, then report it as
+    /// inconclusive (not as a failure).
+    #[arg(long, default_value_t = 2)]
+    pub retries: usize,
+    /// Check against a baseline recorded on another device model (and say so).
+    #[arg(long)]
+    pub force: bool,
+    /// Longest time spent sampling one kernel, seconds.
+    #[arg(long, default_value_t = 3.0)]
+    pub max_time: f64,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct SweepArgs {
     /// The kernel's directory (holding kernel.toml).
     pub kernel: PathBuf,
@@ -356,6 +409,17 @@ pub fn main() -> i32 {
         }
         Command::Status(a) => status::run(&a),
         Command::Report(a) => report::run(&a),
+        Command::Compare(a) => report::compare(&a),
+        Command::Check(a) => {
+            let mut o = a.common.options();
+            o.measure.rule.max_time = Duration::from_secs_f64(a.max_time.max(0.1));
+            o.measure.energy_ms = 0.0;
+            if !(a.threshold > 0.0 && a.threshold < 1.0) {
+                eprintln!("error: --threshold must be between 0 and 1 (0.05 = 5%)");
+                return exit::USAGE;
+            }
+            check::run(&a, o)
+        }
         Command::Sweep(a) => {
             let mut o = a.common.options();
             o.min_gain = a.min_gain;

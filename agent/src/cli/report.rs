@@ -122,3 +122,42 @@ fn verify(reports: &Path, id: &str) -> i32 {
         }
     }
 }
+
+/// `nightshift compare <run-a> <run-b>`.
+pub fn compare(a: &super::CompareArgs) -> i32 {
+    let load = |id: &str| -> Result<Report> {
+        let path = a.reports.join(id).join(journal::FILE_NAME);
+        if !path.is_file() {
+            bail!("no run {id}: {} does not exist", path.display());
+        }
+        let read = journal::read(&path).map_err(|e| anyhow!("{e}"))?;
+        Ok(report::build(id, &read.records))
+    };
+    let (ra, rb) = match (load(&a.run_a), load(&a.run_b)) {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e:#}");
+            return exit::USAGE;
+        }
+    };
+    match report::compare::compare(&ra, &rb, a.force) {
+        Ok(c) => {
+            if a.json {
+                match serde_json::to_string_pretty(&c) {
+                    Ok(t) => println!("{t}"),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return exit::USAGE;
+                    }
+                }
+            } else {
+                print!("{}", report::compare::render(&c));
+            }
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::REJECTED
+        }
+    }
+}

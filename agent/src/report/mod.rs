@@ -6,6 +6,7 @@
 //! and name any figure that differs. A fraction of a ceiling above 100% is never
 //! printed as a percentage: it is a flagged anomaly.
 
+pub mod compare;
 pub(crate) mod plot;
 mod render;
 #[cfg(test)]

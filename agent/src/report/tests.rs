@@ -274,3 +274,43 @@ fn the_study_is_reported_as_throughput_per_unit_of_work() {
     // The roofline plot has the measured ceilings to draw.
     assert!(plots(&r, &recs).iter().any(|p| p.0 == "roofline.svg"));
 }
+
+#[test]
+fn compare_lines_two_runs_up_and_refuses_what_is_not_comparable() {
+    let a = build("budget1", &records("h100-rowsum-budget-stopped"));
+    let b = build("kill1", &records("h100-rowsum-layernorm"));
+    let c = compare::compare(&a, &b, false).unwrap();
+    assert!(c.forced.is_empty());
+    let names: Vec<&str> = c.rows.iter().map(|r| r.kernel.as_str()).collect();
+    assert_eq!(names, vec!["rowsum", "layernorm"]);
+    assert!(c.rows[0].a.is_some() && c.rows[0].b.is_some());
+    assert!(c.rows[1].a.is_none());
+    assert!(c.rows[0].best_ratio.is_some());
+    let md = compare::render(&c);
+    assert!(
+        md.contains("| layernorm | budget1 | not in this run |"),
+        "{md}"
+    );
+    assert!(md.contains("no interval claimed"), "{md}");
+
+    // Another device: refused, or forced and said so.
+    let mut other = b.clone();
+    other.device = "NVIDIA H200".into();
+    let e = compare::compare(&a, &other, false).unwrap_err();
+    assert!(
+        e.contains("different devices") && e.contains("--force"),
+        "{e}"
+    );
+    let c = compare::compare(&a, &other, true).unwrap();
+    assert!(compare::render(&c).starts_with("**Compared as forced"));
+
+    // rowsum timed cold in one run and batched in the other: refused.
+    let mut batched = b.clone();
+    for k in batched.kernels.iter_mut() {
+        for t in [&mut k.baseline, &mut k.best].into_iter().flatten() {
+            t.method = "batch of 64".into();
+        }
+    }
+    let e = compare::compare(&a, &batched, false).unwrap_err();
+    assert!(e.contains("rowsum") && e.contains("not comparable"), "{e}");
+}
