@@ -47,7 +47,13 @@ fn cell(spec: &KernelSpec, variant: i64, e: &Evaluation) -> Cell {
         _ => (None, None),
     };
     let _ = spec;
+    let ctas_per_sm = e
+        .occupancy
+        .as_ref()
+        .filter(|o| o.sms > 0)
+        .map(|o| o.ctas as f64 / o.sms as f64);
     Cell {
+        ctas_per_sm,
         variant,
         outcome: e.outcome.name().to_string(),
         median_us: sum.map(|s| s.median),
@@ -64,6 +70,7 @@ fn cell(spec: &KernelSpec, variant: i64, e: &Evaluation) -> Cell {
 
 fn excluded(variant: i64, why: String) -> Cell {
     Cell {
+        ctas_per_sm: None,
         variant,
         outcome: format!("excluded: {why}"),
         median_us: None,
@@ -386,15 +393,53 @@ fn go(a: &SweepArgs, opts: Options) -> Result<i32> {
     if let Some(svg) = plot(&done, &axes, a.over.as_deref(), &spec.name) {
         std::fs::write(out.join("sweep.svg"), svg)?;
     }
+    // One configuration over one workload axis: the batching study's figures.
+    let batching = match (&a.over, axes.as_slice()) {
+        (None, [x]) if spec.workload_axes.contains(&x.name) => sweep::batching(&done, &x.name),
+        _ => None,
+    };
+    if let Some(b) = &batching {
+        std::fs::write(out.join("batching.json"), serde_json::to_string_pretty(b)?)?;
+    }
     if a.common.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
-                "points": done, "thresholds": t, "out": out,
+                "points": done, "thresholds": t, "batching": batching, "out": out,
             }))?
         );
     } else {
         print!("{}", render(&done, &axes, a.over.as_deref(), &t, &out));
+        if let Some(b) = &batching {
+            let rows: Vec<Vec<String>> = b
+                .rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.problem.clone(),
+                        format!("x{}", r.scale),
+                        r.us_per_unit.map_or("-".into(), |x| format!("{x:.2}")),
+                        r.throughput_x
+                            .map_or("-".into(), |(x, l, h)| format!("{x:.2}x [{l:.2}, {h:.2}]")),
+                        r.ctas_per_sm.map_or("-".into(), |c| format!("{c:.1}")),
+                    ]
+                })
+                .collect();
+            print!(
+                "\nthroughput per unit of work (one unit: the first point's work):\n{}{}\n",
+                table::render(
+                    &[
+                        "point",
+                        "work",
+                        "µs per unit",
+                        "throughput per unit vs the first",
+                        "CTAs per SM"
+                    ],
+                    &rows
+                ),
+                b.conclusion
+            );
+        }
     }
     Ok(exit::OK)
 }
@@ -515,6 +560,35 @@ fn render(
         .collect();
     let head_ref: Vec<&str> = head.iter().map(String::as_str).collect();
     let mut o = table::render(&head_ref, &rows);
+    // Two axes: the faster variant per region of the grid.
+    if let (Some(ov), [ya, xa]) = (over, axes) {
+        let mut head = vec![format!("{} \\ {}", ya.name, xa.name)];
+        head.extend(xa.values.iter().map(|v| v.to_string()));
+        let rows: Vec<Vec<String>> = ya
+            .values
+            .iter()
+            .map(|y| {
+                let mut r = vec![y.to_string()];
+                for x in &xa.values {
+                    let p = points.iter().find(|p| {
+                        p.at.contains(&(ya.name.clone(), *y))
+                            && p.at.contains(&(xa.name.clone(), *x))
+                    });
+                    r.push(match p.map(|p| p.winner()) {
+                        Some(Winner::Sure(v)) => format!("{v}"),
+                        Some(Winner::Lean(v)) => format!("{v}~"),
+                        _ => "-".into(),
+                    });
+                }
+                r
+            })
+            .collect();
+        let head_ref: Vec<&str> = head.iter().map(String::as_str).collect();
+        o.push_str(&format!(
+            "\nfaster {ov} per region (~: within the noise, by median):\n{}",
+            table::render(&head_ref, &rows)
+        ));
+    }
     if over.is_some() {
         if t.crossovers.is_empty() {
             o.push_str(

@@ -96,6 +96,13 @@ pub fn summarize(spec: &KernelSpec, points: &[(i64, Evaluation)]) -> StudyResult
             waves: occ.map(|o| o.waves).filter(|w| w.is_finite()),
         });
     }
+    finish(rows, &spec.workload_axes.join(", "))
+}
+
+/// Throughput per unit of work of each row against the first, the knee, and the
+/// conclusion in words; `axes` names what was scaled. Shared by the loop's study and
+/// `nightshift sweep` over a workload axis.
+pub fn finish(mut rows: Vec<StudyRow>, axes: &str) -> StudyResult {
     // Throughput per unit of work, relative to `base`: time per unit at base over
     // time per unit here; the interval pairs each end of one median's interval with
     // the opposite end of the other's.
@@ -122,7 +129,7 @@ pub fn summarize(spec: &KernelSpec, points: &[(i64, Evaluation)]) -> StudyResult
             None => break,
         }
     }
-    let conclusion = conclude(spec, &rows, knee);
+    let conclusion = conclude(axes, &rows, knee);
     StudyResult {
         rows,
         knee,
@@ -130,8 +137,7 @@ pub fn summarize(spec: &KernelSpec, points: &[(i64, Evaluation)]) -> StudyResult
     }
 }
 
-fn conclude(spec: &KernelSpec, rows: &[StudyRow], knee: Option<i64>) -> String {
-    let axes = spec.workload_axes.join(", ");
+fn conclude(axes: &str, rows: &[StudyRow], knee: Option<i64>) -> String {
     let Some(base) = rows.first().filter(|r| r.median_us.is_some()) else {
         return "not measured at the caller's size; nothing to compare".into();
     };

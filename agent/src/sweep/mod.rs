@@ -149,6 +149,42 @@ pub struct Cell {
     pub throughput: Option<f64>,
     pub unit: Option<String>,
     pub method: Option<String>,
+    /// CTAs launched per SM (SM fill) at this point.
+    #[serde(default)]
+    pub ctas_per_sm: Option<f64>,
+}
+
+/// Over one workload axis (batch, heads) with one configuration: throughput per unit
+/// of work against the first point, SM fill, and the knee where more work per launch
+/// stops paying (the loop's workload-batching study, over the sweep's points). None
+/// unless every value is a multiple of the first.
+pub fn batching(points: &[Point], axis: &str) -> Option<crate::dispatch::study::StudyResult> {
+    use crate::dispatch::study::{finish, StudyRow};
+    let first = points.first()?.at.iter().find(|(n, _)| n == axis)?.1;
+    let mut rows = Vec::new();
+    for p in points {
+        let v = p.at.iter().find(|(n, _)| n == axis)?.1;
+        if first <= 0 || v % first != 0 {
+            return None;
+        }
+        let c = p.cells.first()?;
+        let units = (v / first) as f64;
+        rows.push(StudyRow {
+            scale: v / first,
+            problem: p.label.clone(),
+            outcome: c.outcome.clone(),
+            units,
+            median_us: c.median_us,
+            ci_lo_us: c.ci_lo_us,
+            ci_hi_us: c.ci_hi_us,
+            us_per_unit: c.median_us.map(|m| m / units),
+            throughput_x: None,
+            ctas: None,
+            ctas_per_sm: c.ctas_per_sm,
+            waves: None,
+        });
+    }
+    Some(finish(rows, axis))
 }
 
 /// Between the two fastest variants at a point, measured interleaved.

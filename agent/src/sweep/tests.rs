@@ -70,6 +70,7 @@ fn synthetic(ns: &[i64], wobble: f64) -> Vec<Point> {
                 throughput: None,
                 unit: None,
                 method: Some("cold".into()),
+                ctas_per_sm: None,
             };
             let x = t0 / t1;
             Point {
@@ -197,4 +198,47 @@ fn the_csv_has_a_row_per_point_and_variant_labelled_by_axis() {
     // At 32 variant 0 is decisively faster (32 vs 316).
     assert_eq!(&rows[0][10], "yes");
     assert_eq!(&rows[1][10], "");
+}
+
+#[test]
+fn one_configuration_over_a_workload_axis_gives_throughput_per_unit_and_its_knee() {
+    // Per unit of work: 100, 50, 30, 28.75 µs; the last doubling gains 4%.
+    let points: Vec<Point> = [(1, 100.0), (2, 100.0), (4, 120.0), (8, 230.0)]
+        .iter()
+        .map(|(b, t)| Point {
+            label: format!("b{b}"),
+            at: vec![("B".into(), *b)],
+            cells: vec![Cell {
+                variant: 0,
+                outcome: "passed".into(),
+                median_us: Some(*t),
+                ci_lo_us: Some(t * 0.995),
+                ci_hi_us: Some(t * 1.005),
+                throughput: None,
+                unit: None,
+                method: Some("cold".into()),
+                ctas_per_sm: Some(*b as f64 * 0.25),
+            }],
+            duel: None,
+        })
+        .collect();
+    let r = batching(&points, "B").unwrap();
+    assert_eq!(r.knee, Some(4));
+    assert_eq!(r.rows[3].us_per_unit, Some(28.75));
+    assert_eq!(r.rows[3].ctas_per_sm, Some(2.0));
+    assert!(
+        r.conclusion.contains("throughput per unit of work"),
+        "{}",
+        r.conclusion
+    );
+    assert!(
+        r.conclusion.contains("not a speedup of one launch"),
+        "{}",
+        r.conclusion
+    );
+    // Values that are not multiples of the first have no unit to share.
+    let mut odd = points.clone();
+    odd[1].at = vec![("B".into(), 3)];
+    odd[0].at = vec![("B".into(), 2)];
+    assert!(batching(&odd, "B").is_none());
 }
