@@ -377,7 +377,7 @@ pub fn build(run_id: &str, records: &[Record]) -> Report {
             energy_uj_per_launch: None,
             registers: None,
             commit: None,
-            state: "in progress when the run stopped".into(),
+            state: "in progress".into(),
         });
         ks.len() - 1
     };
@@ -494,9 +494,37 @@ pub fn build(run_id: &str, records: &[Record]) -> Report {
                 {
                     it.decision = format!("committed {}", &sha[..sha.len().min(10)]);
                 }
+                // The committed candidate's own measurement is the best's, until a
+                // final comparison measures it beside the baseline.
+                let timing = iterations
+                    .iter()
+                    .rev()
+                    .find(|i| &i.kernel == kernel && &i.config == config)
+                    .and_then(|i| i.timing.clone());
                 let i = kernel_entry(&mut kernels, kernel);
                 kernels[i].best_config = config.clone();
                 kernels[i].commit = Some(sha.clone());
+                if timing.is_some() {
+                    kernels[i].best = timing;
+                }
+                if let Some(e) = records.iter().rev().find_map(|r| match &r.event {
+                    Event::Evaluated {
+                        kernel: k,
+                        config: c,
+                        evaluation,
+                        ..
+                    } if k == kernel && c == config => eval_of(evaluation),
+                    _ => None,
+                }) {
+                    let k = &mut kernels[i];
+                    k.registers = e.function.as_ref().map(|f| f.registers as u64);
+                    k.energy_uj_per_launch = e
+                        .measurement
+                        .as_ref()
+                        .and_then(|m| m.energy.as_ref())
+                        .map(|x| x.uj_per_launch);
+                    best_eval.insert(kernel.clone(), e);
+                }
             }
             Event::Revert {
                 kernel,
@@ -592,7 +620,11 @@ pub fn build(run_id: &str, records: &[Record]) -> Report {
                 stop = reason.clone();
                 finished = true;
                 for k in kernels.iter_mut().filter(|k| !k.state.starts_with("done")) {
-                    k.state = format!("not finished when the run stopped (last: {})", k.state);
+                    k.state = if k.state.starts_with("paused") {
+                        format!("not finished when the run stopped (it was {})", k.state)
+                    } else {
+                        "not finished when the run stopped".into()
+                    };
                 }
             }
             _ => {}
