@@ -234,7 +234,11 @@ fn measure_all(
                 });
                 break;
             };
-            let d = gate::judge(r, &samples, a.threshold, seed, attempts);
+            let mut d = gate::judge(r, &samples, a.threshold, seed, attempts);
+            // What was measured now; the recorded configuration beside it if it differs.
+            if r.config != config.to_string() {
+                d.config = format!("{config} (recorded: {})", r.config);
+            }
             let again = d.verdict == crate::measure::Verdict::Ambiguous && attempts <= a.retries;
             if !again {
                 decisions.push(d);
