@@ -527,9 +527,14 @@ fn render(
         .unwrap_or_default();
     let mut head: Vec<String> = axes.iter().map(|a| a.name.clone()).collect();
     for v in &variants {
-        head.push(format!("{name}={v} µs"));
+        head.push(match over {
+            Some(_) => format!("{name}={v} µs"),
+            None => "µs [95% CI]".into(),
+        });
     }
-    head.push("faster".into());
+    if over.is_some() {
+        head.push("faster".into());
+    }
     let rows: Vec<Vec<String>> = points
         .iter()
         .map(|p| {
@@ -546,6 +551,9 @@ fn render(
                     Some(c) => c.outcome.clone(),
                     None => "-".into(),
                 });
+            }
+            if over.is_none() {
+                return r;
             }
             r.push(match (p.winner(), &p.duel) {
                 (Winner::Sure(v), Some(d)) => {

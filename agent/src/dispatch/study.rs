@@ -96,13 +96,13 @@ pub fn summarize(spec: &KernelSpec, points: &[(i64, Evaluation)]) -> StudyResult
             waves: occ.map(|o| o.waves).filter(|w| w.is_finite()),
         });
     }
-    finish(rows, &spec.workload_axes.join(", "))
+    finish(rows, &spec.workload_axes.join(", "), "the caller's size")
 }
 
 /// Throughput per unit of work of each row against the first, the knee, and the
 /// conclusion in words; `axes` names what was scaled. Shared by the loop's study and
 /// `nightshift sweep` over a workload axis.
-pub fn finish(mut rows: Vec<StudyRow>, axes: &str) -> StudyResult {
+pub fn finish(mut rows: Vec<StudyRow>, axes: &str, base: &str) -> StudyResult {
     // Throughput per unit of work, relative to `base`: time per unit at base over
     // time per unit here; the interval pairs each end of one median's interval with
     // the opposite end of the other's.
@@ -129,7 +129,7 @@ pub fn finish(mut rows: Vec<StudyRow>, axes: &str) -> StudyResult {
             None => break,
         }
     }
-    let conclusion = conclude(axes, &rows, knee);
+    let conclusion = conclude(axes, base, &rows, knee);
     StudyResult {
         rows,
         knee,
@@ -137,9 +137,9 @@ pub fn finish(mut rows: Vec<StudyRow>, axes: &str) -> StudyResult {
     }
 }
 
-fn conclude(axes: &str, rows: &[StudyRow], knee: Option<i64>) -> String {
+fn conclude(axes: &str, base_name: &str, rows: &[StudyRow], knee: Option<i64>) -> String {
     let Some(base) = rows.first().filter(|r| r.median_us.is_some()) else {
-        return "not measured at the caller's size; nothing to compare".into();
+        return format!("not measured at {base_name}; nothing to compare");
     };
     let best = rows
         .iter()
@@ -154,7 +154,7 @@ fn conclude(axes: &str, rows: &[StudyRow], knee: Option<i64>) -> String {
             .unwrap_or_else(|| "CTAs per SM unknown".into())
     };
     let mut s = format!(
-        "with {axes} x{} per launch, throughput per unit of work is {x:.2}x [{lo:.2}, {hi:.2}] of the caller's size ({} against {}); this is throughput per unit of work, not a speedup of one launch",
+        "with {axes} x{} per launch, throughput per unit of work is {x:.2}x [{lo:.2}, {hi:.2}] that at {base_name} ({} against {}); this is throughput per unit of work, not a speedup of one launch",
         top.scale,
         fill(top),
         fill(base)

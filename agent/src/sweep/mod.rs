@@ -184,7 +184,7 @@ pub fn batching(points: &[Point], axis: &str) -> Option<crate::dispatch::study::
             waves: None,
         });
     }
-    Some(finish(rows, axis))
+    Some(finish(rows, axis, "the first point"))
 }
 
 /// Between the two fastest variants at a point, measured interleaved.
