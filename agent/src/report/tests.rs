@@ -314,3 +314,24 @@ fn compare_lines_two_runs_up_and_refuses_what_is_not_comparable() {
     let e = compare::compare(&a, &batched, false).unwrap_err();
     assert!(e.contains("rowsum") && e.contains("not comparable"), "{e}");
 }
+
+#[test]
+fn a_sweep_plot_is_svg_on_every_combination_of_scales() {
+    let lines = vec![
+        (
+            "VARIANT=0".to_string(),
+            vec![(32.0, 5.4), (1024.0, 16.9), (65536.0, 1529.0)],
+        ),
+        (
+            "VARIANT=1".to_string(),
+            vec![(32.0, 3.6), (1024.0, 20.0), (65536.0, 1216.7)],
+        ),
+    ];
+    for (lx, ly) in [(true, true), (true, false), (false, true), (false, false)] {
+        let svg = plot::series("t", "seq_k", "µs", &lines, lx, ly).unwrap();
+        let doc = roxmltree::Document::parse(&svg).unwrap();
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+        assert!(svg.contains("VARIANT=1"));
+    }
+    assert!(plot::series("t", "x", "y", &[], true, true).is_none());
+}
