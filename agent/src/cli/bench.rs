@@ -73,13 +73,9 @@ pub fn run(args: &BenchArgs, opts: Options) -> i32 {
             return exit::USAGE;
         }
     }
-    let mut session = match Session::start(opts, progress_printer()) {
+    let mut session = match super::start_session(opts) {
         Ok(s) => s,
-        Err(e) => {
-            clear_progress();
-            eprintln!("error: {e}");
-            return exit::NO_GPU;
-        }
+        Err(code) => return code,
     };
     if args.check_references {
         let code = check_references(&spec, &mut session, &cache_dir, gpu, args.common.json);

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::{clear_progress, exit, progress_printer, CheckArgs};
+use super::{clear_progress, exit, CheckArgs};
 use crate::dispatch::tuned;
 use crate::evaluate::{Options, Session};
 use crate::gate::{self, BaselineFile, Decision, Recorded};
@@ -47,19 +47,6 @@ fn committed(spec: &KernelSpec, dir: &Path) -> Result<Config> {
         bail!("{}: {c} violates {}", p.display(), bad.join(", "));
     }
     Ok(c)
-}
-
-fn kept(e: &crate::evaluate::Evaluation) -> Vec<f64> {
-    e.measurement
-        .as_ref()
-        .map(|m| {
-            m.samples
-                .iter()
-                .filter(|s| !s.throttled)
-                .map(|s| s.us)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 pub fn run(a: &CheckArgs, opts: Options) -> i32 {
@@ -113,13 +100,9 @@ fn go(a: &CheckArgs, mut opts: Options) -> Result<i32> {
         opts.measure.seed = b.seed;
     }
     let seed = opts.measure.seed;
-    let mut session = match Session::start(opts, progress_printer()) {
+    let mut session = match super::start_session(opts) {
         Ok(s) => s,
-        Err(e) => {
-            clear_progress();
-            eprintln!("error: {e}");
-            return Ok(exit::NO_GPU);
-        }
+        Err(code) => return Ok(code),
     };
     let device = session.device.name.clone();
     if let Some(b) = &recorded {
@@ -215,7 +198,7 @@ fn measure_all(
                 }
                 break;
             }
-            samples.extend(kept(&e));
+            samples.extend(e.kept_samples());
             let Some(r) = r else {
                 let s = Summary::of(&samples, seed).ok_or_else(|| anyhow!("no samples"))?;
                 let method = match e.measurement.as_ref().map(|m| m.method) {

@@ -377,6 +377,16 @@ pub fn progress_printer() -> Box<dyn FnMut(&str) + Send> {
     }
 }
 
+/// Starts the GPU session of a command, or says why not: the command then exits with
+/// `exit::NO_GPU`.
+pub fn start_session(opts: Options) -> Result<crate::evaluate::Session, i32> {
+    crate::evaluate::Session::start(opts, progress_printer()).map_err(|e| {
+        clear_progress();
+        eprintln!("error: {e}");
+        exit::NO_GPU
+    })
+}
+
 pub fn clear_progress() {
     if std::io::stderr().is_terminal() {
         eprint!("\r{:120}\r", "");

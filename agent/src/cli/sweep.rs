@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{clear_progress, exit, progress_printer, table, SweepArgs};
+use super::{clear_progress, exit, table, SweepArgs};
 use crate::evaluate::{Evaluation, Options, Session};
 use crate::measure::TimingMethod;
 use crate::spec::{Config, KernelSpec};
@@ -82,6 +82,17 @@ fn excluded(variant: i64, why: String) -> Cell {
     }
 }
 
+fn duel_of(a: i64, b: i64, r: &crate::worker::protocol::AbResult) -> Duel {
+    Duel {
+        a,
+        b,
+        speedup: r.speedup,
+        ci_lo: r.ci_lo,
+        ci_hi: r.ci_hi,
+        verdict: r.verdict.as_str().to_string(),
+    }
+}
+
 /// Measures one point: each allowed variant; the two fastest interleaved.
 fn measure_point(
     session: &mut Session,
@@ -119,14 +130,7 @@ fn measure_point(
             let (ea, eb, ab) = session.compare(&s, a, b)?;
             cells.push(cell(&s, *va, &ea));
             cells.push(cell(&s, *vb, &eb));
-            duel = ab.map(|r| Duel {
-                a: *va,
-                b: *vb,
-                speedup: r.speedup,
-                ci_lo: r.ci_lo,
-                ci_hi: r.ci_hi,
-                verdict: r.verdict.as_str().to_string(),
-            });
+            duel = ab.map(|r| duel_of(*va, *vb, &r));
         }
         many => {
             let mut timed = Vec::new();
@@ -141,14 +145,7 @@ fn measure_point(
             timed.sort_by(|a, b| a.0.total_cmp(&b.0));
             if let [(_, va, a), (_, vb, b), ..] = timed.as_slice() {
                 let (_, _, ab) = session.compare(&s, a, b)?;
-                duel = ab.map(|r| Duel {
-                    a: *va,
-                    b: *vb,
-                    speedup: r.speedup,
-                    ci_lo: r.ci_lo,
-                    ci_hi: r.ci_hi,
-                    verdict: r.verdict.as_str().to_string(),
-                });
+                duel = ab.map(|r| duel_of(*va, *vb, &r));
             }
         }
     }
@@ -295,13 +292,9 @@ fn go(a: &SweepArgs, opts: Options) -> Result<i32> {
         .into_iter()
         .filter(|at| !done.iter().any(|p| &p.at == at))
         .collect();
-    let mut session = match Session::start(opts, progress_printer()) {
+    let mut session = match super::start_session(opts) {
         Ok(s) => s,
-        Err(e) => {
-            clear_progress();
-            eprintln!("error: {e}");
-            return Ok(exit::NO_GPU);
-        }
+        Err(code) => return Ok(code),
     };
     let device = session.device.name.clone();
     if let Some(h) = &previous {

@@ -155,6 +155,20 @@ impl Evaluation {
     pub fn median_us(&self) -> Option<f64> {
         self.measurement.as_ref()?.summary.map(|s| s.median)
     }
+
+    /// The samples that count (not taken while throttled), µs per launch.
+    pub fn kept_samples(&self) -> Vec<f64> {
+        self.measurement
+            .as_ref()
+            .map(|m| {
+                m.samples
+                    .iter()
+                    .filter(|s| !s.throttled)
+                    .map(|s| s.us)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// Plans the job's sizes: the default problem first, then the validation sizes the

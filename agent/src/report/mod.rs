@@ -235,19 +235,6 @@ fn seed_of(records: &[Record]) -> u64 {
         .unwrap_or_else(|| crate::worker::protocol::MeasureOpts::default().seed)
 }
 
-fn kept(e: &Evaluation) -> Vec<f64> {
-    e.measurement
-        .as_ref()
-        .map(|m| {
-            m.samples
-                .iter()
-                .filter(|s| !s.throttled)
-                .map(|s| s.us)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn method_name(e: &Evaluation) -> String {
     match e.measurement.as_ref().map(|m| m.method) {
         Some(TimingMethod::Cold) => "cold".into(),
@@ -261,7 +248,7 @@ pub fn timing(e: &Evaluation, seed: u64) -> Option<Timing> {
     if e.outcome != Outcome::Passed {
         return None;
     }
-    let k = kept(e);
+    let k = e.kept_samples();
     let s = Summary::of(&k, seed)?;
     Some(Timing {
         median_us: s.median,
@@ -275,7 +262,7 @@ pub fn timing(e: &Evaluation, seed: u64) -> Option<Timing> {
 /// B over A, from the raw samples, as the worker computes it.
 pub fn speedup(a: &Evaluation, b: &Evaluation, seed: u64, min_gain: f64) -> Option<Speedup> {
     let (ta, tb) = (timing(a, seed)?, timing(b, seed)?);
-    let (lo, hi) = bootstrap_ratio_ci(&kept(a), &kept(b), seed);
+    let (lo, hi) = bootstrap_ratio_ci(&a.kept_samples(), &b.kept_samples(), seed);
     Some(Speedup {
         x: ta.median_us / tb.median_us,
         ci_lo: lo,
