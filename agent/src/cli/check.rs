@@ -50,14 +50,7 @@ fn committed(spec: &KernelSpec, dir: &Path) -> Result<Config> {
 }
 
 pub fn run(a: &CheckArgs, opts: Options) -> i32 {
-    match go(a, opts) {
-        Ok(code) => code,
-        Err(e) => {
-            clear_progress();
-            eprintln!("error: {e:#}");
-            exit::USAGE
-        }
-    }
+    super::exit_code(go(a, opts))
 }
 
 fn go(a: &CheckArgs, mut opts: Options) -> Result<i32> {

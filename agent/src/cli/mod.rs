@@ -377,6 +377,16 @@ pub fn progress_printer() -> Box<dyn FnMut(&str) + Send> {
     }
 }
 
+/// The exit code of a command that returns its own code, or an error: bad input,
+/// printed once here (after the progress line is cleared).
+pub fn exit_code(r: anyhow::Result<i32>) -> i32 {
+    r.unwrap_or_else(|e| {
+        clear_progress();
+        eprintln!("error: {e:#}");
+        exit::USAGE
+    })
+}
+
 /// Starts the GPU session of a command, or says why not: the command then exits with
 /// `exit::NO_GPU`.
 pub fn start_session(opts: Options) -> Result<crate::evaluate::Session, i32> {

@@ -227,14 +227,7 @@ fn prepare(a: &RunArgs) -> Result<Prepared> {
 }
 
 pub fn run(a: &RunArgs, opts: Options) -> i32 {
-    match run_inner(a, opts) {
-        Ok(code) => code,
-        Err(e) => {
-            super::clear_progress();
-            eprintln!("error: {e:#}");
-            exit::USAGE
-        }
-    }
+    super::exit_code(run_inner(a, opts))
 }
 
 fn run_inner(a: &RunArgs, mut opts: Options) -> Result<i32> {

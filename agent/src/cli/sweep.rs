@@ -192,14 +192,7 @@ fn read_lines(path: &Path) -> Result<(Header, Vec<Point>)> {
 }
 
 pub fn run(a: &SweepArgs, opts: Options) -> i32 {
-    match go(a, opts) {
-        Ok(code) => code,
-        Err(e) => {
-            clear_progress();
-            eprintln!("error: {e:#}");
-            exit::USAGE
-        }
-    }
+    super::exit_code(go(a, opts))
 }
 
 fn go(a: &SweepArgs, opts: Options) -> Result<i32> {
