@@ -445,6 +445,30 @@ pub struct Spend {
     pub dollars: f64,
 }
 
+/// The ledger's breakdowns as a journal `budget` record holds them, each by name
+/// (stages by their snake_case name), so that every snapshot can be checked against
+/// the charges before it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Breakdown {
+    pub by_stage: BTreeMap<String, Spend>,
+    pub by_kernel: BTreeMap<String, Spend>,
+    pub by_pattern: BTreeMap<String, Spend>,
+}
+
+impl Stage {
+    /// The stage's name as the journal spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Compile => "compile",
+            Stage::Validate => "validate",
+            Stage::Measure => "measure",
+            Stage::Profile => "profile",
+            Stage::External => "external",
+            Stage::Idle => "idle",
+        }
+    }
+}
+
 /// One of the run's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -664,6 +688,19 @@ impl Ledger {
         }
     }
 
+    /// The ledger that `charges`, in order, leave: what a resumed run rebuilds from
+    /// its journal. A charge the ledger would refuse is an error.
+    pub fn from_charges<'a>(
+        price_per_gpu_hour: f64,
+        charges: impl IntoIterator<Item = &'a Charge>,
+    ) -> Result<Ledger, ChargeError> {
+        let mut l = Ledger::new(price_per_gpu_hour);
+        for c in charges {
+            l.charge(c)?;
+        }
+        Ok(l)
+    }
+
     /// An empty ledger for a run on `device` (its model name).
     pub fn for_device(budgets: &Budgets, device: &str) -> Ledger {
         Ledger::new(budgets.price_per_gpu_hour(device))
@@ -747,6 +784,19 @@ impl Ledger {
             .iter()
             .map(|(p, t)| (p.clone(), self.spend(*t)))
             .collect()
+    }
+
+    /// Every breakdown at once, for a journal snapshot.
+    pub fn breakdown(&self) -> Breakdown {
+        Breakdown {
+            by_stage: self
+                .by_stage
+                .iter()
+                .map(|(s, t)| (s.name().to_string(), self.spend(*t)))
+                .collect(),
+            by_kernel: self.by_kernel(),
+            by_pattern: self.by_pattern(),
+        }
     }
 
     /// What one pattern has cost on one kernel: compared with its time budget

@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::budget::{Charge, ChargeError, Ledger, Remaining, Spend, StopReason};
+use crate::budget::{Breakdown, Charge, ChargeError, Ledger, Remaining, Spend, StopReason};
 
 /// The journal's file name inside its run directory.
 pub const FILE_NAME: &str = "journal.jsonl";
@@ -43,6 +43,13 @@ pub enum Event {
         /// The run's own branch (`nightshift/<run-id>`), once there is one.
         #[serde(default)]
         git_branch: Option<String>,
+        /// The kernels the run was given, in order: a resume tunes these and no
+        /// others. (Empty in journals written before kernel lists were recorded.)
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        kernels: Vec<RunKernel>,
+        /// The options the run was started with: a resume measures with these.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        options: Option<RunOptions>,
     },
     /// The machine a process of the run measured on: the device as the driver
     /// reports it (`DeviceInfo`) and its measured ceilings (`Ceilings`). Written by
@@ -64,6 +71,28 @@ pub enum Event {
         /// short.
         #[serde(default)]
         dropped: Option<String>,
+        /// Seconds from the journal's last record to this resume: the daemon was
+        /// not running (the machine may still have been billed). The wall limit
+        /// counts them; GPU-hours and dollars do not.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "opt_nonfinite"
+        )]
+        down_s: Option<f64>,
+        /// What this resume changed against the run's recorded kernels, options or
+        /// specs, accepted with `--force`, one line each.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        forced: Vec<String>,
+        /// The kernels from here on, when `--force` changed them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kernels: Option<Vec<RunKernel>>,
+        /// The options from here on, when `--force` changed them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        options: Option<RunOptions>,
+        /// The budgets from here on (`Budgets` as JSON), when flags changed them.
+        #[serde(default, skip_serializing_if = "Value::is_null")]
+        budgets: Value,
     },
     /// A pattern proposed candidates for a kernel.
     Proposal {
@@ -181,11 +210,16 @@ pub enum Event {
     },
     /// GPU time spent, as charged to the ledger: replaying these rebuilds it.
     Charge(Charge),
-    /// A snapshot of the ledger, for reports and `status`.
+    /// A snapshot of the ledger, for reports and `status`. It always equals the
+    /// sum of the `charge` records before it (a resumed run rebuilds its ledger from
+    /// them before it decides anything).
     Budget {
         spent: Spend,
         #[serde(default)]
         remaining: Option<Remaining>,
+        /// By stage, kernel and pattern.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        breakdown: Option<Breakdown>,
     },
     /// The last record of a run that stopped cleanly.
     RunFinished {
@@ -195,6 +229,38 @@ pub enum Event {
         #[serde(default)]
         stop: Option<StopReason>,
     },
+}
+
+/// A kernel of a run, as the run was given it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunKernel {
+    /// The spec's name.
+    pub name: String,
+    /// Its directory relative to the repository root (`/`-separated).
+    pub dir: String,
+    /// [`crate::spec::KernelSpec::content_hash`] of the spec as it was when the run
+    /// started.
+    pub hash: String,
+}
+
+/// The measurement and search options of a run, as it was started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunOptions {
+    #[serde(with = "crate::nonfinite")]
+    pub min_gain: f64,
+    /// Longest sampling of one pair, seconds.
+    #[serde(with = "crate::nonfinite")]
+    pub max_time_s: f64,
+    #[serde(with = "crate::nonfinite")]
+    pub target_noise: f64,
+    #[serde(with = "crate::nonfinite")]
+    pub energy_ms: f64,
+    /// The CUDA device ordinal.
+    pub gpu: usize,
+    /// The pattern library's directory, as given.
+    pub patterns: String,
+    /// A digest of its files' names and contents.
+    pub patterns_hash: String,
 }
 
 /// An append-only journal file open for writing.
@@ -486,9 +552,16 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<JournalRead, JournalError> {
 pub struct Resume {
     pub run_id: Option<String>,
     pub device: Option<String>,
-    /// As recorded by `RunStarted`.
+    /// As recorded by `RunStarted`, or by the last `Resumed` that changed them.
     pub budgets: Option<Value>,
     pub git_branch: Option<String>,
+    /// The run's kernels: `RunStarted`'s, or the last `Resumed` that changed them
+    /// (None: a journal written before kernel lists were recorded).
+    pub kernels: Option<Vec<RunKernel>>,
+    /// The run's options, likewise.
+    pub options: Option<RunOptions>,
+    /// Per resume, seconds the daemon was not running before it.
+    pub down_s: Vec<f64>,
     /// Every candidate already evaluated, by (kernel, config): a resumed run never
     /// measures these again, whatever their outcome (a hung candidate would cost
     /// another watchdog).
@@ -507,6 +580,8 @@ pub struct Resume {
     pub resumes: usize,
     pub first_t_ms: Option<u64>,
     pub last_t_ms: Option<u64>,
+    /// The time of the record before the last.
+    prev_t_ms: Option<u64>,
     /// The `seq` the next record gets.
     pub next_seq: u64,
 }
@@ -535,6 +610,7 @@ impl Resume {
         let mut r = Resume::default();
         for rec in records {
             r.first_t_ms.get_or_insert(rec.t_ms);
+            r.prev_t_ms = r.last_t_ms;
             r.last_t_ms = Some(rec.t_ms);
             r.next_seq = rec.seq + 1;
             match &rec.event {
@@ -543,17 +619,44 @@ impl Resume {
                     device,
                     budgets,
                     git_branch,
+                    kernels,
+                    options,
                 } => {
                     r.run_id = Some(run_id.clone());
                     r.device = Some(device.clone());
                     r.budgets = Some(budgets.clone());
                     r.git_branch.clone_from(git_branch);
+                    r.kernels = (!kernels.is_empty()).then(|| kernels.clone());
+                    r.options.clone_from(options);
                 }
-                Event::Resumed { device, .. } => {
+                Event::Resumed {
+                    device,
+                    down_s,
+                    kernels,
+                    options,
+                    budgets,
+                    ..
+                } => {
                     r.device = Some(device.clone());
                     r.resumes += 1;
                     r.finished = None;
                     r.stop = None;
+                    // Journals before `down_s` was recorded: from the last record.
+                    let gap = r
+                        .last_t_ms
+                        .zip(r.prev_t_ms)
+                        .map_or(0.0, |(now, before)| now.saturating_sub(before) as f64 / 1e3);
+                    r.down_s
+                        .push(down_s.filter(|d| d.is_finite()).unwrap_or(gap));
+                    if kernels.is_some() {
+                        r.kernels.clone_from(kernels);
+                    }
+                    if options.is_some() {
+                        r.options.clone_from(options);
+                    }
+                    if !budgets.is_null() {
+                        r.budgets = Some(budgets.clone());
+                    }
                 }
                 Event::Evaluated {
                     kernel,
@@ -615,11 +718,20 @@ impl Resume {
 
     /// The ledger as it stood, rebuilt from the recorded charges.
     pub fn ledger(&self, price_per_gpu_hour: f64) -> Result<Ledger, ChargeError> {
-        let mut l = Ledger::new(price_per_gpu_hour);
-        for c in &self.charges {
-            l.charge(c)?;
-        }
-        Ok(l)
+        Ledger::from_charges(price_per_gpu_hour, &self.charges)
+    }
+
+    /// Wall seconds from the run's first record to its last, the time the daemon
+    /// was down between them included (the night passes all the same).
+    pub fn elapsed_s(&self) -> f64 {
+        self.first_t_ms
+            .zip(self.last_t_ms)
+            .map_or(0.0, |(a, b)| b.saturating_sub(a) as f64 / 1e3)
+    }
+
+    /// Seconds the daemon was down between records, over every resume.
+    pub fn down_total_s(&self) -> f64 {
+        self.down_s.iter().fold(0.0, |a, b| a + b)
     }
 }
 
@@ -700,10 +812,29 @@ mod tests {
                 device: "NVIDIA H100 80GB HBM3".into(),
                 budgets: json!({"run": {"wall_s": 28800.0}}),
                 git_branch: Some("nightshift/r1".into()),
+                kernels: vec![RunKernel {
+                    name: "softmax".into(),
+                    dir: "kernels/softmax".into(),
+                    hash: "0123456789abcdef".into(),
+                }],
+                options: Some(RunOptions {
+                    min_gain: 0.02,
+                    max_time_s: 3.0,
+                    target_noise: 0.005,
+                    energy_ms: 200.0,
+                    gpu: 0,
+                    patterns: "patterns".into(),
+                    patterns_hash: "fedcba9876543210".into(),
+                }),
             },
             Event::Resumed {
                 device: "NVIDIA H100 80GB HBM3".into(),
                 dropped: Some("line 9: cut short".into()),
+                down_s: Some(192.5),
+                forced: vec!["--min-gain 0.05: the run measures with 0.02".into()],
+                kernels: None,
+                options: None,
+                budgets: json!({"run": {"wall_s": 3600.0}}),
             },
             Event::Proposal {
                 kernel: "softmax".into(),
@@ -775,6 +906,7 @@ mod tests {
                     gpu_s: 100.0,
                     dollars_s: f64::INFINITY,
                 }),
+                breakdown: Some(crate::budget::Breakdown::default()),
             },
             Event::RunFinished {
                 reason: "stopped by SIGINT".into(),
@@ -1178,6 +1310,7 @@ mod tests {
                     dollars: 34.0 / 900.0,
                 },
                 remaining: None,
+                breakdown: None,
             },
             Event::Charge(charge("softmax", "VEC=8", Stage::Measure, 2.0)),
             evaluated("VEC=8", "passed"),

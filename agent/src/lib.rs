@@ -12,6 +12,7 @@
 pub mod budget;
 pub mod cli;
 pub mod controller;
+pub mod digest;
 pub mod dispatch;
 pub mod evaluate;
 pub mod gate;

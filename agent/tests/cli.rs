@@ -258,6 +258,8 @@ fn status_reads_a_journal_and_says_how_the_run_stands() {
             device: "NVIDIA H100 80GB HBM3".into(),
             budgets: serde_json::to_value(&budgets).unwrap(),
             git_branch: Some("nightshift/r1".into()),
+            kernels: vec![],
+            options: None,
         },
         Event::Evaluated {
             kernel: "softmax".into(),

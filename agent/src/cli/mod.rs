@@ -89,9 +89,9 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct CommonArgs {
-    /// CUDA device ordinal.
-    #[arg(long, default_value_t = 0)]
-    pub gpu: usize,
+    /// CUDA device ordinal [default: 0; a resumed run: the run's].
+    #[arg(long)]
+    pub gpu: Option<usize>,
     /// Where compiled kernels and measured ceilings are cached
     /// [default: $NIGHTSHIFT_CACHE_DIR, $XDG_CACHE_HOME/nightshift or ~/.cache/nightshift].
     #[arg(long)]
@@ -166,14 +166,16 @@ pub struct RunArgs {
     /// The budgets file.
     #[arg(long, default_value = "budgets.toml")]
     pub budgets: PathBuf,
-    /// The pattern library.
-    #[arg(long, default_value = "patterns")]
-    pub patterns: PathBuf,
+    /// The pattern library [default: patterns; a resumed run: the run's].
+    #[arg(long)]
+    pub patterns: Option<PathBuf>,
     /// Where runs write their journals and reports.
     #[arg(long, default_value = "reports")]
     pub reports: PathBuf,
     /// Continue this run (after kill -9, a crash, a reboot or a signal) without
-    /// measuring again what it finished.
+    /// measuring again what it finished. A resume tunes the run's own kernels with
+    /// its own options and the budget it had left; naming other kernels or options,
+    /// or a spec changed since the run started, is refused (--force accepts it).
     #[arg(long, value_name = "RUN_ID")]
     pub resume: Option<String>,
     /// Start a new run even if an unfinished one is found.
@@ -195,21 +197,25 @@ pub struct RunArgs {
     /// will not see).
     #[arg(long)]
     pub allow_dirty: bool,
-    /// Resume a run on a different device model than it was measured on.
+    /// Resume a run although it differs from this command: another device model,
+    /// other kernels or options, or specs changed since it started (each difference
+    /// is journaled).
     #[arg(long)]
     pub force: bool,
-    /// Minimum speedup for a FAST verdict (0.02 = 2%).
-    #[arg(long, default_value_t = crate::measure::verdict::DEFAULT_MIN_GAIN)]
-    pub min_gain: f64,
-    /// Longest time spent sampling one pair of configurations, seconds.
-    #[arg(long, default_value_t = 3.0)]
-    pub max_time: f64,
-    /// Target relative half-width of the 95% interval of the median.
-    #[arg(long, default_value_t = 0.005)]
-    pub target_noise: f64,
-    /// Window of back-to-back launches for the energy reading, ms (0 to skip).
-    #[arg(long, default_value_t = 200.0)]
-    pub energy_ms: f64,
+    /// Minimum speedup for a FAST verdict (0.02 = 2%) [default: 0.02; a resumed run:
+    /// the run's].
+    #[arg(long)]
+    pub min_gain: Option<f64>,
+    /// Longest time spent sampling one pair of configurations, seconds [default: 3].
+    #[arg(long)]
+    pub max_time: Option<f64>,
+    /// Target relative half-width of the 95% interval of the median [default: 0.005].
+    #[arg(long)]
+    pub target_noise: Option<f64>,
+    /// Window of back-to-back launches for the energy reading, ms (0 to skip)
+    /// [default: 200].
+    #[arg(long)]
+    pub energy_ms: Option<f64>,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -358,7 +364,7 @@ fn parse_assignment(s: &str) -> Result<(String, i64), String> {
 impl CommonArgs {
     fn options(&self) -> Options {
         let mut o = Options::new(self.cache_dir.clone().unwrap_or_else(default_cache_dir));
-        o.gpu = self.gpu;
+        o.gpu = self.gpu.unwrap_or(0);
         o.remeasure_ceilings = self.remeasure;
         o
     }
@@ -419,14 +425,8 @@ pub fn main() -> i32 {
         }
         Command::Doctor(a) => doctor::run(&a.common, a.common.options()),
         Command::Patterns(a) => patterns::run(&a),
-        Command::Run(a) => {
-            let mut o = a.common.options();
-            o.min_gain = a.min_gain;
-            o.measure.rule.max_time = Duration::from_secs_f64(a.max_time.max(0.1));
-            o.measure.rule.target_rel = a.target_noise;
-            o.measure.energy_ms = a.energy_ms;
-            run::run(&a, o)
-        }
+        // The run's options are settled against the run it resumes, if any.
+        Command::Run(a) => run::run(&a, a.common.options()),
         Command::Status(a) => status::run(&a),
         Command::Report(a) => report::run(&a),
         Command::Compare(a) => report::compare(&a),

@@ -17,6 +17,12 @@ pub fn write(reports: &Path, run_id: &str) -> Result<(Report, Vec<PathBuf>)> {
     let dir = reports.join(run_id);
     let path = dir.join(journal::FILE_NAME);
     let read = journal::read(&path).map_err(|e| anyhow!("{e}"))?;
+    let device = journal::Resume::from_records(&read.records).device;
+    if device.as_deref() == Some(crate::dispatch::FAKE_DEVICE) {
+        bail!(
+            "run {run_id} was driven by a test double, not a GPU: it has no measurement to report"
+        );
+    }
     let r = report::build(run_id, &read.records);
     let json = serde_json::to_string_pretty(&r)?;
     let plots = report::plots(&r, &read.records);

@@ -1,6 +1,7 @@
 //! `nightshift run`: the daemon. Checks every input before any GPU time is spent,
 //! finds or starts the run, holds its lock, and hands the loop to the dispatcher.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -8,9 +9,11 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use super::{exit, table, RunArgs};
 use crate::budget::{Budgets, StopReason};
-use crate::dispatch::{view::View, Dispatcher, KernelEntry, RunSummary, Setup, StopFlag};
+use crate::dispatch::{
+    view::View, Dispatcher, Evaluator, KernelEntry, RunSummary, Setup, StopFlag,
+};
 use crate::evaluate::{Options, Session};
-use crate::journal::{self, Event, Journal, Resume};
+use crate::journal::{self, Event, Journal, Resume, RunKernel, RunOptions};
 use crate::patterns::Library;
 use crate::spec::KernelSpec;
 use crate::vcs::{self, Workspace};
@@ -100,62 +103,222 @@ pub fn unfinished_runs(reports: &Path) -> Vec<String> {
     ids
 }
 
-fn apply_overrides(b: &mut Budgets, a: &RunArgs) -> Result<()> {
-    let positive = |what: &str, v: f64| -> Result<f64> {
-        if v.is_finite() && v > 0.0 {
-            Ok(v)
-        } else {
-            bail!("--{what} must be a positive number, not {v}")
-        }
+/// Applies `--wall-minutes`, `--gpu-hours` and `--dollars`; true when one was given.
+fn apply_overrides(b: &mut Budgets, a: &RunArgs) -> Result<bool> {
+    let seconds = |what: &str, v: f64, per_unit: f64| -> Result<Duration> {
+        let d = (v.is_finite() && v > 0.0)
+            .then(|| Duration::try_from_secs_f64(v * per_unit).ok())
+            .flatten();
+        d.ok_or_else(|| anyhow!("--{what} must be a positive, finite number, not {v}"))
     };
     if let Some(m) = a.wall_minutes {
-        b.run.wall = Some(Duration::from_secs_f64(positive("wall-minutes", m)? * 60.0));
+        b.run.wall = Some(seconds("wall-minutes", m, 60.0)?);
     }
     if let Some(h) = a.gpu_hours {
-        b.run.gpu = Some(Duration::from_secs_f64(positive("gpu-hours", h)? * 3600.0));
+        b.run.gpu = Some(seconds("gpu-hours", h, 3600.0)?);
     }
     if let Some(d) = a.dollars {
-        b.run.dollars = Some(positive("dollars", d)?);
+        if !(d.is_finite() && d > 0.0) {
+            bail!("--dollars must be a positive, finite number, not {d}");
+        }
+        b.run.dollars = Some(d);
     }
-    Ok(())
+    Ok(a.wall_minutes.is_some() || a.gpu_hours.is_some() || a.dollars.is_some())
 }
 
+/// Defaults of the run's options (`--min-gain` and the rest).
+pub const DEFAULT_MAX_TIME_S: f64 = 3.0;
+pub const DEFAULT_TARGET_NOISE: f64 = 0.005;
+pub const DEFAULT_ENERGY_MS: f64 = 200.0;
+pub const DEFAULT_PATTERNS: &str = "patterns";
+
+/// The options the command line gives, each checked; None where a flag is absent.
+struct AskedOptions {
+    min_gain: Option<f64>,
+    max_time_s: Option<f64>,
+    target_noise: Option<f64>,
+    energy_ms: Option<f64>,
+    gpu: Option<usize>,
+    patterns: Option<PathBuf>,
+}
+
+fn asked_options(a: &RunArgs) -> Result<AskedOptions> {
+    let check = |flag: &str, v: Option<f64>, ok: &dyn Fn(f64) -> bool, what: &str| match v {
+        Some(x) if !(x.is_finite() && ok(x)) => Err(anyhow!("--{flag} must be {what}, not {x}")),
+        _ => Ok(v),
+    };
+    Ok(AskedOptions {
+        min_gain: check(
+            "min-gain",
+            a.min_gain,
+            &|x| (0.0..1.0).contains(&x),
+            "a fraction from 0 to below 1 (0.02 = 2%)",
+        )?,
+        max_time_s: check(
+            "max-time",
+            a.max_time,
+            &|x| x > 0.0 && x <= 3600.0,
+            "a number of seconds above 0, at most 3600",
+        )?,
+        target_noise: check(
+            "target-noise",
+            a.target_noise,
+            &|x| x > 0.0 && x < 1.0,
+            "a fraction above 0 and below 1 (0.005 = 0.5%)",
+        )?,
+        energy_ms: check(
+            "energy-ms",
+            a.energy_ms,
+            &|x| (0.0..=60_000.0).contains(&x),
+            "a number of milliseconds from 0 to 60000",
+        )?,
+        gpu: a.common.gpu,
+        patterns: a.patterns.clone(),
+    })
+}
+
+impl AskedOptions {
+    /// The options of a new run: what was asked, else the defaults.
+    fn for_new_run(&self, patterns_hash: String) -> RunOptions {
+        RunOptions {
+            min_gain: self
+                .min_gain
+                .unwrap_or(crate::measure::verdict::DEFAULT_MIN_GAIN),
+            max_time_s: self.max_time_s.unwrap_or(DEFAULT_MAX_TIME_S),
+            target_noise: self.target_noise.unwrap_or(DEFAULT_TARGET_NOISE),
+            energy_ms: self.energy_ms.unwrap_or(DEFAULT_ENERGY_MS),
+            gpu: self.gpu.unwrap_or(0),
+            patterns: self
+                .patterns
+                .as_deref()
+                .unwrap_or(Path::new(DEFAULT_PATTERNS))
+                .to_string_lossy()
+                .into_owned(),
+            patterns_hash,
+        }
+    }
+
+    /// Where the options asked differ from the run's: `(what, line for a person)`,
+    /// and the options with what was asked put in.
+    fn against(&self, run: &RunOptions) -> (Vec<String>, RunOptions) {
+        let mut diffs = Vec::new();
+        let mut out = run.clone();
+        let mut f = |flag: &str, asked: Option<f64>, had: f64, slot: &mut f64| {
+            if let Some(x) = asked {
+                if x != had {
+                    diffs.push(format!("--{flag} {x}: the run measures with {had}"));
+                    *slot = x;
+                }
+            }
+        };
+        f("min-gain", self.min_gain, run.min_gain, &mut out.min_gain);
+        f(
+            "max-time",
+            self.max_time_s,
+            run.max_time_s,
+            &mut out.max_time_s,
+        );
+        f(
+            "target-noise",
+            self.target_noise,
+            run.target_noise,
+            &mut out.target_noise,
+        );
+        f(
+            "energy-ms",
+            self.energy_ms,
+            run.energy_ms,
+            &mut out.energy_ms,
+        );
+        if let Some(g) = self.gpu.filter(|g| *g != run.gpu) {
+            diffs.push(format!("--gpu {g}: the run measures on GPU {}", run.gpu));
+            out.gpu = g;
+        }
+        if let Some(p) = &self.patterns {
+            let p = p.to_string_lossy();
+            if p != run.patterns {
+                diffs.push(format!(
+                    "--patterns {p}: the run's pattern library is {}",
+                    run.patterns
+                ));
+                out.patterns = p.into_owned();
+            }
+        }
+        (diffs, out)
+    }
+}
+
+/// The digest of a pattern library's files (what `RunOptions::patterns_hash` holds).
+pub fn patterns_hash(dir: &Path) -> String {
+    crate::digest::of_files(&[dir], &["toml"])
+}
+
+/// A kernel directory relative to the repository root, `/`-separated.
+fn relative_dir(dir: &Path, repo_canon: &Path, repo: &Path) -> Result<String> {
+    let canon = dir
+        .canonicalize()
+        .with_context(|| format!("{}", dir.display()))?;
+    let rel = canon.strip_prefix(repo_canon).map_err(|_| {
+        anyhow!(
+            "{} is not inside the repository at {}",
+            dir.display(),
+            repo.display()
+        )
+    })?;
+    Ok(rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/"))
+}
+
+/// The named (or default) kernel directories as a run records them, each spec
+/// loaded and checked.
+fn resolve_kernels(named: &[PathBuf], repo: &Path) -> Result<Vec<RunKernel>> {
+    let repo_canon = repo.canonicalize().unwrap_or(repo.to_path_buf());
+    let mut out = Vec::new();
+    for d in kernel_dirs(named)? {
+        // Named here so a malformed spec is reported before anything else happens.
+        let spec = KernelSpec::load(&d).map_err(|e| anyhow!("{e}"))?;
+        out.push(RunKernel {
+            name: spec.name.clone(),
+            dir: relative_dir(&d, &repo_canon, repo)?,
+            hash: spec.content_hash(),
+        });
+    }
+    Ok(out)
+}
+
+fn names(ks: &[RunKernel]) -> String {
+    ks.iter()
+        .map(|k| format!("{} ({})", k.name, k.dir))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How a run was given its kernels and options, and what a resume changed.
 struct Prepared {
     run_id: String,
     resume: Option<journal::JournalRead>,
     budgets: Budgets,
+    /// The budgets flags changed them on a resume.
+    budgets_changed: bool,
     library: Library,
-    rel_dirs: Vec<PathBuf>,
+    kernels: Vec<RunKernel>,
+    options: RunOptions,
+    /// On a resume: what `--force` let through, one line each.
+    forced: Vec<String>,
+    kernels_changed: bool,
+    options_changed: bool,
     repo: PathBuf,
 }
 
-/// Every check that needs no GPU: specs, patterns, budgets, git, the run to resume.
+/// Every check that needs no GPU: specs, patterns, budgets, git, the run to resume
+/// and whether this command asks it for what it was started with.
 fn prepare(a: &RunArgs) -> Result<Prepared> {
-    let dirs = kernel_dirs(&a.kernels)?;
-    let repo = vcs::repo_root(&dirs[0]).map_err(|e| {
-        anyhow!("{e}\nnightshift run keeps its results as commits: run it inside a git repository")
-    })?;
-    let repo_canon = repo.canonicalize().unwrap_or(repo.clone());
-    let mut rel_dirs = Vec::new();
-    for d in &dirs {
-        // Named here so a malformed spec is reported before anything else happens.
-        KernelSpec::load(d).map_err(|e| anyhow!("{e}"))?;
-        let canon = d
-            .canonicalize()
-            .with_context(|| format!("{}", d.display()))?;
-        let rel = canon.strip_prefix(&repo_canon).map_err(|_| {
-            anyhow!(
-                "{} is not inside the repository at {}",
-                d.display(),
-                repo.display()
-            )
-        })?;
-        rel_dirs.push(rel.to_path_buf());
-    }
-    let library = Library::load(&a.patterns).map_err(|e| anyhow!("{e}"))?;
+    let asked = asked_options(a)?;
     let reports = &a.reports;
     let mut run_id = a.run_id.clone();
-    let mut resume = None;
     if let Some(id) = &a.resume {
         run_id = Some(id.clone());
     } else if !a.new && run_id.is_none() {
@@ -166,62 +329,188 @@ fn prepare(a: &RunArgs) -> Result<Prepared> {
             run_id = Some(id);
         }
     }
-    let budgets;
-    match run_id
+    let journal_path = run_id
         .as_ref()
         .map(|id| reports.join(id).join(journal::FILE_NAME))
-    {
-        Some(path) if path.is_file() => {
-            let id = run_id.as_deref().unwrap_or_default();
-            if let Some(pid) = running_pid(reports, id) {
-                bail!("run {id} is running now (pid {pid}); `nightshift status {id}` shows it");
-            }
-            let read = journal::read(&path).map_err(|e| anyhow!("{e}"))?;
-            let r = Resume::from_records(&read.records);
-            // The run's own budgets, as it was started; flags may raise or lower them.
-            let recorded = r
-                .budgets
-                .clone()
-                .ok_or_else(|| anyhow!("{}: no RunStarted record", path.display()))?;
-            budgets = serde_json::from_value(recorded)
-                .with_context(|| format!("{}: the recorded budgets", path.display()))?;
-            resume = Some(read);
-        }
-        _ if a.resume.is_some() => {
+        .filter(|p| p.is_file());
+    let Some(path) = journal_path else {
+        if let Some(id) = &a.resume {
             bail!(
-                "no run {} under {}: `nightshift status` lists runs",
-                a.resume.as_deref().unwrap_or_default(),
+                "no run {id} under {}: `nightshift status` lists runs",
                 reports.display()
             );
         }
-        _ => {
-            budgets = Budgets::load(&a.budgets).map_err(|e| anyhow!("{e}"))?;
-        }
+        return prepare_new(a, &asked, run_id.unwrap_or_else(new_run_id));
+    };
+    let id = run_id.unwrap_or_default();
+    if let Some(pid) = running_pid(reports, &id) {
+        bail!("run {id} is running now (pid {pid}); `nightshift status {id}` shows it");
     }
-    let mut budgets = budgets;
-    apply_overrides(&mut budgets, a)?;
-    let run_id = run_id.unwrap_or_else(new_run_id);
-    if resume.is_none() {
-        // The run works from HEAD: uncommitted edits to its kernels would be ignored.
-        let mut dirty = Vec::new();
-        for rel in &rel_dirs {
-            dirty.extend(vcs::dirty(&repo, &rel.to_string_lossy()).map_err(|e| anyhow!("{e}"))?);
+    let read = journal::read(&path).map_err(|e| anyhow!("{e}"))?;
+    let r = Resume::from_records(&read.records);
+    // The run's own budgets, as it was started; flags may raise or lower them.
+    let recorded = r
+        .budgets
+        .clone()
+        .ok_or_else(|| anyhow!("{}: no RunStarted record", path.display()))?;
+    let mut budgets: Budgets = serde_json::from_value(recorded)
+        .with_context(|| format!("{}: the recorded budgets", path.display()))?;
+    let budgets_changed = apply_overrides(&mut budgets, a)?;
+
+    let inside = match a.kernels.first() {
+        Some(d) => d.clone(),
+        None => PathBuf::from("."),
+    };
+    let repo = vcs::repo_root(&inside).map_err(|e| {
+        anyhow!("{e}\nnightshift run keeps its results as commits: run it inside a git repository")
+    })?;
+    let mut diffs = Vec::new();
+    // The kernels: the run's own, unless others are named.
+    let kernels = match r.kernels.clone() {
+        Some(theirs) => {
+            if a.kernels.is_empty() {
+                theirs
+            } else {
+                let named = resolve_kernels(&a.kernels, &repo)?;
+                let dirs = |ks: &[RunKernel]| ks.iter().map(|k| k.dir.clone()).collect::<Vec<_>>();
+                if dirs(&named) != dirs(&theirs) {
+                    diffs.push(format!(
+                        "kernels: the run was given {}; this command names {}",
+                        names(&theirs),
+                        names(&named)
+                    ));
+                    named
+                } else {
+                    theirs
+                }
+            }
         }
-        if !dirty.is_empty() && !a.allow_dirty {
-            bail!(
-                "uncommitted changes in the kernels the run would tune:\n  {}\n\
-                 the run works on a worktree of HEAD and would not see them: commit or stash them, \
-                 or pass --allow-dirty to tune HEAD as it is",
-                dirty.join("\n  ")
+        None => {
+            eprintln!(
+                "run {id} was started before runs recorded their kernels: resuming with {}",
+                if a.kernels.is_empty() {
+                    "every kernels/*/"
+                } else {
+                    "the kernels named"
+                }
             );
+            resolve_kernels(&a.kernels, &repo)?
         }
+    };
+    let kernels_changed = r.kernels.as_ref() != Some(&kernels);
+    // Each spec as it is on disk now, against the run's record of it.
+    let recorded: BTreeMap<&str, &RunKernel> = r
+        .kernels
+        .iter()
+        .flatten()
+        .map(|k| (k.dir.as_str(), k))
+        .collect();
+    for k in &kernels {
+        let Some(then) = recorded.get(k.dir.as_str()) else {
+            continue;
+        };
+        let now = KernelSpec::load(&repo.join(&k.dir)).map(|s| s.content_hash());
+        let what = match now {
+            Ok(h) if h == then.hash => continue,
+            Ok(h) => format!(
+                "its spec or sources changed (hash {} then, {h} now)",
+                then.hash
+            ),
+            Err(e) => format!("it cannot be read now ({e})"),
+        };
+        diffs.push(format!(
+            "{}: {what} since the run started; the run measures the version in its own \
+             worktree (branch {}, forked from the commit it started at), not your working tree",
+            k.dir,
+            vcs::branch_name(&id)
+        ));
+    }
+    // The options: the run's own, unless others are asked for.
+    let options = match &r.options {
+        Some(theirs) => {
+            let (d, mut o) = asked.against(theirs);
+            diffs.extend(d);
+            let now = patterns_hash(Path::new(&o.patterns));
+            if o.patterns == theirs.patterns && now != theirs.patterns_hash {
+                diffs.push(format!(
+                    "the pattern library {} changed since the run started (hash {} then, {now} now)",
+                    o.patterns, theirs.patterns_hash
+                ));
+            }
+            o.patterns_hash = now;
+            o
+        }
+        None => asked.for_new_run(patterns_hash(
+            asked
+                .patterns
+                .as_deref()
+                .unwrap_or(Path::new(DEFAULT_PATTERNS)),
+        )),
+    };
+    let options_changed = r.options.as_ref().is_some_and(|o| o != &options);
+    if !diffs.is_empty() && !a.force {
+        bail!(
+            "run {id} was started otherwise than this command asks:\n  - {}\n\
+             a resume carries on the run as it was started: `nightshift run --resume {id}` with \
+             no kernels or options does; start a new run with --new, or pass --force to resume \
+             with these differences (they are journaled)",
+            diffs.join("\n  - ")
+        );
+    }
+    let library = Library::load(Path::new(&options.patterns)).map_err(|e| anyhow!("{e}"))?;
+    Ok(Prepared {
+        run_id: id,
+        resume: Some(read),
+        budgets,
+        budgets_changed,
+        library,
+        kernels,
+        options,
+        forced: diffs,
+        kernels_changed,
+        options_changed,
+        repo,
+    })
+}
+
+fn prepare_new(a: &RunArgs, asked: &AskedOptions, run_id: String) -> Result<Prepared> {
+    let dirs = kernel_dirs(&a.kernels)?;
+    let repo = vcs::repo_root(&dirs[0]).map_err(|e| {
+        anyhow!("{e}\nnightshift run keeps its results as commits: run it inside a git repository")
+    })?;
+    let kernels = resolve_kernels(&a.kernels, &repo)?;
+    let patterns_dir = asked
+        .patterns
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATTERNS));
+    let library = Library::load(&patterns_dir).map_err(|e| anyhow!("{e}"))?;
+    let options = asked.for_new_run(patterns_hash(&patterns_dir));
+    let mut budgets = Budgets::load(&a.budgets).map_err(|e| anyhow!("{e}"))?;
+    apply_overrides(&mut budgets, a)?;
+    // The run works from HEAD: uncommitted edits to its kernels would be ignored.
+    let mut dirty = Vec::new();
+    for k in &kernels {
+        dirty.extend(vcs::dirty(&repo, &k.dir).map_err(|e| anyhow!("{e}"))?);
+    }
+    if !dirty.is_empty() && !a.allow_dirty {
+        bail!(
+            "uncommitted changes in the kernels the run would tune:\n  {}\n\
+             the run works on a worktree of HEAD and would not see them: commit or stash them, \
+             or pass --allow-dirty to tune HEAD as it is",
+            dirty.join("\n  ")
+        );
     }
     Ok(Prepared {
         run_id,
-        resume,
+        resume: None,
         budgets,
+        budgets_changed: false,
         library,
-        rel_dirs,
+        kernels,
+        options,
+        forced: vec![],
+        kernels_changed: false,
+        options_changed: false,
         repo,
     })
 }
@@ -230,14 +519,34 @@ pub fn run(a: &RunArgs, opts: Options) -> i32 {
     super::exit_code(run_inner(a, opts))
 }
 
-fn run_inner(a: &RunArgs, mut opts: Options) -> Result<i32> {
+/// The evaluation options of the run's recorded options.
+fn session_options(mut opts: Options, o: &RunOptions, watchdog: Duration) -> Options {
+    opts.gpu = o.gpu;
+    opts.min_gain = o.min_gain;
+    opts.measure.rule.max_time = Duration::from_secs_f64(o.max_time_s.clamp(0.1, 3600.0));
+    opts.measure.rule.target_rel = o.target_noise;
+    opts.measure.energy_ms = o.energy_ms;
+    opts.watchdog = watchdog;
+    opts
+}
+
+fn run_inner(a: &RunArgs, opts: Options) -> Result<i32> {
     let p = prepare(a)?;
-    opts.watchdog = p.budgets.limits.candidate_watchdog;
+    let opts = session_options(opts, &p.options, p.budgets.limits.candidate_watchdog);
     let view = if a.common.json {
         View::quiet()
     } else {
         View::stderr()
     };
+    #[cfg(debug_assertions)]
+    if std::env::var_os("NIGHTSHIFT_FAKE_GPU").is_some_and(|v| v == "1") {
+        let ms = std::env::var("NIGHTSHIFT_FAKE_GPU_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20);
+        let fake = crate::dispatch::fake::FakeGpu::new(Duration::from_millis(ms));
+        return carry_out(a, p, fake, view);
+    }
     // The GPU last: nothing above spent any of its time.
     let session = match Session::start(opts, view.progress()) {
         Ok(s) => s,
@@ -248,11 +557,16 @@ fn run_inner(a: &RunArgs, mut opts: Options) -> Result<i32> {
             return Ok(exit::NO_GPU);
         }
     };
-    let device = session.device.name.clone();
+    carry_out(a, p, session, view)
+}
+
+/// The run itself, on `ev`: the journal opened or started, the worktree, the loop.
+fn carry_out<E: Evaluator>(a: &RunArgs, p: Prepared, ev: E, view: View) -> Result<i32> {
+    let device = ev.device_name();
     if let Some(r) = &p.resume {
         let recorded = Resume::from_records(&r.records).device.unwrap_or_default();
         if recorded != device && !a.force {
-            session.shutdown();
+            ev.shutdown();
             bail!(
                 "run {} was measured on {recorded}, this is {device}: its measurements would not compare; \
                  start a new run (or --force)",
@@ -270,12 +584,15 @@ fn run_inner(a: &RunArgs, mut opts: Options) -> Result<i32> {
     let ws = Workspace::open(&p.repo, &p.run_id, &wt).map_err(|e| anyhow!("{e}"))?;
     ws.discard().map_err(|e| anyhow!("{e}"))?;
     let mut kernels = Vec::new();
-    for rel in &p.rel_dirs {
-        let spec = KernelSpec::load(&ws.root.join(rel)).map_err(|e| anyhow!("{e}"))?;
-        kernels.push(KernelEntry {
-            spec,
-            rel_dir: rel.clone(),
-        });
+    for k in &p.kernels {
+        let rel = PathBuf::from(&k.dir);
+        let spec = KernelSpec::load(&ws.root.join(&rel)).map_err(|e| {
+            anyhow!(
+                "{e}\n(the run measures its own worktree, {}, which is the commit it started from)",
+                ws.root.display()
+            )
+        })?;
+        kernels.push(KernelEntry { spec, rel_dir: rel });
     }
     let (journal, previous) = match &p.resume {
         None => {
@@ -285,6 +602,8 @@ fn run_inner(a: &RunArgs, mut opts: Options) -> Result<i32> {
                 device: device.clone(),
                 budgets: serde_json::to_value(&p.budgets)?,
                 git_branch: Some(ws.branch.clone()),
+                kernels: p.kernels.clone(),
+                options: Some(p.options.clone()),
             })?;
             (j, vec![])
         }
@@ -297,9 +616,35 @@ fn run_inner(a: &RunArgs, mut opts: Options) -> Result<i32> {
                     "the journal's last record was cut short by the crash and is dropped: {d}"
                 );
             }
+            let down_s = read.records.last().map(|r| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                now.saturating_sub(r.t_ms) as f64 / 1e3
+            });
+            if let Some(d) = down_s.filter(|d| *d >= 1.0) {
+                eprintln!(
+                    "run {} was down for {} since its last record; the wall limit counts that time, \
+                     GPU-hours and dollars do not (your provider may have billed it)",
+                    p.run_id,
+                    human_duration(d)
+                );
+            }
+            for f in &p.forced {
+                eprintln!("--force: resuming despite: {f}");
+            }
             j.append(&Event::Resumed {
                 device: device.clone(),
                 dropped,
+                down_s,
+                forced: p.forced.clone(),
+                kernels: p.kernels_changed.then(|| p.kernels.clone()),
+                options: p.options_changed.then(|| p.options.clone()),
+                budgets: if p.budgets_changed {
+                    serde_json::to_value(&p.budgets)?
+                } else {
+                    serde_json::Value::Null
+                },
             })?;
             (j, read.records)
         }
@@ -320,7 +665,7 @@ fn run_inner(a: &RunArgs, mut opts: Options) -> Result<i32> {
         library: p.library,
         budgets: p.budgets,
         workspace: ws,
-        evaluator: session,
+        evaluator: ev,
         journal,
         previous,
         stop: stop.clone(),
@@ -367,6 +712,18 @@ fn run_inner(a: &RunArgs, mut opts: Options) -> Result<i32> {
         Some(StopReason::Signal { .. }) => 130,
         _ => exit::OK,
     })
+}
+
+/// `3 min 12 s`, `2 h 05 min`, `41 s`.
+pub fn human_duration(s: f64) -> String {
+    let t = s.max(0.0).round() as u64;
+    if t < 60 {
+        format!("{t} s")
+    } else if t < 3600 {
+        format!("{} min {} s", t / 60, t % 60)
+    } else {
+        format!("{} h {:02} min", t / 3600, t % 3600 / 60)
+    }
 }
 
 async fn watch_signals(stop: StopFlag, run_id: String) {

@@ -11,7 +11,6 @@ use serde::Serialize;
 use super::run::{running_pid, unfinished_runs};
 use super::{exit, table, StatusArgs};
 use crate::budget::{Budgets, Ledger, Spend};
-use crate::dispatch::wall_offset_s;
 use crate::journal::{self, Event, Record, Resume};
 
 #[derive(Debug, Default, Serialize)]
@@ -41,8 +40,11 @@ pub struct RunStatus {
     /// `running`, `finished` or `stopped` (crashed or killed: resumable).
     pub state: String,
     pub detail: String,
+    /// From the first record to the last, the time the daemon was down included.
     pub wall_s: f64,
     pub resumes: usize,
+    /// Seconds the daemon was down before its resumes (not charged as GPU time).
+    pub down_s: f64,
     pub spent: Spend,
     pub budgets: Option<Budgets>,
     pub kernels: Vec<KernelStatus>,
@@ -160,8 +162,9 @@ pub fn status_of(run_id: &str, records: &[Record], pid: Option<u32>) -> Result<R
         branch: r.git_branch.clone(),
         state,
         detail,
-        wall_s: wall_offset_s(records),
+        wall_s: r.elapsed_s(),
         resumes: r.resumes,
+        down_s: r.down_total_s(),
         spent,
         budgets,
         kernels,
@@ -203,7 +206,12 @@ pub fn render(s: &RunStatus) -> String {
         limit(s.spent.gpu_s / 3600.0, gpu_l, "h"),
         limit(s.spent.dollars, usd_l, "$"),
         if s.resumes > 0 {
-            format!(", resumed {} time(s)", s.resumes)
+            format!(
+                "\n  resumed {} time(s), down for {} in all: the wall limit counts it, \
+                 GPU-hours and dollars do not (your provider may have billed that time)",
+                s.resumes,
+                super::run::human_duration(s.down_s)
+            )
         } else {
             String::new()
         },

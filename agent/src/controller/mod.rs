@@ -54,6 +54,11 @@ pub enum Event {
     Interrupted {
         signal: String,
     },
+    /// A resumed run's replay of its journal ended: the work asked for last was
+    /// admitted on the ledger and clock of the moment it was first asked for; it is
+    /// admitted again now on everything the run spent (the daemon may have been
+    /// down past a limit). Answered with nothing, or with a stop.
+    Resumed,
 }
 
 /// One configuration's result, as the dispatcher reports it.
@@ -181,7 +186,11 @@ pub struct Controller {
     kernels: Vec<KernelState>,
     library: Library,
     budgets: Budgets,
-    pub ledger: Ledger,
+    /// Every charge of the run, as journaled (see [`Controller::charged`]).
+    ledger: Ledger,
+    /// The GPU work asked for last: its kernel and pattern (for a new admission on
+    /// [`Event::Resumed`]).
+    asked: Option<(usize, Option<String>)>,
     current: usize,
     stopped: bool,
     credit: BTreeMap<String, Credit>,
@@ -217,6 +226,7 @@ impl Controller {
             library,
             budgets,
             ledger,
+            asked: None,
             current: 0,
             stopped: false,
             credit: BTreeMap::new(),
@@ -247,6 +257,19 @@ impl Controller {
         self.stopped
     }
 
+    /// The run's ledger: every charge handed to [`Controller::charged`].
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// GPU time was spent and journaled: the ledger, which every admission reads,
+    /// holds exactly the journal's charges (a resumed run hands it the recorded
+    /// ones), so it is the same whether the run stopped on the way or not. A charge
+    /// that is not a finite, non-negative time is refused.
+    pub fn charged(&mut self, c: &Charge) -> Result<(), crate::budget::ChargeError> {
+        self.ledger.charge(c)
+    }
+
     /// Decides what to do next. `now_s` is the wall time since the run started.
     pub fn handle(&mut self, now_s: f64, event: Event) -> Vec<Action> {
         if self.stopped {
@@ -259,9 +282,7 @@ impl Controller {
                 self.advance(now_s, &mut out);
             }
             Event::Studied { kernel, cost } => {
-                let pattern = self.study_pattern(kernel).map(|p| p.name.clone());
-                // Not one candidate's cost: kept out of the per-candidate projection.
-                self.charge(kernel, pattern.as_deref(), None, &cost);
+                self.count(kernel, &cost);
                 self.done(now_s, kernel, &mut out);
             }
             Event::Interrupted { signal } => {
@@ -270,9 +291,17 @@ impl Controller {
                     reason: StopReason::Signal { signal },
                 });
             }
+            Event::Resumed => {
+                if let Some((kernel, pattern)) = self.asked.clone() {
+                    // A baseline was admitted before its kernel started, when the
+                    // kernel owed no final comparison yet: the same rule again.
+                    let except = pattern.is_none().then_some(kernel);
+                    let name = self.kernels[kernel].spec.name.clone();
+                    self.refused_except(now_s, &name, pattern.as_deref(), except, &mut out);
+                }
+            }
             Event::Baseline { kernel, result } => {
-                let base = self.kernels[kernel].spec.baseline().to_string();
-                self.charge(kernel, None, Some(base), &result.cost);
+                self.count(kernel, &result.cost);
                 let k = &mut self.kernels[kernel];
                 let base = k.spec.baseline();
                 k.tried.insert(base.clone());
@@ -299,12 +328,7 @@ impl Controller {
                     .as_ref()
                     .map(|a| a.pattern.clone())
                     .unwrap_or_default();
-                self.charge(
-                    kernel,
-                    Some(&pattern),
-                    Some(config.to_string()),
-                    &result.cost,
-                );
+                self.count(kernel, &result.cost);
                 let spent: f64 = result.cost.iter().map(|(_, s)| s).sum();
                 let fast = result.passed && result.verdict == Some(Verdict::Fast);
                 let credit = self.credit.entry(pattern.clone()).or_default();
@@ -369,29 +393,14 @@ impl Controller {
         out
     }
 
-    /// Charges the ledger; `config` names a candidate (or the baseline), whose total
-    /// cost feeds the projection of the next ones.
-    fn charge(
-        &mut self,
-        kernel: usize,
-        pattern: Option<&str>,
-        config: Option<String>,
-        cost: &[(Stage, f64)],
-    ) {
-        let name = self.kernels[kernel].spec.name.clone();
-        for (stage, s) in cost {
+    /// Counts a piece of work's cost against its kernel's share of the budget. (The
+    /// ledger hears of the same time through [`Controller::charged`], from the
+    /// journal's charges.)
+    fn count(&mut self, kernel: usize, cost: &[(Stage, f64)]) {
+        for (_, s) in cost {
             if s.is_finite() && *s > 0.0 {
                 self.kernels[kernel].spent_s += s;
             }
-            // Costs are measured durations; a malformed one is not charged.
-            let _ = self.ledger.charge(&Charge {
-                kernel: Some(name.clone()),
-                pattern: pattern.map(str::to_string),
-                config: config.clone(),
-                stage: *stage,
-                gpu_s: *s,
-                wall_s: *s,
-            });
         }
     }
 
@@ -435,6 +444,7 @@ impl Controller {
             }
             self.kernels[i].started = true;
             self.give_share(i);
+            self.asked = Some((i, None));
             out.push(Action::MeasureBaseline {
                 kernel: i,
                 config: self.kernels[i].spec.baseline(),
@@ -498,7 +508,19 @@ impl Controller {
         pattern: Option<&str>,
         out: &mut Vec<Action>,
     ) -> bool {
-        let projected = self.ledger.project(kernel, pattern, 1) + self.finals_owed_s();
+        self.refused_except(now_s, kernel, pattern, None, out)
+    }
+
+    /// [`Controller::refused`], owing no final comparison for kernel `except`.
+    fn refused_except(
+        &mut self,
+        now_s: f64,
+        kernel: &str,
+        pattern: Option<&str>,
+        except: Option<usize>,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let projected = self.ledger.project(kernel, pattern, 1) + self.finals_owed_s(except);
         match self.ledger.admit(&self.budgets, projected, now_s) {
             Ok(()) => false,
             Err(reason) => {
@@ -512,10 +534,12 @@ impl Controller {
     /// Projected cost of the final best-vs-baseline comparisons of the kernels started
     /// and not done, so that a run stopped by its budget still makes them. Kept for a
     /// kernel that has not gained yet too: its next candidate may be the gain.
-    fn finals_owed_s(&self) -> f64 {
+    fn finals_owed_s(&self, except: Option<usize>) -> f64 {
         self.kernels
             .iter()
-            .filter(|k| k.started && !k.done)
+            .enumerate()
+            .filter(|(i, k)| k.started && !k.done && Some(*i) != except)
+            .map(|(_, k)| k)
             .map(|k| self.ledger.project(&k.spec.name, None, 1))
             .sum()
     }
@@ -570,6 +594,7 @@ impl Controller {
                 }
                 let against = self.kernels[kernel].best.clone().unwrap_or_default();
                 let prediction = self.pattern(&pattern).and_then(|p| p.predict.clone());
+                self.asked = Some((kernel, Some(pattern.clone())));
                 out.push(Action::Evaluate {
                     kernel,
                     pattern,
@@ -595,6 +620,7 @@ impl Controller {
                             if self.refused(now_s, &name, Some(pattern), out) {
                                 return;
                             }
+                            self.asked = Some((kernel, Some(pattern.clone())));
                         }
                         self.kernels[kernel].studied = true;
                         out.push(study);

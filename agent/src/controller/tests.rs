@@ -362,7 +362,8 @@ fn work_that_cannot_finish_inside_the_budget_is_not_started() {
         &c.handle(0.0, Event::Started)[0],
         Action::MeasureBaseline { .. }
     ));
-    let a = c.handle(
+    let a = hear(
+        &mut c,
         1.0,
         Event::Baseline {
             kernel: 0,
@@ -381,7 +382,7 @@ fn work_that_cannot_finish_inside_the_budget_is_not_started() {
     assert!(c.stopped());
     // The projection learns from what this kernel's work cost (the baseline's 10 s).
     assert_eq!(
-        c.ledger.project("softmax", Some("vectorize-memory"), 1),
+        c.ledger().project("softmax", Some("vectorize-memory"), 1),
         10.0
     );
     assert!(
@@ -494,8 +495,49 @@ fn an_underfilled_kernel_with_workload_axes_is_studied_before_it_is_done() {
         "{a:?}"
     );
     assert!(matches!(&a[1], Action::Stop { .. }), "{a:?}");
-    // The study's time is charged to its pattern.
-    assert_eq!(c.ledger.by_pattern()["workload-batching"].gpu_s, 20.0);
+    // The controller charges nothing itself: its ledger is the journal's charges,
+    // which the dispatcher hands it (the study's, by point, with its pattern).
+    assert_eq!(c.ledger().spent().gpu_s, 0.0);
+}
+
+#[test]
+fn a_resumed_run_stops_when_the_work_it_asked_for_no_longer_fits() {
+    // 36 s of GPU time; the replay asked for a candidate with 10 s spent.
+    let b = budgets("[run]\ngpu_hours = 0.01\n[limits]\ncandidate_watchdog_seconds = 1\n");
+    let mut c = controller(vec![spec("softmax")], library(), b);
+    c.handle(0.0, Event::Started);
+    let a = hear(
+        &mut c,
+        1.0,
+        Event::Baseline {
+            kernel: 0,
+            result: result(true, None, Some(memory_bound()), 10.0),
+        },
+    );
+    assert!(matches!(&a[..], [Action::Evaluate { .. }]), "{a:?}");
+    // Nothing more was spent: the work still fits, nothing to do.
+    assert!(c.handle(2.0, Event::Resumed).is_empty());
+    // The journal held 20 s more of charges than the replay had reached.
+    c.charged(&Charge {
+        kernel: Some("softmax".into()),
+        pattern: None,
+        config: None,
+        stage: Stage::Idle,
+        gpu_s: 20.0,
+        wall_s: 20.0,
+    })
+    .unwrap();
+    let a = c.handle(3.0, Event::Resumed);
+    assert!(
+        matches!(
+            &a[..],
+            [Action::Stop {
+                reason: StopReason::GpuHours { .. }
+            }]
+        ),
+        "{a:?}"
+    );
+    assert!(c.stopped());
 }
 
 #[test]
@@ -538,6 +580,35 @@ fn no_study_for_a_filled_gpu_or_a_kernel_without_workload_axes() {
     assert!(matches!(&a[0], Action::KernelDone { .. }), "{a:?}");
 }
 
+/// What the dispatcher does with an event: the work's cost is journaled and handed
+/// to the ledger, then the controller hears of the work.
+fn hear(c: &mut Controller, now: f64, e: Event) -> Vec<Action> {
+    let (kernel, config, cost) = match &e {
+        Event::Baseline { kernel, result } => (*kernel, Some("baseline".into()), &result.cost),
+        Event::Evaluated {
+            kernel,
+            config,
+            result,
+        } => (*kernel, Some(config.to_string()), &result.cost),
+        Event::Studied { kernel, cost } => (*kernel, None, cost),
+        _ => return c.handle(now, e),
+    };
+    let cost = cost.clone();
+    let name = c.spec(kernel).unwrap().name.clone();
+    for (stage, s) in cost {
+        c.charged(&Charge {
+            kernel: Some(name.clone()),
+            pattern: None,
+            config: config.clone(),
+            stage,
+            gpu_s: s,
+            wall_s: s,
+        })
+        .unwrap();
+    }
+    c.handle(now, e)
+}
+
 /// Drives `c` to its next action of interest, answering every evaluation with
 /// `answer(kernel, pattern)` (verdict) at `secs` each.
 fn drive(
@@ -575,7 +646,7 @@ fn drive(
             }),
             _ => None,
         })?;
-        a = c.handle(1.0, next);
+        a = hear(c, 1.0, next);
     }
     None
 }

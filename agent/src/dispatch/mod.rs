@@ -8,7 +8,18 @@
 //! same events again, answered from the journal instead of the GPU, until it asks for
 //! something the journal does not hold. Finished work is never measured twice and a
 //! decision already journaled is not journaled again.
+//!
+//! The ledger is a fold of the journal's `charge` records: every charge is journaled
+//! and then handed to the controller, live or replayed, so a resumed run's ledger is
+//! the one a run that never stopped would hold. During the replay the charges and the
+//! clock are released record by record (see `replay`), so each decision is made again
+//! on what was known when it was first made; when the replay ends, the rest of the
+//! charges are released, a `budget` snapshot is journaled, and the controller checks
+//! once more that the work it asked for still fits (the daemon may have been down
+//! past the wall limit).
 
+#[cfg(any(test, debug_assertions))]
+pub mod fake;
 mod replay;
 pub mod study;
 pub mod tuned;
@@ -37,9 +48,12 @@ use crate::spec::{plan, Config, KernelSpec};
 use crate::vcs::Workspace;
 use crate::worker::protocol::{AbResult, MethodChoice, Outcome};
 
-pub use replay::wall_offset_s;
 use replay::Replay;
 use view::View;
+
+/// The device name of a run driven by the test double of debug builds
+/// (`fake::FakeGpu`): `nightshift report` refuses such a journal.
+pub const FAKE_DEVICE: &str = "fake GPU (test double: no figure of it is a measurement)";
 
 /// What runs a candidate: the GPU session, or a scripted fake in unit tests of the
 /// loop's plumbing (whose numbers never reach a report).
@@ -233,8 +247,16 @@ pub struct Dispatcher<E: Evaluator> {
     stop: StopFlag,
     view: View,
     clock: Instant,
-    /// Wall seconds the run had already spent before this process took it over.
+    /// Wall seconds from the run's start to when this process took it over (the
+    /// time the daemon was down included: the night passes all the same).
     wall_offset_s: f64,
+    /// The run's first record's time, ms since the epoch (None: a new run).
+    start_ms: Option<u64>,
+    /// Still answering from the journal: the clock and the ledger are the replay's.
+    replaying: bool,
+    /// The replay ended: the work the controller asked for last must be admitted
+    /// again on the whole ledger and the real clock.
+    recheck: bool,
     /// Seconds of this process's wall time already charged to the ledger.
     accounted_s: f64,
     last: Option<Evidence>,
@@ -306,6 +328,13 @@ fn prediction_text(p: Option<&Prediction>) -> String {
     }
 }
 
+/// Now, in milliseconds since the Unix epoch (the journal's clock).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 fn to_value<T: Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
@@ -315,14 +344,10 @@ impl<E: Evaluator> Dispatcher<E> {
         let device = setup.evaluator.device_name();
         let ledger = crate::budget::Ledger::for_device(&setup.budgets, &device);
         let specs = setup.kernels.iter().map(|k| k.spec.clone()).collect();
-        let mut ctl = Controller::new(specs, setup.library, setup.budgets.clone(), ledger);
+        let ctl = Controller::new(specs, setup.library, setup.budgets.clone(), ledger);
         let replay = Replay::from_records(&setup.previous);
-        // Idle time is charged by the dispatcher, not through the controller's events.
-        for c in &replay.idle {
-            ctl.ledger
-                .charge(c)
-                .map_err(|e| anyhow!("replaying the journal's charges: {e}"))?;
-        }
+        let start_ms = setup.previous.first().map(|r| r.t_ms);
+        let wall_offset_s = start_ms.map_or(0.0, |s| now_ms().saturating_sub(s) as f64 / 1e3);
         let summary = setup
             .kernels
             .iter()
@@ -340,7 +365,10 @@ impl<E: Evaluator> Dispatcher<E> {
             journal: setup.journal,
             ws: setup.workspace,
             ev: Some(setup.evaluator),
-            wall_offset_s: wall_offset_s(&setup.previous),
+            wall_offset_s,
+            start_ms,
+            replaying: !setup.previous.is_empty(),
+            recheck: false,
             replay,
             run_id: setup.run_id,
             device,
@@ -357,8 +385,88 @@ impl<E: Evaluator> Dispatcher<E> {
         })
     }
 
+    /// Wall seconds since the run started: while replaying, as they were when the
+    /// record consumed last was written; then the real clock's.
     fn now_s(&self) -> f64 {
+        if self.replaying {
+            return match (self.replay.clock_ms(), self.start_ms) {
+                (Some(t), Some(s)) => t.saturating_sub(s) as f64 / 1e3,
+                _ => 0.0,
+            };
+        }
         self.wall_offset_s + self.clock.elapsed().as_secs_f64()
+    }
+
+    /// Journals a charge and hands it to the ledger: the one way GPU time is charged.
+    fn charge(&mut self, c: Charge) -> Result<()> {
+        self.journal
+            .append(&JEvent::Charge(c.clone()))
+            .with_context(|| format!("writing {}", self.journal.path().display()))?;
+        self.ctl.charged(&c).map_err(|e| anyhow!("{e}"))
+    }
+
+    /// The replay has reached journal record `seq`: the ledger gets the charges
+    /// journaled up to it.
+    fn consumed(&mut self, seq: u64) -> Result<()> {
+        for c in self.replay.consume(seq) {
+            self.ctl
+                .charged(&c)
+                .map_err(|e| anyhow!("replaying the journal's charges: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Ends the replay (once): the ledger gets every charge of the journal, and a
+    /// snapshot of it is journaled, so the first decision of the resumed run is made
+    /// on all the run spent.
+    fn go_live(&mut self) -> Result<()> {
+        if !self.replaying {
+            return Ok(());
+        }
+        for c in self.replay.rest() {
+            self.ctl
+                .charged(&c)
+                .map_err(|e| anyhow!("replaying the journal's charges: {e}"))?;
+        }
+        self.replaying = false;
+        self.recheck = true;
+        self.snapshot()
+    }
+
+    /// Journals the ledger as it stands (not while replaying: the run wrote its own).
+    fn snapshot(&mut self) -> Result<()> {
+        if self.replaying {
+            return Ok(());
+        }
+        let now = self.now_s();
+        let ledger = self.ctl.ledger();
+        let event = JEvent::Budget {
+            spent: ledger.spent(),
+            remaining: Some(ledger.remaining(&self.budgets, now)),
+            breakdown: Some(ledger.breakdown()),
+        };
+        self.journal
+            .append(&event)
+            .with_context(|| format!("writing {}", self.journal.path().display()))?;
+        Ok(())
+    }
+
+    /// Whether the journal answers `action` (GPU work) without the GPU.
+    fn answered(&self, action: &Action) -> bool {
+        let key = |k: usize, c: &Config| (self.name(k), c.to_string());
+        match action {
+            Action::MeasureBaseline { kernel, config } => {
+                self.replay.evaluated.contains_key(&key(*kernel, config))
+            }
+            Action::Evaluate { kernel, config, .. } => {
+                let k = key(*kernel, config);
+                self.replay.evaluated.get(&k).is_some_and(|e| {
+                    e.value.outcome != Outcome::Passed || self.replay.verdicts.contains_key(&k)
+                })
+            }
+            Action::Study { kernel, .. } => self.replay.studies.contains_key(&self.name(*kernel)),
+            _ => true,
+        }
     }
 
     fn name(&self, kernel: usize) -> String {
@@ -367,8 +475,8 @@ impl<E: Evaluator> Dispatcher<E> {
 
     /// Appends to the journal, unless a resumed run already journaled this decision.
     fn record(&mut self, event: JEvent) -> Result<()> {
-        if self.replay.already(&event) {
-            return Ok(());
+        if let Some(seq) = self.replay.already(&event) {
+            return self.consumed(seq);
         }
         self.journal
             .append(&event)
@@ -385,51 +493,39 @@ impl<E: Evaluator> Dispatcher<E> {
         if idle <= 0.0 {
             return Ok(());
         }
-        let c = Charge {
+        self.charge(Charge {
             kernel: kernel.map(|k| self.name(k)),
             pattern: None,
             config: None,
             stage: Stage::Idle,
             gpu_s: idle,
             wall_s: idle,
-        };
-        self.ctl.ledger.charge(&c).map_err(|e| anyhow!("{e}"))?;
-        self.journal.append(&JEvent::Charge(c))?;
-        Ok(())
+        })
     }
 
-    /// Accounts one evaluation's cost by stage (from its own stage times, so a replay
-    /// charges what the live run did). `to_ledger`: the dispatcher charges the ledger
-    /// itself (candidates are charged by the controller when it hears the event).
-    /// `live`: measured by this process, so journaled and counted as its time.
+    /// Charges one evaluation measured by this process, by stage (from its own stage
+    /// times), before its record is journaled: a kill in between leaves time charged
+    /// for work that is then measured again, which the GPU did spend.
     fn charge_stages(
         &mut self,
         kernel: usize,
         pattern: Option<&str>,
         config: String,
         e: &Evaluation,
-        to_ledger: bool,
-        live: bool,
     ) -> Result<()> {
         for (stage, s) in cost_of(e) {
-            let c = Charge {
+            self.accounted_s += s;
+            if stage != Stage::Compile {
+                self.gpu_busy_s += s;
+            }
+            self.charge(Charge {
                 kernel: Some(self.name(kernel)),
                 pattern: pattern.map(str::to_string),
                 config: Some(config.clone()),
                 stage,
                 gpu_s: s,
                 wall_s: s,
-            };
-            if to_ledger {
-                self.ctl.ledger.charge(&c).map_err(|e| anyhow!("{e}"))?;
-            }
-            if live {
-                self.accounted_s += s;
-                if stage != Stage::Compile {
-                    self.gpu_busy_s += s;
-                }
-                self.journal.append(&JEvent::Charge(c))?;
-            }
+            })?;
         }
         Ok(())
     }
@@ -491,7 +587,7 @@ impl<E: Evaluator> Dispatcher<E> {
             .and_then(|s| s.baseline_us.zip(s.best_us))
             .map(|(b, x)| format!("best {:.2}x", b / x))
             .unwrap_or_else(|| "best -".into());
-        let spent = self.ctl.ledger.spent();
+        let spent = self.ctl.ledger().spent();
         let limits = &self.budgets.run;
         let gpu = match limits.gpu {
             Some(l) => format!(
@@ -519,7 +615,8 @@ impl<E: Evaluator> Dispatcher<E> {
         let key = (spec.name.clone(), config.to_string());
         let e = if let Some(e) = self.replay.evaluated.get(&key).cloned() {
             self.replayed += 1;
-            e
+            self.consumed(e.seq)?;
+            e.value
         } else {
             self.status(kernel, "baseline");
             self.charge_idle(Some(kernel))?;
@@ -531,6 +628,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 })
                 .await?;
             self.evaluated += 1;
+            self.charge_stages(kernel, None, config.to_string(), &e)?;
             self.journal.append(&JEvent::Evaluated {
                 kernel: spec.name.clone(),
                 config: config.to_string(),
@@ -539,7 +637,6 @@ impl<E: Evaluator> Dispatcher<E> {
                 median_us: e.median_us(),
                 evaluation: to_value(&e),
             })?;
-            self.charge_stages(kernel, None, config.to_string(), &e, false, true)?;
             e
         };
         if let Some(m) = &e.measurement {
@@ -604,16 +701,18 @@ impl<E: Evaluator> Dispatcher<E> {
         let spec = self.kernels[kernel].spec.clone();
         let key = (spec.name.clone(), config.to_string());
         let recorded = self.replay.evaluated.get(&key).cloned();
-        let verdict = self.replay.verdicts.get(&key).copied();
+        let verdict = self.replay.verdicts.get(&key).cloned();
         // A candidate that passed has a Verdict record right after its Evaluated one;
         // a kill between the two leaves the evaluation without its verdict, and the
         // pair is measured again (the Evaluated record is not written twice).
         let half = recorded
             .as_ref()
-            .is_some_and(|e| e.outcome == Outcome::Passed && verdict.is_none());
+            .is_some_and(|e| e.value.outcome == Outcome::Passed && verdict.is_none());
         let (e, ab) = if let (Some(e), false) = (recorded, half) {
             self.replayed += 1;
-            (e, verdict)
+            let last = verdict.as_ref().map_or(e.seq, |v| v.seq.max(e.seq));
+            self.consumed(last)?;
+            (e.value, verdict.map(|v| v.value))
         } else {
             self.status(kernel, &format!("{pattern}: {config}"));
             self.prefetch(kernel);
@@ -627,6 +726,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 })
                 .await?;
             self.evaluated += 1;
+            self.charge_stages(kernel, Some(pattern), config.to_string(), &eb)?;
             if !half {
                 self.journal.append(&JEvent::Evaluated {
                     kernel: spec.name.clone(),
@@ -652,7 +752,6 @@ impl<E: Evaluator> Dispatcher<E> {
                     against: to_value(&ea),
                 })?;
             }
-            self.charge_stages(kernel, Some(pattern), config.to_string(), &eb, false, true)?;
             (eb, ab)
         };
         *self.summary[kernel]
@@ -696,9 +795,9 @@ impl<E: Evaluator> Dispatcher<E> {
         let s = &mut self.summary[kernel];
         s.best = Some(config.to_string());
         s.best_us = best_us.or(s.best_us);
-        if let Some(sha) = self.replay.commits.get(&key) {
-            s.commits.push(sha.clone());
-            return Ok(());
+        if let Some(sha) = self.replay.commits.get(&key).cloned() {
+            s.commits.push(sha.value);
+            return self.consumed(sha.seq);
         }
         // A crash between the git commit and its journal record: the commit is there.
         let sha = match tuned::find_commit(&self.ws, &self.run_id, &name, &config.to_string())? {
@@ -750,17 +849,19 @@ impl<E: Evaluator> Dispatcher<E> {
             return Ok(());
         }
         let rec = if let Some(r) = self.replay.finals.get(&spec.name).cloned() {
-            r
+            self.consumed(r.seq)?;
+            r.value
         } else {
             // A stop was asked for: a resumed run makes the comparison.
             if self.stop.get().is_some() {
                 return Ok(());
             }
+            self.go_live()?;
             // The same admission rule as any candidate: never start what cannot finish.
-            let projected = self.ctl.ledger.project(&spec.name, None, 1);
+            let projected = self.ctl.ledger().project(&spec.name, None, 1);
             if let Err(reason) = self
                 .ctl
-                .ledger
+                .ledger()
                 .admit(&self.budgets, projected, self.now_s())
             {
                 self.view.line(&format!(
@@ -795,6 +896,8 @@ impl<E: Evaluator> Dispatcher<E> {
                 baseline_evaluation: to_value(&ea),
                 best_evaluation: to_value(&eb),
             };
+            // Charged like a candidate: from its own recorded stage times.
+            self.charge_stages(kernel, None, format!("final: {best}"), &eb)?;
             self.journal.append(&rec)?;
             rec
         };
@@ -803,15 +906,9 @@ impl<E: Evaluator> Dispatcher<E> {
             speedup,
             ci_lo,
             ci_hi,
-            best_evaluation,
             ..
         } = &rec
         {
-            // Charged like a candidate: from its own recorded stage times.
-            if let Ok(e) = serde_json::from_value::<Evaluation>(best_evaluation.clone()) {
-                let live = !self.replay.finals.contains_key(&spec.name);
-                self.charge_stages(kernel, None, format!("final: {best}"), &e, true, live)?;
-            }
             let s = &mut self.summary[kernel];
             s.final_verdict = Some(verdict.clone());
             if speedup.is_finite() {
@@ -857,7 +954,8 @@ impl<E: Evaluator> Dispatcher<E> {
             let key = (spec.name.clone(), config.to_string(), scale);
             let e = if let Some(e) = self.replay.study_points.get(&key).cloned() {
                 self.replayed += 1;
-                e
+                self.consumed(e.seq)?;
+                e.value
             } else {
                 if concluded.is_some() {
                     // Concluded with fewer points (cut short) before the resume.
@@ -872,10 +970,11 @@ impl<E: Evaluator> Dispatcher<E> {
                     ));
                     break;
                 }
-                let projected = self.ctl.ledger.project(&spec.name, None, 1);
+                self.go_live()?;
+                let projected = self.ctl.ledger().project(&spec.name, None, 1);
                 if let Err(reason) =
                     self.ctl
-                        .ledger
+                        .ledger()
                         .admit(&self.budgets, projected + spent, self.now_s())
                 {
                     cut_short = Some(reason.describe());
@@ -895,6 +994,8 @@ impl<E: Evaluator> Dispatcher<E> {
                     })
                     .await?;
                 self.evaluated += 1;
+                let label = format!("study x{scale}: {config}");
+                self.charge_stages(kernel, Some(pattern), label, &e)?;
                 self.journal.append(&JEvent::StudyPoint {
                     kernel: spec.name.clone(),
                     pattern: pattern.to_string(),
@@ -905,8 +1006,6 @@ impl<E: Evaluator> Dispatcher<E> {
                     median_us: e.median_us(),
                     evaluation: to_value(&e),
                 })?;
-                let label = format!("study x{scale}: {config}");
-                self.charge_stages(kernel, Some(pattern), label, &e, false, true)?;
                 e
             };
             let c = cost_of(&e);
@@ -930,7 +1029,9 @@ impl<E: Evaluator> Dispatcher<E> {
             points.push((scale, e));
         }
         let result = study::summarize(&spec, &points);
-        if concluded.is_none() {
+        if let Some(c) = &concluded {
+            self.consumed(c.seq)?;
+        } else {
             self.journal.append(&JEvent::Study {
                 kernel: spec.name.clone(),
                 pattern: pattern.to_string(),
@@ -984,14 +1085,11 @@ impl<E: Evaluator> Dispatcher<E> {
             Ok(stop) => (stop.describe(), Some(stop.clone())),
             Err(e) => (format!("stopped by an error: {e:#}"), None),
         };
-        // The summary says what this process spent; the journal has every second.
+        // A run that stopped inside its replay: its ledger still gets every charge.
+        self.go_live()?;
         let _ = self.charge_idle(None);
-        let spent = self.ctl.ledger.spent();
-        let remaining = self.ctl.ledger.remaining(&self.budgets, self.now_s());
-        self.journal.append(&JEvent::Budget {
-            spent,
-            remaining: Some(remaining),
-        })?;
+        let spent = self.ctl.ledger().spent();
+        self.snapshot()?;
         self.journal.append(&JEvent::RunFinished {
             reason: reason.clone(),
             stop: stop.clone(),
@@ -1033,6 +1131,19 @@ impl<E: Evaluator> Dispatcher<E> {
                         .handle(self.now_s(), CEvent::Interrupted { signal })
                         .into();
                     continue;
+                }
+                if !self.answered(&action) {
+                    self.go_live()?;
+                }
+                if !self.replaying && std::mem::take(&mut self.recheck) {
+                    // Asked for on the replay's ledger and clock: admitted again on
+                    // the whole ledger and the real clock, or the run stops here.
+                    let now = self.now_s();
+                    let stop = self.ctl.handle(now, CEvent::Resumed);
+                    if !stop.is_empty() {
+                        pending = stop.into();
+                        continue;
+                    }
                 }
             }
             match action {
@@ -1121,7 +1232,8 @@ impl<E: Evaluator> Dispatcher<E> {
                     self.record(JEvent::KernelPaused {
                         kernel: self.name(kernel),
                         reason,
-                    })?
+                    })?;
+                    self.snapshot()?;
                 }
                 Action::KernelDone { kernel, reason } => {
                     self.summary[kernel].done = Some(reason.clone());
@@ -1132,6 +1244,7 @@ impl<E: Evaluator> Dispatcher<E> {
                         reason,
                     })?;
                     self.final_comparison(kernel).await?;
+                    self.snapshot()?;
                 }
                 Action::Stop { reason } => return Ok(reason),
             }

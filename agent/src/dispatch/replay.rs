@@ -1,33 +1,61 @@
 //! What a resumed run takes from its journal: every evaluation and verdict (answered
 //! from here instead of the GPU), the commits, the decisions already journaled (not
-//! written twice), and the idle time already charged.
+//! written twice), and every charge, handed back to the ledger in step with the
+//! replay.
+//!
+//! The ledger is a fold of the journal's `charge` records and nothing else. While the
+//! controller is fed the recorded events again, it must see the ledger and the clock
+//! as they were when it made each decision the first time, or it would decide
+//! differently; so each record the replay consumes releases the charges journaled up
+//! to it, and sets the replay's clock to its time. When the replay ends (the first
+//! piece of work the journal does not hold), every remaining charge is released at
+//! once: the resumed ledger then equals the sum of every charge so far.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
-use crate::budget::{Charge, Stage};
+use crate::budget::Charge;
 use crate::evaluate::Evaluation;
 use crate::journal::{Event, Record};
 use crate::measure::Verdict;
 
 use super::AbFigures;
 
+/// A recorded value and the `seq` of the record that holds it.
+#[derive(Debug, Clone)]
+pub(super) struct At<T> {
+    pub value: T,
+    pub seq: u64,
+}
+
+impl<T> At<T> {
+    fn of(seq: u64, value: T) -> At<T> {
+        At { value, seq }
+    }
+}
+
 #[derive(Debug, Default)]
 pub(super) struct Replay {
     /// By (kernel, config): the evaluation as recorded.
-    pub evaluated: HashMap<(String, String), Evaluation>,
-    pub verdicts: HashMap<(String, String), AbFigures>,
+    pub evaluated: HashMap<(String, String), At<Evaluation>>,
+    pub verdicts: HashMap<(String, String), At<AbFigures>>,
     /// By kernel: the `FinalComparison` record.
-    pub finals: HashMap<String, Event>,
+    pub finals: HashMap<String, At<Event>>,
     /// By (kernel, config, scale): a study's measurement as recorded.
-    pub study_points: HashMap<(String, String, i64), Evaluation>,
+    pub study_points: HashMap<(String, String, i64), At<Evaluation>>,
     /// Kernels whose study was concluded (a `Study` record).
-    pub studies: HashMap<String, Event>,
+    pub studies: HashMap<String, At<Event>>,
     /// By (kernel, config): the commit's id.
-    pub commits: HashMap<(String, String), String>,
-    /// Decisions already journaled (as their JSON), with how many times.
-    seen: HashMap<String, usize>,
-    /// Idle time already charged (the controller re-charges candidates itself).
-    pub idle: Vec<Charge>,
+    pub commits: HashMap<(String, String), At<String>>,
+    /// Decisions already journaled (as their JSON): the seq of each copy, in order.
+    seen: HashMap<String, VecDeque<u64>>,
+    /// Every charge of the journal, in order, with its seq; `released` of them have
+    /// been handed to the ledger.
+    charges: Vec<At<Charge>>,
+    released: usize,
+    /// Each record's time, by seq.
+    t_ms: Vec<u64>,
+    /// The time of the latest record consumed.
+    clock_ms: Option<u64>,
 }
 
 fn key(e: &Event) -> Option<String> {
@@ -45,6 +73,8 @@ impl Replay {
     pub fn from_records(records: &[Record]) -> Replay {
         let mut r = Replay::default();
         for rec in records {
+            let seq = rec.seq;
+            r.t_ms.push(rec.t_ms);
             match &rec.event {
                 Event::Evaluated {
                     kernel,
@@ -54,7 +84,8 @@ impl Replay {
                 } => {
                     // A record this version cannot read is measured again.
                     if let Ok(e) = serde_json::from_value::<Evaluation>(evaluation.clone()) {
-                        r.evaluated.insert((kernel.clone(), config.clone()), e);
+                        r.evaluated
+                            .insert((kernel.clone(), config.clone()), At::of(seq, e));
                     }
                 }
                 Event::Verdict {
@@ -71,14 +102,17 @@ impl Replay {
                     if let Ok(v) = serde_json::from_value::<Verdict>(verdict.clone().into()) {
                         r.verdicts.insert(
                             (kernel.clone(), config.clone()),
-                            AbFigures {
-                                verdict: v,
-                                speedup: *speedup,
-                                ci_lo: *ci_lo,
-                                ci_hi: *ci_hi,
-                                pairs: *pairs,
-                                min_gain: *min_gain,
-                            },
+                            At::of(
+                                seq,
+                                AbFigures {
+                                    verdict: v,
+                                    speedup: *speedup,
+                                    ci_lo: *ci_lo,
+                                    ci_hi: *ci_hi,
+                                    pairs: *pairs,
+                                    min_gain: *min_gain,
+                                },
+                            ),
                         );
                     }
                 }
@@ -91,14 +125,16 @@ impl Replay {
                 } => {
                     if let Ok(e) = serde_json::from_value::<Evaluation>(evaluation.clone()) {
                         r.study_points
-                            .insert((kernel.clone(), config.clone(), *scale), e);
+                            .insert((kernel.clone(), config.clone(), *scale), At::of(seq, e));
                     }
                 }
                 Event::Study { kernel, .. } => {
-                    r.studies.insert(kernel.clone(), rec.event.clone());
+                    r.studies
+                        .insert(kernel.clone(), At::of(seq, rec.event.clone()));
                 }
                 Event::FinalComparison { kernel, .. } => {
-                    r.finals.insert(kernel.clone(), rec.event.clone());
+                    r.finals
+                        .insert(kernel.clone(), At::of(seq, rec.event.clone()));
                 }
                 Event::Commit {
                     kernel,
@@ -106,12 +142,12 @@ impl Replay {
                     sha,
                 } => {
                     r.commits
-                        .insert((kernel.clone(), config.clone()), sha.clone());
+                        .insert((kernel.clone(), config.clone()), At::of(seq, sha.clone()));
                 }
-                Event::Charge(c) if c.stage == Stage::Idle => r.idle.push(c.clone()),
+                Event::Charge(c) => r.charges.push(At::of(seq, c.clone())),
                 e => {
                     if let Some(k) = key(e) {
-                        *r.seen.entry(k).or_default() += 1;
+                        r.seen.entry(k).or_default().push_back(seq);
                     }
                 }
             }
@@ -119,38 +155,42 @@ impl Replay {
         r
     }
 
-    /// True (once per journaled copy) when `e` is a decision the journal holds.
-    pub fn already(&mut self, e: &Event) -> bool {
-        let Some(k) = key(e) else { return false };
-        match self.seen.get_mut(&k) {
-            Some(n) if *n > 0 => {
-                *n -= 1;
-                true
-            }
-            _ => false,
-        }
+    /// The seq of the journaled copy of decision `e`, consumed once per copy; None
+    /// when the journal does not hold it (any more).
+    pub fn already(&mut self, e: &Event) -> Option<u64> {
+        self.seen.get_mut(&key(e)?)?.pop_front()
     }
-}
 
-/// Wall seconds a run spent before it was resumed: each stretch between its start
-/// (or a resume) and its last record. The time it lay dead is not counted.
-pub fn wall_offset_s(records: &[Record]) -> f64 {
-    let mut total_ms = 0u64;
-    let mut start: Option<u64> = None;
-    let mut last: Option<u64> = None;
-    for rec in records {
-        let is_start = matches!(rec.event, Event::RunStarted { .. } | Event::Resumed { .. });
-        if is_start {
-            if let (Some(s), Some(l)) = (start, last) {
-                total_ms += l.saturating_sub(s);
-            }
-            start = Some(rec.t_ms);
+    /// The replay has reached record `seq`: the charges journaled up to it, which
+    /// the ledger held when the run first got there, and the replay's clock moves to
+    /// its time.
+    pub fn consume(&mut self, seq: u64) -> Vec<Charge> {
+        if let Some(t) = self.t_ms.get(seq as usize) {
+            self.clock_ms = Some(self.clock_ms.map_or(*t, |c| c.max(*t)));
         }
-        start.get_or_insert(rec.t_ms);
-        last = Some(rec.t_ms);
+        let upto = self.charges[self.released..]
+            .iter()
+            .take_while(|c| c.seq <= seq)
+            .count();
+        self.take(upto)
     }
-    if let (Some(s), Some(l)) = (start, last) {
-        total_ms += l.saturating_sub(s);
+
+    /// Every charge not released yet: the replay is over.
+    pub fn rest(&mut self) -> Vec<Charge> {
+        self.take(self.charges.len() - self.released)
     }
-    total_ms as f64 / 1e3
+
+    fn take(&mut self, n: usize) -> Vec<Charge> {
+        let out = self.charges[self.released..self.released + n]
+            .iter()
+            .map(|c| c.value.clone())
+            .collect();
+        self.released += n;
+        out
+    }
+
+    /// The time of the latest record consumed, in ms since the epoch.
+    pub fn clock_ms(&self) -> Option<u64> {
+        self.clock_ms
+    }
 }

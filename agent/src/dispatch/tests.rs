@@ -5,16 +5,13 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use super::fake::{made_up, made_up_measurement};
 use super::*;
 use crate::budget::DEFAULT_BUDGETS_TOML;
-use crate::evaluate::{Roofline, StageTimes};
-use crate::gpu::FunctionInfo;
+use crate::evaluate::StageTimes;
 use crate::journal::{self, Event as J};
-use crate::measure::stats::Summary;
-use crate::measure::{StopReason as SampleStop, TimingMethod};
-use crate::spec::ComputeKind;
+use crate::measure::StopReason as SampleStop;
 use crate::testutil::{copy_dir, git as sh};
-use crate::worker::protocol::{Measurement, Occupancy};
 
 /// A user repository holding the bundled softmax kernel, committed.
 fn user_repo() -> tempfile::TempDir {
@@ -47,108 +44,6 @@ struct Scripted {
     stop_after: Option<(usize, StopFlag)>,
     /// The timing method pinned before each call.
     pins: Arc<Mutex<Vec<MethodChoice>>>,
-}
-
-/// Units of work of the spec's problem: the product of its workload axes.
-fn work(spec: &KernelSpec) -> f64 {
-    spec.workload_axes
-        .iter()
-        .map(|a| spec.problem.get(a).copied().unwrap_or(1) as f64)
-        .product()
-}
-
-fn made_up(spec: &KernelSpec, config: &Config, passed: bool) -> Evaluation {
-    Evaluation {
-        kernel: spec.name.clone(),
-        config: config.clone(),
-        external: None,
-        problem: plan::problem_label(&spec.problem),
-        outcome: if passed {
-            Outcome::Passed
-        } else {
-            Outcome::Crashed {
-                stage: "validate".into(),
-                error: "scripted failure".into(),
-            }
-        },
-        compile: None,
-        function: Some(FunctionInfo {
-            registers: 32,
-            local_bytes: 0,
-            static_shared_bytes: 0,
-            const_bytes: 0,
-            max_threads_per_block: 1024,
-        }),
-        checks: vec![],
-        skipped_sizes: vec![],
-        // Time grows as the square root of the work: a launch with more work per CTA
-        // fills the GPU better (made up).
-        measurement: Some(made_up_measurement(10.0 * work(spec).sqrt())),
-        // Kernels with workload axes launch one CTA per unit of work.
-        occupancy: Some(if spec.workload_axes.is_empty() {
-            Occupancy {
-                ctas: 4096,
-                sms: 132,
-                active_blocks_per_sm: 8,
-                waves: 3.9,
-                theoretical: 1.0,
-            }
-        } else {
-            Occupancy {
-                ctas: work(spec) as u64,
-                sms: 132,
-                active_blocks_per_sm: 8,
-                waves: work(spec) / (132.0 * 8.0),
-                theoretical: 1.0,
-            }
-        }),
-        roofline: passed.then(|| Roofline {
-            bytes: 1.0,
-            flops: 1.0,
-            gbs: 1000.0,
-            dram_fraction: 0.3,
-            gflops: 10.0,
-            compute: ComputeKind::Fp32,
-            compute_fraction: 0.01,
-            bound: "memory".into(),
-        }),
-        anomalies: vec![],
-        times: StageTimes {
-            compile_ms: 100.0,
-            validate_ms: 200.0,
-            measure_ms: 600.0,
-            total_ms: 1000.0,
-        },
-    }
-}
-
-fn made_up_measurement(median: f64) -> Measurement {
-    Measurement {
-        method: TimingMethod::Batch {
-            launches: 50,
-            buffer_sets: 4,
-        },
-        samples: vec![],
-        summary: Some(Summary {
-            n: 30,
-            median,
-            q1: median * 0.99,
-            q3: median * 1.01,
-            min: median * 0.98,
-            max: median * 1.02,
-            mean: median,
-            ci_lo: median * 0.995,
-            ci_hi: median * 1.005,
-        }),
-        discarded_throttled: 0,
-        stop: SampleStop::Converged,
-        throttle_reasons: vec![],
-        sm_clock_mhz: None,
-        warmup_us_per_launch: median,
-        energy: None,
-        utilization_gpu_pct: None,
-        wall_ms: 100.0,
-    }
 }
 
 impl Scripted {
@@ -265,6 +160,11 @@ fn run_with(
         j.append(&J::Resumed {
             device: ev.device_name(),
             dropped: None,
+            down_s: None,
+            forced: vec![],
+            kernels: None,
+            options: None,
+            budgets: Value::Null,
         })
         .unwrap();
         (j, read.records)
@@ -279,6 +179,8 @@ fn run_with(
                 device: ev.device_name(),
                 budgets: serde_json::to_value(&budgets).unwrap(),
                 git_branch: Some("nightshift/r1".into()),
+                kernels: vec![],
+                options: None,
             })
             .unwrap();
     }
@@ -495,21 +397,119 @@ fn a_signal_stops_before_the_next_candidate_and_resume_measures_nothing_twice() 
     assert_eq!(branch_log(repo.path()), branch_log(straight_repo.path()));
 }
 
-#[test]
-fn killed_at_any_record_the_run_resumes_to_the_same_decisions_and_commits() {
-    let (straight_repo, straight) = uninterrupted();
+/// The ledger the charges of `records` add up to, at the scripted device's price.
+fn folded(records: &[Record], budgets_toml: &str) -> crate::budget::Ledger {
+    let b = Budgets::parse(budgets_toml, Path::new("budgets.toml")).unwrap();
+    let charges: Vec<&Charge> = records
+        .iter()
+        .filter_map(|r| match &r.event {
+            J::Charge(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    crate::budget::Ledger::from_charges(b.price_per_gpu_hour("NVIDIA H100 80GB HBM3"), charges)
+        .unwrap()
+}
+
+/// Checks that every `budget` snapshot equals the charges journaled before it, totals
+/// and every breakdown, bit for bit; returns how many there are.
+fn snapshots_agree_with_charges(records: &[Record], budgets_toml: &str, what: &str) -> usize {
+    let mut n = 0;
+    for (i, r) in records.iter().enumerate() {
+        if let J::Budget {
+            spent, breakdown, ..
+        } = &r.event
+        {
+            let l = folded(&records[..i], budgets_toml);
+            assert_eq!(*spent, l.spent(), "{what}: snapshot at seq {}", r.seq);
+            assert_eq!(
+                breakdown.as_ref(),
+                Some(&l.breakdown()),
+                "{what}: snapshot at seq {}",
+                r.seq
+            );
+            n += 1;
+        }
+    }
+    n
+}
+
+/// GPU seconds charged in `records` for work that no record says was finished: a
+/// kill came between its charges and its result.
+fn unfinished_charges(records: &[Record]) -> f64 {
+    let finished = |kernel: &str, config: &str| {
+        if let Some(best) = config.strip_prefix("final: ") {
+            return records.iter().any(|r| {
+                matches!(&r.event, J::FinalComparison { kernel: k, best: b, .. } if k == kernel && b == best)
+            });
+        }
+        records.iter().any(|r| match &r.event {
+            J::Evaluated {
+                kernel: k,
+                config: c,
+                pattern,
+                outcome,
+                ..
+            } if k == kernel && c == config => {
+                pattern.is_none()
+                    || outcome != "passed"
+                    || records.iter().any(|v| {
+                        matches!(&v.event, J::Verdict { kernel: k, config: c, .. } if k == kernel && c == config)
+                    })
+            }
+            _ => false,
+        })
+    };
+    records
+        .iter()
+        .filter_map(|r| match &r.event {
+            J::Charge(c) if c.stage != Stage::Idle => {
+                let (k, cfg) = (c.kernel.as_deref()?, c.config.as_deref()?);
+                (!finished(k, cfg)).then_some(c.gpu_s)
+            }
+            _ => None,
+        })
+        .sum()
+}
+
+/// The tolerance between two runs' ledgers: their idle time (the loop deciding)
+/// is real time, so it differs by milliseconds.
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 0.05
+}
+
+/// Kills a run after every `step`-th record of its journal (and half of the next
+/// one), resumes it, and checks the resumed run against one that never stopped:
+/// the same decisions and commits, the ledger rebuilt from every charge before its
+/// first decision, every budget snapshot equal to the charges before it, and the
+/// run inside its limits.
+fn killed_at_every_record(budgets_toml: &str, step: usize) -> Run {
+    let straight_repo = user_repo();
+    let straight_reports = tempfile::tempdir().unwrap();
+    let straight = run_with(
+        "softmax",
+        budgets_toml,
+        straight_repo.path(),
+        straight_reports.path(),
+        Scripted::new(vec_wins, variant_broken),
+        StopFlag::default(),
+    );
     let n = straight.records.len();
     assert!(
         straight.calls.len() >= 4 && n > 20,
         "too short to cut: {n} records"
     );
+    snapshots_agree_with_charges(&straight.records, budgets_toml, "straight");
     // Cut the journal after every few records, keeping the git branch as it ended
     // (commits made after the cut are what a kill -9 between `git commit` and the
     // journal's Commit record leaves behind).
-    for cut in (1..n).step_by(3) {
+    for cut in (1..n).step_by(step) {
+        let what = format!("cut after record {cut}");
         let repo = user_repo();
         let reports = tempfile::tempdir().unwrap();
-        run_once(
+        run_with(
+            "softmax",
+            budgets_toml,
             repo.path(),
             reports.path(),
             Scripted::new(vec_wins, variant_broken),
@@ -528,25 +528,157 @@ fn killed_at_any_record_the_run_resumes_to_the_same_decisions_and_commits() {
             .collect();
         std::fs::write(&path, format!("{kept}{torn}")).unwrap();
 
-        let resumed = run_once(
+        let resumed = run_with(
+            "softmax",
+            budgets_toml,
             repo.path(),
             reports.path(),
             Scripted::new(vec_wins, variant_broken),
             StopFlag::default(),
         );
-        assert_eq!(
-            decisions(&resumed.records),
-            decisions(&straight.records),
-            "cut after record {cut}"
-        );
-        assert_eq!(
-            branch_log(repo.path()),
-            branch_log(straight_repo.path()),
-            "cut after record {cut}"
-        );
         let seqs: Vec<u64> = resumed.records.iter().map(|r| r.seq).collect();
         assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
+
+        // The first snapshot after the resume is written before anything new is
+        // charged, and holds every charge journaled before the kill.
+        let at = resumed
+            .records
+            .iter()
+            .position(|r| matches!(r.event, J::Resumed { .. }))
+            .expect("a Resumed record");
+        let first = at
+            + resumed.records[at..]
+                .iter()
+                .position(|r| matches!(r.event, J::Budget { .. }))
+                .expect("a budget snapshot after the resume");
+        assert!(
+            !resumed.records[at..first]
+                .iter()
+                .any(|r| matches!(r.event, J::Charge(_))),
+            "{what}: charged before the resumed ledger was snapshotted"
+        );
+        let before = folded(&resumed.records[..at], budgets_toml);
+        let J::Budget {
+            spent, breakdown, ..
+        } = &resumed.records[first].event
+        else {
+            unreachable!()
+        };
+        assert_eq!(*spent, before.spent(), "{what}");
+        assert_eq!(breakdown.as_ref(), Some(&before.breakdown()), "{what}");
+        // ... which is the straight run's ledger at the same point, but for the
+        // milliseconds of idle time in which the two runs differ.
+        let theirs = folded(&straight.records[..cut], budgets_toml);
+        let ours = before.breakdown();
+        let mine = theirs.breakdown();
+        assert!(close(spent.gpu_s, theirs.spent().gpu_s), "{what}");
+        assert!(close(spent.dollars, theirs.spent().dollars), "{what}");
+        for (a, b) in [
+            (&ours.by_stage, &mine.by_stage),
+            (&ours.by_kernel, &mine.by_kernel),
+            (&ours.by_pattern, &mine.by_pattern),
+        ] {
+            let keys: Vec<&String> = a.keys().collect();
+            assert_eq!(keys, b.keys().collect::<Vec<_>>(), "{what}");
+            for (k, x) in a {
+                assert!(close(x.gpu_s, b[k].gpu_s), "{what}: {k} {x:?} {:?}", b[k]);
+            }
+        }
+        for (stage, x) in &ours.by_stage {
+            if stage != "idle" {
+                assert_eq!(x, &mine.by_stage[stage], "{what}: {stage}");
+            }
+        }
+        assert_eq!(ours.by_pattern, mine.by_pattern, "{what}");
+        snapshots_agree_with_charges(&resumed.records, budgets_toml, &what);
+        // Over the whole run, killed or not, the same spend, plus the work that was
+        // charged before the kill but not journaled as done (so done again, or not
+        // done at all when the limit no longer allows it).
+        let again = unfinished_charges(&resumed.records[..at]);
+        let all = folded(&resumed.records, budgets_toml).spent();
+        let theirs = folded(&straight.records, budgets_toml).spent();
+        let b = Budgets::parse(budgets_toml, Path::new("budgets.toml")).unwrap();
+        assert!(
+            b.run.gpu.is_none_or(|g| all.gpu_s <= g.as_secs_f64())
+                && b.run.dollars.is_none_or(|d| all.dollars <= d),
+            "{what}: {all:?} past the limits"
+        );
+        let bound = b.run.gpu.is_some() || b.run.dollars.is_some();
+        if again == 0.0 || !bound {
+            // Nothing done twice (or no limit it could bring closer): the run the
+            // kill interrupted decides as the one that never stopped.
+            assert!(
+                close(all.gpu_s, theirs.gpu_s + again),
+                "{what}: {all:?} {theirs:?} {again}"
+            );
+            assert_eq!(
+                decisions(&resumed.records),
+                decisions(&straight.records),
+                "{what}"
+            );
+            assert_eq!(
+                branch_log(repo.path()),
+                branch_log(straight_repo.path()),
+                "{what}"
+            );
+        } else {
+            // Work charged but not journaled as done was done again: the limit comes
+            // sooner, and the run stops earlier on the same path.
+            let evaluated = |rs: &[Record]| -> Vec<String> {
+                rs.iter()
+                    .filter_map(|r| match &r.event {
+                        J::Evaluated { config, .. } => Some(config.clone()),
+                        _ => None,
+                    })
+                    .collect()
+            };
+            let ours = evaluated(&resumed.records);
+            assert!(
+                evaluated(&straight.records).starts_with(&ours),
+                "{what}: {ours:?}"
+            );
+            assert!(all.gpu_s <= theirs.gpu_s + again + 0.05, "{what}");
+        }
     }
+    straight
+}
+
+#[test]
+fn killed_at_any_record_the_run_resumes_to_the_same_decisions_commits_and_ledger() {
+    let straight = killed_at_every_record(DEFAULT_BUDGETS_TOML, 3);
+    assert_eq!(straight.summary.stop_reason, Some(StopReason::NothingLeft));
+}
+
+#[test]
+fn a_run_bound_by_dollars_killed_anywhere_stops_inside_them_over_the_whole_run() {
+    // $1 a GPU-second; scripted evaluations cost 1 s each, a 1 s watchdog in reserve.
+    let budgets = "[run]\ndollars = 6.5\n[price]\ndefault_per_gpu_hour = 3600\n\
+                   [limits]\ncandidate_watchdog_seconds = 1\n";
+    let straight = killed_at_every_record(budgets, 1);
+    assert!(
+        matches!(
+            straight.summary.stop_reason,
+            Some(StopReason::Dollars { .. })
+        ),
+        "{:?}",
+        straight.summary.stop
+    );
+    assert!(straight.summary.spent.dollars <= 6.5);
+}
+
+#[test]
+fn a_run_bound_by_gpu_hours_killed_anywhere_stops_inside_them_over_the_whole_run() {
+    let budgets = "[run]\ngpu_hours = 0.0018\n[limits]\ncandidate_watchdog_seconds = 1\n";
+    let straight = killed_at_every_record(budgets, 1);
+    assert!(
+        matches!(
+            straight.summary.stop_reason,
+            Some(StopReason::GpuHours { .. })
+        ),
+        "{:?}",
+        straight.summary.stop
+    );
+    assert!(straight.summary.spent.gpu_s <= 0.0018 * 3600.0);
 }
 
 #[test]
@@ -568,17 +700,24 @@ fn cost_of_adds_up_to_the_evaluation_wall_time() {
 }
 
 #[test]
-fn wall_offset_counts_each_stretch_not_the_time_the_run_lay_dead() {
+fn the_wall_clock_counts_the_time_the_run_lay_dead_and_says_how_long() {
     let rec = |seq, t_ms, event| Record { seq, t_ms, event };
     let started = J::RunStarted {
         run_id: "r".into(),
         device: "d".into(),
         budgets: Value::Null,
         git_branch: None,
+        kernels: vec![],
+        options: None,
     };
-    let resumed = J::Resumed {
+    let resumed = |down_s| J::Resumed {
         device: "d".into(),
         dropped: None,
+        down_s,
+        forced: vec![],
+        kernels: None,
+        options: None,
+        budgets: Value::Null,
     };
     let done = J::KernelDone {
         kernel: "k".into(),
@@ -587,11 +726,18 @@ fn wall_offset_counts_each_stretch_not_the_time_the_run_lay_dead() {
     let records = vec![
         rec(0, 1_000, started),
         rec(1, 61_000, done.clone()),
-        // Dead for an hour.
-        rec(2, 3_661_000, resumed),
-        rec(3, 3_691_000, done),
+        // Dead for an hour; a journal from before `down_s` was recorded.
+        rec(2, 3_661_000, resumed(None)),
+        rec(3, 3_691_000, done.clone()),
+        // Dead for two minutes, as journaled.
+        rec(4, 3_811_000, resumed(Some(119.5))),
+        rec(5, 3_821_000, done),
     ];
-    assert!((wall_offset_s(&records) - 90.0).abs() < 1e-9);
+    let r = journal::Resume::from_records(&records);
+    // The night passes while the daemon is down: the wall limit counts it all.
+    assert!((r.elapsed_s() - 3_820.0).abs() < 1e-9);
+    assert_eq!(r.down_s, vec![3_600.0, 119.5]);
+    assert!((r.down_total_s() - 3_719.5).abs() < 1e-9);
 }
 
 #[test]

@@ -221,30 +221,7 @@ pub fn cuda_include_dir() -> Option<PathBuf> {
 
 /// A short digest of every header (`.h`, `.cuh`, `.hpp`) in `dirs`, names and contents.
 pub fn headers_digest(dirs: &[&Path]) -> String {
-    use sha2::{Digest, Sha256};
-    let mut files: Vec<PathBuf> = dirs
-        .iter()
-        .filter_map(|d| std::fs::read_dir(d).ok())
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("h" | "cuh" | "hpp")
-            )
-        })
-        .collect();
-    files.sort();
-    let mut h = Sha256::new();
-    for f in files {
-        h.update(f.to_string_lossy().as_bytes());
-        h.update(std::fs::read(&f).unwrap_or_default());
-    }
-    h.finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::digest::of_files(dirs, &["h", "cuh", "hpp"])
 }
 
 /// The compile requests for the candidate and its reference.

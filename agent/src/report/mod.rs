@@ -83,7 +83,14 @@ pub struct Machine {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpendReport {
+    /// From the run's first record to its last, the time it was down included.
     pub wall_s: f64,
+    /// Seconds the daemon was not running between a crash or kill and a resume
+    /// (counted by the wall limit, not as GPU time: the provider may have billed it).
+    #[serde(default)]
+    pub down_s: f64,
+    #[serde(default)]
+    pub resumes: usize,
     pub gpu_s: f64,
     pub dollars: f64,
     pub price_per_gpu_hour: f64,
@@ -381,6 +388,9 @@ pub fn build(run_id: &str, records: &[Record]) -> Report {
                 branch = git_branch.clone();
                 budgets = serde_json::from_value(b.clone()).ok();
             }
+            Event::Resumed { budgets: b, .. } if !b.is_null() => {
+                budgets = serde_json::from_value(b.clone()).ok();
+            }
             Event::Machine {
                 device: d,
                 ceilings,
@@ -676,8 +686,11 @@ pub fn build(run_id: &str, records: &[Record]) -> Report {
             seed: Some(seed),
         }
     });
+    let timeline = crate::journal::Resume::from_records(records);
     let spend = SpendReport {
-        wall_s: crate::dispatch::wall_offset_s(records),
+        wall_s: timeline.elapsed_s(),
+        down_s: timeline.down_total_s(),
+        resumes: timeline.resumes,
         gpu_s,
         dollars: gpu_s * price / 3600.0,
         price_per_gpu_hour: price,

@@ -136,6 +136,16 @@ pub fn markdown(r: &Report, plots: &[String]) -> String {
         ],
     ];
     o.push_str(&table(&["", "spent", "budget"], &rows));
+    if s.resumes > 0 {
+        let _ = writeln!(
+            o,
+            "\nResumed {} time(s); the daemon was down for {} in all between a stop and a resume. \
+             The wall time above and its limit count that time; GPU time and dollars do not, \
+             but your provider may have billed it.",
+            s.resumes,
+            crate::cli::run::human_duration(s.down_s)
+        );
+    }
     let stages: Vec<String> = s
         .by_stage
         .iter()

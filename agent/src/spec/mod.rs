@@ -278,6 +278,28 @@ impl KernelSpec {
         Self::parse(&text, &spec_path, &|p| std::fs::read_to_string(p))
     }
 
+    /// A digest of everything the spec makes nightshift compile and run: the spec
+    /// file, its kernel and reference sources, and the headers beside it and in its
+    /// include directories, by name and content (not by path: a run's worktree and
+    /// the user's checkout agree when the files do).
+    pub fn content_hash(&self) -> String {
+        let spec_text = std::fs::read(&self.spec_path).unwrap_or_default();
+        let reference = match &self.reference {
+            Reference::Kernel { source, .. } => source.as_bytes(),
+            Reference::Baseline => &[],
+        };
+        let mut dirs: Vec<&Path> = vec![&self.dir];
+        dirs.extend(self.include_dirs.iter().map(PathBuf::as_path));
+        let headers = crate::digest::files_in(&dirs, &["h", "cuh", "hpp"]);
+        let mut parts: Vec<(&str, &[u8])> = vec![
+            ("kernel.toml", &spec_text),
+            ("source", self.source.as_bytes()),
+            ("reference", reference),
+        ];
+        parts.extend(headers.iter().map(|(n, c)| (n.as_str(), c.as_slice())));
+        crate::digest::of_parts(parts)
+    }
+
     /// Parses spec text; `read` reads the sources the spec names (relative to its dir).
     pub fn parse(
         text: &str,
