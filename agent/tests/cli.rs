@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::{copy_dir, git};
+
 use std::process::Command;
 
 fn nightshift(args: &[&str]) -> (i32, String, String) {
@@ -126,28 +128,6 @@ fn nightshift_in(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) 
     )
 }
 
-fn git(dir: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(out.status.success(), "git {args:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
 /// A project like this one, with the softmax kernel, the patterns and the budgets,
 /// committed to a fresh repository (when `git_init`).
 fn project(git_init: bool) -> tempfile::TempDir {
@@ -159,11 +139,7 @@ fn project(git_init: bool) -> tempfile::TempDir {
     copy_dir(&root.join("patterns"), &p.join("patterns"));
     std::fs::copy(root.join("budgets.toml"), p.join("budgets.toml")).unwrap();
     if git_init {
-        git(p, &["init", "-q", "-b", "main"]);
-        git(p, &["config", "user.email", "u@example.com"]);
-        git(p, &["config", "user.name", "U"]);
-        git(p, &["add", "."]);
-        git(p, &["commit", "-q", "-m", "start"]);
+        common::git_init(p);
     }
     d
 }

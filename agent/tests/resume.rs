@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::{copy_dir, git, git_init};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,28 +25,6 @@ fn no_fake_gpu() -> Option<&'static str> {
     None
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(out.status.success(), "git {args:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
 /// A repository with every bundled kernel, the patterns and `budgets`, committed.
 fn project(budgets: &str) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
@@ -53,11 +33,7 @@ fn project(budgets: &str) -> tempfile::TempDir {
     copy_dir(&root.join("kernels"), &p.join("kernels"));
     copy_dir(&root.join("patterns"), &p.join("patterns"));
     std::fs::write(p.join("budgets.toml"), budgets).unwrap();
-    git(p, &["init", "-q", "-b", "main"]);
-    git(p, &["config", "user.email", "u@example.com"]);
-    git(p, &["config", "user.name", "U"]);
-    git(p, &["add", "."]);
-    git(p, &["commit", "-q", "-m", "start"]);
+    git_init(p);
     d
 }
 

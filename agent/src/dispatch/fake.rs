@@ -119,6 +119,24 @@ pub fn made_up_measurement(median: f64) -> Measurement {
     }
 }
 
+/// A made-up A/B result: FAST at 1.25x, else SAME at 1.0x, each on 30 pairs.
+pub fn made_up_ab(fast: bool) -> AbResult {
+    let (speedup, verdict) = if fast {
+        (1.25, Verdict::Fast)
+    } else {
+        (1.0, Verdict::Same)
+    };
+    AbResult {
+        speedup,
+        ci_lo: speedup - 0.01,
+        ci_hi: speedup + 0.01,
+        verdict,
+        min_gain: 0.02,
+        pairs: 30,
+        stop: SampleStop::Decided,
+    }
+}
+
 /// The fake GPU of a debug build: each evaluation sleeps a few milliseconds (so a
 /// test can kill the process in the middle of one) and is made up from a digest of
 /// the configuration: one in seven fails validation, one in three is FAST.
@@ -171,20 +189,7 @@ impl Evaluator for FakeGpu {
         if eb.outcome != Outcome::Passed {
             return Ok((ea, eb, None));
         }
-        let (speedup, verdict) = if Self::byte(b).is_multiple_of(3) {
-            (1.25, Verdict::Fast)
-        } else {
-            (1.0, Verdict::Same)
-        };
-        let ab = AbResult {
-            speedup,
-            ci_lo: speedup - 0.01,
-            ci_hi: speedup + 0.01,
-            verdict,
-            min_gain: 0.02,
-            pairs: 30,
-            stop: SampleStop::Decided,
-        };
+        let ab = made_up_ab(Self::byte(b).is_multiple_of(3));
         Ok((ea, eb, Some(ab)))
     }
     fn min_gain(&self) -> f64 {

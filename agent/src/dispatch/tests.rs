@@ -5,12 +5,11 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::fake::{made_up, made_up_measurement};
+use super::fake::{made_up, made_up_ab, made_up_measurement};
 use super::*;
 use crate::budget::DEFAULT_BUDGETS_TOML;
 use crate::evaluate::StageTimes;
 use crate::journal::{self, Event as J};
-use crate::measure::StopReason as SampleStop;
 use crate::testutil::{copy_dir, git as sh};
 
 /// A user repository holding the bundled softmax kernel, committed.
@@ -91,21 +90,7 @@ impl Evaluator for Scripted {
         if eb.outcome != Outcome::Passed {
             return Ok((ea, eb, None));
         }
-        let fast = (self.fast)(a, b);
-        let (speedup, verdict) = if fast {
-            (1.25, Verdict::Fast)
-        } else {
-            (1.0, Verdict::Same)
-        };
-        let ab = AbResult {
-            speedup,
-            ci_lo: speedup - 0.01,
-            ci_hi: speedup + 0.01,
-            verdict,
-            min_gain: 0.02,
-            pairs: 30,
-            stop: SampleStop::Decided,
-        };
+        let ab = made_up_ab((self.fast)(a, b));
         Ok((ea, eb, Some(ab)))
     }
     fn min_gain(&self) -> f64 {
