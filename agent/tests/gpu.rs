@@ -87,8 +87,40 @@ fn broken_source(name: &str, src: &str) -> String {
         "nan" => patch(src, LAST_LOOP, "        for (int k = 0; k < VEC; ++k) e[k] = expf(e[k] - m) * inv;\n        if (i == 0) e[0] = __int_as_float(0x7fc00000);\n", false),
         // Does not compile.
         "syntax" => patch(src, "    m = block_max(m, red);", "    m = block_max(m, red)", false),
+        // Writes 1, 3 or 64 elements past the end of its output, one before its start,
+        // one past the end of its input: the guard regions see it.
+        "past_end_1" => past(src, "y", "(size_t)rows * seq_k"),
+        "past_end_3" => past(src, "y", "(size_t)rows * seq_k + 2"),
+        "past_end_64" => past(src, "y", "(size_t)rows * seq_k + 63"),
+        "before_start" => past(src, "y", "-1"),
+        "input_past_end" => past(src, "const_cast<float*>(x)", "(size_t)rows * seq_k"),
+        // Does its work only when its output holds NaN (the validation's poison), and
+        // keeps what the output holds otherwise.
+        "nan_only" => patch(src, ROW_START, "    const int n = seq_k / VEC;\n    if (!isnan(y[row * seq_k])) return;\n", false),
+        // Right on its first launch, wrong (doubled) once a whole launch has finished.
+        "first_launch_only" => patch(
+            &patch(
+                &patch(src, "__device__ __forceinline__ void\nsoftmax_block", "__device__ unsigned int ns_blocks_done;\n__device__ __forceinline__ void\nsoftmax_block", false),
+                ROW_START,
+                "    const int n = seq_k / VEC;\n    const float again = *(volatile unsigned int*)&ns_blocks_done >= gridDim.x ? 2.0f : 1.0f;\n",
+                false,
+            ),
+            "        yv[i] = o;\n    }\n}",
+            "        yv[i] = o;\n    }\n    __syncthreads();\n    for (int i = threadIdx.x; i < n * VEC; i += BLOCK) y[row * seq_k + i] *= again;\n    __syncthreads();\n    if (threadIdx.x == 0) atomicAdd(&ns_blocks_done, 1u);\n}",
+            false,
+        ),
         other => panic!("no broken variant {other}"),
     }
+}
+
+/// One write of 0.5 to `target[index]` by one thread of the first row's block.
+fn past(src: &str, target: &str, index: &str) -> String {
+    patch(
+        src,
+        ROW_START,
+        &format!("    const int n = seq_k / VEC;\n    if (row == 0 && threadIdx.x == 0) {target}[{index}] = 0.5f;\n"),
+        false,
+    )
 }
 
 fn broken(name: &str) -> (tempfile::TempDir, KernelSpec) {
@@ -206,6 +238,34 @@ fn broken_variants_are_rejected_for_the_right_reason() {
             &[],
             |o| matches!(o, Outcome::CompileFailed { log } if log.contains("error")),
         ),
+        (
+            "past_end_1",
+            &[],
+            |o| matches!(o, Outcome::OutOfBounds { arg, side, bytes, .. } if arg == "y" && side == "after" && *bytes >= 1),
+        ),
+        (
+            "past_end_3",
+            &[],
+            |o| matches!(o, Outcome::OutOfBounds { arg, side, .. } if arg == "y" && side == "after"),
+        ),
+        (
+            "past_end_64",
+            &[],
+            |o| matches!(o, Outcome::OutOfBounds { arg, side, .. } if arg == "y" && side == "after"),
+        ),
+        (
+            "before_start",
+            &[],
+            |o| matches!(o, Outcome::OutOfBounds { arg, side, .. } if arg == "y" && side == "before"),
+        ),
+        (
+            "input_past_end",
+            &[],
+            |o| matches!(o, Outcome::OutOfBounds { arg, side, .. } if arg == "x" && side == "after"),
+        ),
+        ("first_launch_only", &[], |o| {
+            matches!(o, Outcome::Race { .. } | Outcome::Incorrect { .. })
+        }),
     ];
     for (name, sets, ok) in cases {
         let (_dir, spec) = broken(name);
@@ -361,4 +421,227 @@ fn a_configuration_against_itself_is_never_fast_or_slow() {
         ),
         "{ab:?}"
     );
+}
+
+#[test]
+fn the_validation_kernels_agree_with_the_host_bit_for_bit() {
+    if common::skip_without_gpu("the_validation_kernels_agree_with_the_host_bit_for_bit") {
+        return;
+    }
+    let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
+    let mut s = session();
+    let (cases, failures) = s.self_check().expect("the self-check runs");
+    println!("{cases} cases, {} failures", failures.len());
+    assert!(cases > 100, "{cases}");
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn a_kernel_that_works_only_on_poisoned_outputs_fails_after_timing() {
+    if common::skip_without_gpu("a_kernel_that_works_only_on_poisoned_outputs_fails_after_timing") {
+        return;
+    }
+    let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
+    let mut s = session();
+    let (_dir, spec) = broken("nan_only");
+    // Validated alone it passes: every validation launch starts from poisoned outputs.
+    let v = eval(&mut s, &spec, &[], false);
+    assert_eq!(v.outcome, Outcome::Passed, "{}", v.outcome.describe());
+    let e = eval(&mut s, &spec, &[], true);
+    assert!(
+        matches!(&e.outcome, Outcome::Incorrect { stage: Some(st), .. } if st == "after timing"),
+        "{:?}",
+        e.outcome
+    );
+    // And it is never FAST against its honest twin: its figures stand for nothing.
+    let good = KernelSpec::load(&example()).unwrap();
+    let c = good.baseline();
+    let (a, b, ab) = s.compare(&spec, &c, &c).expect("compare runs");
+    println!(
+        "honest {}, cheat {}",
+        a.outcome.describe(),
+        b.outcome.describe()
+    );
+    assert!(ab.is_none(), "{ab:?}");
+    assert_ne!(b.outcome, Outcome::Passed);
+}
+
+/// A row sum whose blocks split each row and add their parts with float atomics:
+/// correct, and different in the last bits from run to run.
+fn atomic_rowsum(deterministic: &str) -> (tempfile::TempDir, KernelSpec) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = common::repo_root().join("kernels/rowsum");
+    std::fs::copy(root.join("rowsum_ref.cu"), dir.path().join("rowsum_ref.cu")).unwrap();
+    std::fs::write(
+        dir.path().join("rowsum_atomic.cu"),
+        r#"
+#ifndef BLOCK
+#define BLOCK 128
+#endif
+extern "C" __global__ void rowsum_atomic(const float* x, float* y, int rows, int cols) {
+    const size_t row = blockIdx.x;
+    const int parts = gridDim.y, chunk = (cols + parts - 1) / parts;
+    const int lo = blockIdx.y * chunk, hi = min(cols, lo + chunk);
+    float s = 0.0f;
+    for (int i = lo + threadIdx.x; i < hi; i += BLOCK) s += x[row * cols + i];
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_down_sync(0xffffffffu, s, o);
+    if ((threadIdx.x & 31) == 0) atomicAdd(&y[row], s);
+}
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("kernel.toml"),
+        format!(
+            r#"name = "rowsum_atomic"
+source = "rowsum_atomic.cu"
+entry = "rowsum_atomic"
+
+[problem]
+rows = 4096
+cols = 8192
+
+[validate]
+sizes = [{{ rows = 3, cols = 1000 }}, {{ rows = 257, cols = 4099 }}]
+rtol = 1e-5
+atol = 1e-3
+large_atol = 1.0
+deterministic = {deterministic}
+
+[tune]
+BLOCK = {{ values = [128, 256], role = "block", baseline = 128 }}
+
+[launch]
+grid = ["rows", 16, 1]
+block = ["BLOCK", 1, 1]
+
+[[arg]]
+name = "x"
+type = "f32*"
+io = "in"
+len = "rows * cols"
+
+[[arg]]
+name = "y"
+type = "f32*"
+io = "inout"
+init = "zeros"
+len = "rows"
+
+[[arg]]
+name = "rows"
+type = "i32"
+value = "rows"
+
+[[arg]]
+name = "cols"
+type = "i32"
+value = "cols"
+
+[reference]
+source = "rowsum_ref.cu"
+entry = "rowsum_ref"
+launch = {{ grid = ["cdiv(rows, 64)", 1, 1], block = [64, 1, 1] }}
+
+[cost]
+bytes = "4 * rows * cols + 4 * rows"
+flops = "rows * cols"
+"#
+        ),
+    )
+    .unwrap();
+    let spec = KernelSpec::load(dir.path()).unwrap();
+    (dir, spec)
+}
+
+#[test]
+fn a_float_atomic_reduction_passes_with_a_nondeterministic_note_unless_bitwise_is_asked() {
+    if common::skip_without_gpu(
+        "a_float_atomic_reduction_passes_with_a_nondeterministic_note_unless_bitwise_is_asked",
+    ) {
+        return;
+    }
+    let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
+    let mut s = session();
+    let (_d, spec) = atomic_rowsum("true");
+    let e = eval(&mut s, &spec, &[], true);
+    assert_eq!(e.outcome, Outcome::Passed, "{}", e.outcome.describe());
+    println!("note: {:?}", e.nondeterministic);
+    assert!(
+        e.nondeterministic.is_some(),
+        "16 blocks adding to each of 4096 sums in hardware order differ somewhere"
+    );
+    let (_d, strict) = atomic_rowsum("\"bitwise\"");
+    let e = eval(&mut s, &strict, &[], false);
+    assert!(matches!(e.outcome, Outcome::Race { .. }), "{:?}", e.outcome);
+}
+
+#[test]
+fn reference_outputs_are_reused_and_the_current_best_is_not_validated_again() {
+    if common::skip_without_gpu(
+        "reference_outputs_are_reused_and_the_current_best_is_not_validated_again",
+    ) {
+        return;
+    }
+    let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
+    let mut s = session();
+    let spec = KernelSpec::load(&example()).unwrap();
+    let first = eval(&mut s, &spec, &[], false);
+    let v = first.validation.clone().expect("a validation cost");
+    assert!(v.references_computed > 0 && !v.validated_earlier, "{v:?}");
+    let other = eval(&mut s, &spec, &[("BLOCK", 256)], false);
+    let w = other.validation.clone().expect("a validation cost");
+    assert_eq!(w.references_computed, 0, "{w:?}");
+    assert_eq!(w.references_reused, v.references_computed, "{w:?}");
+    let c = spec.baseline();
+    let b = spec
+        .with_overrides(&c, &[("BLOCK".to_string(), 256)])
+        .unwrap();
+    let (ea, eb, _) = s.compare(&spec, &c, &b).expect("compare runs");
+    assert!(
+        ea.validation.as_ref().is_some_and(|x| x.validated_earlier),
+        "{:?}",
+        ea.validation
+    );
+    assert!(
+        eb.validation.as_ref().is_some_and(|x| x.validated_earlier),
+        "{:?}",
+        eb.validation
+    );
+    assert_eq!(ea.checks, first.checks);
+}
+
+#[test]
+fn reference_outputs_past_the_device_budget_are_kept_in_pinned_host_memory() {
+    if common::skip_without_gpu(
+        "reference_outputs_past_the_device_budget_are_kept_in_pinned_host_memory",
+    ) {
+        return;
+    }
+    let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
+    // The worker inherits the variable when it starts; no device memory for them.
+    std::env::set_var("NIGHTSHIFT_REFERENCE_DEVICE_BYTES", "0");
+    let mut s = session();
+    std::env::remove_var("NIGHTSHIFT_REFERENCE_DEVICE_BYTES");
+    let spec = KernelSpec::load(&example()).unwrap();
+    let first = eval(&mut s, &spec, &[], true);
+    assert_eq!(
+        first.outcome,
+        Outcome::Passed,
+        "{}",
+        first.outcome.describe()
+    );
+    let other = eval(&mut s, &spec, &[("BLOCK", 256)], true);
+    assert_eq!(
+        other.outcome,
+        Outcome::Passed,
+        "{}",
+        other.outcome.describe()
+    );
+    let w = other.validation.clone().expect("a validation cost");
+    assert!(
+        w.references_reused > 0 && w.references_computed == 0,
+        "{w:?}"
+    );
+    assert_eq!(w.kept_on, vec!["pinned host".to_string()], "{w:?}");
 }

@@ -342,6 +342,32 @@ pub fn render(
         for a in &e.anomalies {
             out.push_str(&format!("  ANOMALY: {a}\n"));
         }
+        if let Some(n) = &e.nondeterministic {
+            out.push_str(&format!(
+                "  note: nondeterministic: two runs on the same inputs both passed and differ bitwise in `{}` at [{}] ({}, trial {}); `deterministic = \"bitwise\"` in the spec rejects that\n",
+                n.arg, n.index, n.size, n.trial
+            ));
+        }
+        if let Some(v) = &e.validation {
+            out.push_str(&if v.validated_earlier {
+                "  validation: passed earlier in this worker, not repeated\n".to_string()
+            } else {
+                format!(
+                    "  validation: generate {:.1} ms, reference {:.1} ms ({} computed, {} reused{}), candidate {:.1} ms, compare {:.1} ms\n",
+                    v.generate_ms,
+                    v.reference_ms,
+                    v.references_computed,
+                    v.references_reused,
+                    if v.kept_on.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" from {} memory", v.kept_on.join(" and "))
+                    },
+                    v.candidate_ms,
+                    v.compare_ms
+                )
+            });
+        }
         out.push_str(&format!(
             "  cost: compile {:.0} ms{}, validate {:.0} ms, measure {:.0} ms, total {:.0} ms\n",
             e.times.compile_ms,

@@ -53,6 +53,8 @@ struct Doctor {
     device: Option<DeviceInfo>,
     nvml: Option<Snapshot>,
     ceilings: Option<Ceilings>,
+    /// The validation kernels checked against their host mirror: cases run.
+    validation_self_check: Option<usize>,
     problems: Vec<String>,
 }
 
@@ -78,7 +80,18 @@ pub fn run(args: &CommonArgs, opts: Options) -> i32 {
     }
     if d.devices.is_some() && d.nvrtc.is_some() {
         match Session::start(opts, progress_printer()) {
-            Ok(s) => {
+            Ok(mut s) => {
+                match s.self_check() {
+                    Ok((cases, failures)) if failures.is_empty() => {
+                        d.validation_self_check = Some(cases)
+                    }
+                    Ok((cases, failures)) => d.problems.push(format!(
+                        "the validation kernels disagree with the host in {} of {cases} cases: {}",
+                        failures.len(),
+                        failures.join("; ")
+                    )),
+                    Err(e) => d.problems.push(format!("the validation kernels: {e}")),
+                }
                 let monitor = Monitor::open(&s.device.uuid);
                 if let Some(u) = &monitor.unavailable {
                     d.problems.push(u.clone());
@@ -101,7 +114,7 @@ pub fn run(args: &CommonArgs, opts: Options) -> i32 {
     } else {
         print!("{}", render(&d));
     }
-    if d.device.is_some() && d.ceilings.is_some() {
+    if d.device.is_some() && d.ceilings.is_some() && d.validation_self_check.is_some() {
         exit::OK
     } else {
         exit::NO_GPU
@@ -172,6 +185,11 @@ fn render(d: &Doctor) -> String {
                 .map(|x| format!("{:.1}", f(x)))
                 .unwrap_or_else(|| "unknown".into())
         };
+        if let Some(n) = d.validation_self_check {
+            o.push_str(&format!(
+                "validation kernels: input generation, comparison and guards agree with the host bit for bit ({n} cases)\n"
+            ));
+        }
         o.push_str(&format!(
             "\nceilings measured on this device{}:\n",
             ds.as_ref()

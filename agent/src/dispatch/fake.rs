@@ -87,6 +87,8 @@ pub fn made_up(spec: &KernelSpec, config: &Config, passed: bool) -> Evaluation {
             measure_ms: 600.0,
             total_ms: 1000.0,
         },
+        validation: None,
+        nondeterministic: None,
     }
 }
 

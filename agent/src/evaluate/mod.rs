@@ -130,6 +130,12 @@ pub struct Evaluation {
     /// Figures that need a second look (e.g. at the ceiling within noise).
     pub anomalies: Vec<String>,
     pub times: StageTimes,
+    /// Where validation's time went (generate, reference, candidate, compare).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<ValidationCost>,
+    /// Two runs on the same inputs both passed and differ bit for bit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nondeterministic: Option<Nondeterminism>,
 }
 
 impl Evaluation {
@@ -149,6 +155,8 @@ impl Evaluation {
             roofline: None,
             anomalies: vec![],
             times: StageTimes::default(),
+            validation: None,
+            nondeterministic: None,
         }
     }
 
@@ -533,6 +541,7 @@ impl Session {
                 trials: v.trials,
                 seed: self.opts.seed,
                 deterministic: v.deterministic,
+                bitwise: v.bitwise,
                 tolerances: v.tolerances.iter().map(|(d, t)| (*d, *t)).collect(),
                 large_atol: v.large_atol,
             },
@@ -549,6 +558,8 @@ impl Session {
         e.occupancy = r.occupancy;
         e.times.validate_ms = r.validate_ms;
         e.times.measure_ms = r.measure_ms;
+        e.validation = r.validation;
+        e.nondeterministic = r.nondeterministic;
         if e.outcome == Outcome::Passed {
             let p = &job.sizes[0];
             judge(
@@ -633,6 +644,19 @@ impl Session {
         }
         e.times.total_ms = start.elapsed().as_secs_f64() * 1e3;
         Ok(e)
+    }
+
+    /// Checks the validation kernels on this device against their host mirror
+    /// (generated inputs, comparisons, differences, scrambles): `(cases, failures)`.
+    pub fn self_check(&mut self) -> Result<(usize, Vec<String>), EvalError> {
+        let progress = &mut self.progress;
+        match self.sup.call(&Request::SelfCheck, &mut |s| progress(s))? {
+            Reply::Done(Response::SelfChecked { cases, failures }) => Ok((cases, failures)),
+            Reply::Done(Response::Error { message }) => Err(EvalError::Infra(message)),
+            other => Err(EvalError::Infra(format!(
+                "the worker did not check its validation kernels: {other:?}"
+            ))),
+        }
     }
 
     /// Runs the reference at every validation size and writes inputs, outputs and a

@@ -162,6 +162,98 @@ impl DeviceBuffer {
     pub fn bytes(&self) -> usize {
         self.bytes
     }
+
+    /// The bytes `offset..offset + bytes` of this allocation, borrowed.
+    pub fn view(&self, offset: usize, bytes: usize) -> Result<DeviceView<'_>> {
+        self.sub(offset, bytes)
+    }
+}
+
+/// Page-locked host memory (cuMemHostAlloc), freed on drop: copies between it and
+/// the device run at full PCIe speed.
+pub struct PinnedHost {
+    ptr: *mut c_void,
+    bytes: usize,
+}
+
+impl PinnedHost {
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `ptr` points to `bytes` bytes allocated by cuMemHostAlloc, alive
+        // until drop, and only borrowed through `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.bytes) }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`, borrowed mutably through `&mut self` alone.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr as *mut u8, self.bytes) }
+    }
+}
+
+impl Drop for PinnedHost {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from cuMemHostAlloc and is freed exactly once, here.
+        let _ = unsafe { cu::free_host(self.ptr) };
+    }
+}
+
+/// A window into a live device allocation (a guarded buffer's inside, its guards).
+#[derive(Clone, Copy)]
+pub struct DeviceView<'a> {
+    ptr: sys::CUdeviceptr,
+    bytes: usize,
+    _of: std::marker::PhantomData<&'a DeviceBuffer>,
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::DeviceBuffer {}
+    impl Sealed for super::DeviceView<'_> {}
+}
+
+/// Device memory the copies and fills work on: a whole allocation or a view of one.
+/// Sealed: only this module's types, whose pointers are live, implement it.
+pub trait DeviceMem: sealed::Sealed {
+    fn device_ptr(&self) -> u64;
+    fn len_bytes(&self) -> usize;
+
+    /// The bytes `offset..offset + bytes` of this memory, borrowed.
+    fn sub(&self, offset: usize, bytes: usize) -> Result<DeviceView<'_>> {
+        if offset
+            .checked_add(bytes)
+            .is_none_or(|end| end > self.len_bytes())
+        {
+            return Err(GpuError::other(
+                "view",
+                format!(
+                    "bytes {offset}..+{bytes} of device memory of {}",
+                    self.len_bytes()
+                ),
+            ));
+        }
+        Ok(DeviceView {
+            ptr: self.device_ptr() + offset as u64,
+            bytes,
+            _of: std::marker::PhantomData,
+        })
+    }
+}
+
+impl DeviceMem for DeviceBuffer {
+    fn device_ptr(&self) -> u64 {
+        self.ptr
+    }
+    fn len_bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl DeviceMem for DeviceView<'_> {
+    fn device_ptr(&self) -> u64 {
+        self.ptr
+    }
+    fn len_bytes(&self) -> usize {
+        self.bytes
+    }
 }
 
 impl Drop for DeviceBuffer {
@@ -202,6 +294,8 @@ impl Drop for Event {
 /// One kernel parameter: a buffer's device pointer or a scalar's bytes.
 pub enum Param<'a> {
     Buffer(&'a DeviceBuffer),
+    /// Any device memory: a view of an allocation (a guarded buffer's inside).
+    Mem(&'a dyn DeviceMem),
     Bytes(&'a [u8]),
 }
 
@@ -218,6 +312,7 @@ impl Params {
             let mut slot = [0u64; 2];
             match p {
                 Param::Buffer(b) => slot[0] = b.ptr,
+                Param::Mem(m) => slot[0] = m.device_ptr(),
                 Param::Bytes(bytes) => {
                     if bytes.len() > 16 {
                         return Err(GpuError::other(
@@ -339,41 +434,73 @@ impl Gpu {
         Ok(DeviceBuffer { ptr, bytes })
     }
 
-    pub fn upload(&self, dst: &DeviceBuffer, src: &[u8]) -> Result<()> {
-        if src.len() > dst.bytes {
+    pub fn upload(&self, dst: &dyn DeviceMem, src: &[u8]) -> Result<()> {
+        if src.len() > dst.len_bytes() {
             return Err(GpuError::other(
                 "upload",
-                format!("{} bytes into a buffer of {}", src.len(), dst.bytes),
+                format!("{} bytes into a buffer of {}", src.len(), dst.len_bytes()),
             ));
         }
-        // SAFETY: `dst` holds at least `src.len()` bytes (checked above) and is alive.
-        unsafe { cu::memcpy_htod_sync(dst.ptr, src) }
+        // SAFETY: `dst` holds at least `src.len()` bytes (checked above) of a live
+        // allocation (a view borrows its allocation).
+        unsafe { cu::memcpy_htod_sync(dst.device_ptr(), src) }
             .map_err(|e| GpuError::driver("cuMemcpyHtoD", e))
     }
 
-    pub fn download(&self, src: &DeviceBuffer) -> Result<Vec<u8>> {
-        let mut out = vec![0u8; src.bytes];
-        // SAFETY: `out` has exactly `src.bytes` bytes; `src` is alive.
-        unsafe { cu::memcpy_dtoh_sync(&mut out, src.ptr) }
+    /// `bytes` of page-locked host memory (zeroed).
+    pub fn alloc_pinned(&self, bytes: usize) -> Result<PinnedHost> {
+        // SAFETY: a plain allocation; the pointer is owned by the returned value and
+        // freed in its Drop.
+        let ptr = unsafe { cu::malloc_host(bytes.max(1), 0) }
+            .map_err(|e| GpuError::driver(format!("cuMemHostAlloc({bytes} bytes)"), e))?;
+        let mut p = PinnedHost {
+            ptr,
+            bytes: bytes.max(1),
+        };
+        p.as_mut_slice().fill(0);
+        p.bytes = bytes;
+        Ok(p)
+    }
+
+    /// Copies all of `src` into `dst`, which must be as long.
+    pub fn download_into(&self, src: &dyn DeviceMem, dst: &mut [u8]) -> Result<()> {
+        if dst.len() != src.len_bytes() {
+            return Err(GpuError::other(
+                "download",
+                format!("{} bytes into {}", src.len_bytes(), dst.len()),
+            ));
+        }
+        // SAFETY: `dst` has exactly `src.len_bytes()` bytes; the memory is alive.
+        unsafe { cu::memcpy_dtoh_sync(dst, src.device_ptr()) }
+            .map_err(|e| GpuError::driver("cuMemcpyDtoH", e))
+    }
+
+    pub fn download(&self, src: &dyn DeviceMem) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; src.len_bytes()];
+        // SAFETY: `out` has exactly `src.len_bytes()` bytes; the memory is alive.
+        unsafe { cu::memcpy_dtoh_sync(&mut out, src.device_ptr()) }
             .map_err(|e| GpuError::driver("cuMemcpyDtoH", e))?;
         Ok(out)
     }
 
     /// Sets every byte of `dst` to `byte` (stream-ordered).
-    pub fn fill(&self, dst: &DeviceBuffer, byte: u8) -> Result<()> {
-        // SAFETY: writes exactly `dst.bytes` bytes of a live allocation.
-        unsafe { cu::memset_d8_async(dst.ptr, byte, dst.bytes, STREAM) }
+    pub fn fill(&self, dst: &dyn DeviceMem, byte: u8) -> Result<()> {
+        // SAFETY: writes exactly `dst.len_bytes()` bytes of live device memory.
+        unsafe { cu::memset_d8_async(dst.device_ptr(), byte, dst.len_bytes(), STREAM) }
             .map_err(|e| GpuError::driver("cuMemsetD8", e))
     }
 
-    /// Copies all of `src` into `dst` (stream-ordered); sizes must match.
-    pub fn copy(&self, dst: &DeviceBuffer, src: &DeviceBuffer) -> Result<()> {
-        if dst.bytes < src.bytes {
+    /// Copies all of `src` into `dst` (stream-ordered); `dst` must hold it.
+    pub fn copy(&self, dst: &dyn DeviceMem, src: &dyn DeviceMem) -> Result<()> {
+        if dst.len_bytes() < src.len_bytes() {
             return Err(GpuError::other("copy", "destination smaller than source"));
         }
-        // SAFETY: both buffers are alive and `dst` holds at least `src.bytes` bytes.
-        unsafe { cu::memcpy_dtod_async(dst.ptr, src.ptr, src.bytes, STREAM) }
-            .map_err(|e| GpuError::driver("cuMemcpyDtoD", e))
+        // SAFETY: both are live device memory and `dst` holds at least
+        // `src.len_bytes()` bytes.
+        unsafe {
+            cu::memcpy_dtod_async(dst.device_ptr(), src.device_ptr(), src.len_bytes(), STREAM)
+        }
+        .map_err(|e| GpuError::driver("cuMemcpyDtoD", e))
     }
 
     /// Evicts the L2 by writing a buffer of twice its size (allocated on first use).

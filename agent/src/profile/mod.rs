@@ -210,6 +210,8 @@ mod tests {
             }),
             anomalies: vec![],
             times: StageTimes::default(),
+            validation: None,
+            nondeterministic: None,
         }
     }
 

@@ -376,6 +376,7 @@ pub fn build(run_id: &str, records: &[Record]) -> Report {
         ks.len() - 1
     };
     let mut best_eval: BTreeMap<String, Evaluation> = BTreeMap::new();
+    let mut nondeterministic: Vec<String> = Vec::new();
     for rec in records {
         match &rec.event {
             Event::RunStarted {
@@ -412,6 +413,9 @@ pub fn build(run_id: &str, records: &[Record]) -> Report {
                 let Some(e) = eval_of(evaluation) else {
                     continue;
                 };
+                if let Some(n) = &e.nondeterministic {
+                    nondeterministic.push(format!("{} {config} (`{}`)", kernel, n.arg));
+                }
                 note_samples(&e);
                 let t = timing(&e, seed);
                 all_timings.extend(t.clone());
@@ -708,7 +712,14 @@ pub fn build(run_id: &str, records: &[Record]) -> Report {
     let patterns = pattern_roi(&iterations);
     let failures = failures(&iterations);
     let predictions = predictions(&proposals, &iterations);
-    let caveats = caveats(&kernels, &iterations, &studies, machine.as_ref());
+    let mut caveats = caveats(&kernels, &iterations, &studies, machine.as_ref());
+    if !nondeterministic.is_empty() {
+        caveats.push(format!(
+            "{} configuration(s) passed validation with a nondeterministic note (two runs on the same inputs both within tolerance, differing bitwise, as float atomics do): {}",
+            nondeterministic.len(),
+            nondeterministic.join("; ")
+        ));
+    }
     let reproduce = reproduce(run_id, branch.as_deref(), &kernels);
     Report {
         schema_version: SCHEMA_VERSION,

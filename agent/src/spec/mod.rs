@@ -200,7 +200,10 @@ pub struct Validation {
     /// Absolute tolerance in the large-magnitude trial (outputs that grow with their
     /// inputs, such as sums and products, need one in their own units).
     pub large_atol: Option<f64>,
+    /// Run each candidate twice on the same inputs (the race check).
     pub deterministic: bool,
+    /// ... and require the two runs to agree bit for bit (`deterministic = "bitwise"`).
+    pub bitwise: bool,
     pub tolerances: BTreeMap<DType, Tolerance>,
 }
 
@@ -442,12 +445,16 @@ struct RawValidate {
     trials: Option<Spanned<u32>>,
     large_scale: Option<f64>,
     large_atol: Option<f64>,
-    #[serde(default = "yes")]
-    deterministic: bool,
+    #[serde(default)]
+    deterministic: Option<Spanned<RawDeterministic>>,
 }
 
-fn yes() -> bool {
-    true
+/// `deterministic = true | false | "bitwise"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RawDeterministic {
+    Flag(bool),
+    Word(String),
 }
 
 #[derive(Deserialize)]
@@ -788,13 +795,7 @@ fn validate(
             let s = v.span();
             (v.into_inner(), Some(s))
         }
-        None => (
-            RawValidate {
-                deterministic: true,
-                ..Default::default()
-            },
-            None,
-        ),
+        None => (RawValidate::default(), None),
     };
     let mut sizes = Vec::new();
     for (i, s) in vraw.sizes.iter().enumerate() {
@@ -1106,6 +1107,20 @@ fn validate(
         }
         include_dirs.push(p);
     }
+    let (deterministic, bitwise) = match &vraw.deterministic {
+        None => (true, false),
+        Some(d) => match d.get_ref() {
+            RawDeterministic::Flag(f) => (*f, false),
+            RawDeterministic::Word(w) if w == "bitwise" => (true, true),
+            RawDeterministic::Word(w) => {
+                return Err(ctx.err(
+                    Some(&d.span()),
+                    "validate.deterministic",
+                    format!("must be true, false or \"bitwise\", not \"{w}\""),
+                ))
+            }
+        },
+    };
     let external = match &raw.external {
         None => External::default(),
         Some(x) => parse_external(ctx, x, &args, &known)?,
@@ -1129,7 +1144,8 @@ fn validate(
             trials,
             large_scale,
             large_atol: vraw.large_atol,
-            deterministic: vraw.deterministic,
+            deterministic,
+            bitwise,
             tolerances,
         },
         cost,

@@ -112,7 +112,8 @@ pub struct SizePlan {
     pub problem: BTreeMap<String, i64>,
     pub args: Vec<ArgPlan>,
     pub launch: LaunchDims,
-    /// The reference kernel's launch (None when the reference is the baseline config).
+    /// The reference kernel's launch (for a baseline reference, the baseline's launch;
+    /// None only in plans recorded before that was so).
     pub ref_launch: Option<LaunchDims>,
     pub bytes: f64,
     pub flops: f64,
@@ -206,12 +207,12 @@ fn topk_plan(
 pub fn plan(spec: &KernelSpec, config: &Config, problem: &Vars) -> Result<SizePlan, String> {
     let vars = spec.vars(problem, config);
     let launch = dims(&spec.launch, &vars, "launch")?;
+    // The reference runs with the baseline's values, whatever the candidate's are: a
+    // baseline reference is the baseline configuration, launched as the baseline is.
+    let ref_vars = spec.vars(problem, &spec.baseline());
     let ref_launch = match &spec.reference {
-        Reference::Kernel { launch, .. } => {
-            let ref_vars = spec.vars(problem, &spec.baseline());
-            Some(dims(launch, &ref_vars, "reference.launch")?)
-        }
-        Reference::Baseline => None,
+        Reference::Kernel { launch, .. } => Some(dims(launch, &ref_vars, "reference.launch")?),
+        Reference::Baseline => Some(dims(&spec.launch, &ref_vars, "launch")?),
     };
     let mut args = Vec::new();
     for a in &spec.args {

@@ -317,3 +317,25 @@ fn topk_and_scratch_are_checked() {
     let e = err(&edit("io = \"out\"", "io = \"scratch\"\ninit = \"zeros\""));
     assert!(e.message.contains("scratch"), "{e}");
 }
+
+#[test]
+fn deterministic_is_a_flag_or_bitwise_and_anything_else_names_its_line() {
+    let v = parse(SOFTMAX).unwrap().validation;
+    assert_eq!((v.deterministic, v.bitwise), (true, false));
+    for (value, want) in [
+        ("true", (true, false)),
+        ("false", (false, false)),
+        ("\"bitwise\"", (true, true)),
+    ] {
+        let text = edit(
+            "[validate]\n",
+            &format!("[validate]\ndeterministic = {value}\n"),
+        );
+        let v = parse(&text).unwrap().validation;
+        assert_eq!((v.deterministic, v.bitwise), want, "{value}");
+    }
+    let text = edit("[validate]\n", "[validate]\ndeterministic = \"bitwize\"\n");
+    let e = err(&text);
+    assert_eq!(e.line, Some(line_of(&text, "bitwize")), "{e}");
+    assert!(e.to_string().contains("validate.deterministic"), "{e}");
+}

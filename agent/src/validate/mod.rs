@@ -1,11 +1,11 @@
 //! The validation protocol's pure half: seeded input generation (signed by default,
 //! a large-magnitude trial), output comparison against the reference with per-dtype
 //! tolerances, and the error figures that are recorded (max abs, max rel, relative L2).
-//! The worker runs kernels; everything that decides "correct" lives here.
+//! The worker runs kernels; everything that decides "correct" lives here, and in
+//! `device`, the same protocol as kernels that run on the GPU.
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, StandardNormal};
+pub mod device;
+
 use serde::{Deserialize, Serialize};
 
 use crate::spec::plan::{ArgPlan, SizePlan};
@@ -27,7 +27,8 @@ pub fn trial_seed(base: u64, size: usize, trial: usize) -> u64 {
         ^ (trial as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
 }
 
-/// Generates `len` elements of `dtype` as little-endian bytes.
+/// Generates `len` elements of `dtype` as little-endian bytes: what the device's
+/// generator writes for the same stream ([`device::generate`]).
 pub fn generate(
     dtype: DType,
     len: u64,
@@ -36,26 +37,16 @@ pub fn generate(
     large_scale: f64,
     seed: u64,
 ) -> Vec<u8> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let scale = match kind {
-        TrialKind::Normal => 1.0,
-        TrialKind::Large if dtype.is_float() => large_scale,
-        TrialKind::Large => 1.0,
-    };
-    let mut out = Vec::with_capacity(len as usize * dtype.size());
-    for _ in 0..len {
-        let v = match init {
-            Init::Normal => {
-                let z: f64 = StandardNormal.sample(&mut rng);
-                z * scale
-            }
-            Init::Uniform { low, high } => rng.random_range(low..high) * scale,
-            Init::Randint { low, high } => rng.random_range(low..high) as f64,
-            Init::Constant { value } => value * scale,
-        };
-        dtype.encode(v, &mut out);
-    }
-    out
+    device::generate(
+        dtype,
+        len,
+        &device::GenParams::new(dtype, init, kind, large_scale, seed),
+    )
+}
+
+/// The stream seed of argument `arg` of a trial seeded `seed`.
+pub fn arg_seed(seed: u64, arg: usize) -> u64 {
+    seed.wrapping_add(arg as u64)
 }
 
 /// Fresh inputs for every `in`/`inout` buffer of `plan` (None for outputs and
@@ -118,7 +109,7 @@ pub struct BadElement {
 
 impl ErrorStats {
     /// `elements` compared, nothing wrong yet.
-    fn clean(elements: u64) -> ErrorStats {
+    pub fn clean(elements: u64) -> ErrorStats {
         ErrorStats {
             elements,
             max_abs: 0.0,
@@ -145,6 +136,24 @@ impl ErrorStats {
 
     pub fn passed(&self) -> bool {
         self.bad == 0
+    }
+
+    /// Sets the relative L2 error from the sums of squared differences and squared
+    /// reference values; any non-finite output makes every error figure infinite.
+    fn finish(&mut self, diff2: f64, ref2: f64) {
+        if self.non_finite > 0 {
+            self.max_abs = f64::INFINITY;
+            self.max_rel = f64::INFINITY;
+            self.rel_l2 = f64::INFINITY;
+        } else {
+            self.rel_l2 = if ref2 > 0.0 {
+                (diff2 / ref2).sqrt()
+            } else if diff2 > 0.0 {
+                f64::INFINITY
+            } else {
+                0.0
+            };
+        }
     }
 }
 
@@ -186,19 +195,7 @@ pub fn compare(dtype: DType, out: &[u8], reference: &[u8], tol: Tolerance) -> Er
             s.record_bad(i as u64, got, want);
         }
     }
-    if s.non_finite > 0 {
-        s.max_abs = f64::INFINITY;
-        s.max_rel = f64::INFINITY;
-        s.rel_l2 = f64::INFINITY;
-    } else {
-        s.rel_l2 = if ref2 > 0.0 {
-            (diff2 / ref2).sqrt()
-        } else if diff2 > 0.0 {
-            f64::INFINITY
-        } else {
-            0.0
-        };
-    }
+    s.finish(diff2, ref2);
     s
 }
 

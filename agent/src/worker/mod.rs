@@ -2,6 +2,7 @@
 //! (`server`), the parent's side that spawns, watches and restarts it (`supervisor`),
 //! and the JSON-lines messages between them (`protocol`).
 
+pub mod checks;
 pub mod protocol;
 pub mod server;
 pub mod supervisor;

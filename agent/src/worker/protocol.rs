@@ -26,7 +26,13 @@ pub struct KernelImage {
 pub struct ValidationOpts {
     pub trials: u32,
     pub seed: u64,
+    /// Run the candidate twice on the same inputs (a race check).
     pub deterministic: bool,
+    /// The two runs must agree bit for bit (the spec's `deterministic = "bitwise"`);
+    /// otherwise runs that both pass and differ only bitwise (float atomics) pass
+    /// with a `nondeterministic` note.
+    #[serde(default)]
+    pub bitwise: bool,
     pub tolerances: Vec<(DType, Tolerance)>,
     /// Absolute tolerance for the large-magnitude trial, when the spec gives one.
     #[serde(default)]
@@ -148,6 +154,20 @@ pub enum Outcome {
         kind: TrialKind,
         arg: String,
         stats: Box<ErrorStats>,
+        /// When the wrong output came from elsewhere than a validation launch:
+        /// `after timing` (the last launch of a measurement, checked after it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stage: Option<String>,
+    },
+    /// Wrote outside one of its buffers (into the guard region around it).
+    OutOfBounds {
+        size: String,
+        trial: usize,
+        arg: String,
+        /// `before` the start or `after` the end of the buffer.
+        side: String,
+        /// Guard bytes that changed.
+        bytes: usize,
     },
     /// Two runs on the same inputs gave different answers.
     Race {
@@ -192,6 +212,7 @@ impl Outcome {
             Outcome::CompileFailed { .. } => "compile_failed",
             Outcome::Unlaunchable { .. } => "unlaunchable",
             Outcome::Incorrect { .. } => "incorrect",
+            Outcome::OutOfBounds { .. } => "out_of_bounds",
             Outcome::Race { .. } => "race",
             Outcome::MutatedInput { .. } => "mutated_input",
             Outcome::Hung { .. } => "hung",
@@ -209,7 +230,7 @@ impl Outcome {
                 format!("compile failed: {}", log.lines().find(|l| l.contains("error")).unwrap_or("see the log"))
             }
             Outcome::Unlaunchable { reason } => format!("cannot launch: {reason}"),
-            Outcome::Incorrect { size, trial, kind, arg, stats } => {
+            Outcome::Incorrect { size, trial, kind, arg, stats, stage } => {
                 let what = if stats.unwritten > 0 {
                     format!("{} of {} elements never written", stats.unwritten, stats.elements)
                 } else if stats.non_finite > 0 {
@@ -218,11 +239,15 @@ impl Outcome {
                     format!("{} of {} elements outside tolerance", stats.bad, stats.elements)
                 };
                 let first = stats.first_bad.map(|b| format!("; first at [{}]: got {}, expected {}", b.index, b.got, b.expected)).unwrap_or_default();
+                let when = stage.as_ref().map(|s| format!(" {s}")).unwrap_or_default();
                 format!(
-                    "wrong `{arg}` at {size}, trial {trial} ({kind:?} inputs): {what} (max abs {:.3e}, max rel {:.3e}, rel L2 {:.3e}){first}",
+                    "wrong `{arg}`{when} at {size}, trial {trial} ({kind:?} inputs): {what} (max abs {:.3e}, max rel {:.3e}, rel L2 {:.3e}){first}",
                     stats.max_abs, stats.max_rel, stats.rel_l2
                 )
             }
+            Outcome::OutOfBounds { size, trial, arg, side, bytes } => format!(
+                "wrote outside `{arg}`: {bytes} guard byte(s) {side} the buffer changed ({size}, trial {trial})"
+            ),
             Outcome::Race { size, trial, arg, index } => {
                 format!("race: two runs on the same inputs differ in `{arg}` at [{index}] ({size}, trial {trial})")
             }
@@ -298,6 +323,46 @@ pub struct WorkerReport {
     pub occupancy: Option<Occupancy>,
     pub validate_ms: f64,
     pub measure_ms: f64,
+    /// Where validation's time went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<ValidationCost>,
+    /// Two runs on the same inputs both passed but differ bit for bit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nondeterministic: Option<Nondeterminism>,
+}
+
+/// Where one job's validation time went, ms of wall time each (the GPU synchronized).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ValidationCost {
+    /// Generating inputs on the device.
+    pub generate_ms: f64,
+    /// Running the reference (for outputs not kept from an earlier job).
+    pub reference_ms: f64,
+    /// Running the candidate (twice per trial with the race check).
+    pub candidate_ms: f64,
+    /// Comparing outputs, inputs and guards.
+    pub compare_ms: f64,
+    /// Reference outputs computed, and reused from an earlier job of this worker.
+    pub references_computed: u32,
+    pub references_reused: u32,
+    /// Where the reused ones were kept: `device` or `host` memory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept_on: Vec<String>,
+    /// The job passed validation earlier in this worker (the current best of a
+    /// run): it was not validated again; `checks` are those of that validation.
+    #[serde(default)]
+    pub validated_earlier: bool,
+}
+
+/// Two passing runs that differ only bitwise: allowed (float atomics, split
+/// reductions) unless the spec asks for bitwise determinism.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Nondeterminism {
+    pub size: String,
+    pub trial: usize,
+    pub arg: String,
+    /// The first element that differs.
+    pub index: u64,
 }
 
 /// The interleaved A/B result (speedup = time of A / time of B).
@@ -334,6 +399,8 @@ pub enum Request {
         kernel: String,
         dir: std::path::PathBuf,
     },
+    /// Check the device's validation kernels against their host mirror.
+    SelfCheck,
     Shutdown,
 }
 
@@ -360,6 +427,11 @@ pub enum Response {
     },
     Dumped {
         dirs: Vec<std::path::PathBuf>,
+    },
+    /// The validation kernels' self-check: how many cases, and the ones that failed.
+    SelfChecked {
+        cases: usize,
+        failures: Vec<String>,
     },
     /// The request could not be carried out (infrastructure, not the candidate).
     Error {
@@ -413,6 +485,8 @@ mod tests {
                 occupancy: None,
                 validate_ms: 1.0,
                 measure_ms: 0.0,
+                validation: None,
+                nondeterministic: None,
             }),
         };
         let line = serde_json::to_string(&r).unwrap();

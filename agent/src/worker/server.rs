@@ -8,15 +8,27 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::checks::{ref_key, Builtins, Guarded, Kept, Place, RefCache, RefOutputs, GUARD_BYTES};
 use super::protocol::*;
 use crate::gpu::blas::Blas;
 use crate::gpu::ceilings;
 use crate::gpu::nvml::Monitor;
-use crate::gpu::{DeviceBuffer, Event, Gpu, GpuError, Kernel, Param, Params};
+use crate::gpu::{
+    DeviceBuffer, DeviceMem, DeviceView, Event, Gpu, GpuError, Kernel, Param, Params,
+};
 use crate::measure::{self, stats, SampleSource, Summary, Telemetry, TimingMethod};
 use crate::spec::plan::{ArgPlan, LaunchDims, SizePlan};
-use crate::spec::Io;
-use crate::validate::{self, TrialKind};
+use crate::spec::{DType, Io, Tolerance};
+use crate::validate::device::GenParams;
+use crate::validate::{self, ErrorStats, TrialKind};
+
+/// Host memory that reference outputs may take once the device's share is full.
+const HOST_REFERENCE_BYTES: u64 = 4 << 30;
+
+/// Milliseconds since `t`.
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
 
 /// Writes responses to stdout, one JSON object per line.
 struct Link {
@@ -123,6 +135,15 @@ struct Worker {
     cache_dir: PathBuf,
     /// A sticky error was seen: answer, then exit.
     dead: bool,
+    /// The validation kernels, once loaded.
+    builtins: Option<Builtins>,
+    /// Reference outputs by (reference, size, inputs): computed once per worker.
+    refs: RefCache<RefOutputs>,
+    /// The last reference outputs too large to keep.
+    transient: Option<(String, RefOutputs)>,
+    /// Jobs that passed validation in this worker, with their checks and note: the
+    /// current best is not validated again before every comparison.
+    validated: std::collections::HashMap<String, (Vec<Check>, Option<Nondeterminism>)>,
 }
 
 /// Entry point of `nightshift worker`. Returns the process exit code.
@@ -166,6 +187,10 @@ pub fn run(ordinal: usize, cache_dir: PathBuf) -> i32 {
                         link,
                         cache_dir: cache_dir.clone(),
                         dead: false,
+                        builtins: None,
+                        refs: RefCache::new(0, 0),
+                        transient: None,
+                        validated: Default::default(),
                     });
                     break;
                 }
@@ -204,6 +229,7 @@ pub fn run(ordinal: usize, cache_dir: PathBuf) -> i32 {
             Ok(Request::DumpReference { job, kernel, dir }) => {
                 w.dump_reference(&job, &kernel, &dir)
             }
+            Ok(Request::SelfCheck) => w.self_check(),
         };
         w.link.send(&resp);
         if w.dead {
@@ -222,7 +248,23 @@ fn report(outcome: Outcome) -> WorkerReport {
         occupancy: None,
         validate_ms: 0.0,
         measure_ms: 0.0,
+        validation: None,
+        nondeterministic: None,
     }
+}
+
+/// What identifies a job's validation: the compiled candidate, how it runs, its
+/// sizes and the validation options.
+fn job_key(job: &EvalJob) -> String {
+    let text = serde_json::to_string(&(
+        &job.kernel,
+        &job.via,
+        &job.reference,
+        &job.sizes,
+        &job.validation,
+    ))
+    .unwrap_or_default();
+    crate::digest::of_parts([("job", text.as_bytes())])
 }
 
 impl Worker {
@@ -363,15 +405,296 @@ impl Worker {
         Ok(out)
     }
 
-    /// The validation protocol for one job. Returns the checks made.
+    /// The validation kernels, loaded on first use.
+    fn builtins(&mut self) -> Step<()> {
+        if self.builtins.is_none() {
+            let b = Builtins::load(&self.gpu, &self.cache_dir)
+                .map_err(|e| Stop::Infra(format!("loading the validation kernels: {e}")))?;
+            self.builtins = Some(b);
+            // Reference outputs may use a quarter of the memory free now (or what
+            // NIGHTSHIFT_REFERENCE_DEVICE_BYTES says), then host memory.
+            let free = self.gpu.free_memory().unwrap_or(0);
+            let device = std::env::var("NIGHTSHIFT_REFERENCE_DEVICE_BYTES")
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(free / 4);
+            self.refs = RefCache::new(device, HOST_REFERENCE_BYTES);
+        }
+        Ok(())
+    }
+
+    fn bi(&self) -> Result<&Builtins, GpuError> {
+        self.builtins
+            .as_ref()
+            .ok_or_else(|| GpuError::other("validation", "the validation kernels are not loaded"))
+    }
+
+    /// Plain device buffers for the arguments `want` selects (None for the others).
+    fn alloc_some(
+        &mut self,
+        plan: &SizePlan,
+        want: fn(Io) -> bool,
+    ) -> Step<Vec<Option<DeviceBuffer>>> {
+        let mut out = Vec::new();
+        for a in &plan.args {
+            out.push(match a {
+                ArgPlan::Buffer { dtype, len, io, .. } if want(*io) => {
+                    Some(self.alloc_one(plan, *len as usize * dtype.size())?)
+                }
+                _ => None,
+            });
+        }
+        Ok(out)
+    }
+
+    fn alloc_one(&mut self, plan: &SizePlan, bytes: usize) -> Step<DeviceBuffer> {
+        match self.gpu.alloc(bytes) {
+            Ok(b) => Ok(b),
+            Err(e) if e.is_out_of_memory() => Err(self.no_room(plan)),
+            Err(e) => Err(self.infra_err("allocate arguments", e)),
+        }
+    }
+
+    fn no_room(&mut self, plan: &SizePlan) -> Stop {
+        let free = self.gpu.free_memory().unwrap_or(0);
+        Stop::Reject(Outcome::Unlaunchable {
+            reason: format!(
+                "at {} the arguments (with the validation's copies) need more than the {free} bytes the device has free",
+                plan.label
+            ),
+        })
+    }
+
+    /// Generates the inputs of a trial into `pristine` (the `in` and `inout` buffers).
+    fn gen_inputs(
+        &self,
+        plan: &SizePlan,
+        pristine: &[Option<DeviceBuffer>],
+        kind: TrialKind,
+        seed: u64,
+    ) -> Result<(), GpuError> {
+        let bi = self.bi()?;
+        for (ai, (a, p)) in plan.args.iter().zip(pristine).enumerate() {
+            if let (
+                ArgPlan::Buffer {
+                    dtype,
+                    len,
+                    init,
+                    large_scale,
+                    ..
+                },
+                Some(p),
+            ) = (a, p)
+            {
+                let gp = GenParams::new(
+                    *dtype,
+                    *init,
+                    kind,
+                    *large_scale,
+                    validate::arg_seed(seed, ai),
+                );
+                bi.generate(&self.gpu, p, *dtype, *len, &gp)?;
+            }
+        }
+        self.gpu.sync()
+    }
+
+    /// Sets up one launch: inputs copied from `pristine`, outputs and scratch poisoned.
+    fn load_args(
+        &self,
+        plan: &SizePlan,
+        dst: &[Option<&dyn DeviceMem>],
+        pristine: &[Option<DeviceBuffer>],
+    ) -> Result<(), GpuError> {
+        for ((a, d), p) in plan.args.iter().zip(dst).zip(pristine) {
+            if let (ArgPlan::Buffer { dtype, io, .. }, Some(d)) = (a, d) {
+                match (io, p) {
+                    (Io::In | Io::Inout, Some(p)) => self.gpu.copy(*d, p)?,
+                    _ => self.gpu.fill(*d, dtype.poison_byte())?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the reference on `pristine`'s inputs in `bufs` and keeps what it writes
+    /// under `key` (on the device within its budget, else in host memory).
+    fn keep_reference(
+        &mut self,
+        reference: &Cand,
+        plan: &SizePlan,
+        bufs: &ArgBuffers,
+        pristine: &[Option<DeviceBuffer>],
+        key: &str,
+        stage: &str,
+    ) -> Step<()> {
+        let dst: Vec<Option<&dyn DeviceMem>> = bufs
+            .0
+            .iter()
+            .map(|b| b.as_ref().map(|b| b as &dyn DeviceMem))
+            .collect();
+        self.load_args(plan, &dst, pristine)
+            .map_err(|e| self.infra_err("prepare the reference's arguments", e))?;
+        let dims = plan.ref_launch.unwrap_or(plan.launch);
+        self.run_once(reference, &dims, plan, bufs, stage, false)?;
+        let written = |io: &Io| matches!(io, Io::Out | Io::Inout);
+        let bytes: u64 = plan
+            .args
+            .iter()
+            .map(|a| match a {
+                ArgPlan::Buffer { dtype, len, io, .. } if written(io) => len * dtype.size() as u64,
+                _ => 0,
+            })
+            .sum();
+        let mut place = self.refs.place(bytes);
+        self.refs.make_room(place, bytes);
+        let mut kept: RefOutputs = Vec::new();
+        for (a, b) in plan.args.iter().zip(&bufs.0) {
+            let (ArgPlan::Buffer { io, .. }, Some(b)) = (a, b) else {
+                kept.push(None);
+                continue;
+            };
+            if !written(io) {
+                kept.push(None);
+                continue;
+            }
+            let on_device = match place {
+                Place::Device => match self.gpu.alloc(b.bytes()) {
+                    Ok(d) => Some(d),
+                    Err(e) if e.is_out_of_memory() => {
+                        place = Place::Host;
+                        None
+                    }
+                    Err(e) => return Err(self.infra_err("keep the reference's outputs", e)),
+                },
+                _ => None,
+            };
+            kept.push(Some(match on_device {
+                Some(d) => {
+                    self.gpu
+                        .copy(&d, b)
+                        .map_err(|e| self.infra_err("keep the reference's outputs", e))?;
+                    Kept::Device(d)
+                }
+                None => {
+                    let kept = match self.gpu.alloc_pinned(b.bytes()) {
+                        Ok(mut p) => self
+                            .gpu
+                            .download_into(b, p.as_mut_slice())
+                            .map(|()| Kept::Pinned(p)),
+                        Err(_) => self.gpu.download(b).map(Kept::Host),
+                    };
+                    kept.map_err(|e| self.infra_err("keep the reference's outputs", e))?
+                }
+            }));
+        }
+        if place == Place::Nowhere {
+            self.transient = Some((key.to_string(), kept));
+        } else {
+            self.refs.insert(key.to_string(), place, bytes, kept);
+        }
+        Ok(())
+    }
+
+    /// The reference outputs kept under `key`.
+    fn reference_outputs(&self, key: &str) -> Option<&RefOutputs> {
+        self.refs.get(key).or(match &self.transient {
+            Some((k, v)) if k == key => Some(v),
+            _ => None,
+        })
+    }
+
+    /// Compares every output of a run (`outs`, per argument) with the reference's
+    /// kept under `key`: on the device, or on the host for top-k index sets.
+    fn compare_outputs(
+        &self,
+        plan: &SizePlan,
+        outs: &[Option<&dyn DeviceMem>],
+        key: &str,
+        tol: &dyn Fn(DType) -> Tolerance,
+    ) -> Result<Vec<(usize, ErrorStats)>, GpuError> {
+        let bi = self.bi()?;
+        let kept = self
+            .reference_outputs(key)
+            .ok_or_else(|| GpuError::other("compare", "the reference's outputs are gone"))?;
+        let host = |i: usize| -> Result<Vec<u8>, GpuError> {
+            match &kept[i] {
+                Some(Kept::Device(d)) => self.gpu.download(d),
+                Some(k) => Ok(k.host_bytes().unwrap_or_default().to_vec()),
+                None => Err(GpuError::other("compare", "no reference output")),
+            }
+        };
+        let mut out = Vec::new();
+        for (ai, a) in plan.args.iter().enumerate() {
+            let ArgPlan::Buffer {
+                dtype,
+                len,
+                io,
+                topk,
+                ..
+            } = a
+            else {
+                continue;
+            };
+            if !matches!(io, Io::Out | Io::Inout) {
+                continue;
+            }
+            let Some(got) = outs[ai] else { continue };
+            let stats = match topk {
+                Some(t) => {
+                    let sd = plan.args[t.scores].dtype();
+                    let scores = outs[t.scores].ok_or_else(|| {
+                        GpuError::other("compare", "top-k scores are not a buffer")
+                    })?;
+                    let (gi, gs) = (self.gpu.download(got)?, self.gpu.download(scores)?);
+                    let (ei, es) = (host(ai)?, host(t.scores)?);
+                    let view = |index, scores| validate::TopKView {
+                        index_dtype: *dtype,
+                        index,
+                        score_dtype: sd,
+                        scores,
+                    };
+                    validate::compare_topk(
+                        view(&gi, &gs),
+                        view(&ei, &es),
+                        t.k as usize,
+                        t.range,
+                        tol(sd),
+                    )
+                }
+                None => match &kept[ai] {
+                    Some(Kept::Device(d)) => {
+                        bi.compare(&self.gpu, got, d, *dtype, *len, tol(*dtype))?
+                    }
+                    Some(k) => {
+                        let v = k.host_bytes().unwrap_or_default();
+                        let d = self.gpu.alloc(v.len())?;
+                        self.gpu.upload(&d, v)?;
+                        bi.compare(&self.gpu, got, &d, *dtype, *len, tol(*dtype))?
+                    }
+                    None => return Err(GpuError::other("compare", "no reference output")),
+                },
+            };
+            out.push((ai, stats));
+        }
+        Ok(out)
+    }
+
+    /// The validation protocol for one job, on the device: inputs generated there,
+    /// the reference's outputs kept for reuse, every buffer between guards, outputs
+    /// compared there, the candidate run twice. Fills the report's checks, cost and
+    /// nondeterminism note.
     fn validate(
         &mut self,
         job: &EvalJob,
         cand: &Cand,
         reference: &Cand,
-        checks: &mut Vec<Check>,
+        r: &mut WorkerReport,
+        cost: &mut ValidationCost,
     ) -> Step<()> {
+        self.builtins()?;
         let v = &job.validation;
+        let tol_of = |kind| move |d: DType| v.tolerance(d, kind);
         for (si, plan) in job.sizes.iter().enumerate() {
             if let Some(p) = cand
                 .kernel()
@@ -391,7 +714,24 @@ impl Worker {
                     plan.label
                 )));
             }
-            let bufs = self.alloc(plan, 1)?.remove(0);
+            let g = match Guarded::alloc(&self.gpu, plan, GUARD_BYTES) {
+                Ok(g) => g,
+                Err(e) if e.is_out_of_memory() => return Err(self.no_room(plan)),
+                Err(e) => return Err(self.infra_err("allocate arguments", e)),
+            };
+            let pristine = self.alloc_some(plan, |io| matches!(io, Io::In | Io::Inout))?;
+            let first = if v.deterministic {
+                self.alloc_some(plan, |io| matches!(io, Io::Out | Io::Inout))?
+            } else {
+                Vec::new()
+            };
+            let mut ref_bufs: Option<ArgBuffers> = None;
+            let insides: Vec<Option<DeviceView>> =
+                (0..plan.args.len()).map(|i| g.inside(i)).collect();
+            let dst: Vec<Option<&dyn DeviceMem>> = insides
+                .iter()
+                .map(|v| v.as_ref().map(|v| v as &dyn DeviceMem))
+                .collect();
             for trial in 0..=(v.trials as usize) {
                 let kind = if trial == v.trials as usize {
                     TrialKind::Large
@@ -399,41 +739,93 @@ impl Worker {
                     TrialKind::Normal
                 };
                 let seed = validate::trial_seed(v.seed, si, trial);
-                let inputs = validate::inputs_for(plan, kind, seed);
                 let at = format!("{} trial {trial}", plan.label);
-                self.prepare(plan, &bufs, &inputs)?;
-                self.run_once(
-                    reference,
-                    &ref_dims,
-                    plan,
-                    &bufs,
-                    &format!("reference at {at}"),
-                    false,
-                )?;
-                let expected = self.download(&bufs, "download reference output")?;
+                let t = Instant::now();
+                self.link.progress(&format!("inputs at {at}"));
+                self.gen_inputs(plan, &pristine, kind, seed)
+                    .map_err(|e| self.infra_err("generate inputs", e))?;
+                cost.generate_ms += ms(t);
 
-                self.prepare(plan, &bufs, &inputs)?;
-                let stage = format!("candidate at {at}");
-                self.run_once(cand, &plan.launch, plan, &bufs, &stage, true)?;
-                let got = self.download(&bufs, &stage)?;
-                for (ai, a) in plan.args.iter().enumerate() {
-                    let ArgPlan::Buffer {
-                        name,
-                        dtype,
-                        io,
-                        topk,
-                        ..
-                    } = a
-                    else {
-                        continue;
+                let key = ref_key(&job.reference, plan, seed, trial, kind);
+                let t = Instant::now();
+                match self.refs.get(&key) {
+                    Some(kept) => {
+                        cost.references_reused += 1;
+                        let on = kept.iter().flatten().next().map_or("device", Kept::place);
+                        if !cost.kept_on.iter().any(|k| k == on) {
+                            cost.kept_on.push(on.to_string());
+                        }
+                    }
+                    None => {
+                        if ref_bufs.is_none() {
+                            ref_bufs = Some(self.alloc(plan, 1)?.remove(0));
+                        }
+                        let bufs = ref_bufs
+                            .as_ref()
+                            .ok_or_else(|| Stop::Infra("no buffers".into()))?;
+                        self.keep_reference(
+                            reference,
+                            plan,
+                            bufs,
+                            &pristine,
+                            &key,
+                            &format!("reference at {at}"),
+                        )?;
+                        cost.references_computed += 1;
+                    }
+                }
+                cost.reference_ms += ms(t);
+
+                let runs = if v.deterministic { 2 } else { 1 };
+                for run in 0..runs {
+                    let stage = if run == 0 {
+                        format!("candidate at {at}")
+                    } else {
+                        format!("candidate again at {at}")
                     };
-                    let (Some(g), Some(e)) = (&got[ai], &expected[ai]) else {
-                        continue;
-                    };
-                    match io {
-                        Io::In => {
-                            let original = inputs[ai].as_ref().expect("inputs generated for `in`");
-                            if let Some(index) = validate::first_difference(*dtype, g, original) {
+                    let t = Instant::now();
+                    let prepared = self
+                        .load_args(plan, &dst, &pristine)
+                        .and_then(|()| g.arm(&self.gpu));
+                    prepared.map_err(|e| self.infra_err("prepare arguments", e))?;
+                    self.link.progress(&stage);
+                    let launched = g
+                        .params(plan)
+                        .and_then(|mut p| exec(&self.gpu, cand, plan, &plan.launch, &mut p))
+                        .and_then(|()| self.gpu.sync());
+                    launched.map_err(|e| self.candidate_err(&stage, e))?;
+                    cost.candidate_ms += ms(t);
+
+                    let t = Instant::now();
+                    if let Some(x) = g
+                        .trespass(&self.gpu)
+                        .map_err(|e| self.candidate_err(&stage, e))?
+                    {
+                        return Err(Stop::Reject(Outcome::OutOfBounds {
+                            size: plan.label.clone(),
+                            trial,
+                            arg: plan.args[x.arg].name().to_string(),
+                            side: if x.after { "after" } else { "before" }.into(),
+                            bytes: x.bytes,
+                        }));
+                    }
+                    for (ai, a) in plan.args.iter().enumerate() {
+                        if let (
+                            ArgPlan::Buffer {
+                                name,
+                                dtype,
+                                len,
+                                io: Io::In,
+                                ..
+                            },
+                            Some(d),
+                            Some(p),
+                        ) = (a, dst[ai], &pristine[ai])
+                        {
+                            let diff = self
+                                .bi()
+                                .and_then(|bi| bi.first_diff(&self.gpu, d, p, dtype.size(), *len));
+                            if let Some(index) = diff.map_err(|e| self.candidate_err(&stage, e))? {
                                 return Err(Stop::Reject(Outcome::MutatedInput {
                                     size: plan.label.clone(),
                                     trial,
@@ -442,72 +834,71 @@ impl Worker {
                                 }));
                             }
                         }
-                        Io::Scratch => {}
-                        Io::Out | Io::Inout => {
-                            let stats = match topk {
-                                None => validate::compare(*dtype, g, e, v.tolerance(*dtype, kind)),
-                                Some(t) => {
-                                    let sd = plan.args[t.scores].dtype();
-                                    let (Some(gs), Some(es)) =
-                                        (&got[t.scores], &expected[t.scores])
-                                    else {
-                                        return Err(Stop::Infra(format!(
-                                            "the scores of top-k output {name} are not a buffer"
-                                        )));
-                                    };
-                                    let view = |index, scores| validate::TopKView {
-                                        index_dtype: *dtype,
-                                        index,
-                                        score_dtype: sd,
-                                        scores,
-                                    };
-                                    validate::compare_topk(
-                                        view(g, gs),
-                                        view(e, es),
-                                        t.k as usize,
-                                        t.range,
-                                        v.tolerance(sd, kind),
-                                    )
-                                }
-                            };
-                            checks.push(Check {
+                    }
+                    let tol = tol_of(kind);
+                    let compared = self
+                        .compare_outputs(plan, &dst, &key, &tol)
+                        .map_err(|e| self.candidate_err(&stage, e))?;
+                    for (ai, stats) in compared {
+                        let arg = plan.args[ai].name().to_string();
+                        if run == 0 {
+                            r.checks.push(Check {
                                 size: plan.label.clone(),
                                 trial,
                                 kind,
-                                arg: name.clone(),
+                                arg: arg.clone(),
                                 stats,
                             });
-                            if !stats.passed() {
-                                return Err(Stop::Reject(Outcome::Incorrect {
+                        }
+                        if !stats.passed() {
+                            // The second run wrong where the first was right: a race.
+                            return Err(Stop::Reject(if run == 0 {
+                                Outcome::Incorrect {
                                     size: plan.label.clone(),
                                     trial,
                                     kind,
-                                    arg: name.clone(),
+                                    arg,
                                     stats: Box::new(stats),
-                                }));
-                            }
+                                    stage: None,
+                                }
+                            } else {
+                                Outcome::Race {
+                                    size: plan.label.clone(),
+                                    trial,
+                                    arg,
+                                    index: stats.first_bad.map_or(0, |b| b.index),
+                                }
+                            }));
                         }
                     }
-                }
-                if v.deterministic {
-                    self.prepare(plan, &bufs, &inputs)?;
-                    let stage = format!("candidate again at {at}");
-                    self.run_once(cand, &plan.launch, plan, &bufs, &stage, true)?;
-                    let again = self.download(&bufs, &stage)?;
                     for (ai, a) in plan.args.iter().enumerate() {
-                        let ArgPlan::Buffer {
-                            name,
-                            dtype,
-                            io: Io::Out | Io::Inout,
-                            ..
-                        } = a
+                        let (
+                            ArgPlan::Buffer {
+                                name,
+                                dtype,
+                                len,
+                                io: Io::Out | Io::Inout,
+                                ..
+                            },
+                            Some(d),
+                            Some(f),
+                        ) = (a, dst[ai], first.get(ai).and_then(|f| f.as_ref()))
                         else {
                             continue;
                         };
-                        let (Some(x), Some(y)) = (&got[ai], &again[ai]) else {
+                        if run == 0 {
+                            self.gpu
+                                .copy(f, d)
+                                .map_err(|e| self.infra_err("keep the first run", e))?;
+                            continue;
+                        }
+                        let diff = self
+                            .bi()
+                            .and_then(|bi| bi.first_diff(&self.gpu, d, f, dtype.size(), *len));
+                        let Some(index) = diff.map_err(|e| self.candidate_err(&stage, e))? else {
                             continue;
                         };
-                        if let Some(index) = validate::first_difference(*dtype, x, y) {
+                        if v.bitwise {
                             return Err(Stop::Reject(Outcome::Race {
                                 size: plan.label.clone(),
                                 trial,
@@ -515,7 +906,14 @@ impl Worker {
                                 index,
                             }));
                         }
+                        r.nondeterministic.get_or_insert(Nondeterminism {
+                            size: plan.label.clone(),
+                            trial,
+                            arg: name.clone(),
+                            index,
+                        });
                     }
+                    cost.compare_ms += ms(t);
                 }
             }
         }
@@ -643,7 +1041,10 @@ impl Worker {
     }
 
     /// Loads both kernels and validates; the report carries everything but timing.
-    fn validated(&mut self, job: &EvalJob) -> (WorkerReport, Option<Cand>) {
+    /// Loads both kernels and validates (unless this worker validated the same job
+    /// before); the report carries everything but timing. Returns the candidate and
+    /// the reference when it passed.
+    fn validated(&mut self, job: &EvalJob) -> (WorkerReport, Option<(Cand, Cand)>) {
         let start = Instant::now();
         let cand = match job.via {
             Via::Kernel => self.load(&job.kernel).map(Cand::Kernel),
@@ -686,31 +1087,49 @@ impl Worker {
             r.function = Some(k.info);
             r.occupancy = job.sizes.first().and_then(|p| self.occupancy(k, &p.launch));
         }
-        match self.validate(job, &cand, &reference, &mut r.checks) {
-            Ok(()) => {}
-            Err(Stop::Reject(o)) => r.outcome = o,
-            Err(Stop::Infra(m)) => {
-                r.outcome = Outcome::Crashed {
-                    stage: "validation harness".into(),
-                    error: m,
+        let key = job_key(job);
+        let mut cost = ValidationCost::default();
+        if let Some((checks, note)) = self.validated.get(&key) {
+            r.checks = checks.clone();
+            r.nondeterministic = note.clone();
+            cost.validated_earlier = true;
+        } else {
+            match self.validate(job, &cand, &reference, &mut r, &mut cost) {
+                Ok(()) => {
+                    self.validated
+                        .insert(key, (r.checks.clone(), r.nondeterministic.clone()));
+                }
+                Err(Stop::Reject(o)) => r.outcome = o,
+                Err(Stop::Infra(m)) => {
+                    r.outcome = Outcome::Crashed {
+                        stage: "validation harness".into(),
+                        error: m,
+                    }
                 }
             }
         }
+        r.validation = Some(cost);
         r.validate_ms = start.elapsed().as_secs_f64() * 1e3;
         let keep = r.outcome == Outcome::Passed;
-        (r, keep.then_some(cand))
+        (r, keep.then_some((cand, reference)))
     }
 
     fn evaluate(&mut self, job: &EvalJob) -> WorkerReport {
-        let (mut r, cand) = self.validated(job);
-        if let (Some(cand), Some(opts)) = (cand, &job.measure) {
+        let (mut r, loaded) = self.validated(job);
+        if let (Some((cand, reference)), Some(opts)) = (loaded, &job.measure) {
             let start = Instant::now();
-            match self.measure(
-                &[(&cand, &job.sizes[0])],
-                opts,
-                measure::verdict::DEFAULT_MIN_GAIN,
-            ) {
-                Ok((mut ms, _)) => r.measurement = Some(ms.remove(0)),
+            let arm = Arm {
+                cand: &cand,
+                job,
+                reference: &reference,
+            };
+            match self.measure(&[arm], opts, measure::verdict::DEFAULT_MIN_GAIN) {
+                Ok((mut ms, _, mut after)) => {
+                    r.measurement = Some(ms.remove(0));
+                    if let Some(o) = after.remove(0) {
+                        r.outcome = o;
+                    }
+                }
                 Err(Stop::Reject(o)) => r.outcome = o,
                 Err(Stop::Infra(m)) => {
                     r.outcome = Outcome::Crashed {
@@ -754,12 +1173,15 @@ impl Worker {
                 ab: None,
             };
         };
-        let mut arms: Vec<(&Cand, &SizePlan)> = Vec::new();
-        if let Some(k) = &ka {
-            arms.push((k, &a.sizes[0]));
-        }
-        if let Some(k) = &kb {
-            arms.push((k, &b.sizes[0]));
+        let mut arms: Vec<Arm> = Vec::new();
+        for (loaded, job) in [(&ka, a), (&kb, b)] {
+            if let Some((cand, reference)) = loaded {
+                arms.push(Arm {
+                    cand,
+                    job,
+                    reference,
+                });
+            }
         }
         if arms.is_empty() {
             return Response::Compared {
@@ -774,10 +1196,29 @@ impl Worker {
         let ms = start.elapsed().as_secs_f64() * 1e3;
         let mut ab = None;
         match result {
-            Ok((mut m, stop)) => {
+            Ok((mut m, stop, mut after)) => {
                 let mb = if kb.is_some() { m.pop() } else { None };
                 let ma = if ka.is_some() { m.pop() } else { None };
-                if let (true, Some(x), Some(y)) = (both, &ma, &mb) {
+                // A wrong output after timing is the arm's own outcome; its figures
+                // stand for nothing, and neither does a verdict with it.
+                let fb = if kb.is_some() {
+                    after.pop().flatten()
+                } else {
+                    None
+                };
+                let fa = if ka.is_some() {
+                    after.pop().flatten()
+                } else {
+                    None
+                };
+                let failed = fa.is_some() || fb.is_some();
+                if let Some(o) = fa {
+                    ra.outcome = o;
+                }
+                if let Some(o) = fb {
+                    rb.outcome = o;
+                }
+                if let (true, false, Some(x), Some(y)) = (both, failed, &ma, &mb) {
                     if let (Some(sx), Some(sy)) = (x.summary, y.summary) {
                         let kx: Vec<f64> = x
                             .samples
@@ -875,38 +1316,61 @@ impl Worker {
     }
 
     /// The measurement protocol over one or more arms (interleaved). Returns one
-    /// Measurement per arm and why sampling stopped.
+    /// Measurement per arm, why sampling stopped, and per arm the outcome of the check
+    /// after timing (None: its output was right).
+    ///
+    /// Every timed launch starts from outputs no kernel can predict (scrambled, not
+    /// poisoned: a kernel must not do its work only when its output holds NaN, nor
+    /// skip it when the output already holds last launch's result), scrambled outside
+    /// the timed events. After the samples, one more launch of each arm, made exactly
+    /// as the timed ones, is compared with the reference on its inputs.
     fn measure(
         &mut self,
-        arms: &[(&Cand, &SizePlan)],
+        arms: &[Arm],
         opts: &MeasureOpts,
         min_gain: f64,
-    ) -> Step<(Vec<Measurement>, measure::StopReason)> {
+    ) -> Step<(Vec<Measurement>, measure::StopReason, Vec<Option<Outcome>>)> {
         let start = Instant::now();
+        self.builtins()?;
         // Arms with the same arguments (the same kernel at the same problem) share one
         // set of buffers: separate allocations can differ in speed by a few percent,
         // which an A/A comparison would otherwise report as a speedup.
         let mut owner: Vec<usize> = Vec::new();
-        for (ai, (_, plan)) in arms.iter().enumerate() {
-            let same = arms[..ai].iter().position(|(_, p)| p.args == plan.args);
+        for (ai, arm) in arms.iter().enumerate() {
+            let same = arms[..ai]
+                .iter()
+                .position(|x| x.plan().args == arm.plan().args);
             owner.push(same.map(|j| owner[j]).unwrap_or(ai));
         }
         let mut sets_per_arm: Vec<Vec<ArgBuffers>> = Vec::new();
-        for (ai, (_, plan)) in arms.iter().enumerate() {
+        let mut pristine: Vec<Vec<Option<DeviceBuffer>>> = Vec::new();
+        for (ai, arm) in arms.iter().enumerate() {
             if owner[ai] != ai {
                 sets_per_arm.push(Vec::new());
+                pristine.push(Vec::new());
                 continue;
             }
+            let plan = arm.plan();
             let bufs = self.alloc(plan, 1)?;
-            let inputs = validate::inputs_for(plan, TrialKind::Normal, opts.seed);
-            self.prepare(plan, &bufs[0], &inputs)?;
+            let p = self.alloc_some(plan, |io| matches!(io, Io::In | Io::Inout))?;
+            let ready = {
+                let dst: Vec<Option<&dyn DeviceMem>> = bufs[0]
+                    .0
+                    .iter()
+                    .map(|b| b.as_ref().map(|b| b as &dyn DeviceMem))
+                    .collect();
+                self.gen_inputs(plan, &p, TrialKind::Normal, opts.seed)
+                    .and_then(|()| self.load_args(plan, &dst, &p))
+            };
+            ready.map_err(|e| self.infra_err("prepare arguments", e))?;
             sets_per_arm.push(bufs);
+            pristine.push(p);
         }
         self.link.progress("warm-up");
         let mut warm = Vec::new();
-        for (ai, (k, plan)) in arms.iter().enumerate() {
+        for (ai, arm) in arms.iter().enumerate() {
             let bufs = &sets_per_arm[owner[ai]][0];
-            let w = self.warmup(k, plan, bufs, opts.warmup_ms);
+            let w = self.warmup(arm.cand, arm.plan(), bufs, opts.warmup_ms);
             warm.push(w?);
         }
         let fastest = warm.iter().cloned().fold(f64::INFINITY, f64::min);
@@ -921,7 +1385,7 @@ impl Worker {
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| owner[*i] == *i)
-                .map(|(_, (_, p))| *p)
+                .map(|(_, a)| a.plan())
                 .collect();
             let footprint = owned
                 .iter()
@@ -944,10 +1408,11 @@ impl Worker {
             TimingMethod::Cold
         };
         if let TimingMethod::Batch { buffer_sets, .. } = method {
-            for (ai, (_, plan)) in arms.iter().enumerate() {
+            for (ai, arm) in arms.iter().enumerate() {
                 if owner[ai] != ai {
                     continue;
                 }
+                let plan = arm.plan();
                 let extra = self.alloc(plan, buffer_sets as usize - 1)?;
                 for set in &extra {
                     for ((a, dst), src) in plan.args.iter().zip(&set.0).zip(&sets_per_arm[ai][0].0)
@@ -967,23 +1432,35 @@ impl Worker {
             }
         }
         let mut params: Vec<Vec<Params>> = Vec::new();
-        for (ai, (_, plan)) in arms.iter().enumerate() {
+        for (ai, arm) in arms.iter().enumerate() {
             let mut ps = Vec::new();
             for s in &sets_per_arm[owner[ai]] {
                 ps.push(
-                    s.params(plan)
+                    s.params(arm.plan())
                         .map_err(|e| self.infra_err("parameters", e))?,
                 );
             }
             params.push(ps);
         }
         self.link.progress("sampling");
-        let kernels: Vec<(&Cand, &SizePlan)> = arms.to_vec();
+        let kernels: Vec<(&Cand, &SizePlan)> = arms.iter().map(|a| (a.cand, a.plan())).collect();
         let sampled = {
+            // What is scrambled before each timed launch: per arm, per set, its outputs.
+            let scrambled: Vec<Vec<Vec<&DeviceBuffer>>> = arms
+                .iter()
+                .enumerate()
+                .map(|(ai, arm)| {
+                    sets_per_arm[owner[ai]]
+                        .iter()
+                        .map(|set| outputs(arm.plan(), set))
+                        .collect()
+                })
+                .collect();
             let mut src = GpuSource {
                 w: self,
                 kernels: &kernels,
                 params: &mut params,
+                scrambled: &scrambled,
                 method,
                 events: Vec::new(),
                 chunks: 0,
@@ -999,6 +1476,12 @@ impl Worker {
                 Err(e) => return Err(self.candidate_err("sampling", e)),
             }
         };
+        // The check after timing, per arm.
+        let mut after = Vec::new();
+        for (ai, arm) in arms.iter().enumerate() {
+            let o = owner[ai];
+            after.push(self.after_timing(arm, &sets_per_arm[o][0], &pristine[o], opts.seed)?);
+        }
         let mut out = Vec::new();
         for (ai, arm) in sampled.arms.iter().enumerate() {
             let kept = arm.kept();
@@ -1025,7 +1508,68 @@ impl Worker {
                 wall_ms: start.elapsed().as_secs_f64() * 1e3,
             });
         }
-        Ok((out, sampled.stop))
+        Ok((out, sampled.stop, after))
+    }
+
+    /// One more launch of `arm`, made as a timed one (its inputs as measured, its
+    /// outputs scrambled), compared with the reference's outputs for those inputs.
+    fn after_timing(
+        &mut self,
+        arm: &Arm,
+        set: &ArgBuffers,
+        pristine: &[Option<DeviceBuffer>],
+        seed: u64,
+    ) -> Step<Option<Outcome>> {
+        let plan = arm.plan();
+        let key = ref_key(
+            &arm.job.reference,
+            plan,
+            seed,
+            usize::MAX,
+            TrialKind::Normal,
+        );
+        if self.reference_outputs(&key).is_none() {
+            let bufs = self.alloc(plan, 1)?.remove(0);
+            self.keep_reference(
+                arm.reference,
+                plan,
+                &bufs,
+                pristine,
+                &key,
+                "reference for the timed inputs",
+            )?;
+        }
+        let stage = "the check after timing";
+        let dst: Vec<Option<&dyn DeviceMem>> = set
+            .0
+            .iter()
+            .map(|b| b.as_ref().map(|b| b as &dyn DeviceMem))
+            .collect();
+        let ready = self.load_args(plan, &dst, pristine).and_then(|()| {
+            let bi = self.bi()?;
+            for b in outputs(plan, set) {
+                bi.scramble(&self.gpu, b, (0xA4F1_5E0D, 0x0C0F_FEE5))?;
+            }
+            Ok(())
+        });
+        ready.map_err(|e| self.infra_err(stage, e))?;
+        self.run_once(arm.cand, &plan.launch, plan, set, stage, true)?;
+        let v = &arm.job.validation;
+        let tol = |d: DType| v.tolerance(d, TrialKind::Normal);
+        let compared = self
+            .compare_outputs(plan, &dst, &key, &tol)
+            .map_err(|e| self.candidate_err(stage, e))?;
+        Ok(compared
+            .into_iter()
+            .find(|(_, s)| !s.passed())
+            .map(|(ai, stats)| Outcome::Incorrect {
+                size: plan.label.clone(),
+                trial: 0,
+                kind: TrialKind::Normal,
+                arg: plan.args[ai].name().to_string(),
+                stats: Box::new(stats),
+                stage: Some("after timing".into()),
+            }))
     }
 
     /// Energy per launch from NVML's energy counter over a window of back-to-back launches.
@@ -1095,11 +1639,46 @@ impl Worker {
     }
 }
 
+/// One arm of a measurement: the candidate, its job, and its reference (for the
+/// check after timing).
+struct Arm<'a> {
+    cand: &'a Cand,
+    job: &'a EvalJob,
+    reference: &'a Cand,
+}
+
+impl Arm<'_> {
+    /// The problem that is measured.
+    fn plan(&self) -> &SizePlan {
+        &self.job.sizes[0]
+    }
+}
+
+/// The buffers of `set` a launch writes and does not read: `out` and `scratch`.
+fn outputs<'a>(plan: &SizePlan, set: &'a ArgBuffers) -> Vec<&'a DeviceBuffer> {
+    plan.args
+        .iter()
+        .zip(&set.0)
+        .filter_map(|(a, b)| match (a, b) {
+            (
+                ArgPlan::Buffer {
+                    io: Io::Out | Io::Scratch,
+                    ..
+                },
+                Some(b),
+            ) => Some(b),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Takes interleaved samples of every arm on the GPU.
 struct GpuSource<'a> {
     w: &'a mut Worker,
     kernels: &'a [(&'a Cand, &'a SizePlan)],
     params: &'a mut Vec<Vec<Params>>,
+    /// Per arm, per argument set: the outputs scrambled before each timed launch.
+    scrambled: &'a [Vec<Vec<&'a DeviceBuffer>>],
     method: TimingMethod,
     events: Vec<(Event, Event)>,
     /// Chunks taken so far; rounds alternate the arms' order (A B, B A, ...) and each
@@ -1133,6 +1712,18 @@ impl SampleSource for GpuSource<'_> {
                 let a = if reverse { arms - 1 - step } else { step };
                 let (k, plan) = &self.kernels[a];
                 let (s, e) = &self.events[i * arms + a];
+                // Outputs no kernel can predict, outside the timed events.
+                let key = ((self.chunks * n + i) as u32, 0x7E57_0000 | a as u32);
+                let sets = match self.method {
+                    TimingMethod::Cold => &self.scrambled[a][..1],
+                    TimingMethod::Batch { .. } => &self.scrambled[a][..],
+                };
+                let bi = self.w.bi()?;
+                for set in sets {
+                    for b in set {
+                        bi.scramble(&self.w.gpu, *b, key)?;
+                    }
+                }
                 match self.method {
                     TimingMethod::Cold => {
                         self.w.gpu.flush_l2()?;
@@ -1182,5 +1773,185 @@ impl SampleSource for GpuSource<'_> {
         self.w
             .link
             .heartbeat(&format!("sampling ({taken} samples)"));
+    }
+}
+
+/// Host-built cases for the device comparison: `(dtype, out, reference, tolerance)`.
+/// NaN and infinities on either side, poison left in the output, one element off,
+/// errors just inside and just outside the tolerance, and zeros in the reference.
+fn compare_cases() -> Vec<(DType, Vec<u8>, Vec<u8>, Tolerance)> {
+    let tol = Tolerance {
+        rtol: 1e-3,
+        atol: 1e-4,
+    };
+    let enc = |d: DType, v: &[f64]| {
+        let mut b = Vec::new();
+        for x in v {
+            validate::device::store(d, *x, &mut b);
+        }
+        b
+    };
+    let mut out = Vec::new();
+    for d in DType::ALL {
+        let want: Vec<f64> = (0..257).map(|i| ((i * 37) % 101) as f64 - 50.0).collect();
+        let r = enc(d, &want);
+        out.push((d, r.clone(), r.clone(), tol));
+        let mut off = want.clone();
+        off[100] += 3.0;
+        out.push((d, enc(d, &off), r.clone(), tol));
+        let mut poisoned = r.clone();
+        let sz = d.size();
+        poisoned[7 * sz..8 * sz].fill(d.poison_byte());
+        out.push((d, poisoned, r.clone(), tol));
+        if d.is_float() {
+            let edge: Vec<f64> = want
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    let lim = tol.atol + tol.rtol * w.abs();
+                    match i % 3 {
+                        0 => w + lim * 0.5,
+                        1 => w + lim * 2.0,
+                        _ => *w,
+                    }
+                })
+                .collect();
+            out.push((d, enc(d, &edge), r.clone(), tol));
+            let mut special = want.clone();
+            special[3] = f64::NAN;
+            special[4] = f64::INFINITY;
+            special[5] = f64::NEG_INFINITY;
+            let mut wspecial = want.clone();
+            wspecial[4] = f64::INFINITY;
+            wspecial[6] = f64::NAN;
+            wspecial[8] = 0.0;
+            out.push((d, enc(d, &special), enc(d, &wspecial), tol));
+        }
+    }
+    out
+}
+
+impl Worker {
+    /// Runs the validation kernels on host-built cases and compares every result with
+    /// the host's: generated inputs bit for bit (every dtype and distribution),
+    /// comparison figures, first differences and scrambled bytes.
+    fn self_check(&mut self) -> Response {
+        if let Err(e) = self.builtins() {
+            return Response::Error {
+                message: match e {
+                    Stop::Infra(m) => m,
+                    Stop::Reject(o) => o.describe(),
+                },
+            };
+        }
+        let mut cases = 0;
+        let mut failures = Vec::new();
+        let r = self.self_check_cases(&mut cases, &mut failures);
+        if let Err(e) = r {
+            failures.push(format!("the GPU failed: {e}"));
+        }
+        Response::SelfChecked { cases, failures }
+    }
+
+    fn self_check_cases(
+        &mut self,
+        cases: &mut usize,
+        failures: &mut Vec<String>,
+    ) -> Result<(), GpuError> {
+        use crate::spec::Init;
+        let bi = self.bi()?;
+        let gpu = &self.gpu;
+        let inits = [
+            Init::Normal,
+            Init::Uniform {
+                low: -3.0,
+                high: 5.0,
+            },
+            Init::Uniform {
+                low: 0.0,
+                high: 1.0,
+            },
+            Init::Randint { low: -7, high: 300 },
+            Init::Constant { value: 1.0 },
+            Init::Constant { value: 0.0 },
+        ];
+        let n = 10_007u64;
+        for d in DType::ALL {
+            for (ii, init) in inits.iter().enumerate() {
+                for kind in [TrialKind::Normal, TrialKind::Large] {
+                    *cases += 1;
+                    let p = GenParams::new(d, *init, kind, 1000.0, 0xC0FFEE + ii as u64);
+                    let buf = gpu.alloc(n as usize * d.size())?;
+                    bi.generate(gpu, &buf, d, n, &p)?;
+                    gpu.sync()?;
+                    let got = gpu.download(&buf)?;
+                    let want = validate::device::generate(d, n, &p);
+                    if let Some(i) = validate::first_difference(d, &got, &want) {
+                        failures.push(format!(
+                            "generate {d} {init:?} {kind:?}: element {i} is {} on the device, {} on the host",
+                            d.read(&got, i as usize),
+                            d.read(&want, i as usize)
+                        ));
+                    }
+                }
+            }
+        }
+        for (d, out, reference, tol) in compare_cases() {
+            *cases += 1;
+            let n = (out.len() / d.size()) as u64;
+            let (a, b) = (gpu.alloc(out.len())?, gpu.alloc(reference.len())?);
+            gpu.upload(&a, &out)?;
+            gpu.upload(&b, &reference)?;
+            let dev = bi.compare(gpu, &a, &b, d, n, tol)?;
+            let host = validate::compare(d, &out, &reference, tol);
+            let same_l2 = (dev.rel_l2 == host.rel_l2)
+                || (dev.rel_l2 - host.rel_l2).abs() <= 1e-12 * host.rel_l2.abs();
+            let same_first = match (dev.first_bad, host.first_bad) {
+                (Some(x), Some(y)) => {
+                    x.index == y.index
+                        && (x.got == y.got || (x.got.is_nan() && y.got.is_nan()))
+                        && (x.expected == y.expected
+                            || (x.expected.is_nan() && y.expected.is_nan()))
+                }
+                (x, y) => x.is_none() && y.is_none(),
+            };
+            if (
+                dev.bad,
+                dev.unwritten,
+                dev.non_finite,
+                dev.max_abs,
+                dev.max_rel,
+            ) != (
+                host.bad,
+                host.unwritten,
+                host.non_finite,
+                host.max_abs,
+                host.max_rel,
+            ) || !same_l2
+                || !same_first
+            {
+                failures.push(format!(
+                    "compare {d}: the device found {dev:?}, the host {host:?}"
+                ));
+            }
+            *cases += 1;
+            let first = bi.first_diff(gpu, &a, &b, d.size(), n)?;
+            if first != validate::first_difference(d, &out, &reference) {
+                failures.push(format!(
+                    "first difference {d}: {first:?} on the device, {:?} on the host",
+                    validate::first_difference(d, &out, &reference)
+                ));
+            }
+        }
+        for len in [1usize, 15, 16, 4099] {
+            *cases += 1;
+            let buf = gpu.alloc(len)?;
+            bi.scramble(gpu, &buf, (3, 4))?;
+            gpu.sync()?;
+            if gpu.download(&buf)? != validate::device::scramble(len, (3, 4)) {
+                failures.push(format!("scramble of {len} bytes differs from the host's"));
+            }
+        }
+        Ok(())
     }
 }
