@@ -392,7 +392,11 @@ fn price_value(ctx: &Ctx, v: &Spanned<f64>, key: &str) -> Result<f64, SpecError>
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     Compile,
+    /// Validating a candidate.
     Validate,
+    /// Validating again the incumbent it is compared with (a new worker had not).
+    Revalidate,
+    /// Warm-up, sampling, the check after timing and the energy window.
     Measure,
     Profile,
     /// Measuring what a user would otherwise run (cuBLAS, PyTorch).
@@ -461,6 +465,7 @@ impl Stage {
         match self {
             Stage::Compile => "compile",
             Stage::Validate => "validate",
+            Stage::Revalidate => "revalidate",
             Stage::Measure => "measure",
             Stage::Profile => "profile",
             Stage::External => "external",

@@ -2,6 +2,7 @@
 //! own module and returns an exit code; errors are printed once, here.
 
 mod bench;
+mod calibrate;
 mod check;
 mod doctor;
 mod patterns;
@@ -76,6 +77,10 @@ pub enum Command {
     Compare(CompareArgs),
     /// Validate and time one configuration of a kernel (or two, interleaved, with --vs).
     Bench(BenchArgs),
+    /// Measure the A/B rule's error rates on this GPU: many comparisons of a kernel
+    /// against itself (false FAST and SLOW) and against itself slowed by 2%, 3% and 5%
+    /// with a busy-wait (power), through the same protocol a run uses.
+    Calibrate(CalibrateArgs),
     /// Report driver, CUDA, NVRTC and NVML versions, devices, clocks, throttling, and
     /// the device's measured ceilings. Exits non-zero when no GPU is usable.
     Doctor(DoctorArgs),
@@ -337,6 +342,18 @@ pub struct PatternsArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    /// Comparisons of the kernel against itself.
+    #[arg(long, default_value_t = 200)]
+    pub aa: usize,
+    /// Comparisons at each known slowdown (2%, 3%, 5%).
+    #[arg(long, default_value_t = 100)]
+    pub ab: usize,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct DoctorArgs {
     #[command(flatten)]
     pub common: CommonArgs,
@@ -424,6 +441,7 @@ pub fn main() -> i32 {
             bench::run(&a, o)
         }
         Command::Doctor(a) => doctor::run(&a.common, a.common.options()),
+        Command::Calibrate(a) => calibrate::run(&a, a.common.options()),
         Command::Patterns(a) => patterns::run(&a),
         // The run's options are settled against the run it resumes, if any.
         Command::Run(a) => run::run(&a, a.common.options()),

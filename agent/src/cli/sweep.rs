@@ -127,7 +127,7 @@ fn measure_point(
             cells.push(cell(&s, *v, &e));
         }
         [(va, a), (vb, b)] => {
-            let (ea, eb, ab) = session.compare(&s, a, b)?;
+            let (ea, eb, ab) = session.compare_with(&s, a, b, true)?;
             cells.push(cell(&s, *va, &ea));
             cells.push(cell(&s, *vb, &eb));
             duel = ab.map(|r| duel_of(*va, *vb, &r));

@@ -136,6 +136,7 @@ pub fn made_up_ab(fast: bool) -> AbResult {
         min_gain: 0.02,
         pairs: 30,
         stop: SampleStop::Decided,
+        looks: Some(1),
     }
 }
 

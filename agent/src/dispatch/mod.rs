@@ -268,23 +268,39 @@ pub struct Dispatcher<E: Evaluator> {
     evaluated: usize,
     replayed: usize,
     gpu_busy_s: f64,
+    /// Per kernel: warned already that its cost model overcounts.
+    warned: Vec<bool>,
 }
 
-/// The cost of one evaluation by stage, from its own stage times: the same figures
-/// whether it ran now or is replayed from the journal. Whatever the stages do not
-/// cover (the second side of a comparison, the worker round trip) counts as
-/// measurement, so the stages add up to the evaluation's wall time.
-pub fn cost_of(e: &Evaluation) -> Vec<(Stage, f64)> {
+/// The cost of one evaluation by stage, from its own timers: the same figures whether
+/// it ran now or is replayed from the journal. `compile`, `validate` (the candidate),
+/// `revalidate` (the incumbent it was compared with, `against`, when the worker had to
+/// validate it again), `measure` (warm-up, sampling, the check after timing, energy:
+/// nothing for a candidate that failed validation), and `idle`: whatever else the
+/// evaluation's wall time held the GPU for (the worker's round trip, the other side's
+/// cached compile). They add up to the evaluation's wall time.
+pub fn cost_of(e: &Evaluation, against: Option<&Evaluation>) -> Vec<(Stage, f64)> {
     let t = &e.times;
-    let compile = t.compile_ms.max(0.0) / 1e3;
-    let validate = t.validate_ms.max(0.0) / 1e3;
-    let total = (t.total_ms / 1e3).max(compile + validate);
-    let mut out = vec![(Stage::Compile, compile)];
-    if validate > 0.0 {
-        out.push((Stage::Validate, validate));
-    }
-    if total - compile - validate > 0.0 {
-        out.push((Stage::Measure, total - compile - validate));
+    let s = |ms: f64| ms.max(0.0) / 1e3;
+    let parts = [
+        (Stage::Compile, s(t.compile_ms)),
+        (Stage::Validate, s(t.validate_ms)),
+        (
+            Stage::Revalidate,
+            against.map_or(0.0, |a| s(a.times.validate_ms)),
+        ),
+        (Stage::Measure, s(t.measure_ms)),
+    ];
+    let counted: f64 = parts.iter().map(|p| p.1).sum();
+    let total = s(t.total_ms).max(counted);
+    let mut out: Vec<(Stage, f64)> = parts
+        .into_iter()
+        .enumerate()
+        .filter(|(i, p)| *i == 0 || p.1 > 0.0)
+        .map(|(_, p)| p)
+        .collect();
+    if total - counted > 0.0 {
+        out.push((Stage::Idle, total - counted));
     }
     out
 }
@@ -314,7 +330,7 @@ pub fn candidate_result(
         verdict: ab.map(|a| a.0),
         speedup: ab.map(|a| a.1),
         profile: passed.then(|| Profile::of(spec, e, dims(spec, &e.config).as_ref())),
-        cost: cost_of(e),
+        cost: cost_of(e, None),
     }
 }
 
@@ -357,6 +373,7 @@ impl<E: Evaluator> Dispatcher<E> {
             })
             .collect();
         let pins = vec![MethodChoice::Auto; setup.kernels.len()];
+        let n_kernels = setup.kernels.len();
         Ok(Dispatcher {
             ctl,
             pins,
@@ -382,6 +399,7 @@ impl<E: Evaluator> Dispatcher<E> {
             evaluated: 0,
             replayed: 0,
             gpu_busy_s: 0.0,
+            warned: vec![false; n_kernels],
         })
     }
 
@@ -512,10 +530,11 @@ impl<E: Evaluator> Dispatcher<E> {
         pattern: Option<&str>,
         config: String,
         e: &Evaluation,
+        against: Option<&Evaluation>,
     ) -> Result<()> {
-        for (stage, s) in cost_of(e) {
+        for (stage, s) in cost_of(e, against) {
             self.accounted_s += s;
-            if stage != Stage::Compile {
+            if !matches!(stage, Stage::Compile | Stage::Idle) {
                 self.gpu_busy_s += s;
             }
             self.charge(Charge {
@@ -580,6 +599,26 @@ impl<E: Evaluator> Dispatcher<E> {
         });
     }
 
+    /// Says once per kernel that its cost model counts more than the device can move
+    /// (a figure above a measured ceiling on a proven output).
+    fn warn_cost_model(&mut self, kernel: usize, e: &Evaluation) {
+        if self.warned[kernel] {
+            return;
+        }
+        if let Some(a) = e
+            .anomalies
+            .iter()
+            .find(|a| a.starts_with(crate::evaluate::COST_MODEL_OVERCOUNTS))
+        {
+            self.warned[kernel] = true;
+            self.view.line(&format!(
+                "{:<10} warning: {a} (fix [cost] in {}; every later figure of this kernel is affected)",
+                self.name(kernel),
+                self.kernels[kernel].spec.spec_path.display()
+            ));
+        }
+    }
+
     fn status(&mut self, kernel: usize, what: &str) {
         let best = self
             .summary
@@ -628,7 +667,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 })
                 .await?;
             self.evaluated += 1;
-            self.charge_stages(kernel, None, config.to_string(), &e)?;
+            self.charge_stages(kernel, None, config.to_string(), &e, None)?;
             self.journal.append(&JEvent::Evaluated {
                 kernel: spec.name.clone(),
                 config: config.to_string(),
@@ -642,6 +681,7 @@ impl<E: Evaluator> Dispatcher<E> {
         if let Some(m) = &e.measurement {
             self.pins[kernel] = MethodChoice::of(&m.method);
         }
+        self.warn_cost_model(kernel, &e);
         let s = &mut self.summary[kernel];
         s.baseline = Some(config.to_string());
         s.baseline_us = e.median_us();
@@ -726,7 +766,10 @@ impl<E: Evaluator> Dispatcher<E> {
                 })
                 .await?;
             self.evaluated += 1;
-            self.charge_stages(kernel, Some(pattern), config.to_string(), &eb)?;
+            // The incumbent's validation is its own stage when the comparison stands
+            // (its record, with the Verdict, says what it cost); otherwise idle time.
+            let revalidated = ab.is_some().then_some(&ea);
+            self.charge_stages(kernel, Some(pattern), config.to_string(), &eb, revalidated)?;
             if !half {
                 self.journal.append(&JEvent::Evaluated {
                     kernel: spec.name.clone(),
@@ -758,6 +801,7 @@ impl<E: Evaluator> Dispatcher<E> {
             .outcomes
             .entry(e.outcome.name().into())
             .or_default() += 1;
+        self.warn_cost_model(kernel, &e);
         let verdict = match (&e.outcome, ab) {
             (Outcome::Passed, Some(a)) => format!(
                 "{} {:.3}x [{:.3}, {:.3}]",
@@ -897,7 +941,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 best_evaluation: to_value(&eb),
             };
             // Charged like a candidate: from its own recorded stage times.
-            self.charge_stages(kernel, None, format!("final: {best}"), &eb)?;
+            self.charge_stages(kernel, None, format!("final: {best}"), &eb, Some(&ea))?;
             self.journal.append(&rec)?;
             rec
         };
@@ -995,7 +1039,7 @@ impl<E: Evaluator> Dispatcher<E> {
                     .await?;
                 self.evaluated += 1;
                 let label = format!("study x{scale}: {config}");
-                self.charge_stages(kernel, Some(pattern), label, &e)?;
+                self.charge_stages(kernel, Some(pattern), label, &e, None)?;
                 self.journal.append(&JEvent::StudyPoint {
                     kernel: spec.name.clone(),
                     pattern: pattern.to_string(),
@@ -1008,7 +1052,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 })?;
                 e
             };
-            let c = cost_of(&e);
+            let c = cost_of(&e, None);
             spent += c.iter().map(|(_, s)| s).sum::<f64>();
             cost.extend(c);
             let fill = e

@@ -663,21 +663,41 @@ fn a_run_bound_by_gpu_hours_killed_anywhere_stops_inside_them_over_the_whole_run
 }
 
 #[test]
-fn cost_of_adds_up_to_the_evaluation_wall_time() {
+fn cost_of_labels_each_stage_by_the_evaluation_timers_and_adds_up_to_its_wall_time() {
     let spec = KernelSpec::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernels/softmax"))
         .unwrap();
+    // Made-up timers: compile 100 ms, validate 200, measure 600, total 1000.
     let e = made_up(&spec, &spec.baseline(), true);
-    let c = cost_of(&e);
+    let c = cost_of(&e, None);
+    assert_eq!(
+        c,
+        vec![
+            (Stage::Compile, 0.1),
+            (Stage::Validate, 0.2),
+            (Stage::Measure, 0.6),
+            (Stage::Idle, 1.0 - 0.1 - 0.2 - 0.6)
+        ]
+    );
+    // The incumbent validated again by a new worker: its own timer, `revalidate`.
+    let mut against = e.clone();
+    against.times.validate_ms = 50.0;
+    let c = cost_of(&e, Some(&against));
+    assert!(c.contains(&(Stage::Revalidate, 0.05)), "{c:?}");
     let total: f64 = c.iter().map(|(_, s)| s).sum();
     assert!((total - 1.0).abs() < 1e-9);
-    assert_eq!(c[0], (Stage::Compile, 0.1));
+    // A candidate that failed validation was never measured: no `measure` time.
+    let mut failed = e.clone();
+    failed.times.measure_ms = 0.0;
+    assert!(!cost_of(&failed, None)
+        .iter()
+        .any(|(s, _)| *s == Stage::Measure));
     // A compile failure has no total: its compile time is what it cost.
     let mut f = e.clone();
     f.times = StageTimes {
         compile_ms: 250.0,
         ..Default::default()
     };
-    assert_eq!(cost_of(&f), vec![(Stage::Compile, 0.25)]);
+    assert_eq!(cost_of(&f, None), vec![(Stage::Compile, 0.25)]);
 }
 
 #[test]
@@ -984,4 +1004,28 @@ fn a_run_stopped_by_its_budget_still_compares_the_best_with_the_baseline() {
         "{:?}",
         run.summary.spent
     );
+}
+
+#[test]
+fn every_charge_is_what_its_evaluation_timers_say_and_verify_checks_it() {
+    let (_repo, run) = uninterrupted();
+    let n = crate::report::verify_charges(&run.records).unwrap();
+    assert!(
+        n >= 3 * run.calls.len(),
+        "{n} figures for {} calls",
+        run.calls.len()
+    );
+    // A second moved from `measure` to `validate` is caught, naming the record.
+    let mut recs = run.records.clone();
+    let i = recs
+        .iter()
+        .position(|r| matches!(&r.event, J::Charge(c) if c.stage == Stage::Measure))
+        .unwrap();
+    if let J::Charge(c) = &mut recs[i].event {
+        c.stage = Stage::Validate;
+    }
+    let e = crate::report::verify_charges(&recs)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("charged as"), "{e}");
 }

@@ -3,6 +3,7 @@
 //! the raw record), and stops on noise, on a plateau, or at a cap. The GPU side is a
 //! [`SampleSource`], so the stopping logic is tested without a GPU.
 
+pub mod sequential;
 pub mod stats;
 pub mod verdict;
 
@@ -54,6 +55,8 @@ pub enum StopReason {
     Plateau,
     /// The A/B verdict is settled.
     Decided,
+    /// Every planned look of the A/B comparison was taken without a verdict.
+    LooksUsed,
     TimeCap,
     SampleCap,
 }
@@ -126,11 +129,12 @@ pub struct Sampled {
 }
 
 /// Takes samples until `decide` or the rule says stop. `decide` sees the kept samples
-/// of every arm once `min_samples` are kept in each, and returns a reason to stop.
+/// of every arm once `min_samples` are kept in each (and whether a cap is about to
+/// stop the sampling: its last chance), and returns a reason to stop.
 pub fn sample<S: SampleSource>(
     src: &mut S,
     rule: &StopRule,
-    mut decide: impl FnMut(&[Vec<f64>]) -> Option<StopReason>,
+    mut decide: impl FnMut(&[Vec<f64>], bool) -> Option<StopReason>,
 ) -> Result<Sampled, S::Error> {
     let start = Instant::now();
     let mut arms = vec![Arm::default(); src.arms()];
@@ -161,20 +165,19 @@ pub fn sample<S: SampleSource>(
         src.progress(taken);
         let kept: Vec<Vec<f64>> = arms.iter().map(Arm::kept).collect();
         let n_kept = kept.iter().map(Vec::len).min().unwrap_or(0);
-        let stop = if n_kept >= rule.min_samples {
-            decide(&kept)
+        let cap = if n_kept >= rule.max_samples || taken >= rule.max_samples * 4 {
+            Some(StopReason::SampleCap)
+        } else if start.elapsed() >= rule.max_time {
+            Some(StopReason::TimeCap)
         } else {
             None
         };
-        let stop = stop.or(
-            if n_kept >= rule.max_samples || taken >= rule.max_samples * 4 {
-                Some(StopReason::SampleCap)
-            } else if start.elapsed() >= rule.max_time {
-                Some(StopReason::TimeCap)
-            } else {
-                None
-            },
-        );
+        let stop = if n_kept >= rule.min_samples {
+            decide(&kept, cap.is_some())
+        } else {
+            None
+        };
+        let stop = stop.or(cap);
         if let Some(stop) = stop {
             return Ok(Sampled {
                 arms,
@@ -189,9 +192,9 @@ pub fn sample<S: SampleSource>(
 /// The single-configuration stopping rule: converged when 1.96 x the relative standard
 /// error of the median is under the target; plateau when it has not fallen by 5% over
 /// the last 5 checks after three times the minimum samples.
-pub fn noise_rule(rule: StopRule) -> impl FnMut(&[Vec<f64>]) -> Option<StopReason> {
+pub fn noise_rule(rule: StopRule) -> impl FnMut(&[Vec<f64>], bool) -> Option<StopReason> {
     let mut history: Vec<f64> = Vec::new();
-    move |kept: &[Vec<f64>]| {
+    move |kept: &[Vec<f64>], _capped: bool| {
         let xs = &kept[0];
         let noise = 1.96 * stats::rel_se_of_median(xs);
         history.push(noise);
@@ -208,13 +211,18 @@ pub fn noise_rule(rule: StopRule) -> impl FnMut(&[Vec<f64>]) -> Option<StopReaso
     }
 }
 
-/// The A/B stopping rule: stop as soon as the verdict is not AMBIGUOUS.
-pub fn verdict_rule(min_gain: f64, seed: u64) -> impl FnMut(&[Vec<f64>]) -> Option<StopReason> {
-    move |kept: &[Vec<f64>]| {
-        let (lo, hi) = stats::bootstrap_ratio_ci(&kept[0], &kept[1], seed);
-        match Verdict::from_interval(lo, hi, min_gain) {
-            Verdict::Ambiguous => None,
-            _ => Some(StopReason::Decided),
+/// The A/B stopping rule: the planned looks of `seq` (see [`sequential`]); stops at
+/// the first that is not AMBIGUOUS, or when the looks are used up.
+pub fn verdict_rule(
+    seq: &mut sequential::Sequential,
+) -> impl FnMut(&[Vec<f64>], bool) -> Option<StopReason> + '_ {
+    move |kept: &[Vec<f64>], capped: bool| {
+        if !seq.decide(kept, capped) {
+            return None;
+        }
+        match seq.last().map(|l| l.verdict) {
+            Some(Verdict::Ambiguous) | None => Some(StopReason::LooksUsed),
+            Some(_) => Some(StopReason::Decided),
         }
     }
 }
@@ -328,11 +336,16 @@ mod tests {
     fn ab_sampling_decides_clear_differences() {
         let rule = StopRule::default();
         let mut src = scripted(&[100.0, 80.0], 0.02);
-        let out = sample(&mut src, &rule, verdict_rule(0.02, 7)).unwrap();
+        let mut seq = sequential::Sequential::new(0.02);
+        let out = sample(&mut src, &rule, verdict_rule(&mut seq)).unwrap();
         assert_eq!(out.stop, StopReason::Decided);
-        let (lo, hi) = stats::bootstrap_ratio_ci(&out.arms[0].kept(), &out.arms[1].kept(), 7);
-        assert_eq!(Verdict::from_interval(lo, hi, 0.02), Verdict::Fast);
-        assert!(lo < 1.25 && 1.25 < hi);
+        let l = seq.last().unwrap();
+        assert_eq!(
+            l,
+            sequential::look(&out.arms[0].kept(), &out.arms[1].kept(), 0.02)
+        );
+        assert_eq!(l.verdict, Verdict::Fast);
+        assert!(l.ci_lo < 1.25 && 1.25 < l.ci_hi);
     }
 
     #[test]
@@ -343,8 +356,9 @@ mod tests {
             ..StopRule::default()
         };
         let mut src = scripted(&[100.0, 100.0], 0.01);
-        let out = sample(&mut src, &rule, verdict_rule(0.02, 7)).unwrap();
-        let (lo, hi) = stats::bootstrap_ratio_ci(&out.arms[0].kept(), &out.arms[1].kept(), 7);
-        assert_eq!(Verdict::from_interval(lo, hi, 0.02), Verdict::Same);
+        let mut seq = sequential::Sequential::new(0.02);
+        let out = sample(&mut src, &rule, verdict_rule(&mut seq)).unwrap();
+        assert_eq!(out.stop, StopReason::Decided);
+        assert_eq!(seq.last().unwrap().verdict, Verdict::Same);
     }
 }

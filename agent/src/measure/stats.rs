@@ -87,6 +87,22 @@ pub fn bootstrap_ratio_ci(a: &[f64], b: &[f64], seed: u64) -> (f64, f64) {
     (quantile_sorted(&s, 0.025), quantile_sorted(&s, 0.975))
 }
 
+/// The 95% Wilson score interval of a proportion: `k` of `n`.
+pub fn wilson(k: usize, n: usize) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let z = 1.959_963_984_540_054;
+    let nf = n as f64;
+    let p = k as f64 / nf;
+    let d = 1.0 + z * z / nf;
+    let c = p + z * z / (2.0 * nf);
+    let h = z * (p * (1.0 - p) / nf + z * z / (4.0 * nf * nf)).sqrt();
+    let lo = if k == 0 { 0.0 } else { ((c - h) / d).max(0.0) };
+    let hi = if k == n { 1.0 } else { ((c + h) / d).min(1.0) };
+    (lo, hi)
+}
+
 /// What a set of samples says, in the samples' unit.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -208,5 +224,17 @@ mod tests {
             xs.reverse();
             prop_assert_eq!(m, median(&xs));
         }
+    }
+
+    #[test]
+    fn wilson_intervals_hold_known_values() {
+        let (lo, hi) = wilson(0, 200);
+        assert!(lo == 0.0 && (hi - 0.01884).abs() < 1e-4, "{lo} {hi}");
+        let (lo, hi) = wilson(10, 100);
+        assert!(
+            (lo - 0.05523).abs() < 1e-4 && (hi - 0.17437).abs() < 1e-4,
+            "{lo} {hi}"
+        );
+        assert_eq!(wilson(0, 0), (0.0, 1.0));
     }
 }

@@ -21,8 +21,8 @@ use crate::budget::{Budgets, Ledger};
 use crate::dispatch::study::StudyResult;
 use crate::evaluate::Evaluation;
 use crate::journal::{Event, Record};
-use crate::measure::stats::{bootstrap_ratio_ci, Summary};
-use crate::measure::{TimingMethod, Verdict};
+use crate::measure::stats::Summary;
+use crate::measure::TimingMethod;
 use crate::worker::protocol::Outcome;
 
 pub use render::{markdown, samples_csv};
@@ -266,17 +266,18 @@ pub fn timing(e: &Evaluation, seed: u64) -> Option<Timing> {
     })
 }
 
-/// B over A, from the raw samples, as the worker computes it.
+/// B over A, from the raw pairs, as the worker computes it: the look at every pair
+/// (`measure::sequential`), which is the look that stopped the comparison.
 pub fn speedup(a: &Evaluation, b: &Evaluation, seed: u64, min_gain: f64) -> Option<Speedup> {
-    let (ta, tb) = (timing(a, seed)?, timing(b, seed)?);
-    let (lo, hi) = bootstrap_ratio_ci(&a.kept_samples(), &b.kept_samples(), seed);
+    // Both sides measured (they were interleaved: sample i of each is a pair).
+    timing(a, seed)?;
+    timing(b, seed)?;
+    let l = crate::measure::sequential::look(&a.kept_samples(), &b.kept_samples(), min_gain);
     Some(Speedup {
-        x: ta.median_us / tb.median_us,
-        ci_lo: lo,
-        ci_hi: hi,
-        verdict: Verdict::from_interval(lo, hi, min_gain)
-            .as_str()
-            .to_string(),
+        x: l.speedup,
+        ci_lo: l.ci_lo,
+        ci_hi: l.ci_hi,
+        verdict: l.verdict.as_str().to_string(),
         min_gain,
     })
 }
@@ -377,6 +378,7 @@ pub fn build(run_id: &str, records: &[Record]) -> Report {
     };
     let mut best_eval: BTreeMap<String, Evaluation> = BTreeMap::new();
     let mut nondeterministic: Vec<String> = Vec::new();
+    let mut overcounts: BTreeMap<String, String> = BTreeMap::new();
     for rec in records {
         match &rec.event {
             Event::RunStarted {
@@ -415,6 +417,15 @@ pub fn build(run_id: &str, records: &[Record]) -> Report {
                 };
                 if let Some(n) = &e.nondeterministic {
                     nondeterministic.push(format!("{} {config} (`{}`)", kernel, n.arg));
+                }
+                if let Some(a) = e
+                    .anomalies
+                    .iter()
+                    .find(|a| a.starts_with(crate::evaluate::COST_MODEL_OVERCOUNTS))
+                {
+                    overcounts
+                        .entry(kernel.clone())
+                        .or_insert_with(|| a.clone());
                 }
                 note_samples(&e);
                 let t = timing(&e, seed);
@@ -583,6 +594,12 @@ pub fn build(run_id: &str, records: &[Record]) -> Report {
                     best_eval.insert(kernel.clone(), b);
                 }
             }
+            Event::StudyPoint { evaluation, .. } => {
+                // Counted with every other measurement: samples, throttling, clocks.
+                if let Some(e) = eval_of(evaluation) {
+                    note_samples(&e);
+                }
+            }
             Event::Study {
                 kernel,
                 config,
@@ -713,6 +730,11 @@ pub fn build(run_id: &str, records: &[Record]) -> Report {
     let failures = failures(&iterations);
     let predictions = predictions(&proposals, &iterations);
     let mut caveats = caveats(&kernels, &iterations, &studies, machine.as_ref());
+    for (k, a) in &overcounts {
+        caveats.push(format!(
+            "{k}: {a}; its bandwidth and throughput figures are not reported, its times and verdicts are"
+        ));
+    }
     if !nondeterministic.is_empty() {
         caveats.push(format!(
             "{} configuration(s) passed validation with a nondeterministic note (two runs on the same inputs both within tolerance, differing bitwise, as float atomics do): {}",
@@ -1108,9 +1130,104 @@ pub fn verify(report: &Value, run_id: &str, records: &[Record]) -> Result<usize,
             _ => {}
         }
     }
+    checked += verify_charges(records)?;
     let rebuilt = serde_json::to_value(build(run_id, records))
         .map_err(|e| ReportError::Journal(e.to_string()))?;
     diff(report, &rebuilt, "report", &mut checked)?;
+    Ok(checked)
+}
+
+/// Each evaluation's charges, by stage, against its own timers: the charges a run
+/// journals right before an evaluation's record must be what its timers say
+/// (`dispatch::cost_of`). Journals that charged after the record (before that was
+/// so) have nothing to check. Returns the figures checked.
+pub(crate) fn verify_charges(records: &[Record]) -> Result<usize, ReportError> {
+    let mut checked = 0;
+    for (i, rec) in records.iter().enumerate() {
+        let (kernel, label, eval, against) = match &rec.event {
+            Event::Evaluated {
+                kernel,
+                config,
+                evaluation,
+                ..
+            } => {
+                let against = match records.get(i + 1).map(|r| &r.event) {
+                    Some(Event::Verdict {
+                        kernel: k,
+                        config: c,
+                        against,
+                        ..
+                    }) if k == kernel && c == config => eval_of(against),
+                    _ => None,
+                };
+                (kernel, config.clone(), evaluation, against)
+            }
+            Event::StudyPoint {
+                kernel,
+                config,
+                scale,
+                evaluation,
+                ..
+            } => (
+                kernel,
+                format!("study x{scale}: {config}"),
+                evaluation,
+                None,
+            ),
+            Event::FinalComparison {
+                kernel,
+                best,
+                best_evaluation,
+                baseline_evaluation,
+                ..
+            } => (
+                kernel,
+                format!("final: {best}"),
+                best_evaluation,
+                eval_of(baseline_evaluation),
+            ),
+            _ => continue,
+        };
+        let Some(e) = eval_of(eval) else { continue };
+        let mut charged: BTreeMap<String, f64> = BTreeMap::new();
+        for r in records[..i].iter().rev() {
+            let Event::Charge(c) = &r.event else { break };
+            if c.kernel.as_deref() == Some(kernel.as_str()) && c.config.as_deref() == Some(&label) {
+                *charged.entry(c.stage.name().to_string()).or_default() += c.gpu_s;
+            }
+        }
+        if charged.is_empty() {
+            continue;
+        }
+        let mut timers: BTreeMap<String, f64> = BTreeMap::new();
+        for (stage, secs) in crate::dispatch::cost_of(&e, against.as_ref()) {
+            *timers.entry(stage.name().to_string()).or_default() += secs;
+        }
+        for (stage, want) in &timers {
+            let got = charged.get(stage).copied().unwrap_or(0.0);
+            checked += 1;
+            if (got - want).abs() > 1e-9 * want.abs().max(1e-9) {
+                return Err(ReportError::Differs {
+                    figure: format!(
+                        "journal record {}: {kernel} {label} charged as {stage}",
+                        rec.seq
+                    ),
+                    found: format!("{got} s"),
+                    expected: format!("{want} s by the evaluation's own timers"),
+                });
+            }
+        }
+        if let Some(extra) = charged.keys().find(|k| !timers.contains_key(*k)) {
+            return Err(ReportError::Differs {
+                figure: format!(
+                    "journal record {}: {kernel} {label} charged as {extra}",
+                    rec.seq
+                ),
+                found: format!("{} s", charged[extra]),
+                expected: "no such stage in the evaluation's timers".into(),
+            });
+        }
+    }
     Ok(checked)
 }
 

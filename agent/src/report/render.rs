@@ -101,7 +101,7 @@ pub fn markdown(r: &Report, plots: &[String]) -> String {
                 vec![
                     "samples".into(),
                     format!(
-                        "{} taken, {} while throttled (left out of every statistic); median 95%-interval width {}; bootstrap seed {}",
+                        "{} taken (candidates, comparisons, final comparisons and studies), {} while throttled (left out of every statistic); median 95%-interval width {}; bootstrap seed {}",
                         m.samples,
                         m.throttled_samples,
                         m.median_noise

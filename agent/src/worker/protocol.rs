@@ -368,13 +368,19 @@ pub struct Nondeterminism {
 /// The interleaved A/B result (speedup = time of A / time of B).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AbResult {
+    /// The median of the pairs' time ratios (A over B).
     pub speedup: f64,
+    /// Its interval at the level of one look (`measure::sequential`): together the
+    /// looks' intervals hold the true ratio with 95% probability.
     pub ci_lo: f64,
     pub ci_hi: f64,
     pub verdict: Verdict,
     pub min_gain: f64,
     pub pairs: usize,
     pub stop: StopReason,
+    /// Looks taken at the evidence (at most `measure::sequential::MAX_LOOKS`).
+    #[serde(default)]
+    pub looks: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -390,6 +396,10 @@ pub enum Request {
         a: Box<EvalJob>,
         b: Box<EvalJob>,
         min_gain: f64,
+        /// Measure the side that passed when the other failed validation (a sweep's
+        /// cell); otherwise neither is measured.
+        #[serde(default)]
+        lone: bool,
     },
     /// Run the reference at every validation size (`job.sizes[1..]`) on the first
     /// trial's inputs and write inputs, outputs and a manifest under `dir`, one

@@ -16,7 +16,7 @@ use crate::gpu::nvml::Monitor;
 use crate::gpu::{
     DeviceBuffer, DeviceMem, DeviceView, Event, Gpu, GpuError, Kernel, Param, Params,
 };
-use crate::measure::{self, stats, SampleSource, Summary, Telemetry, TimingMethod};
+use crate::measure::{self, SampleSource, Summary, Telemetry, TimingMethod};
 use crate::spec::plan::{ArgPlan, LaunchDims, SizePlan};
 use crate::spec::{DType, Io, Tolerance};
 use crate::validate::device::GenParams;
@@ -225,7 +225,12 @@ pub fn run(ordinal: usize, cache_dir: PathBuf) -> i32 {
             Ok(Request::Evaluate { job }) => Response::Evaluated {
                 report: Box::new(w.evaluate(&job)),
             },
-            Ok(Request::Compare { a, b, min_gain }) => w.compare(&a, &b, min_gain),
+            Ok(Request::Compare {
+                a,
+                b,
+                min_gain,
+                lone,
+            }) => w.compare(&a, &b, min_gain, lone),
             Ok(Request::DumpReference { job, kernel, dir }) => {
                 w.dump_reference(&job, &kernel, &dir)
             }
@@ -1124,7 +1129,7 @@ impl Worker {
                 reference: &reference,
             };
             match self.measure(&[arm], opts, measure::verdict::DEFAULT_MIN_GAIN) {
-                Ok((mut ms, _, mut after)) => {
+                Ok((mut ms, _, mut after, _, _)) => {
                     r.measurement = Some(ms.remove(0));
                     if let Some(o) = after.remove(0) {
                         r.outcome = o;
@@ -1154,7 +1159,7 @@ impl Worker {
         r
     }
 
-    fn compare(&mut self, a: &EvalJob, b: &EvalJob, min_gain: f64) -> Response {
+    fn compare(&mut self, a: &EvalJob, b: &EvalJob, min_gain: f64, lone: bool) -> Response {
         let (mut ra, ka) = self.validated(a);
         if self.dead {
             return Response::Compared {
@@ -1183,7 +1188,9 @@ impl Worker {
                 });
             }
         }
-        if arms.is_empty() {
+        // A comparison needs both sides: one that failed validation is not measured,
+        // and the other only when asked (a sweep's cell still wants its time).
+        if arms.is_empty() || (arms.len() < 2 && !lone) {
             return Response::Compared {
                 a: Box::new(ra),
                 b: Box::new(rb),
@@ -1196,7 +1203,7 @@ impl Worker {
         let ms = start.elapsed().as_secs_f64() * 1e3;
         let mut ab = None;
         match result {
-            Ok((mut m, stop, mut after)) => {
+            Ok((mut m, stop, mut after, look, looks)) => {
                 let mb = if kb.is_some() { m.pop() } else { None };
                 let ma = if ka.is_some() { m.pop() } else { None };
                 // A wrong output after timing is the arm's own outcome; its figures
@@ -1219,35 +1226,39 @@ impl Worker {
                     rb.outcome = o;
                 }
                 if let (true, false, Some(x), Some(y)) = (both, failed, &ma, &mb) {
-                    if let (Some(sx), Some(sy)) = (x.summary, y.summary) {
-                        let kx: Vec<f64> = x
-                            .samples
-                            .iter()
-                            .filter(|s| !s.throttled)
-                            .map(|s| s.us)
-                            .collect();
-                        let ky: Vec<f64> = y
-                            .samples
-                            .iter()
-                            .filter(|s| !s.throttled)
-                            .map(|s| s.us)
-                            .collect();
-                        let (lo, hi) = stats::bootstrap_ratio_ci(&kx, &ky, opts.seed);
+                    if x.summary.is_some() && y.summary.is_some() {
+                        // The look that stopped the sampling (or one at the end).
+                        let l = look.unwrap_or_else(|| {
+                            let kept = |m: &Measurement| -> Vec<f64> {
+                                m.samples
+                                    .iter()
+                                    .filter(|s| !s.throttled)
+                                    .map(|s| s.us)
+                                    .collect()
+                            };
+                            measure::sequential::look(&kept(x), &kept(y), min_gain)
+                        });
                         ab = Some(AbResult {
-                            speedup: sx.median / sy.median,
-                            ci_lo: lo,
-                            ci_hi: hi,
-                            verdict: measure::Verdict::from_interval(lo, hi, min_gain),
+                            speedup: l.speedup,
+                            ci_lo: l.ci_lo,
+                            ci_hi: l.ci_hi,
+                            verdict: l.verdict,
                             min_gain,
-                            pairs: kx.len().min(ky.len()),
+                            pairs: l.pairs,
                             stop,
+                            looks: Some(looks),
                         });
                     }
                 }
+                // The measurement's time belongs to the sides it measured.
+                if ma.is_some() {
+                    ra.measure_ms = ms;
+                }
+                if mb.is_some() {
+                    rb.measure_ms = ms;
+                }
                 ra.measurement = ma;
                 rb.measurement = mb;
-                ra.measure_ms = ms;
-                rb.measure_ms = ms;
             }
             Err(Stop::Reject(o)) => {
                 // A fault while timing: both arms were running; attribute it to both.
@@ -1324,12 +1335,7 @@ impl Worker {
     /// skip it when the output already holds last launch's result), scrambled outside
     /// the timed events. After the samples, one more launch of each arm, made exactly
     /// as the timed ones, is compared with the reference on its inputs.
-    fn measure(
-        &mut self,
-        arms: &[Arm],
-        opts: &MeasureOpts,
-        min_gain: f64,
-    ) -> Step<(Vec<Measurement>, measure::StopReason, Vec<Option<Outcome>>)> {
+    fn measure(&mut self, arms: &[Arm], opts: &MeasureOpts, min_gain: f64) -> Step<Measured> {
         let start = Instant::now();
         self.builtins()?;
         // Arms with the same arguments (the same kernel at the same problem) share one
@@ -1443,6 +1449,7 @@ impl Worker {
             params.push(ps);
         }
         self.link.progress("sampling");
+        let mut seq = measure::sequential::Sequential::new(min_gain);
         let kernels: Vec<(&Cand, &SizePlan)> = arms.iter().map(|a| (a.cand, a.plan())).collect();
         let sampled = {
             // What is scrambled before each timed launch: per arm, per set, its outputs.
@@ -1467,7 +1474,7 @@ impl Worker {
             };
             let rule = opts.rule;
             let out = if arms.len() == 2 {
-                measure::sample(&mut src, &rule, measure::verdict_rule(min_gain, opts.seed))
+                measure::sample(&mut src, &rule, measure::verdict_rule(&mut seq))
             } else {
                 measure::sample(&mut src, &rule, measure::noise_rule(rule))
             };
@@ -1508,7 +1515,7 @@ impl Worker {
                 wall_ms: start.elapsed().as_secs_f64() * 1e3,
             });
         }
-        Ok((out, sampled.stop, after))
+        Ok((out, sampled.stop, after, seq.last(), seq.looks.len()))
     }
 
     /// One more launch of `arm`, made as a timed one (its inputs as measured, its
@@ -1638,6 +1645,17 @@ impl Worker {
         }))
     }
 }
+
+/// What a measurement found: per arm its record, why sampling stopped, per arm the
+/// check after timing (None: right), and for two arms the A/B look that stopped it
+/// and how many looks were taken.
+type Measured = (
+    Vec<Measurement>,
+    measure::StopReason,
+    Vec<Option<Outcome>>,
+    Option<measure::sequential::Look>,
+    usize,
+);
 
 /// One arm of a measurement: the candidate, its job, and its reference (for the
 /// check after timing).
