@@ -98,11 +98,13 @@ impl Default for Limits {
 impl Budgets {
     /// Reads and validates a budgets file.
     pub fn load(path: &Path) -> Result<Budgets, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SpecError {
-            path: path.to_path_buf(),
-            line: None,
-            key: None,
-            message: format!("cannot read the budgets: {e}"),
+        let text = crate::files::read_text(path, crate::files::MAX_INPUT_BYTES).map_err(|e| {
+            SpecError {
+                path: path.to_path_buf(),
+                line: None,
+                key: None,
+                message: format!("cannot read the budgets: {e}"),
+            }
         })?;
         Self::parse(&text, path)
     }

@@ -47,7 +47,7 @@ pub struct BaselineFile {
 
 impl BaselineFile {
     pub fn load(path: &Path) -> Result<BaselineFile, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let text = crate::files::read_text(path, crate::files::MAX_INPUT_BYTES).map_err(|e| {
             format!(
                 "cannot read the baseline file {}: {e} (write one with `nightshift check --record`)",
                 path.display()

@@ -488,11 +488,14 @@ pub enum JournalError {
 /// the last line alone may be cut short or garbled (a crash mid-write), and is
 /// then returned apart as [`JournalRead::torn`] instead of failing the read.
 pub fn read(path: &Path) -> Result<JournalRead, JournalError> {
-    let bytes = fs::read(path).map_err(|source| JournalError::Io {
-        action: "read journal",
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes =
+        crate::files::read_bytes(path, crate::files::MAX_JOURNAL_BYTES).map_err(|source| {
+            JournalError::Io {
+                action: "read journal",
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
     parse(&bytes, path)
 }
 
@@ -514,6 +517,13 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<JournalRead, JournalError> {
         let is_last = next >= bytes.len();
         match serde_json::from_slice::<Record>(&bytes[pos..end]) {
             Ok(r) => {
+                if let Some(m) = bad_timing(&r.event) {
+                    return Err(JournalError::Corrupt {
+                        path: path.to_path_buf(),
+                        line,
+                        message: m,
+                    });
+                }
                 let expected = out.records.last().map_or(0, |p| p.seq + 1);
                 if r.seq != expected {
                     return Err(JournalError::Sequence {
@@ -735,8 +745,79 @@ impl Resume {
     }
 }
 
+/// When the run of the journal at `path` started: its first record's time (None when
+/// the journal is unreadable, empty, or not a regular file).
+pub fn started_ms(path: &Path) -> Option<u64> {
+    use std::io::{BufRead, Read};
+    if !fs::metadata(path).ok()?.is_file() {
+        return None;
+    }
+    let mut line = String::new();
+    io::BufReader::new(File::open(path).ok()?.take(1 << 20))
+        .read_line(&mut line)
+        .ok()?;
+    serde_json::from_str::<Record>(line.trim_end())
+        .ok()
+        .map(|r| r.t_ms)
+}
+
+/// The run ids under `reports` with a journal, the latest started last (by the time
+/// in their journals, not by name: a run named `test` is not the latest for that).
+pub fn runs_by_start(reports: &Path) -> io::Result<Vec<String>> {
+    let mut runs: Vec<(u64, String)> = fs::read_dir(reports)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|id| check_run_id(id).is_ok())
+        .filter_map(|id| Some((started_ms(&reports.join(&id).join(FILE_NAME))?, id)))
+        .collect();
+    runs.sort();
+    Ok(runs.into_iter().map(|(_, id)| id).collect())
+}
+
+/// A timing in a record that is not a time (non-positive or not finite): a journal
+/// that says a kernel took -16.58 µs is wrong, not a result to report.
+fn bad_timing(e: &Event) -> Option<String> {
+    let time = |what: &str, x: f64| -> Option<String> {
+        (!(x.is_finite() && x > 0.0)).then(|| format!("{what} {x} µs is not a time"))
+    };
+    let eval = |v: &Value| -> Option<String> {
+        let m = v.get("measurement")?;
+        if let Some(x) = m.pointer("/summary/median").and_then(Value::as_f64) {
+            if let Some(e) = time("a median of", x) {
+                return Some(e);
+            }
+        }
+        m.get("samples")?
+            .as_array()?
+            .iter()
+            .filter_map(|s| s.get("us").and_then(Value::as_f64))
+            .find_map(|x| time("a sample of", x))
+    };
+    match e {
+        Event::Evaluated {
+            median_us,
+            evaluation,
+            ..
+        }
+        | Event::StudyPoint {
+            median_us,
+            evaluation,
+            ..
+        } => median_us
+            .and_then(|x| time("a median of", x))
+            .or_else(|| eval(evaluation)),
+        Event::Verdict { against, .. } => eval(against),
+        Event::FinalComparison {
+            baseline_evaluation,
+            best_evaluation,
+            ..
+        } => eval(baseline_evaluation).or_else(|| eval(best_evaluation)),
+        _ => None,
+    }
+}
+
 /// Run ids name a directory under `reports/`: one plain path component.
-fn check_run_id(run_id: &str) -> io::Result<()> {
+pub fn check_run_id(run_id: &str) -> io::Result<()> {
     let ok = !run_id.is_empty()
         && run_id != "."
         && run_id != ".."
@@ -855,7 +936,7 @@ mod tests {
                 config: "BLOCK=128 VEC=4".into(),
                 pattern: None,
                 outcome: "hung".into(),
-                median_us: Some(f64::NAN),
+                median_us: None,
                 evaluation: Value::Null,
             },
             Event::Verdict {
@@ -1059,9 +1140,39 @@ mod tests {
             assert_eq!(r.t_ms, 1_000 + i as u64);
             assert_eq!(as_json(&r.event), as_json(e));
         }
-        match &back.records[4].event {
-            Event::Evaluated { median_us, .. } => assert!(median_us.unwrap().is_nan()),
-            other => panic!("{other:?}"),
+        let verdict = back
+            .records
+            .iter()
+            .find_map(|r| match &r.event {
+                Event::FinalComparison { speedup, .. } => Some(*speedup),
+                _ => None,
+            })
+            .expect("a final comparison");
+        assert!(verdict.is_nan());
+    }
+
+    #[test]
+    fn a_record_whose_timing_is_not_a_time_is_an_error_naming_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        for (median, sample) in [(Some(-16.58), 1.0), (Some(f64::NAN), 1.0), (Some(3.0), 0.0)] {
+            let _ = fs::remove_dir_all(dir.path().join("r1"));
+            let mut j = new_journal(dir.path());
+            append_all(&mut j, &every_event()[..2]);
+            j.append_at(
+                &Event::Evaluated {
+                    kernel: "softmax".into(),
+                    config: "BLOCK=64".into(),
+                    pattern: None,
+                    outcome: "passed".into(),
+                    median_us: median,
+                    evaluation: json!({"measurement": {"samples": [{"us": sample}]}}),
+                },
+                9,
+            )
+            .unwrap();
+            let e = read(j.path()).unwrap_err();
+            assert!(matches!(e, JournalError::Corrupt { line: 3, .. }), "{e}");
+            assert!(e.to_string().contains("is not a time"), "{e}");
         }
     }
 

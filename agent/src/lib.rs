@@ -15,6 +15,7 @@ pub mod controller;
 pub mod digest;
 pub mod dispatch;
 pub mod evaluate;
+pub mod files;
 pub mod gate;
 pub mod gpu;
 pub mod journal;

@@ -380,3 +380,101 @@ fn check_record_without_a_gpu_fails_clearly_and_writes_nothing() {
     assert_eq!(code, 3, "{err}");
     assert!(!b.exists());
 }
+
+#[test]
+fn bad_numbers_files_and_paths_exit_2_naming_them_in_under_a_second() {
+    let p = project(true);
+    let dir = p.path();
+    let softmax = "kernels/softmax";
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["bench", softmax, "--max-time", "inf"], "--max-time"),
+        (vec!["bench", softmax, "--watchdog", "1e30"], "--watchdog"),
+        (vec!["bench", softmax, "--min-gain", "nan"], "--min-gain"),
+        (
+            vec!["bench", softmax, "--target-noise=-1"],
+            "--target-noise",
+        ),
+        (vec!["bench", softmax, "--energy-ms=-5"], "--energy-ms"),
+        (vec!["run", "--wall-minutes", "1e300"], "--wall-minutes"),
+        (vec!["run", "--gpu-hours", "1e300"], "--gpu-hours"),
+        (vec!["run", "--dollars", "inf"], "--dollars"),
+        (vec!["check", "--max-time", "inf"], "--max-time"),
+        (
+            vec![
+                "sweep",
+                softmax,
+                "--axis",
+                "rows=1..256:+1",
+                "--watchdog",
+                "1e30",
+            ],
+            "--watchdog",
+        ),
+        (
+            vec![
+                "sweep",
+                softmax,
+                "--axis",
+                "rows=1..256:+1",
+                "--axis",
+                "seq_k=1..256:+1",
+            ],
+            "--max-points",
+        ),
+        (vec!["report", "../outside"], "not a run id"),
+        (vec!["status", "../outside"], "not a run id"),
+        (vec!["run", "--run-id", "../x"], "not a run id"),
+    ];
+    for (args, expect) in cases {
+        let t = std::time::Instant::now();
+        let (code, _, err) = nightshift_in(dir, &args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(expect), "{args:?}: `{expect}` not in {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(5), "{args:?}");
+    }
+    // Nothing was written outside the project (the report went nowhere).
+    assert!(!dir.join("outside").exists() && !dir.parent().unwrap().join("outside").exists());
+    // Two kernels with one name are refused.
+    copy_dir(&dir.join("kernels/softmax"), &dir.join("kernels/softmax2"));
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-q", "-m", "twin"]);
+    let (code, _, err) = nightshift_in(dir, &["run", "kernels/softmax", "kernels/softmax2"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("two kernels are named `softmax`"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_where_a_file_belongs_is_an_error_not_a_hang() {
+    let d = tempfile::tempdir().unwrap();
+    let k = d.path().join("k");
+    std::fs::create_dir_all(&k).unwrap();
+    let ok = Command::new("mkfifo")
+        .arg(k.join("kernel.toml"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        println!("skipped: mkfifo is not available");
+        return;
+    }
+    let t = std::time::Instant::now();
+    let (code, _, err) = nightshift(&["bench", k.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a regular file"), "{err}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn status_of_a_run_that_never_started_suggests_no_resume() {
+    let p = project(true);
+    let reports = p.path().join("reports/empty");
+    std::fs::create_dir_all(&reports).unwrap();
+    std::fs::write(reports.join("journal.jsonl"), "").unwrap();
+    let (code, out, err) = nightshift_in(p.path(), &["status", "empty"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("nothing to resume") && !out.contains("--resume"),
+        "{out}"
+    );
+}

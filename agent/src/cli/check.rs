@@ -34,9 +34,12 @@ fn kernel_dirs(named: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// The configuration committed for a kernel: its tuned.toml, else its baseline.
 fn committed(spec: &KernelSpec, dir: &Path) -> Result<Config> {
     let p = dir.join(tuned::FILE_NAME);
-    let c = match std::fs::read_to_string(&p) {
+    // No tuned.toml: the baseline. One that cannot be read is an error, never a
+    // silent fallback to the baseline.
+    let c = match crate::files::read_text(&p, crate::files::MAX_INPUT_BYTES) {
         Ok(t) => tuned::read(&t).with_context(|| format!("reading {}", p.display()))?,
-        Err(_) => return Ok(spec.baseline()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(spec.baseline()),
+        Err(e) => bail!("{}: {e}", p.display()),
     };
     let sets: Vec<(String, i64)> = c.0.into_iter().collect();
     let c = spec

@@ -51,41 +51,50 @@ pub enum Command {
     /// The daemon: tune the bundled kernels (or those named) until the budget in
     /// budgets.toml is spent or nothing is left to try. Winners are committed on the
     /// branch nightshift/<run-id>; everything is journaled in reports/<run-id>/.
-    #[command(long_about = RUN_ABOUT)]
+    #[command(long_about = RUN_ABOUT, after_help = EXIT_RUN)]
     Run(RunArgs),
     /// Where a run stands (running, finished, or stopped part-way and resumable),
     /// read from its journal.
+    #[command(after_help = EXIT_READ)]
     Status(StatusArgs),
     /// Write a run's report from its journal: reports/<run-id>/report.md, report.json
     /// and samples.csv (a run writes them itself when it stops). With --verify,
     /// recompute every figure of report.json from the journal's raw samples instead,
     /// and fail naming the first figure that differs.
+    #[command(after_help = EXIT_REPORT)]
     Report(ReportArgs),
     /// Measure a kernel over a grid of problem sizes (--axis NAME=32..65536:x2, repeatable),
     /// each value of one tunable (--over) at every point, and find where the faster one
     /// changes: sweep.csv, a plot, the crossovers with their uncertainty, and thresholds
     /// as JSON, a Rust const and a C #define. --resume continues an interrupted sweep.
+    #[command(after_help = EXIT_GPU)]
     Sweep(SweepArgs),
     /// The regression gate for CI on a GPU runner: measure each kernel's committed
     /// configuration (tuned.toml, else its baseline) against a baseline file written by
     /// `check --record`, and exit 1 when one is SLOW beyond --threshold. Prints a
     /// Markdown table for a pull-request comment (or --json).
+    #[command(after_help = EXIT_CHECK)]
     Check(CheckArgs),
     /// Two runs side by side from their journals: configurations, medians with
     /// intervals, verdicts and cost. Refuses runs on different devices, or a kernel
     /// timed cold in one and batched in the other, unless --force (and then says so).
+    #[command(after_help = EXIT_COMPARE)]
     Compare(CompareArgs),
     /// Validate and time one configuration of a kernel (or two, interleaved, with --vs).
+    #[command(after_help = EXIT_BENCH)]
     Bench(BenchArgs),
     /// Measure the A/B rule's error rates on this GPU: many comparisons of a kernel
     /// against itself (false FAST and SLOW) and against itself slowed by 2%, 3% and 5%
     /// with a busy-wait (power), through the same protocol a run uses.
+    #[command(after_help = EXIT_GPU)]
     Calibrate(CalibrateArgs),
     /// Report driver, CUDA, NVRTC and NVML versions, devices, clocks, throttling, and
     /// the device's measured ceilings. Exits non-zero when no GPU is usable.
+    #[command(after_help = EXIT_DOCTOR)]
     Doctor(DoctorArgs),
     /// List the pattern library (patterns/*.toml) and check it: the same validation
     /// `nightshift run` applies at start, so a new pattern can be tried without a GPU.
+    #[command(after_help = EXIT_READ)]
     Patterns(PatternsArgs),
     /// Internal: the GPU worker process, speaking JSON lines on stdin/stdout.
     #[command(hide = true)]
@@ -121,19 +130,19 @@ pub struct BenchArgs {
     #[arg(long = "vs", value_name = "NAME=VALUE", value_parser = parse_assignment)]
     pub vs: Vec<(String, i64)>,
     /// Minimum speedup for a FAST verdict (0.02 = 2%).
-    #[arg(long, default_value_t = crate::measure::verdict::DEFAULT_MIN_GAIN)]
+    #[arg(long, value_parser = parse_min_gain, default_value_t = crate::measure::verdict::DEFAULT_MIN_GAIN)]
     pub min_gain: f64,
     /// Seconds without progress before a candidate is declared hung and its worker killed.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, value_parser = parse_seconds, default_value_t = 30.0)]
     pub watchdog: f64,
     /// Longest time spent sampling one configuration (or pair), seconds.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, value_parser = parse_seconds, default_value_t = 3.0)]
     pub max_time: f64,
     /// Target relative half-width of the 95% interval of the median.
-    #[arg(long, default_value_t = 0.005)]
+    #[arg(long, value_parser = parse_noise, default_value_t = 0.005)]
     pub target_noise: f64,
     /// Window of back-to-back launches for the energy reading, ms (0 to skip).
-    #[arg(long, default_value_t = 500.0)]
+    #[arg(long, value_parser = parse_energy_ms, default_value_t = 500.0)]
     pub energy_ms: f64,
     /// Validate only; do not time.
     #[arg(long)]
@@ -153,6 +162,31 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub common: CommonArgs,
 }
+
+const EXIT_RUN: &str = "Exit codes: 0 the run ended (on its budget or with nothing left to try); \
+2 bad input (a malformed spec, pattern or budgets file, a bad flag, no git repository, a resume that \
+asks for something else than the run was started with); 3 no usable GPU; 130 stopped by SIGINT or SIGTERM.\n\
+Limits: specs, sources, headers, budgets, patterns and baselines are regular files of at most 64 MiB; \
+a spec's sources and include directories resolve inside its repository; run ids and kernel names are \
+letters, digits, `.`, `_` and `-`; expressions are at most 1000 characters, nested at most 32 deep.";
+const EXIT_READ: &str =
+    "Exit codes: 0 done; 2 bad input (a missing or malformed journal or file, a bad run id).";
+const EXIT_REPORT: &str =
+    "Exit codes: 0 written (or, with --verify, every figure equal); 1 --verify found a \
+figure that differs (named); 2 bad input (no such run, a malformed journal, a bad run id).";
+const EXIT_GPU: &str =
+    "Exit codes: 0 done; 2 bad input (a malformed spec, a bad flag, a grid of more than \
+--max-points points); 3 no usable GPU.";
+const EXIT_CHECK: &str = "Exit codes: 0 no kernel SLOW beyond the threshold; 1 a kernel is SLOW (or no \
+longer passes validation); 2 bad input (a malformed spec, tuned.toml or baseline file); 3 no usable GPU.";
+const EXIT_COMPARE: &str =
+    "Exit codes: 0 compared; 1 the runs cannot be compared (different devices or \
+timing methods; --force compares them anyway); 2 bad input.";
+const EXIT_BENCH: &str = "Exit codes: 0 every configuration passed; 1 a configuration was rejected \
+(compile failed, incorrect, out of bounds, race, hung, ...); 2 bad input (a malformed spec, an unknown \
+tunable, a bad flag); 3 no usable GPU.";
+const EXIT_DOCTOR: &str = "Exit codes: 0 a usable GPU, its ceilings measured and the validation \
+kernels checked; 3 something is missing (said which).";
 
 const RUN_ABOUT: &str = "The daemon. For each kernel: measure the baseline, read its profile, \
 pick the cheapest applicable pattern from patterns/ (parallelism first when the GPU is underfilled), \
@@ -190,13 +224,13 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "resume")]
     pub run_id: Option<String>,
     /// Override the wall-time limit of budgets.toml, minutes.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_budget)]
     pub wall_minutes: Option<f64>,
     /// Override the GPU-hours limit.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_budget)]
     pub gpu_hours: Option<f64>,
     /// Override the dollars limit.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_budget)]
     pub dollars: Option<f64>,
     /// Tune HEAD even though the kernels have uncommitted changes (which the run
     /// will not see).
@@ -209,17 +243,17 @@ pub struct RunArgs {
     pub force: bool,
     /// Minimum speedup for a FAST verdict (0.02 = 2%) [default: 0.02; a resumed run:
     /// the run's].
-    #[arg(long)]
+    #[arg(long, value_parser = parse_min_gain)]
     pub min_gain: Option<f64>,
     /// Longest time spent sampling one pair of configurations, seconds [default: 3].
-    #[arg(long)]
+    #[arg(long, value_parser = parse_seconds)]
     pub max_time: Option<f64>,
     /// Target relative half-width of the 95% interval of the median [default: 0.005].
-    #[arg(long)]
+    #[arg(long, value_parser = parse_noise)]
     pub target_noise: Option<f64>,
     /// Window of back-to-back launches for the energy reading, ms (0 to skip)
     /// [default: 200].
-    #[arg(long)]
+    #[arg(long, value_parser = parse_energy_ms)]
     pub energy_ms: Option<f64>,
     #[command(flatten)]
     pub common: CommonArgs,
@@ -264,17 +298,17 @@ pub struct CheckArgs {
     #[arg(long, default_value = "nightshift-baseline.json")]
     pub baseline: PathBuf,
     /// Fail on a slowdown whose whole 95% interval is beyond this (0.05 = 5%).
-    #[arg(long, default_value_t = crate::gate::DEFAULT_THRESHOLD)]
+    #[arg(long, value_parser = parse_threshold, default_value_t = crate::gate::DEFAULT_THRESHOLD)]
     pub threshold: f64,
     /// Re-measure an AMBIGUOUS kernel up to this many more times, then report it as
     /// inconclusive (not as a failure).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, value_parser = parse_retries, default_value_t = 2)]
     pub retries: usize,
     /// Check against a baseline recorded on another device model (and say so).
     #[arg(long)]
     pub force: bool,
     /// Longest time spent sampling one kernel, seconds.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, value_parser = parse_seconds, default_value_t = 3.0)]
     pub max_time: f64,
     #[command(flatten)]
     pub common: CommonArgs,
@@ -303,14 +337,17 @@ pub struct SweepArgs {
     #[arg(long)]
     pub resume: bool,
     /// Minimum speedup for a FAST verdict between two variants at a point.
-    #[arg(long, default_value_t = crate::measure::verdict::DEFAULT_MIN_GAIN)]
+    #[arg(long, value_parser = parse_min_gain, default_value_t = crate::measure::verdict::DEFAULT_MIN_GAIN)]
     pub min_gain: f64,
     /// Seconds without progress before a candidate is declared hung.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, value_parser = parse_seconds, default_value_t = 30.0)]
     pub watchdog: f64,
     /// Longest time spent sampling one point (both variants), seconds.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, value_parser = parse_seconds, default_value_t = 2.0)]
     pub max_time: f64,
+    /// Most points the grid may have (the product of the axes' points).
+    #[arg(long, default_value_t = crate::sweep::DEFAULT_MAX_POINTS)]
+    pub max_points: u64,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -344,10 +381,10 @@ pub struct PatternsArgs {
 #[derive(Args, Debug)]
 pub struct CalibrateArgs {
     /// Comparisons of the kernel against itself.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, value_parser = parse_count, default_value_t = 200)]
     pub aa: usize,
     /// Comparisons at each known slowdown (2%, 3%, 5%).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, value_parser = parse_count, default_value_t = 100)]
     pub ab: usize,
     #[command(flatten)]
     pub common: CommonArgs,
@@ -365,6 +402,75 @@ pub struct WorkerArgs {
     pub gpu: usize,
     #[arg(long)]
     pub cache_dir: PathBuf,
+}
+
+/// A number from the command line: finite, and within `[min, max]` (`min` excluded
+/// when `open`). NaN, infinities and values past the stated limits are refused,
+/// naming the range, so that no flag can panic a conversion or silently mean nothing.
+fn number_in(s: &str, min: f64, max: f64, open: bool) -> Result<f64, String> {
+    let x: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number"))?;
+    let low_ok = if open { x > min } else { x >= min };
+    if !(x.is_finite() && low_ok && x <= max) {
+        let lo = if open { "above" } else { "at least" };
+        return Err(format!(
+            "`{s}`: must be a finite number {lo} {min} and at most {max}"
+        ));
+    }
+    Ok(x)
+}
+
+/// Seconds of a time limit: above 0, at most a day.
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    number_in(s, 0.0, 86_400.0, true)
+}
+
+/// A minimum gain: a fraction from 0 to below 1 (0.02 = 2%).
+fn parse_min_gain(s: &str) -> Result<f64, String> {
+    number_in(s, 0.0, 0.99, false)
+}
+
+/// A target noise: a fraction above 0 and below 1.
+fn parse_noise(s: &str) -> Result<f64, String> {
+    number_in(s, 0.0, 0.99, true)
+}
+
+/// An energy window: 0 (none) to 60 000 ms.
+fn parse_energy_ms(s: &str) -> Result<f64, String> {
+    number_in(s, 0.0, 60_000.0, false)
+}
+
+/// A budget (minutes, GPU-hours or dollars): above 0, at most a million.
+fn parse_budget(s: &str) -> Result<f64, String> {
+    number_in(s, 0.0, 1e6, true)
+}
+
+/// A regression threshold: a fraction above 0 and below 1.
+fn parse_threshold(s: &str) -> Result<f64, String> {
+    number_in(s, 0.0, 0.99, true)
+}
+
+fn parse_count_in(s: &str, max: usize) -> Result<usize, String> {
+    let n: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number"))?;
+    if n > max {
+        return Err(format!("`{s}`: at most {max}"));
+    }
+    Ok(n)
+}
+
+/// Retries of an ambiguous check: at most 20.
+fn parse_retries(s: &str) -> Result<usize, String> {
+    parse_count_in(s, 20)
+}
+
+/// Comparisons of a calibration: at most 100 000.
+fn parse_count(s: &str) -> Result<usize, String> {
+    parse_count_in(s, 100_000)
 }
 
 fn parse_assignment(s: &str) -> Result<(String, i64), String> {

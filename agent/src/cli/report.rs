@@ -17,6 +17,9 @@ pub fn write(reports: &Path, run_id: &str) -> Result<(Report, Vec<PathBuf>)> {
     let dir = reports.join(run_id);
     let path = dir.join(journal::FILE_NAME);
     let read = journal::read(&path).map_err(|e| anyhow!("{e}"))?;
+    if let Some(t) = &read.torn {
+        eprintln!("warning: {}: {t}; it is ignored", path.display());
+    }
     let device = journal::Resume::from_records(&read.records).device;
     if device.as_deref() == Some(crate::dispatch::FAKE_DEVICE) {
         bail!(
@@ -64,6 +67,10 @@ pub fn run(a: &ReportArgs) -> i32 {
             return exit::USAGE;
         }
     };
+    if let Err(e) = journal::check_run_id(&id) {
+        eprintln!("error: {e}");
+        return exit::USAGE;
+    }
     let journal_path = a.reports.join(&id).join(journal::FILE_NAME);
     if !journal_path.is_file() {
         eprintln!(
@@ -103,12 +110,13 @@ fn verify(reports: &Path, id: &str) -> i32 {
     let go = || -> Result<usize> {
         let dir = reports.join(id);
         let rp = dir.join("report.json");
-        let text = std::fs::read_to_string(&rp).with_context(|| {
-            format!(
-                "reading {} (write it with `nightshift report {id}`)",
-                rp.display()
-            )
-        })?;
+        let text =
+            crate::files::read_text(&rp, crate::files::MAX_JOURNAL_BYTES).with_context(|| {
+                format!(
+                    "reading {} (write it with `nightshift report {id}`)",
+                    rp.display()
+                )
+            })?;
         let report: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("{} is not JSON", rp.display()))?;
         let read = journal::read(&dir.join(journal::FILE_NAME)).map_err(|e| anyhow!("{e}"))?;
@@ -132,6 +140,7 @@ fn verify(reports: &Path, id: &str) -> i32 {
 /// `nightshift compare <run-a> <run-b>`.
 pub fn compare(a: &super::CompareArgs) -> i32 {
     let load = |id: &str| -> Result<Report> {
+        journal::check_run_id(id).map_err(|e| anyhow!("{e}"))?;
         let path = a.reports.join(id).join(journal::FILE_NAME);
         if !path.is_file() {
             bail!("no run {id}: {} does not exist", path.display());

@@ -84,23 +84,23 @@ pub fn running_pid(reports: &Path, run_id: &str) -> Option<u32> {
 }
 
 /// Runs with a journal but no `RunFinished`, and no live process: crashed or killed.
+/// They are in the order they started, the latest last.
 pub fn unfinished_runs(reports: &Path) -> Vec<String> {
-    let Ok(rd) = std::fs::read_dir(reports) else {
+    let Ok(ids) = journal::runs_by_start(reports) else {
         return vec![];
     };
-    let mut ids: Vec<String> = rd
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join(journal::FILE_NAME).is_file())
-        .filter_map(|e| e.file_name().into_string().ok())
+    ids.into_iter()
         .filter(|id| running_pid(reports, id).is_none())
         .filter(|id| {
+            // Resumable: started (a RunStarted record), not finished.
             journal::read(&reports.join(id).join(journal::FILE_NAME))
-                .map(|r| Resume::from_records(&r.records).finished.is_none())
+                .map(|r| {
+                    let r = Resume::from_records(&r.records);
+                    r.finished.is_none() && r.run_id.is_some()
+                })
                 .unwrap_or(false)
         })
-        .collect();
-    ids.sort();
-    ids
+        .collect()
 }
 
 /// Applies `--wall-minutes`, `--gpu-hours` and `--dollars`; true when one was given.
@@ -280,6 +280,14 @@ fn resolve_kernels(named: &[PathBuf], repo: &Path) -> Result<Vec<RunKernel>> {
     for d in kernel_dirs(named)? {
         // Named here so a malformed spec is reported before anything else happens.
         let spec = KernelSpec::load(&d).map_err(|e| anyhow!("{e}"))?;
+        if let Some(other) = out.iter().find(|k: &&RunKernel| k.name == spec.name) {
+            bail!(
+                "two kernels are named `{}`: {} and {} (a run's kernels need distinct names: its journal, branch and report name them)",
+                spec.name,
+                other.dir,
+                d.display()
+            );
+        }
         out.push(RunKernel {
             name: spec.name.clone(),
             dir: relative_dir(&d, &repo_canon, repo)?,
@@ -317,6 +325,9 @@ struct Prepared {
 /// and whether this command asks it for what it was started with.
 fn prepare(a: &RunArgs) -> Result<Prepared> {
     let asked = asked_options(a)?;
+    for id in a.run_id.iter().chain(&a.resume) {
+        journal::check_run_id(id).map_err(|e| anyhow!("{e}"))?;
+    }
     let reports = &a.reports;
     let mut run_id = a.run_id.clone();
     if let Some(id) = &a.resume {

@@ -149,11 +149,15 @@ pub fn status_of(run_id: &str, records: &[Record], pid: Option<u32>) -> Result<R
     let (state, detail) = match (pid, &r.finished) {
         (Some(pid), _) => ("running".to_string(), format!("pid {pid}")),
         (None, Some(reason)) => ("finished".to_string(), reason.clone()),
-        (None, None) => (
+        (None, None) if r.run_id.is_some() => (
             "stopped".to_string(),
             format!(
                 "stopped without finishing (crashed or killed); `nightshift run --resume {run_id}` continues it"
             ),
+        ),
+        (None, None) => (
+            "stopped".to_string(),
+            "stopped before it recorded its start: there is nothing to resume; start a new run".to_string(),
         ),
     };
     Ok(RunStatus {
@@ -172,15 +176,11 @@ pub fn status_of(run_id: &str, records: &[Record], pid: Option<u32>) -> Result<R
     })
 }
 
+/// The run that started last under `reports` (by its journal, not its name).
 pub(crate) fn latest_run(reports: &Path) -> Result<String> {
-    let mut ids: Vec<String> = std::fs::read_dir(reports)
+    journal::runs_by_start(reports)
         .map_err(|e| anyhow!("cannot read {}: {e}", reports.display()))?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join(journal::FILE_NAME).is_file())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    ids.sort();
-    ids.pop()
+        .pop()
         .ok_or_else(|| anyhow!("no runs under {}", reports.display()))
 }
 
@@ -266,11 +266,15 @@ pub fn run(a: &StatusArgs) -> i32 {
             Some(id) => id.clone(),
             None => latest_run(&a.reports)?,
         };
+        journal::check_run_id(&id).map_err(|e| anyhow!("{e}"))?;
         let path = a.reports.join(&id).join(journal::FILE_NAME);
         if !path.is_file() {
             bail!("no run {id}: {} does not exist", path.display());
         }
         let read = journal::read(&path).map_err(|e| anyhow!("{e}"))?;
+        if let Some(t) = &read.torn {
+            eprintln!("warning: {}: {t}; it is ignored", path.display());
+        }
         status_of(&id, &read.records, running_pid(&a.reports, &id))
     };
     match go() {

@@ -173,8 +173,8 @@ fn default_out(kernel: &str, axes: &[Axis], over: Option<&str>) -> PathBuf {
 }
 
 fn read_lines(path: &Path) -> Result<(Header, Vec<Point>)> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = crate::files::read_text(path, crate::files::MAX_JOURNAL_BYTES)
+        .with_context(|| format!("reading {}", path.display()))?;
     let mut header = None;
     let mut points = Vec::new();
     let n = text.lines().count();
@@ -202,6 +202,13 @@ fn go(a: &SweepArgs, opts: Options) -> Result<i32> {
         .iter()
         .map(|s| sweep::parse_axis(s).map_err(|e| anyhow!("--axis {e}")))
         .collect::<Result<_>>()?;
+    let points = sweep::grid_len(&axes);
+    if points > a.max_points {
+        bail!(
+            "the grid has {points} points, more than --max-points {} (each point is a measurement): sweep coarser axes, or raise --max-points",
+            a.max_points
+        );
+    }
     for ax in &axes {
         if !spec.problem.contains_key(&ax.name) {
             bail!(
@@ -281,10 +288,14 @@ fn go(a: &SweepArgs, opts: Options) -> Result<i32> {
         None
     };
     let order: Vec<String> = axes.iter().map(|x| x.name.clone()).collect();
-    let todo: Vec<Vec<(String, i64)>> = sweep::grid(&axes)
-        .into_iter()
-        .filter(|at| !done.iter().any(|p| &p.at == at))
+    let measured: std::collections::BTreeSet<u64> = done
+        .iter()
+        .filter_map(|p| sweep::grid_index(&axes, &p.at))
         .collect();
+    let todo = sweep::grid(&axes)
+        .enumerate()
+        .filter(move |(i, _)| !measured.contains(&(*i as u64)))
+        .map(|(_, at)| at);
     let mut session = match super::start_session(opts) {
         Ok(s) => s,
         Err(code) => return Ok(code),
@@ -323,7 +334,7 @@ fn go(a: &SweepArgs, opts: Options) -> Result<i32> {
             command: command.clone(),
         }))?;
     }
-    let total = done.len() + todo.len();
+    let total = sweep::grid_len(&axes) as usize;
     if !done.is_empty() {
         eprintln!(
             "resuming: {} of {total} points measured already",
@@ -349,8 +360,7 @@ fn go(a: &SweepArgs, opts: Options) -> Result<i32> {
     }
     session.shutdown();
     // The grid's order, whatever order the points were measured in.
-    let grid = sweep::grid(&axes);
-    done.sort_by_key(|p| grid.iter().position(|g| g == &p.at).unwrap_or(usize::MAX));
+    done.sort_by_key(|p| sweep::grid_index(&axes, &p.at).unwrap_or(u64::MAX));
     let crossovers: Vec<sweep::Crossover> = if a.over.is_some() {
         axes.iter()
             .flat_map(|x| sweep::crossovers(&done, &axes, &x.name))

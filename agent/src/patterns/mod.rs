@@ -154,7 +154,8 @@ impl Library {
         files.sort();
         let mut texts = Vec::new();
         for f in files {
-            let t = std::fs::read_to_string(&f).map_err(|e| read_err(&f, e))?;
+            let t = crate::files::read_text(&f, crate::files::MAX_INPUT_BYTES)
+                .map_err(|e| read_err(&f, e))?;
             texts.push((f, t));
         }
         Library::parse(&texts)

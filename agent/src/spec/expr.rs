@@ -40,10 +40,69 @@ impl Number {
 /// Functions available in spec expressions besides evalexpr's built-ins.
 pub const EXTRA_FUNCTIONS: &[&str] = &["cdiv"];
 
+/// Every function an expression may call: arithmetic that cannot panic or hang
+/// (evalexpr's `math::abs`, shifts, regular expressions and `random` are left out).
+pub const ALLOWED_FUNCTIONS: &[&str] = &[
+    "cdiv",
+    "min",
+    "max",
+    "floor",
+    "ceil",
+    "round",
+    "if",
+    "math::sqrt",
+    "math::ln",
+    "math::log",
+    "math::log2",
+    "math::log10",
+    "math::exp",
+    "math::exp2",
+    "math::pow",
+];
+
+/// The longest expression accepted, in characters.
+pub const MAX_EXPR_CHARS: usize = 1000;
+
+/// The deepest nesting of parentheses accepted (the parser recurses on each level).
+pub const MAX_EXPR_DEPTH: usize = 32;
+
 impl Expr {
-    /// Parses `src`; fails with evalexpr's message when the text is not an expression.
+    /// Parses `src`; fails with evalexpr's message when the text is not an expression,
+    /// and before parsing when it is longer or nests deeper than the limits.
     pub fn parse(src: &str) -> Result<Self, String> {
+        if src.chars().count() > MAX_EXPR_CHARS {
+            return Err(format!(
+                "longer than {MAX_EXPR_CHARS} characters ({})",
+                src.chars().count()
+            ));
+        }
+        let mut depth = 0usize;
+        let mut deepest = 0usize;
+        for c in src.chars() {
+            match c {
+                '(' => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+                ')' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        if deepest > MAX_EXPR_DEPTH {
+            return Err(format!(
+                "parentheses nested {deepest} deep, more than {MAX_EXPR_DEPTH}"
+            ));
+        }
         let node = build_operator_tree::<DefaultNumericTypes>(src).map_err(|e| e.to_string())?;
+        if let Some(f) = node
+            .iter_function_identifiers()
+            .find(|f| !ALLOWED_FUNCTIONS.contains(f))
+        {
+            return Err(format!(
+                "`{f}` is not a function nightshift expressions may call (they may call: {})",
+                ALLOWED_FUNCTIONS.join(", ")
+            ));
+        }
         Ok(Self {
             src: src.to_string(),
             node,
@@ -136,13 +195,15 @@ fn context(vars: &Vars) -> HashMapContext<DefaultNumericTypes> {
             let t = arg.as_fixed_len_tuple(2)?;
             let a = t[0].as_int()?;
             let b = t[1].as_int()?;
-            if b == 0 {
-                return Err(EvalexprError::DivisionError {
+            // Checked: an overflow is an error, never a panic.
+            a.checked_add(b)
+                .and_then(|s| s.checked_sub(1))
+                .and_then(|s| s.checked_div_euclid(b))
+                .map(Value::Int)
+                .ok_or(EvalexprError::DivisionError {
                     dividend: t[0].clone(),
                     divisor: t[1].clone(),
-                });
-            }
-            Ok(Value::Int((a + b - 1).div_euclid(b)))
+                })
         }),
     );
     ctx
@@ -218,7 +279,79 @@ mod tests {
     }
 
     #[test]
+    fn cdiv_overflow_and_deep_nesting_are_errors_not_crashes() {
+        let e = Expr::parse("cdiv(-9223372036854775806, -1)").unwrap();
+        assert!(e.eval_int(&Vars::new()).is_err());
+        let e = Expr::parse("cdiv(9223372036854775807, 2)").unwrap();
+        assert!(e.eval_int(&Vars::new()).is_err());
+        let deep = format!("{}1{}", "(".repeat(50_000), ")".repeat(50_000));
+        assert!(Expr::parse(&deep).unwrap_err().contains("longer than"));
+        let nested = format!("{}1{}", "(".repeat(40), ")".repeat(40));
+        assert!(Expr::parse(&nested).unwrap_err().contains("nested 40 deep"));
+        assert!(Expr::parse(&format!("{}1{}", "(".repeat(30), ")".repeat(30))).is_ok());
+    }
+
+    #[test]
     fn malformed_expression_is_rejected() {
         assert!(Expr::parse("rows * (cols").is_err());
+    }
+}
+
+#[cfg(test)]
+mod overflow_probe {
+    use super::*;
+
+    #[test]
+    fn risky_functions_are_refused_at_parse() {
+        for f in [
+            "math::abs(x)",
+            "shl(x, 70)",
+            "random()",
+            "str::regex_matches(\"a\", \"b\")",
+        ] {
+            let e = Expr::parse(f).unwrap_err();
+            assert!(
+                e.contains("not a function nightshift expressions may call"),
+                "{f}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn integer_edges_never_panic() {
+        let v: Vars = [
+            ("m".to_string(), i64::MIN),
+            ("n".to_string(), -1),
+            ("b".to_string(), i64::MAX),
+        ]
+        .into_iter()
+        .collect();
+        for src in [
+            "m / n",
+            "m % n",
+            "-m",
+            "m * n",
+            "b + 1",
+            "m - 1",
+            "b * b",
+            "2 ^ 4000",
+            "b ^ b",
+            "m ^ n",
+            "0 ^ n",
+            "min(m, n)",
+            "cdiv(m, n)",
+            "cdiv(b, b)",
+            "math::pow(b, b)",
+            "b / 0",
+            "b % 0",
+            "1.0 / 0",
+            "floor(1e300)",
+            "round(1e300)",
+        ] {
+            let Ok(e) = Expr::parse(src) else { continue };
+            let _ = e.eval_int(&v);
+            let _ = e.eval_number(&v);
+            let _ = e.eval_bool(&v);
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Kernel specs: `kernels/<name>/kernel.toml` parsed strictly (unknown keys are errors
 //! naming file, line and key), validated into typed values with parsed expressions.
 
+pub mod confine;
 pub mod expr;
 pub mod plan;
 pub mod space;
@@ -272,13 +273,46 @@ impl KernelSpec {
     /// Loads `<dir>/kernel.toml` and the sources it names.
     pub fn load(dir: &Path) -> Result<Self, SpecError> {
         let spec_path = dir.join("kernel.toml");
-        let text = std::fs::read_to_string(&spec_path).map_err(|e| SpecError {
+        let text =
+            crate::files::read_text(&spec_path, crate::files::MAX_INPUT_BYTES).map_err(|e| {
+                SpecError {
+                    path: spec_path.clone(),
+                    line: None,
+                    key: None,
+                    message: format!("cannot read the spec: {e}"),
+                }
+            })?;
+        // Sources and headers only from inside the spec's repository.
+        let root = confine::root_of(dir);
+        let spec = Self::parse(&text, &spec_path, &|p| {
+            confine::inside(p, &root)?;
+            crate::files::read_text(p, crate::files::MAX_INPUT_BYTES)
+        })?;
+        let outside = |key: &str, e: std::io::Error| SpecError {
             path: spec_path.clone(),
             line: None,
-            key: None,
-            message: format!("cannot read the spec: {e}"),
-        })?;
-        Self::parse(&text, &spec_path, &|p| std::fs::read_to_string(p))
+            key: Some(key.to_string()),
+            message: e.to_string(),
+        };
+        for d in &spec.include_dirs {
+            confine::inside(d, &root).map_err(|e| outside("include_dirs", e))?;
+        }
+        let mut dirs = vec![spec.dir.clone()];
+        dirs.extend(spec.include_dirs.iter().cloned());
+        let mut files = vec![(spec.source_path.clone(), spec.source.clone())];
+        if let Reference::Kernel {
+            source_path,
+            source,
+            ..
+        } = &spec.reference
+        {
+            files.push((source_path.clone(), source.clone()));
+        }
+        let mut seen = BTreeSet::new();
+        for (path, text) in &files {
+            confine::check_includes(path, text, &dirs, &root, &mut seen, 16)?;
+        }
+        Ok(spec)
     }
 
     /// A digest of everything the spec makes nightshift compile and run: the spec
@@ -312,6 +346,7 @@ impl KernelSpec {
         let ctx = Ctx {
             text,
             path: spec_path,
+            exprs: Default::default(),
         };
         let raw: RawSpec = toml::from_str(text).map_err(|e| SpecError {
             path: spec_path.to_path_buf(),
@@ -438,13 +473,13 @@ struct RawCublas {
 struct RawValidate {
     #[serde(default)]
     sizes: Vec<Spanned<BTreeMap<String, i64>>>,
-    rtol: Option<f64>,
-    atol: Option<f64>,
+    rtol: Option<Spanned<f64>>,
+    atol: Option<Spanned<f64>>,
     #[serde(default)]
     tolerance: BTreeMap<String, Spanned<RawTolerance>>,
     trials: Option<Spanned<u32>>,
-    large_scale: Option<f64>,
-    large_atol: Option<f64>,
+    large_scale: Option<Spanned<f64>>,
+    large_atol: Option<Spanned<f64>>,
     #[serde(default)]
     deterministic: Option<Spanned<RawDeterministic>>,
 }
@@ -591,6 +626,9 @@ impl<'de> Deserialize<'de> for ExprSrc {
 struct Ctx<'a> {
     text: &'a str,
     path: &'a Path,
+    /// Every expression parsed, with its key and where it is written: each is then
+    /// evaluated for the baseline, so an error names its own line and key.
+    exprs: std::cell::RefCell<Vec<(String, Range<usize>, Expr)>>,
 }
 
 impl Ctx<'_> {
@@ -618,6 +656,9 @@ impl Ctx<'_> {
         let span = raw.span();
         let e = Expr::parse(&raw.get_ref().0)
             .map_err(|m| self.err(Some(&span), key, format!("not an expression: {m}")))?;
+        self.exprs
+            .borrow_mut()
+            .push((key.to_string(), span.clone(), e.clone()));
         for v in e.variables() {
             if !known.contains(&v) {
                 let names: Vec<&str> = known.iter().map(String::as_str).collect();
@@ -790,13 +831,7 @@ fn validate(
         .collect::<Result<Vec<_>, _>>()?;
 
     // Validation settings.
-    let (vraw, vspan) = match raw.validate {
-        Some(v) => {
-            let s = v.span();
-            (v.into_inner(), Some(s))
-        }
-        None => (RawValidate::default(), None),
-    };
+    let vraw = raw.validate.map(Spanned::into_inner).unwrap_or_default();
     let mut sizes = Vec::new();
     for (i, s) in vraw.sizes.iter().enumerate() {
         let mut full = problem.clone();
@@ -830,13 +865,28 @@ fn validate(
         Some(t) => *t.get_ref(),
         None => 3,
     };
+    // Each number checked where it is written, under the key the user wrote.
+    let non_negative = |v: &Option<Spanned<f64>>, key: &str| -> Result<Option<f64>, SpecError> {
+        match v {
+            Some(x) if !(x.get_ref().is_finite() && *x.get_ref() >= 0.0) => Err(ctx.err(
+                Some(&x.span()),
+                key,
+                format!("must be finite and non-negative, not {}", x.get_ref()),
+            )),
+            Some(x) => Ok(Some(*x.get_ref())),
+            None => Ok(None),
+        }
+    };
+    let rtol = non_negative(&vraw.rtol, "validate.rtol")?;
+    let atol = non_negative(&vraw.atol, "validate.atol")?;
+    let large_atol = non_negative(&vraw.large_atol, "validate.large_atol")?;
     let mut tolerances = BTreeMap::new();
     for d in DType::ALL.into_iter().filter(|d| d.is_float()) {
         let mut t = Tolerance::default_for(d);
-        if let Some(r) = vraw.rtol {
+        if let Some(r) = rtol {
             t.rtol = r;
         }
-        if let Some(a) = vraw.atol {
+        if let Some(a) = atol {
             t.atol = a;
         }
         tolerances.insert(d, t);
@@ -849,6 +899,14 @@ fn validate(
                 "is not a dtype",
             )
         })?;
+        let (r, a) = (t.get_ref().rtol, t.get_ref().atol);
+        if !(r >= 0.0 && a >= 0.0 && r.is_finite() && a.is_finite()) {
+            return Err(ctx.err(
+                Some(&t.span()),
+                &format!("validate.tolerance.{name}"),
+                format!("rtol and atol must be finite and non-negative, not {r} and {a}"),
+            ));
+        }
         tolerances.insert(
             d,
             Tolerance {
@@ -857,32 +915,17 @@ fn validate(
             },
         );
     }
-    for (d, t) in &tolerances {
-        if !(t.rtol >= 0.0 && t.atol >= 0.0 && t.rtol.is_finite() && t.atol.is_finite()) {
+    let large_scale = match &vraw.large_scale {
+        Some(x) if !(x.get_ref().is_finite() && *x.get_ref() >= 1.0) => {
             return Err(ctx.err(
-                vspan.as_ref(),
-                &format!("validate.tolerance.{d}"),
-                "rtol and atol must be finite and non-negative",
-            ));
+                Some(&x.span()),
+                "validate.large_scale",
+                format!("must be a finite number of at least 1, not {}", x.get_ref()),
+            ))
         }
-    }
-    if let Some(a) = vraw.large_atol {
-        if !(a.is_finite() && a >= 0.0) {
-            return Err(ctx.err(
-                vspan.as_ref(),
-                "validate.large_atol",
-                "must be finite and non-negative",
-            ));
-        }
-    }
-    let large_scale = vraw.large_scale.unwrap_or(1000.0);
-    if !(large_scale.is_finite() && large_scale >= 1.0) {
-        return Err(ctx.err(
-            vspan.as_ref(),
-            "validate.large_scale",
-            "must be a finite number of at least 1",
-        ));
-    }
+        Some(x) => *x.get_ref(),
+        None => 1000.0,
+    };
 
     // Launch and arguments.
     let launch = ctx.launch(&raw.launch, "launch", &known)?;
@@ -1090,6 +1133,24 @@ fn validate(
         compute: c.compute.unwrap_or(ComputeKind::Fp32),
     };
 
+    // The name names directories, branches and journal keys: one plain component.
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if raw.name.is_empty() || raw.name == "." || raw.name == ".." || !raw.name.chars().all(plain) {
+        let line = ctx
+            .text
+            .lines()
+            .position(|l| l.trim_start().starts_with("name"))
+            .map(|i| i + 1);
+        return Err(SpecError {
+            path: ctx.path.to_path_buf(),
+            line,
+            key: Some("name".into()),
+            message: format!(
+                "`{}` is not a kernel name: use letters, digits, `.`, `_` and `-` (not `.` or `..` alone)",
+                raw.name
+            ),
+        });
+    }
     if !is_identifier(&raw.entry) {
         return Err(ctx.err(None, "entry", "must be the kernel's `extern \"C\"` name"));
     }
@@ -1143,7 +1204,7 @@ fn validate(
             sizes,
             trials,
             large_scale,
-            large_atol: vraw.large_atol,
+            large_atol,
             deterministic,
             bitwise,
             tolerances,
@@ -1154,27 +1215,31 @@ fn validate(
         external,
     };
 
-    // The baseline must be allowed and every expression must evaluate for it.
+    // Every expression must evaluate for the baseline, each checked on its own so that
+    // an error names its line and key; and the baseline must satisfy the restrictions
+    // (then the space is not empty: no need to walk it).
     let base = spec.baseline();
-    let bad = spec.violated(&spec.problem, &base);
-    if !bad.is_empty() {
-        return Err(ctx.err(
-            None,
-            "tune",
-            format!(
-                "the baseline configuration {base} violates {}",
-                bad.join(", ")
-            ),
-        ));
+    let vars = spec.vars(&spec.problem, &base);
+    for (key, span, e) in ctx.exprs.borrow().iter() {
+        let checked = if key.starts_with("tune.restrictions") {
+            match e.eval_bool(&vars) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(format!(
+                    "the baseline configuration {base} violates `{}`",
+                    e.src()
+                )),
+                Err(m) => Err(format!("not a condition: {m}")),
+            }
+        } else if key.contains(".grid[") || key.contains(".block[") || key.ends_with(".len") {
+            e.eval_int(&vars).map(|_| ())
+        } else {
+            e.eval_number(&vars).map(|_| ())
+        };
+        if let Err(m) = checked {
+            return Err(ctx.err(Some(span), key, m));
+        }
     }
     plan::plan(&spec, &base, &spec.problem).map_err(|m| ctx.err(Some(&cspan), "baseline", m))?;
-    if spec.space().valid().next().is_none() {
-        return Err(ctx.err(
-            None,
-            "tune.restrictions",
-            "no configuration satisfies the restrictions",
-        ));
-    }
     Ok(spec)
 }
 

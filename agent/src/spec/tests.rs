@@ -177,11 +177,66 @@ fn restriction_that_is_not_boolean_or_excludes_baseline() {
         "restrictions = [\"VEC > 1\"]",
     ));
     assert!(e.message.contains("baseline"), "{e}");
-    let e = err(&edit(
+    let text = edit(
         "restrictions = [\"seq_k % VEC == 0\"]",
         "restrictions = [\"seq_k % VEC\"]",
-    ));
-    assert!(e.message.contains("baseline"), "{e}");
+    );
+    let e = err(&text);
+    assert!(e.message.contains("not a condition"), "{e}");
+    assert_eq!(e.key.as_deref(), Some("tune.restrictions[0]"));
+    assert_eq!(e.line, Some(line_of(&text, "seq_k % VEC\"")));
+}
+
+#[test]
+fn an_expression_that_fails_for_the_baseline_names_its_own_line_and_key() {
+    for (bad, why) in [
+        ("rows / 0", "divid"),
+        ("cdiv(-9223372036854775806, -1)", ""),
+        ("rows * 9223372036854775807", ""),
+    ] {
+        let text = edit("len = \"rows * seq_k\"", &format!("len = \"{bad}\""));
+        let e = err(&text);
+        assert_eq!(e.line, Some(line_of(&text, bad)), "{bad}: {e}");
+        assert!(
+            e.key.as_deref().is_some_and(|k| k.ends_with(".len")),
+            "{bad}: {e}"
+        );
+        assert!(e.message.to_lowercase().contains(why), "{bad}: {e}");
+    }
+    let text = edit("len = \"rows * seq_k\"", "len = \"rows *\"");
+    let e = err(&text);
+    assert_eq!(e.line, Some(line_of(&text, "rows *\"")), "{e}");
+    let deep = format!("{}rows{}", "(".repeat(20_000), ")".repeat(20_000));
+    let text = edit("len = \"rows * seq_k\"", &format!("len = \"{deep}\""));
+    let e = err(&text);
+    assert!(e.message.contains("longer than"), "{e}");
+}
+
+#[test]
+fn a_large_space_with_few_allowed_configurations_loads_at_once() {
+    // 8 tunables of 10 values: 10^8 configurations, one of them allowed (the baseline).
+    let mut text = edit("[tune]\n", "[tune]\n");
+    let tunables: String = (0..8)
+        .map(|i| format!("T{i} = {{ values = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], role = \"other\", baseline = 0 }}\n"))
+        .collect();
+    text = text.replacen("[tune]\n", &format!("[tune]\n{tunables}"), 1);
+    let all_zero: Vec<String> = (0..8).map(|i| format!("T{i} == 0")).collect();
+    text = text.replacen(
+        "restrictions = [\"seq_k % VEC == 0\"]",
+        &format!(
+            "restrictions = [\"seq_k % VEC == 0\", \"{}\"]",
+            all_zero.join(" && ")
+        ),
+        1,
+    );
+    let t = std::time::Instant::now();
+    let spec = parse(&text).unwrap();
+    assert_eq!(spec.tunables.len(), 11);
+    assert!(
+        t.elapsed() < std::time::Duration::from_millis(100),
+        "{:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
@@ -338,4 +393,81 @@ fn deterministic_is_a_flag_or_bitwise_and_anything_else_names_its_line() {
     let e = err(&text);
     assert_eq!(e.line, Some(line_of(&text, "bitwize")), "{e}");
     assert!(e.to_string().contains("validate.deterministic"), "{e}");
+}
+
+#[test]
+fn a_bad_tolerance_names_the_key_the_user_wrote() {
+    let text = edit("rtol = 1e-5\n", "rtol = nan\n");
+    let e = err(&text);
+    assert_eq!(e.key.as_deref(), Some("validate.rtol"), "{e}");
+    assert_eq!(e.line, Some(line_of(&text, "rtol = nan")));
+    let text = edit("[validate]\n", "[validate]\nlarge_scale = -1\n");
+    let e = err(&text);
+    assert_eq!(e.key.as_deref(), Some("validate.large_scale"), "{e}");
+    assert_eq!(e.line, Some(line_of(&text, "large_scale = -1")));
+}
+
+#[test]
+fn a_kernel_name_is_one_plain_path_component() {
+    for bad in ["../../x", "a/b", ".", "..", "", "a b"] {
+        let text = edit("name = \"softmax\"", &format!("name = \"{bad}\""));
+        let e = err(&text);
+        assert_eq!(e.key.as_deref(), Some("name"), "{bad}: {e}");
+        assert_eq!(e.line, Some(line_of(&text, "name = ")), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn sources_and_include_dirs_outside_the_repository_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = d.path().join("repo");
+    let k = repo.join("kernels/softmax");
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernels/softmax");
+    for f in ["kernel.toml", "softmax.cu", "softmax_ref.cu"] {
+        std::fs::create_dir_all(&k).unwrap();
+        std::fs::copy(src.join(f), k.join(f)).unwrap();
+    }
+    std::fs::write(d.path().join("outside.cu"), "// not yours\n").unwrap();
+    KernelSpec::load(&k).unwrap();
+    let toml = std::fs::read_to_string(k.join("kernel.toml")).unwrap();
+    for (from, to, key) in [
+        (
+            "source = \"softmax.cu\"",
+            "source = \"../../../outside.cu\"",
+            "source",
+        ),
+        (
+            "source = \"softmax.cu\"",
+            "source = \"/etc/hostname\"",
+            "source",
+        ),
+        (
+            "source = \"softmax.cu\"",
+            "source = \"softmax.cu\"\ninclude_dirs = [\"/\"]",
+            "include_dirs",
+        ),
+    ] {
+        std::fs::write(k.join("kernel.toml"), toml.replacen(from, to, 1)).unwrap();
+        let e = KernelSpec::load(&k).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(key), "{to}: {e}");
+        assert!(
+            e.to_string().contains("outside") || e.to_string().contains("No such"),
+            "{to}: {e}"
+        );
+    }
+    // A header included from outside is refused at the line of its #include.
+    std::fs::write(k.join("kernel.toml"), &toml).unwrap();
+    let cu = std::fs::read_to_string(k.join("softmax.cu")).unwrap();
+    std::fs::write(
+        k.join("softmax.cu"),
+        format!("#include \"../../../outside.cu\"\n{cu}"),
+    )
+    .unwrap();
+    let e = KernelSpec::load(&k).unwrap_err();
+    assert_eq!(
+        (e.line, e.key.as_deref()),
+        (Some(1), Some("#include")),
+        "{e}"
+    );
 }

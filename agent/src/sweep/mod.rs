@@ -95,23 +95,50 @@ pub fn parse_axis(s: &str) -> Result<Axis, String> {
     })
 }
 
-/// Every point of the grid, the last axis fastest; each point is (axis, value) pairs
-/// in the axes' order.
-pub fn grid(axes: &[Axis]) -> Vec<Vec<(String, i64)>> {
-    let mut out: Vec<Vec<(String, i64)>> = vec![vec![]];
-    for a in axes {
-        out = out
-            .into_iter()
-            .flat_map(|p| {
-                a.values.iter().map(move |v| {
-                    let mut q = p.clone();
-                    q.push((a.name.clone(), *v));
-                    q
-                })
-            })
-            .collect();
+/// The points a grid has (saturating: a product past u64 is u64::MAX).
+pub fn grid_len(axes: &[Axis]) -> u64 {
+    axes.iter()
+        .fold(1u64, |n, a| n.saturating_mul(a.values.len() as u64))
+}
+
+/// The default limit on a sweep's points (`--max-points` raises it).
+pub const DEFAULT_MAX_POINTS: u64 = 10_000;
+
+/// Point `i` of the grid, the last axis fastest: (axis, value) pairs in the axes'
+/// order. None past the end.
+pub fn grid_point(axes: &[Axis], i: u64) -> Option<Vec<(String, i64)>> {
+    if i >= grid_len(axes) {
+        return None;
     }
-    out
+    let mut rest = i;
+    let mut out = vec![(String::new(), 0); axes.len()];
+    for (slot, a) in out.iter_mut().zip(axes).rev() {
+        let n = a.values.len() as u64;
+        *slot = (a.name.clone(), a.values[(rest % n) as usize]);
+        rest /= n;
+    }
+    Some(out)
+}
+
+/// Every point of the grid in order, generated one at a time.
+pub fn grid(axes: &[Axis]) -> impl Iterator<Item = Vec<(String, i64)>> + '_ {
+    (0..grid_len(axes)).map_while(move |i| grid_point(axes, i))
+}
+
+/// The position of point `at` in the grid (None when it is not a point of it).
+pub fn grid_index(axes: &[Axis], at: &[(String, i64)]) -> Option<u64> {
+    if at.len() != axes.len() {
+        return None;
+    }
+    let mut i = 0u64;
+    for (a, (name, v)) in axes.iter().zip(at) {
+        if &a.name != name {
+            return None;
+        }
+        let k = a.values.iter().position(|x| x == v)? as u64;
+        i = i * a.values.len() as u64 + k;
+    }
+    Some(i)
 }
 
 /// A label that names its axes: `rows4096_seqk1024` (axis names lowercased, without
@@ -286,7 +313,8 @@ pub struct Crossover {
 /// than count as crossings.
 pub fn crossovers(points: &[Point], axes: &[Axis], axis: &str) -> Vec<Crossover> {
     let others: Vec<&Axis> = axes.iter().filter(|a| a.name != axis).collect();
-    let held_grid = grid(&others.iter().map(|a| (*a).clone()).collect::<Vec<_>>());
+    let held_axes: Vec<Axis> = others.iter().map(|a| (*a).clone()).collect();
+    let held_grid = grid(&held_axes);
     let mut out = Vec::new();
     for held in held_grid {
         let mut line: Vec<(i64, Winner)> = points

@@ -39,9 +39,20 @@ fn the_grid_and_labels_name_their_axes() {
         parse_axis("N=1,2").unwrap(),
         parse_axis("M=1024..4096:x2").unwrap(),
     ];
-    let g = grid(&axes);
+    let g: Vec<_> = grid(&axes).collect();
     assert_eq!(g.len(), 6);
+    assert_eq!(grid_len(&axes), 6);
     assert_eq!(g[1], vec![("N".into(), 1), ("M".into(), 2048)]);
+    for (i, p) in g.iter().enumerate() {
+        assert_eq!(grid_index(&axes, p), Some(i as u64));
+        assert_eq!(grid_point(&axes, i as u64).as_ref(), Some(p));
+    }
+    assert_eq!(grid_point(&axes, 6), None);
+    // Four axes of 256 points: counted, never built.
+    let big: Vec<Axis> = (0..4)
+        .map(|i| parse_axis(&format!("A{i}=1..256:+1")).unwrap())
+        .collect();
+    assert_eq!(grid_len(&big), 1 << 32);
     let problem: BTreeMap<String, i64> =
         [("rows".to_string(), 4096), ("seq_k".to_string(), 1024)].into();
     assert_eq!(
