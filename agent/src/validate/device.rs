@@ -532,20 +532,13 @@ pub fn bf16_bits(f: f32) -> u16 {
 }
 
 /// Stores `v` as [`SOURCE`]'s `ns_store` does: floats rounded to nearest even (f16 and
-/// bf16 through f32), integers rounded half away from zero and saturated.
+/// bf16 through f32), integers rounded half away from zero and saturated (NaN to 0),
+/// which is [`DType::encode`] for every type but the half-precision ones.
 pub fn store(dtype: DType, v: f64, out: &mut Vec<u8>) {
     match dtype {
         DType::F16 => out.extend_from_slice(&f16_bits(v as f32).to_le_bytes()),
         DType::Bf16 => out.extend_from_slice(&bf16_bits(v as f32).to_le_bytes()),
-        DType::F32 => out.extend_from_slice(&(v as f32).to_le_bytes()),
-        DType::F64 => out.extend_from_slice(&v.to_le_bytes()),
-        // Rust's float-to-integer casts saturate and send NaN to 0, as ns_store does.
-        DType::I8 => out.extend_from_slice(&(v.round() as i8).to_le_bytes()),
-        DType::U8 => out.extend_from_slice(&(v.round() as u8).to_le_bytes()),
-        DType::I32 => out.extend_from_slice(&(v.round() as i32).to_le_bytes()),
-        DType::U32 => out.extend_from_slice(&(v.round() as u32).to_le_bytes()),
-        DType::I64 => out.extend_from_slice(&(v.round() as i64).to_le_bytes()),
-        DType::U64 => out.extend_from_slice(&(v.round() as u64).to_le_bytes()),
+        _ => dtype.encode(v, out),
     }
 }
 
