@@ -24,6 +24,7 @@ pub mod nonfinite;
 pub mod patterns;
 pub mod profile;
 pub mod report;
+pub mod runs;
 pub mod spec;
 pub mod sweep;
 #[cfg(test)]

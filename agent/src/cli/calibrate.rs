@@ -314,7 +314,7 @@ fn calibrate(s: &mut Session, a: &CalibrateArgs) -> anyhow::Result<Calibration> 
     let decided = aa.comparisons - aa.failed;
     Ok(Calibration {
         device: s.device.name.clone(),
-        date: super::run::new_run_id()[..8].to_string(),
+        date: crate::runs::new_run_id()[..8].to_string(),
         min_gain: s.opts.min_gain,
         max_time_s: s.opts.measure.rule.max_time.as_secs_f64(),
         base_us,

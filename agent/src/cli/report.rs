@@ -59,7 +59,7 @@ pub fn run(a: &ReportArgs) -> i32 {
         .run_id
         .clone()
         .map(Ok)
-        .unwrap_or_else(|| super::status::latest_run(&a.reports))
+        .unwrap_or_else(|| crate::runs::latest_run(&a.reports))
     {
         Ok(id) => id,
         Err(e) => {

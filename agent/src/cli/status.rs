@@ -3,15 +3,14 @@
 //! terminal and on a finished one the morning after.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use anyhow::{anyhow, bail, Result};
 use serde::Serialize;
 
-use super::run::{running_pid, unfinished_runs};
 use super::{exit, table, StatusArgs};
 use crate::budget::{Budgets, Ledger, Spend};
 use crate::journal::{self, Event, Record, Resume};
+use crate::runs::{running_pid, unfinished_runs};
 
 #[derive(Debug, Default, Serialize)]
 pub struct KernelStatus {
@@ -176,14 +175,6 @@ pub fn status_of(run_id: &str, records: &[Record], pid: Option<u32>) -> Result<R
     })
 }
 
-/// The run that started last under `reports` (by its journal, not its name).
-pub(crate) fn latest_run(reports: &Path) -> Result<String> {
-    journal::runs_by_start(reports)
-        .map_err(|e| anyhow!("cannot read {}: {e}", reports.display()))?
-        .pop()
-        .ok_or_else(|| anyhow!("no runs under {}", reports.display()))
-}
-
 pub fn render(s: &RunStatus) -> String {
     let limit = |spent: f64, l: Option<f64>, unit: &str| match l {
         Some(l) => format!("{spent:.2} of {l:.2} {unit}"),
@@ -210,7 +201,7 @@ pub fn render(s: &RunStatus) -> String {
                 "\n  resumed {} time(s), down for {} in all: the wall limit counts it, \
                  GPU-hours and dollars do not (your provider may have billed that time)",
                 s.resumes,
-                super::run::human_duration(s.down_s)
+                crate::runs::human_duration(s.down_s)
             )
         } else {
             String::new()
@@ -264,7 +255,7 @@ pub fn run(a: &StatusArgs) -> i32 {
     let go = || -> Result<RunStatus> {
         let id = match &a.run_id {
             Some(id) => id.clone(),
-            None => latest_run(&a.reports)?,
+            None => crate::runs::latest_run(&a.reports)?,
         };
         journal::check_run_id(&id).map_err(|e| anyhow!("{e}"))?;
         let path = a.reports.join(&id).join(journal::FILE_NAME);

@@ -143,7 +143,7 @@ pub fn markdown(r: &Report, plots: &[String]) -> String {
              The wall time above and its limit count that time; GPU time and dollars do not, \
              but your provider may have billed it.",
             s.resumes,
-            crate::cli::run::human_duration(s.down_s)
+            crate::runs::human_duration(s.down_s)
         );
     }
     let stages: Vec<String> = s
