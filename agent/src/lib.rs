@@ -17,6 +17,7 @@ pub mod dispatch;
 pub mod evaluate;
 pub mod files;
 pub mod gate;
+#[allow(unsafe_code)] // the one module that touches CUDA, NVRTC and NVML
 pub mod gpu;
 pub mod journal;
 pub mod measure;
