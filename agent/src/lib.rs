@@ -1,13 +1,18 @@
 //! nightshift: an agentic optimization daemon for CUDA kernels.
 //!
-//! The modules follow the pipeline of one candidate: `spec` (what the kernel is),
-//! `gpu` (the only code touching CUDA, NVRTC and NVML), `worker` (the isolated
-//! process that owns the GPU, and its supervisor), `validate` (is it correct),
-//! `measure` (how fast, how sure), `evaluate` (one candidate end to end), `cli`.
-//! The agent loop's parts: `profile` (signals read from a measurement), `patterns`
-//! (the pattern library in `patterns/`), `budget` (budgets.toml and the ledger),
-//! `journal` (the append-only record a run resumes from), `controller` (the loop's
-//! decisions, without I/O), `vcs` (the run's git branch and worktree).
+//! The modules, in the order of the pipeline of one candidate (ARCHITECTURE.md at the
+//! repository root says more): `spec` (what the kernel is: spec, expressions, search
+//! space, plans), `patterns` (the pattern library), `controller` (the loop's decisions,
+//! without I/O), `dispatch` (the async loop that carries them out; replay on resume),
+//! `evaluate` (one candidate end to end, parent side), `worker` (the process that owns
+//! the GPU: validation and measurement), `validate` (what "correct" means; the device
+//! checks and their host mirror), `measure` (what "faster" means; the sequential A/B
+//! rule), `profile` (signals read from a measurement), `budget` (budgets.toml and the
+//! ledger), `journal` (the record a run resumes and reports from), `vcs` (the run's
+//! branch and worktree), `report` (reports from the journal), `runs` (run directories),
+//! `sweep` and `gate` (sweeps and the regression gate), `gpu` (the only code touching
+//! CUDA, NVRTC, NVML and `unsafe`), `files` and `digest` (reading input safely, content
+//! digests), `cli` (the commands).
 
 pub mod budget;
 pub mod cli;

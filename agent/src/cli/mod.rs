@@ -28,8 +28,11 @@ pub mod exit {
     pub const REJECTED: i32 = 1;
     /// Bad input: a malformed spec, an unknown tunable, a bad flag value.
     pub const USAGE: i32 = 2;
-    /// No usable GPU, or the GPU infrastructure failed.
+    /// No usable GPU, or the GPU infrastructure failed (a run that stopped on it can
+    /// be resumed).
     pub const NO_GPU: i32 = 3;
+    /// Stopped by SIGINT or SIGTERM (128 + SIGINT, as shells report it).
+    pub const INTERRUPTED: i32 = 130;
 }
 
 #[derive(Parser, Debug)]
@@ -165,7 +168,8 @@ pub struct BenchArgs {
 
 const EXIT_RUN: &str = "Exit codes: 0 the run ended (on its budget or with nothing left to try); \
 2 bad input (a malformed spec, pattern or budgets file, a bad flag, no git repository, a resume that \
-asks for something else than the run was started with); 3 no usable GPU; 130 stopped by SIGINT or SIGTERM.\n\
+asks for something else than the run was started with); 3 no usable GPU, or the infrastructure failed \
+once the run was under way (--resume continues it); 130 stopped by SIGINT or SIGTERM.\n\
 Limits: specs, sources, headers, budgets, patterns and baselines are regular files of at most 64 MiB; \
 a spec's sources and include directories resolve inside its repository; run ids and kernel names are \
 letters, digits, `.`, `_` and `-`; expressions are at most 1000 characters, nested at most 32 deep.";

@@ -630,7 +630,19 @@ fn carry_out<E: Evaluator>(a: &RunArgs, p: Prepared, ev: E, view: View) -> Resul
     let _ = std::fs::remove_file(&lock);
     // The report, however the run ended (its journal is complete either way).
     let report = super::report::write(&a.reports, &p.run_id);
-    let summary = summary?;
+    // A failure once the run is under way (a journal write, git, the worker) is the
+    // infrastructure's, not bad input: exit 3, and the run can be resumed.
+    let summary = match summary {
+        Ok(s) => s,
+        Err(e) => {
+            view.clear();
+            eprintln!(
+                "error: {e:#}\nthe run stopped; `nightshift run --resume {}` continues it",
+                p.run_id
+            );
+            return Ok(exit::NO_GPU);
+        }
+    };
     if let Ok(ws) = Workspace::open(&p.repo, &p.run_id, &wt) {
         // The branch keeps the commits; the checkout is not needed any more.
         let _ = ws.remove();
@@ -656,7 +668,7 @@ fn carry_out<E: Evaluator>(a: &RunArgs, p: Prepared, ev: E, view: View) -> Resul
         ),
     }
     Ok(match summary.stop_reason {
-        Some(StopReason::Signal { .. }) => 130,
+        Some(StopReason::Signal { .. }) => exit::INTERRUPTED,
         _ => exit::OK,
     })
 }
@@ -688,7 +700,7 @@ async fn watch_signals(stop: StopFlag, run_id: String) {
             eprintln!(
                 "\n{name} again: stopping now; `nightshift run --resume {run_id}` continues the run"
             );
-            std::process::exit(130);
+            std::process::exit(exit::INTERRUPTED);
         }
     }
 }
