@@ -50,6 +50,12 @@ pub enum Event {
         kernel: usize,
         cost: Vec<(Stage, f64)>,
     },
+    /// The final comparison of `kernel` (its best against its baseline) was made, or
+    /// answered from the journal; what it cost, by stage.
+    Compared {
+        kernel: usize,
+        cost: Vec<(Stage, f64)>,
+    },
     /// SIGINT or SIGTERM.
     Interrupted {
         signal: String,
@@ -130,9 +136,32 @@ pub enum Action {
         kernel: usize,
         reason: String,
     },
+    /// Measure the kernel's best interleaved with its baseline once more, so the
+    /// gain of the whole run has one interval. Answered with [`Event::Compared`].
+    FinalComparison {
+        kernel: usize,
+        baseline: Config,
+        best: Config,
+    },
+    /// The final comparison of a kernel with a gain does not fit the budget.
+    FinalSkipped {
+        kernel: usize,
+        reason: String,
+    },
     Stop {
         reason: StopReason,
     },
+}
+
+/// GPU work the controller asked for.
+#[derive(Debug, Clone)]
+enum Asked {
+    /// A kernel's baseline: admitted before the kernel owed a final comparison.
+    Baseline(usize),
+    /// A candidate or a study of a kernel under a pattern.
+    Work(usize, String),
+    /// A kernel's final comparison: admitted on its own projection.
+    Final(usize),
 }
 
 /// The line of attack in progress on a kernel.
@@ -159,6 +188,8 @@ struct KernelState {
     attack: Option<Attack>,
     /// The study (if any) was carried out.
     studied: bool,
+    /// Its final comparison was made (or skipped): none is owed any more.
+    compared: bool,
     started: bool,
     paused: bool,
     done: bool,
@@ -188,11 +219,12 @@ pub struct Controller {
     budgets: Budgets,
     /// Every charge of the run, as journaled (see [`Controller::charged`]).
     ledger: Ledger,
-    /// The GPU work asked for last: its kernel and pattern (for a new admission on
-    /// [`Event::Resumed`]).
-    asked: Option<(usize, Option<String>)>,
+    /// The GPU work asked for last (for a new admission on [`Event::Resumed`]).
+    asked: Option<Asked>,
     current: usize,
     stopped: bool,
+    /// Stopping on this limit: the final comparisons owed are made first.
+    finishing: Option<StopReason>,
     credit: BTreeMap<String, Credit>,
     /// The run's budget in GPU seconds (the tightest limit; infinite without one).
     total_s: f64,
@@ -212,6 +244,7 @@ impl Controller {
                     dropped: BTreeSet::new(),
                     attack: None,
                     studied: false,
+                    compared: false,
                     started: false,
                     paused: false,
                     done: false,
@@ -229,6 +262,7 @@ impl Controller {
             asked: None,
             current: 0,
             stopped: false,
+            finishing: None,
             credit: BTreeMap::new(),
         }
     }
@@ -285,21 +319,46 @@ impl Controller {
                 self.count(kernel, &cost);
                 self.done(now_s, kernel, &mut out);
             }
+            Event::Compared { kernel, cost } => {
+                self.count(kernel, &cost);
+                self.kernels[kernel].compared = true;
+                match self.finishing.clone() {
+                    Some(reason) => self.finish(now_s, reason, &mut out),
+                    None => self.advance(now_s, &mut out),
+                }
+            }
             Event::Interrupted { signal } => {
                 self.stopped = true;
                 out.push(Action::Stop {
                     reason: StopReason::Signal { signal },
                 });
             }
-            Event::Resumed => {
-                if let Some((kernel, pattern)) = self.asked.clone() {
-                    // A baseline was admitted before its kernel started, when the
-                    // kernel owed no final comparison yet: the same rule again.
-                    let except = pattern.is_none().then_some(kernel);
+            Event::Resumed => match self.asked.clone() {
+                // Each admitted again by the rule that admitted it.
+                Some(Asked::Baseline(kernel)) => {
                     let name = self.kernels[kernel].spec.name.clone();
-                    self.refused_except(now_s, &name, pattern.as_deref(), except, &mut out);
+                    self.refused_except(now_s, &name, None, Some(kernel), &mut out);
                 }
-            }
+                Some(Asked::Work(kernel, pattern)) => {
+                    let name = self.kernels[kernel].spec.name.clone();
+                    self.refused(now_s, &name, Some(&pattern), &mut out);
+                }
+                Some(Asked::Final(kernel)) => {
+                    let name = self.kernels[kernel].spec.name.clone();
+                    let projected = self.ledger.project(&name, None, 1);
+                    if let Err(reason) = self.ledger.admit(&self.budgets, projected, now_s) {
+                        out.push(Action::FinalSkipped {
+                            kernel,
+                            reason: reason.describe(),
+                        });
+                        match self.finishing.clone() {
+                            Some(r) => self.finish(now_s, r, &mut out),
+                            None => self.advance(now_s, &mut out),
+                        }
+                    }
+                }
+                None => {}
+            },
             Event::Baseline { kernel, result } => {
                 self.count(kernel, &result.cost);
                 let k = &mut self.kernels[kernel];
@@ -444,7 +503,7 @@ impl Controller {
             }
             self.kernels[i].started = true;
             self.give_share(i);
-            self.asked = Some((i, None));
+            self.asked = Some(Asked::Baseline(i));
             out.push(Action::MeasureBaseline {
                 kernel: i,
                 config: self.kernels[i].spec.baseline(),
@@ -496,7 +555,72 @@ impl Controller {
             kernel,
             reason: "no applicable pattern has anything left to try".into(),
         });
-        self.advance(now_s, out);
+        // The next kernel starts once the comparison is made (its cost known).
+        if !self.final_comparison(now_s, kernel, out) {
+            self.advance(now_s, out);
+        }
+    }
+
+    /// Asks for the final comparison of `kernel` when its best moved from its
+    /// baseline and one more comparison fits the budget (else says why not). True when
+    /// asked: the controller then waits for [`Event::Compared`].
+    fn final_comparison(&mut self, now_s: f64, kernel: usize, out: &mut Vec<Action>) -> bool {
+        let k = &mut self.kernels[kernel];
+        if k.compared {
+            return false;
+        }
+        k.compared = true;
+        let baseline = k.spec.baseline();
+        let Some(best) = k.best.clone().filter(|b| *b != baseline) else {
+            return false;
+        };
+        let name = k.spec.name.clone();
+        // The same rule as any candidate: never start what cannot finish.
+        let projected = self.ledger.project(&name, None, 1);
+        match self.ledger.admit(&self.budgets, projected, now_s) {
+            Ok(()) => {
+                self.asked = Some(Asked::Final(kernel));
+                out.push(Action::FinalComparison {
+                    kernel,
+                    baseline,
+                    best,
+                });
+                true
+            }
+            Err(reason) => {
+                out.push(Action::FinalSkipped {
+                    kernel,
+                    reason: reason.describe(),
+                });
+                false
+            }
+        }
+    }
+
+    /// Stops on `reason`; a limit first has the final comparisons owed made, one at
+    /// a time (the admission kept room for them).
+    fn stop_on(&mut self, now_s: f64, reason: StopReason, out: &mut Vec<Action>) {
+        if reason.is_limit() {
+            self.finishing = Some(reason.clone());
+            self.finish(now_s, reason, out);
+        } else {
+            self.stopped = true;
+            out.push(Action::Stop { reason });
+        }
+    }
+
+    /// The next final comparison owed while stopping on `reason`, or the stop.
+    fn finish(&mut self, now_s: f64, reason: StopReason, out: &mut Vec<Action>) {
+        while let Some(i) = (0..self.kernels.len()).find(|&i| {
+            let k = &self.kernels[i];
+            k.started && !k.done && !k.compared
+        }) {
+            if self.final_comparison(now_s, i, out) {
+                return;
+            }
+        }
+        self.stopped = true;
+        out.push(Action::Stop { reason });
     }
 
     /// True (and a Stop pushed) when the budget cannot take one more candidate and
@@ -524,8 +648,7 @@ impl Controller {
         match self.ledger.admit(&self.budgets, projected, now_s) {
             Ok(()) => false,
             Err(reason) => {
-                self.stopped = true;
-                out.push(Action::Stop { reason });
+                self.stop_on(now_s, reason, out);
                 true
             }
         }
@@ -538,7 +661,7 @@ impl Controller {
         self.kernels
             .iter()
             .enumerate()
-            .filter(|(i, k)| k.started && !k.done && Some(*i) != except)
+            .filter(|(i, k)| k.started && !k.done && !k.compared && Some(*i) != except)
             .map(|(_, k)| k)
             .map(|k| self.ledger.project(&k.spec.name, None, 1))
             .sum()
@@ -594,7 +717,7 @@ impl Controller {
                 }
                 let against = self.kernels[kernel].best.clone().unwrap_or_default();
                 let prediction = self.pattern(&pattern).and_then(|p| p.predict.clone());
-                self.asked = Some((kernel, Some(pattern.clone())));
+                self.asked = Some(Asked::Work(kernel, pattern.clone()));
                 out.push(Action::Evaluate {
                     kernel,
                     pattern,
@@ -620,7 +743,7 @@ impl Controller {
                             if self.refused(now_s, &name, Some(pattern), out) {
                                 return;
                             }
-                            self.asked = Some((kernel, Some(pattern.clone())));
+                            self.asked = Some(Asked::Work(kernel, pattern.clone()));
                         }
                         self.kernels[kernel].studied = true;
                         out.push(study);

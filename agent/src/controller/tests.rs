@@ -255,6 +255,24 @@ fn the_loop_never_repeats_a_configuration_and_ends_when_nothing_is_left() {
             .any(|x| matches!(x, Action::KernelDone { kernel: 0, .. })),
         "{a:?}"
     );
+    // A kernel that gained is compared once more, best against baseline, before
+    // the run ends; the controller waits for it.
+    let Some(Action::FinalComparison {
+        kernel: 0, best, ..
+    }) = a.last().cloned()
+    else {
+        panic!("no final comparison: {a:?}");
+    };
+    assert_ne!(best, spec("softmax").baseline());
+    assert!(!c.stopped());
+    a = hear(
+        &mut c,
+        now + 1.0,
+        Event::Compared {
+            kernel: 0,
+            cost: vec![(Stage::Measure, 1.0)],
+        },
+    );
     assert!(
         matches!(
             a.last(),
@@ -388,6 +406,150 @@ fn work_that_cannot_finish_inside_the_budget_is_not_started() {
     assert!(
         c.handle(2.0, Event::Started).is_empty(),
         "a stopped controller does nothing"
+    );
+}
+
+#[test]
+fn a_budget_stop_first_makes_the_final_comparison_it_kept_room_for() {
+    // 36 s of GPU time, a 1 s watchdog reserve, 10 s per piece of work.
+    let b = budgets("[run]\ngpu_hours = 0.01\n[limits]\ncandidate_watchdog_seconds = 1\n");
+    let mut c = controller(vec![spec("softmax")], library(), b);
+    c.handle(0.0, Event::Started);
+    let a = hear(
+        &mut c,
+        1.0,
+        Event::Baseline {
+            kernel: 0,
+            result: result(true, None, Some(memory_bound()), 10.0),
+        },
+    );
+    let (k, _, cfg) = evaluate_of(&a).expect("10 + 10 owed + 1 fits in 26");
+    let a = hear(
+        &mut c,
+        2.0,
+        Event::Evaluated {
+            kernel: k,
+            config: cfg.clone(),
+            result: result(true, Some(Verdict::Fast), Some(memory_bound()), 10.0),
+        },
+    );
+    // 16 s left: another candidate and the final owed (21 s) do not fit, the final
+    // alone (11 s) does: it is asked for and the run does not stop before it ends.
+    let Some(Action::FinalComparison {
+        kernel: 0, best, ..
+    }) = a.last().cloned()
+    else {
+        panic!("{a:?}");
+    };
+    assert_eq!(best, cfg);
+    assert!(!a.iter().any(|x| matches!(x, Action::Stop { .. })), "{a:?}");
+    assert!(!c.stopped());
+    // A crash here: the resumed run admits the final again on its own projection.
+    assert!(c.handle(3.0, Event::Resumed).is_empty());
+    let a = hear(
+        &mut c,
+        4.0,
+        Event::Compared {
+            kernel: 0,
+            cost: vec![(Stage::Measure, 10.0)],
+        },
+    );
+    assert!(
+        matches!(
+            &a[..],
+            [Action::Stop {
+                reason: StopReason::GpuHours { .. }
+            }]
+        ),
+        "{a:?}"
+    );
+    assert!(c.stopped());
+}
+
+#[test]
+fn a_final_comparison_that_no_longer_fits_on_resume_is_skipped_with_its_reason() {
+    let b = budgets("[run]\ngpu_hours = 0.01\n[limits]\ncandidate_watchdog_seconds = 1\n");
+    let mut c = controller(vec![spec("softmax")], library(), b);
+    c.handle(0.0, Event::Started);
+    let a = hear(
+        &mut c,
+        1.0,
+        Event::Baseline {
+            kernel: 0,
+            result: result(true, None, Some(memory_bound()), 10.0),
+        },
+    );
+    let (k, _, cfg) = evaluate_of(&a).unwrap();
+    let a = hear(
+        &mut c,
+        2.0,
+        Event::Evaluated {
+            kernel: k,
+            config: cfg,
+            result: result(true, Some(Verdict::Fast), Some(memory_bound()), 10.0),
+        },
+    );
+    assert!(
+        matches!(a.last(), Some(Action::FinalComparison { .. })),
+        "{a:?}"
+    );
+    // The journal held 10 s more than the replay reached: 11 s no longer fit in 6.
+    c.charged(&Charge {
+        kernel: Some("softmax".into()),
+        pattern: None,
+        config: None,
+        stage: Stage::Idle,
+        gpu_s: 10.0,
+        wall_s: 10.0,
+    })
+    .unwrap();
+    let a = c.handle(3.0, Event::Resumed);
+    assert!(
+        matches!(
+            &a[..],
+            [
+                Action::FinalSkipped { kernel: 0, reason },
+                Action::Stop {
+                    reason: StopReason::GpuHours { .. }
+                }
+            ] if !reason.is_empty()
+        ),
+        "{a:?}"
+    );
+    assert!(c.stopped());
+}
+
+#[test]
+fn a_kernel_that_gained_nothing_owes_no_final_comparison() {
+    let mut c = controller(
+        vec![spec("softmax"), spec("rowsum")],
+        library(),
+        budgets(DEFAULT_BUDGETS_TOML),
+    );
+    let a = c.handle(0.0, Event::Started);
+    let mut trail = Vec::new();
+    drive(
+        &mut c,
+        a,
+        &|_, _| Verdict::Same,
+        &|_| 1.0,
+        &|x| matches!(x, Action::Stop { .. }),
+        &mut trail,
+    )
+    .expect("the run ends");
+    assert!(
+        !trail.iter().any(|x| matches!(
+            x,
+            Action::FinalComparison { .. } | Action::FinalSkipped { .. }
+        )),
+        "{trail:?}"
+    );
+    assert_eq!(
+        trail
+            .iter()
+            .filter(|x| matches!(x, Action::KernelDone { .. }))
+            .count(),
+        2
     );
 }
 
@@ -590,7 +752,7 @@ fn hear(c: &mut Controller, now: f64, e: Event) -> Vec<Action> {
             config,
             result,
         } => (*kernel, Some(config.to_string()), &result.cost),
-        Event::Studied { kernel, cost } => (*kernel, None, cost),
+        Event::Studied { kernel, cost } | Event::Compared { kernel, cost } => (*kernel, None, cost),
         _ => return c.handle(now, e),
     };
     let cost = cost.clone();
@@ -643,6 +805,10 @@ fn drive(
             Action::MeasureBaseline { kernel, .. } => Some(Event::Baseline {
                 kernel: *kernel,
                 result: result(true, None, Some(memory_bound()), secs(*kernel)),
+            }),
+            Action::FinalComparison { kernel, .. } => Some(Event::Compared {
+                kernel: *kernel,
+                cost: vec![(Stage::Measure, secs(*kernel))],
             }),
             _ => None,
         })?;

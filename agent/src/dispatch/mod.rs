@@ -483,6 +483,9 @@ impl<E: Evaluator> Dispatcher<E> {
                 })
             }
             Action::Study { kernel, .. } => self.replay.studies.contains_key(&self.name(*kernel)),
+            Action::FinalComparison { kernel, .. } => {
+                self.replay.finals.contains_key(&self.name(*kernel))
+            }
             _ => true,
         }
     }
@@ -882,39 +885,37 @@ impl<E: Evaluator> Dispatcher<E> {
         })
     }
 
-    /// The best of a kernel measured interleaved with its baseline.
-    async fn final_comparison(&mut self, kernel: usize) -> Result<()> {
+    /// Carries out the controller's final comparison of a kernel: its best measured
+    /// interleaved with its baseline (or the journal's record of it). Returns what it
+    /// cost, by stage, for the controller.
+    async fn final_comparison(
+        &mut self,
+        kernel: usize,
+        base: &Config,
+        best: &Config,
+    ) -> Result<Vec<(Stage, f64)>> {
         let spec = self.kernels[kernel].spec.clone();
-        let base = spec.baseline();
-        let Some(best) = self.ctl.best(kernel).cloned() else {
-            return Ok(());
-        };
-        if best == base {
-            return Ok(());
-        }
-        let rec = if let Some(r) = self.replay.finals.get(&spec.name).cloned() {
+        let (base, best) = (base.clone(), best.clone());
+        let (rec, cost) = if let Some(r) = self.replay.finals.get(&spec.name).cloned() {
             self.consumed(r.seq)?;
-            r.value
+            // What it cost, as it was charged: the best's timers against the baseline's.
+            let cost = match &r.value {
+                JEvent::FinalComparison {
+                    baseline_evaluation,
+                    best_evaluation,
+                    ..
+                } => {
+                    let read = |v: &serde_json::Value| {
+                        serde_json::from_value::<Evaluation>(v.clone()).ok()
+                    };
+                    read(best_evaluation)
+                        .map(|b| cost_of(&b, read(baseline_evaluation).as_ref()))
+                        .unwrap_or_default()
+                }
+                _ => Vec::new(),
+            };
+            (r.value, cost)
         } else {
-            // A stop was asked for: a resumed run makes the comparison.
-            if self.stop.get().is_some() {
-                return Ok(());
-            }
-            self.go_live()?;
-            // The same admission rule as any candidate: never start what cannot finish.
-            let projected = self.ctl.ledger().project(&spec.name, None, 1);
-            if let Err(reason) = self
-                .ctl
-                .ledger()
-                .admit(&self.budgets, projected, self.now_s())
-            {
-                self.view.line(&format!(
-                    "{:<10}   no final comparison with the baseline: {}",
-                    spec.name,
-                    reason.describe()
-                ));
-                return Ok(());
-            }
             self.status(kernel, "final comparison with the baseline");
             self.charge_idle(Some(kernel))?;
             let (s2, a2, b2) = (spec.clone(), base.clone(), best.clone());
@@ -943,7 +944,7 @@ impl<E: Evaluator> Dispatcher<E> {
             // Charged like a candidate: from its own recorded stage times.
             self.charge_stages(kernel, None, format!("final: {best}"), &eb, Some(&ea))?;
             self.journal.append(&rec)?;
-            rec
+            (rec, cost_of(&eb, Some(&ea)))
         };
         if let JEvent::FinalComparison {
             verdict,
@@ -963,7 +964,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 spec.name
             ));
         }
-        Ok(())
+        Ok(cost)
     }
 
     /// The workload-batching study of `config`: measured at the caller's problem and at
@@ -1096,16 +1097,6 @@ impl<E: Evaluator> Dispatcher<E> {
         Ok(Some(cost))
     }
 
-    /// The final comparison of each kernel that was not done when the run stopped.
-    async fn unfinished_finals(&mut self) -> Result<()> {
-        for k in 0..self.kernels.len() {
-            if self.summary[k].done.is_none() {
-                self.final_comparison(k).await?;
-            }
-        }
-        Ok(())
-    }
-
     /// Runs the loop until the controller stops; journals how it ended.
     pub async fn run(mut self) -> Result<RunSummary> {
         if let Some((device, ceilings, measure)) = self.ev.as_ref().and_then(|e| e.machine()) {
@@ -1116,15 +1107,9 @@ impl<E: Evaluator> Dispatcher<E> {
                 nightshift: env!("CARGO_PKG_VERSION").to_string(),
             })?;
         }
-        let mut ended = self.drive().await;
-        if let Ok(stop) = &ended {
-            // Stopped by a limit: the comparisons the budget kept room for.
-            if stop.is_limit() {
-                if let Err(e) = self.unfinished_finals().await {
-                    ended = Err(e);
-                }
-            }
-        }
+        // (A limit stops the controller only after the final comparisons it kept room
+        // for: they are actions like any other.)
+        let ended = self.drive().await;
         let (reason, stop) = match &ended {
             Ok(stop) => (stop.describe(), Some(stop.clone())),
             Err(e) => (format!("stopped by an error: {e:#}"), None),
@@ -1166,7 +1151,10 @@ impl<E: Evaluator> Dispatcher<E> {
         while let Some(action) = pending.pop_front() {
             let gpu_work = matches!(
                 action,
-                Action::MeasureBaseline { .. } | Action::Evaluate { .. } | Action::Study { .. }
+                Action::MeasureBaseline { .. }
+                    | Action::Evaluate { .. }
+                    | Action::Study { .. }
+                    | Action::FinalComparison { .. }
             );
             if gpu_work {
                 if let Some(signal) = self.stop.get() {
@@ -1287,9 +1275,21 @@ impl<E: Evaluator> Dispatcher<E> {
                         kernel: self.name(kernel),
                         reason,
                     })?;
-                    self.final_comparison(kernel).await?;
                     self.snapshot()?;
                 }
+                Action::FinalComparison {
+                    kernel,
+                    baseline,
+                    best,
+                } => {
+                    let cost = self.final_comparison(kernel, &baseline, &best).await?;
+                    let now = self.now_s();
+                    pending.extend(self.ctl.handle(now, CEvent::Compared { kernel, cost }));
+                }
+                Action::FinalSkipped { kernel, reason } => self.view.line(&format!(
+                    "{:<10}   no final comparison with the baseline: {reason}",
+                    self.name(kernel)
+                )),
                 Action::Stop { reason } => return Ok(reason),
             }
         }
