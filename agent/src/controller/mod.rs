@@ -45,10 +45,13 @@ pub enum Event {
         config: Config,
         result: CandidateResult,
     },
-    /// A study of `kernel` was carried out; what it cost, by stage.
-    Studied {
+    /// A point of the study of `kernel` was measured (or answered from the journal);
+    /// what it cost, by stage. `None`: the journal concluded the study before this
+    /// point (a resumed run follows its record).
+    StudyPoint {
         kernel: usize,
-        cost: Vec<(Stage, f64)>,
+        scale: i64,
+        cost: Option<Vec<(Stage, f64)>>,
     },
     /// The final comparison of `kernel` (its best against its baseline) was made, or
     /// answered from the journal; what it cost, by stage.
@@ -116,15 +119,31 @@ pub enum Action {
         pattern: String,
         reason: String,
     },
-    /// Measure `config` with the spec's workload axes multiplied by each scale (and at
-    /// the caller's size) and report throughput per unit of work.
-    Study {
+    /// A study begins: `config` is to be measured with the spec's workload axes
+    /// multiplied by each scale (and at the caller's size, x1), one
+    /// [`Action::StudyPoint`] at a time, for throughput per unit of work.
+    StudyBegin {
         kernel: usize,
         pattern: String,
         config: Config,
         axes: Vec<String>,
         scales: Vec<i64>,
         budget_s: f64,
+    },
+    /// Measure one point of the study. Answered with [`Event::StudyPoint`].
+    StudyPoint {
+        kernel: usize,
+        pattern: String,
+        config: Config,
+        scale: i64,
+    },
+    /// The study is over: conclude from the points measured (cut short, and why, when
+    /// its budget or the run's did not take them all).
+    StudyEnd {
+        kernel: usize,
+        pattern: String,
+        config: Config,
+        cut_short: Option<String>,
     },
     /// The kernel spent its share of the budget while others wait; it resumes later.
     KernelPaused {
@@ -158,10 +177,25 @@ pub enum Action {
 enum Asked {
     /// A kernel's baseline: admitted before the kernel owed a final comparison.
     Baseline(usize),
-    /// A candidate or a study of a kernel under a pattern.
+    /// A candidate of a kernel under a pattern, or the start of its study.
     Work(usize, String),
+    /// A point of a kernel's study: admitted on its own projection.
+    StudyPoint(usize),
     /// A kernel's final comparison: admitted on its own projection.
     Final(usize),
+}
+
+/// A study in progress on a kernel.
+#[derive(Debug, Clone)]
+struct StudyRun {
+    pattern: String,
+    config: Config,
+    /// The scales still to measure, in order.
+    todo: VecDeque<i64>,
+    /// GPU seconds its points have cost so far.
+    spent_s: f64,
+    /// Its pattern's budget: no point starts once it is spent.
+    budget_s: f64,
 }
 
 /// The line of attack in progress on a kernel.
@@ -186,8 +220,10 @@ struct KernelState {
     /// Patterns dropped by the ROI rule for this kernel.
     dropped: BTreeSet<String>,
     attack: Option<Attack>,
-    /// The study (if any) was carried out.
+    /// The study (if any) was begun.
     studied: bool,
+    /// The study in progress.
+    study: Option<StudyRun>,
     /// Its final comparison was made (or skipped): none is owed any more.
     compared: bool,
     started: bool,
@@ -244,6 +280,7 @@ impl Controller {
                     dropped: BTreeSet::new(),
                     attack: None,
                     studied: false,
+                    study: None,
                     compared: false,
                     started: false,
                     paused: false,
@@ -315,9 +352,25 @@ impl Controller {
                 self.current = 0;
                 self.advance(now_s, &mut out);
             }
-            Event::Studied { kernel, cost } => {
-                self.count(kernel, &cost);
-                self.done(now_s, kernel, &mut out);
+            Event::StudyPoint { kernel, cost, .. } => {
+                match cost {
+                    Some(cost) => {
+                        self.count(kernel, &cost);
+                        if let Some(s) = self.kernels[kernel].study.as_mut() {
+                            s.spent_s += cost
+                                .iter()
+                                .map(|(_, s)| s)
+                                .filter(|s| s.is_finite() && **s > 0.0)
+                                .sum::<f64>();
+                        }
+                    }
+                    None => {
+                        if let Some(s) = self.kernels[kernel].study.as_mut() {
+                            s.todo.clear();
+                        }
+                    }
+                }
+                self.study_next(now_s, kernel, &mut out);
             }
             Event::Compared { kernel, cost } => {
                 self.count(kernel, &cost);
@@ -342,6 +395,11 @@ impl Controller {
                 Some(Asked::Work(kernel, pattern)) => {
                     let name = self.kernels[kernel].spec.name.clone();
                     self.refused(now_s, &name, Some(&pattern), &mut out);
+                }
+                Some(Asked::StudyPoint(kernel)) => {
+                    if let Err(reason) = self.study_admit(now_s, kernel) {
+                        self.study_end(now_s, kernel, Some(reason), &mut out);
+                    }
                 }
                 Some(Asked::Final(kernel)) => {
                     let name = self.kernels[kernel].spec.name.clone();
@@ -739,14 +797,21 @@ impl Controller {
                 None => {
                     if let Some(study) = self.study(kernel) {
                         let name = self.kernels[kernel].spec.name.clone();
-                        if let Action::Study { pattern, .. } = &study {
-                            if self.refused(now_s, &name, Some(pattern), out) {
-                                return;
-                            }
-                            self.asked = Some(Asked::Work(kernel, pattern.clone()));
+                        if self.refused(now_s, &name, Some(&study.pattern), out) {
+                            return;
                         }
-                        self.kernels[kernel].studied = true;
-                        out.push(study);
+                        let k = &mut self.kernels[kernel];
+                        k.studied = true;
+                        out.push(Action::StudyBegin {
+                            kernel,
+                            pattern: study.pattern.clone(),
+                            config: study.config.clone(),
+                            axes: k.spec.workload_axes.clone(),
+                            scales: study.todo.iter().skip(1).copied().collect(),
+                            budget_s: study.budget_s,
+                        });
+                        k.study = Some(study);
+                        self.study_next(now_s, kernel, out);
                         return;
                     }
                     self.done(now_s, kernel, out);
@@ -779,7 +844,7 @@ impl Controller {
 
     /// The study to carry out before the kernel is done, if one applies and has not
     /// been carried out.
-    fn study(&self, kernel: usize) -> Option<Action> {
+    fn study(&self, kernel: usize) -> Option<StudyRun> {
         let k = &self.kernels[kernel];
         if k.studied || k.spec.workload_axes.is_empty() {
             return None;
@@ -793,14 +858,79 @@ impl Controller {
             .budget_minutes
             .map(|m| m * 60.0)
             .unwrap_or(self.budgets.limits.pattern.as_secs_f64());
-        Some(Action::Study {
-            kernel,
+        Some(StudyRun {
             pattern: p.name.clone(),
             config: best,
-            axes: k.spec.workload_axes.clone(),
-            scales: scale.clone(),
+            // At the caller's size first, then each scale.
+            todo: std::iter::once(1).chain(scale.iter().copied()).collect(),
+            spent_s: 0.0,
             budget_s,
         })
+    }
+
+    /// The next point of the kernel's study, or its end (cut short when its budget is
+    /// spent or the run's cannot take one more point), and then the kernel is done.
+    fn study_next(&mut self, now_s: f64, kernel: usize, out: &mut Vec<Action>) {
+        let Some(s) = self.kernels[kernel].study.as_ref() else {
+            return;
+        };
+        if s.todo.is_empty() {
+            return self.study_end(now_s, kernel, None, out);
+        }
+        if s.spent_s > s.budget_s {
+            let why = format!(
+                "spent {:.0} s, more than the study's {:.0} s budget",
+                s.spent_s, s.budget_s
+            );
+            return self.study_end(now_s, kernel, Some(why), out);
+        }
+        if let Err(why) = self.study_admit(now_s, kernel) {
+            return self.study_end(now_s, kernel, Some(why), out);
+        }
+        let Some(s) = self.kernels[kernel].study.as_mut() else {
+            return;
+        };
+        let scale = s.todo.pop_front().unwrap_or(1);
+        self.asked = Some(Asked::StudyPoint(kernel));
+        out.push(Action::StudyPoint {
+            kernel,
+            pattern: s.pattern.clone(),
+            config: s.config.clone(),
+            scale,
+        });
+    }
+
+    /// Whether one more point of the kernel's study fits: projected like a candidate
+    /// of the kernel, on top of what the study has spent (a study only gives back
+    /// what it measured, so it is admitted conservatively).
+    fn study_admit(&self, now_s: f64, kernel: usize) -> Result<(), String> {
+        let k = &self.kernels[kernel];
+        let spent = k.study.as_ref().map_or(0.0, |s| s.spent_s);
+        let projected = self.ledger.project(&k.spec.name, None, 1) + spent;
+        self.ledger
+            .admit(&self.budgets, projected, now_s)
+            .map_err(|r| r.describe())
+    }
+
+    /// Ends the kernel's study (concluded by the dispatcher from its points), and the
+    /// kernel with it.
+    fn study_end(
+        &mut self,
+        now_s: f64,
+        kernel: usize,
+        cut_short: Option<String>,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(s) = self.kernels[kernel].study.take() else {
+            return;
+        };
+        out.push(Action::StudyEnd {
+            kernel,
+            pattern: s.pattern,
+            config: s.config,
+            cut_short,
+        });
+        self.done(now_s, kernel, out);
     }
 
     /// The bandit's score of a pattern: mean ln(speedup) per candidate over every

@@ -629,13 +629,17 @@ fn an_underfilled_kernel_with_workload_axes_is_studied_before_it_is_done() {
         },
     );
     match &a[..] {
-        [Action::Study {
+        [Action::StudyBegin {
             kernel: 0,
             pattern,
             config,
             axes,
             scales,
             budget_s,
+        }, Action::StudyPoint {
+            kernel: 0,
+            scale: 1,
+            ..
         }] => {
             assert_eq!(pattern, "workload-batching");
             assert_eq!(config, &spec("simsearch").baseline());
@@ -645,21 +649,157 @@ fn an_underfilled_kernel_with_workload_axes_is_studied_before_it_is_done() {
         }
         other => panic!("expected the study, got {other:?}"),
     }
-    let a = c.handle(
-        30.0,
-        Event::Studied {
-            kernel: 0,
-            cost: vec![(Stage::Measure, 20.0)],
-        },
-    );
+    // One point at a time, each asked for by the controller.
+    let mut asked = vec![1];
+    let mut a = a;
+    let mut now = 1.0;
+    while let Some(Action::StudyPoint { scale, .. }) = a.last().cloned() {
+        now += 10.0;
+        a = c.handle(
+            now,
+            Event::StudyPoint {
+                kernel: 0,
+                scale,
+                cost: Some(vec![(Stage::Measure, 5.0)]),
+            },
+        );
+        if let Some(Action::StudyPoint { scale, .. }) = a.last() {
+            asked.push(*scale);
+        }
+    }
+    assert_eq!(asked, vec![1, 2, 4, 8]);
     assert!(
-        matches!(&a[0], Action::KernelDone { kernel: 0, .. }),
+        matches!(
+            &a[0],
+            Action::StudyEnd {
+                kernel: 0,
+                cut_short: None,
+                ..
+            }
+        ),
         "{a:?}"
     );
-    assert!(matches!(&a[1], Action::Stop { .. }), "{a:?}");
+    assert!(
+        matches!(&a[1], Action::KernelDone { kernel: 0, .. }),
+        "{a:?}"
+    );
+    assert!(matches!(&a[2], Action::Stop { .. }), "{a:?}");
     // The controller charges nothing itself: its ledger is the journal's charges,
     // which the dispatcher hands it (the study's, by point, with its pattern).
     assert_eq!(c.ledger().spent().gpu_s, 0.0);
+}
+
+/// A simsearch study begun after its baseline (charged through `hear`).
+fn begun_study(b: Budgets) -> (Controller, Vec<Action>) {
+    let mut c = controller(vec![spec("simsearch")], study_only(), b);
+    c.handle(0.0, Event::Started);
+    let a = hear(
+        &mut c,
+        1.0,
+        Event::Baseline {
+            kernel: 0,
+            result: result(true, None, Some(underfilled()), 2.0),
+        },
+    );
+    (c, a)
+}
+
+#[test]
+fn a_study_past_its_own_budget_is_cut_short_and_says_why() {
+    let (mut c, a) = begun_study(budgets(DEFAULT_BUDGETS_TOML));
+    assert!(
+        matches!(a.last(), Some(Action::StudyPoint { scale: 1, .. })),
+        "{a:?}"
+    );
+    // 400 s a point against the pattern's 600 s: a third point is not started.
+    let mut a = a;
+    let mut points = 0;
+    while let Some(Action::StudyPoint { scale, .. }) = a.last().cloned() {
+        points += 1;
+        a = hear(
+            &mut c,
+            10.0 * points as f64,
+            Event::StudyPoint {
+                kernel: 0,
+                scale,
+                cost: Some(vec![(Stage::Measure, 400.0)]),
+            },
+        );
+    }
+    assert_eq!(points, 2, "{a:?}");
+    match &a[0] {
+        Action::StudyEnd {
+            cut_short: Some(why),
+            ..
+        } => assert!(why.contains("more than the study's 600 s budget"), "{why}"),
+        other => panic!("expected the study cut short, got {other:?}"),
+    }
+    assert!(matches!(&a[1], Action::KernelDone { .. }), "{a:?}");
+}
+
+#[test]
+fn a_study_point_the_run_cannot_afford_is_not_started() {
+    // 36 s of GPU time: the baseline's 2 s leave room to begin; a 20 s point leaves
+    // too little for another (the run's limit, not the study's, cuts it short).
+    let b = budgets("[run]\ngpu_hours = 0.01\n[limits]\ncandidate_watchdog_seconds = 1\n");
+    let (mut c, a) = begun_study(b);
+    assert!(
+        matches!(a.last(), Some(Action::StudyPoint { scale: 1, .. })),
+        "{a:?}"
+    );
+    let a = hear(
+        &mut c,
+        25.0,
+        Event::StudyPoint {
+            kernel: 0,
+            scale: 1,
+            cost: Some(vec![(Stage::Measure, 20.0)]),
+        },
+    );
+    match &a[0] {
+        Action::StudyEnd {
+            cut_short: Some(why),
+            ..
+        } => assert!(!why.contains("study's"), "{why}"),
+        other => panic!("expected the study cut short by the run, got {other:?}"),
+    }
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::StudyPoint { .. })),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn a_study_the_journal_concluded_early_ends_where_the_record_ends() {
+    let (mut c, a) = begun_study(budgets(DEFAULT_BUDGETS_TOML));
+    assert!(
+        matches!(a.last(), Some(Action::StudyPoint { scale: 1, .. })),
+        "{a:?}"
+    );
+    let a = hear(
+        &mut c,
+        5.0,
+        Event::StudyPoint {
+            kernel: 0,
+            scale: 1,
+            cost: Some(vec![(Stage::Measure, 1.0)]),
+        },
+    );
+    assert!(
+        matches!(a.last(), Some(Action::StudyPoint { scale: 2, .. })),
+        "{a:?}"
+    );
+    // The record holds no x2 point but a conclusion: the study ends there.
+    let a = c.handle(
+        6.0,
+        Event::StudyPoint {
+            kernel: 0,
+            scale: 2,
+            cost: None,
+        },
+    );
+    assert!(matches!(&a[0], Action::StudyEnd { .. }), "{a:?}");
+    assert!(matches!(&a[1], Action::KernelDone { .. }), "{a:?}");
 }
 
 #[test]
@@ -752,7 +892,12 @@ fn hear(c: &mut Controller, now: f64, e: Event) -> Vec<Action> {
             config,
             result,
         } => (*kernel, Some(config.to_string()), &result.cost),
-        Event::Studied { kernel, cost } | Event::Compared { kernel, cost } => (*kernel, None, cost),
+        Event::Compared { kernel, cost } => (*kernel, None, cost),
+        Event::StudyPoint {
+            kernel,
+            cost: Some(cost),
+            ..
+        } => (*kernel, None, cost),
         _ => return c.handle(now, e),
     };
     let cost = cost.clone();

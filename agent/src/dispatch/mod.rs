@@ -267,6 +267,8 @@ pub struct Dispatcher<E: Evaluator> {
     pins: Vec<MethodChoice>,
     evaluated: usize,
     replayed: usize,
+    /// The points of the study in progress, by kernel, as they are measured.
+    study_points: BTreeMap<usize, Vec<(i64, Evaluation)>>,
     gpu_busy_s: f64,
     /// Per kernel: warned already that its cost model overcounts.
     warned: Vec<bool>,
@@ -398,6 +400,7 @@ impl<E: Evaluator> Dispatcher<E> {
             summary,
             evaluated: 0,
             replayed: 0,
+            study_points: BTreeMap::new(),
             gpu_busy_s: 0.0,
             warned: vec![false; n_kernels],
         })
@@ -482,7 +485,19 @@ impl<E: Evaluator> Dispatcher<E> {
                     e.value.outcome != Outcome::Passed || self.replay.verdicts.contains_key(&k)
                 })
             }
-            Action::Study { kernel, .. } => self.replay.studies.contains_key(&self.name(*kernel)),
+            Action::StudyPoint {
+                kernel,
+                config,
+                scale,
+                ..
+            } => {
+                let (name, config) = key(*kernel, config);
+                self.replay.studies.contains_key(&name)
+                    || self
+                        .replay
+                        .study_points
+                        .contains_key(&(name, config, *scale))
+            }
             Action::FinalComparison { kernel, .. } => {
                 self.replay.finals.contains_key(&self.name(*kernel))
             }
@@ -967,20 +982,9 @@ impl<E: Evaluator> Dispatcher<E> {
         Ok(cost)
     }
 
-    /// The workload-batching study of `config`: measured at the caller's problem and at
-    /// each scale of the workload axes, each point journaled as it is measured.
-    /// Returns what it cost by stage, or None when a stop was asked for mid-study (a
-    /// resumed run measures the rest).
-    async fn study(
-        &mut self,
-        kernel: usize,
-        pattern: &str,
-        config: &Config,
-        scales: &[i64],
-        budget_s: f64,
-    ) -> Result<Option<Vec<(Stage, f64)>>> {
-        let spec = self.kernels[kernel].spec.clone();
-        let concluded = self.replay.studies.get(&spec.name).cloned();
+    /// Announces the controller's study of `config` and starts collecting its points.
+    fn study_begin(&mut self, kernel: usize, pattern: &str, config: &Config, scales: &[i64]) {
+        let spec = &self.kernels[kernel].spec;
         self.view.line(&format!(
             "{:<10} {pattern}: {config} at {} x{}",
             spec.name,
@@ -991,91 +995,99 @@ impl<E: Evaluator> Dispatcher<E> {
                 .collect::<Vec<_>>()
                 .join(", x")
         ));
-        let mut points: Vec<(i64, Evaluation)> = Vec::new();
-        let mut cost: Vec<(Stage, f64)> = Vec::new();
-        let mut spent = 0.0;
-        let mut cut_short = None;
-        for scale in std::iter::once(1).chain(scales.iter().copied()) {
-            let key = (spec.name.clone(), config.to_string(), scale);
-            let e = if let Some(e) = self.replay.study_points.get(&key).cloned() {
-                self.replayed += 1;
-                self.consumed(e.seq)?;
-                e.value
-            } else {
-                if concluded.is_some() {
-                    // Concluded with fewer points (cut short) before the resume.
-                    break;
-                }
-                if self.stop.get().is_some() {
-                    return Ok(None);
-                }
-                if spent > budget_s {
-                    cut_short = Some(format!(
-                        "spent {spent:.0} s, more than the study's {budget_s:.0} s budget"
-                    ));
-                    break;
-                }
-                self.go_live()?;
-                let projected = self.ctl.ledger().project(&spec.name, None, 1);
-                if let Err(reason) =
-                    self.ctl
-                        .ledger()
-                        .admit(&self.budgets, projected + spent, self.now_s())
-                {
-                    cut_short = Some(reason.describe());
-                    break;
-                }
-                self.status(kernel, &format!("{pattern}: x{scale}"));
-                self.charge_idle(Some(kernel))?;
-                let (s2, c2, pin) = (
-                    study::scaled(&spec, scale),
-                    config.clone(),
-                    self.pins[kernel],
-                );
-                let e = self
-                    .on_gpu(move |ev| {
-                        ev.pin_method(pin);
-                        ev.evaluate(&s2, &c2)
-                    })
-                    .await?;
-                self.evaluated += 1;
-                let label = format!("study x{scale}: {config}");
-                self.charge_stages(kernel, Some(pattern), label, &e, None)?;
-                self.journal.append(&JEvent::StudyPoint {
-                    kernel: spec.name.clone(),
-                    pattern: pattern.to_string(),
-                    config: config.to_string(),
-                    scale,
-                    problem: e.problem.clone(),
-                    outcome: e.outcome.name().into(),
-                    median_us: e.median_us(),
-                    evaluation: to_value(&e),
-                })?;
-                e
-            };
-            let c = cost_of(&e, None);
-            spent += c.iter().map(|(_, s)| s).sum::<f64>();
-            cost.extend(c);
-            let fill = e
-                .occupancy
-                .as_ref()
-                .filter(|o| o.sms > 0)
-                .map(|o| format!(", {:.1} CTAs per SM", o.ctas as f64 / o.sms as f64))
-                .unwrap_or_default();
-            self.view.line(&format!(
-                "{:<10}   x{scale} ({}): {}{}{fill}",
-                spec.name,
-                e.problem,
-                e.outcome.describe(),
-                e.median_us()
-                    .map(|m| format!(", median {m:.2} µs"))
-                    .unwrap_or_default(),
-            ));
-            points.push((scale, e));
-        }
+        self.study_points.insert(kernel, Vec::new());
+    }
+
+    /// Carries out one point of the controller's study of `config`: measured with the
+    /// workload axes multiplied by `scale` (or the journal's record of it), journaled
+    /// as it is measured. Returns what it cost by stage, or None when the journal
+    /// concluded the study before this point.
+    async fn study_point(
+        &mut self,
+        kernel: usize,
+        pattern: &str,
+        config: &Config,
+        scale: i64,
+    ) -> Result<Option<Vec<(Stage, f64)>>> {
+        let spec = self.kernels[kernel].spec.clone();
+        let key = (spec.name.clone(), config.to_string(), scale);
+        let e = if let Some(e) = self.replay.study_points.get(&key).cloned() {
+            self.replayed += 1;
+            self.consumed(e.seq)?;
+            e.value
+        } else if self.replay.studies.contains_key(&spec.name) {
+            // Concluded with fewer points (cut short) before the resume.
+            return Ok(None);
+        } else {
+            self.status(kernel, &format!("{pattern}: x{scale}"));
+            self.charge_idle(Some(kernel))?;
+            let (s2, c2, pin) = (
+                study::scaled(&spec, scale),
+                config.clone(),
+                self.pins[kernel],
+            );
+            let e = self
+                .on_gpu(move |ev| {
+                    ev.pin_method(pin);
+                    ev.evaluate(&s2, &c2)
+                })
+                .await?;
+            self.evaluated += 1;
+            let label = format!("study x{scale}: {config}");
+            self.charge_stages(kernel, Some(pattern), label, &e, None)?;
+            self.journal.append(&JEvent::StudyPoint {
+                kernel: spec.name.clone(),
+                pattern: pattern.to_string(),
+                config: config.to_string(),
+                scale,
+                problem: e.problem.clone(),
+                outcome: e.outcome.name().into(),
+                median_us: e.median_us(),
+                evaluation: to_value(&e),
+            })?;
+            e
+        };
+        let fill = e
+            .occupancy
+            .as_ref()
+            .filter(|o| o.sms > 0)
+            .map(|o| format!(", {:.1} CTAs per SM", o.ctas as f64 / o.sms as f64))
+            .unwrap_or_default();
+        self.view.line(&format!(
+            "{:<10}   x{scale} ({}): {}{}{fill}",
+            spec.name,
+            e.problem,
+            e.outcome.describe(),
+            e.median_us()
+                .map(|m| format!(", median {m:.2} µs"))
+                .unwrap_or_default(),
+        ));
+        let cost = cost_of(&e, None);
+        self.study_points
+            .entry(kernel)
+            .or_default()
+            .push((scale, e));
+        Ok(Some(cost))
+    }
+
+    /// Concludes the controller's study from the points measured, and journals it
+    /// (unless the journal already holds the conclusion).
+    fn study_end(
+        &mut self,
+        kernel: usize,
+        pattern: &str,
+        config: &Config,
+        cut_short: Option<String>,
+    ) -> Result<()> {
+        let spec = self.kernels[kernel].spec.clone();
+        let points = self.study_points.remove(&kernel).unwrap_or_default();
         let result = study::summarize(&spec, &points);
-        if let Some(c) = &concluded {
+        let cut_short = if let Some(c) = self.replay.studies.get(&spec.name).cloned() {
             self.consumed(c.seq)?;
+            match c.value {
+                JEvent::Study { cut_short, .. } => cut_short,
+                _ => cut_short,
+            }
         } else {
             self.journal.append(&JEvent::Study {
                 kernel: spec.name.clone(),
@@ -1084,7 +1096,8 @@ impl<E: Evaluator> Dispatcher<E> {
                 cut_short: cut_short.clone(),
                 result: to_value(&result),
             })?;
-        }
+            cut_short
+        };
         self.view.line(&format!(
             "{:<10}   {}{}",
             spec.name,
@@ -1094,7 +1107,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 .unwrap_or_default()
         ));
         self.summary[kernel].study = Some(result.conclusion);
-        Ok(Some(cost))
+        Ok(())
     }
 
     /// Runs the loop until the controller stops; journals how it ended.
@@ -1153,7 +1166,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 action,
                 Action::MeasureBaseline { .. }
                     | Action::Evaluate { .. }
-                    | Action::Study { .. }
+                    | Action::StudyPoint { .. }
                     | Action::FinalComparison { .. }
             );
             if gpu_work {
@@ -1238,26 +1251,36 @@ impl<E: Evaluator> Dispatcher<E> {
                         reason,
                     })?
                 }
-                Action::Study {
+                Action::StudyBegin {
                     kernel,
                     pattern,
                     config,
                     scales,
-                    budget_s,
                     ..
+                } => self.study_begin(kernel, &pattern, &config, &scales),
+                Action::StudyPoint {
+                    kernel,
+                    pattern,
+                    config,
+                    scale,
                 } => {
+                    let cost = self.study_point(kernel, &pattern, &config, scale).await?;
                     let now = self.now_s();
-                    let event = match self
-                        .study(kernel, &pattern, &config, &scales, budget_s)
-                        .await?
-                    {
-                        Some(cost) => CEvent::Studied { kernel, cost },
-                        None => CEvent::Interrupted {
-                            signal: self.stop.get().unwrap_or_default(),
+                    pending.extend(self.ctl.handle(
+                        now,
+                        CEvent::StudyPoint {
+                            kernel,
+                            scale,
+                            cost,
                         },
-                    };
-                    pending.extend(self.ctl.handle(now, event));
+                    ));
                 }
+                Action::StudyEnd {
+                    kernel,
+                    pattern,
+                    config,
+                    cut_short,
+                } => self.study_end(kernel, &pattern, &config, cut_short)?,
                 Action::KernelPaused { kernel, reason } => {
                     self.view
                         .line(&format!("{:<10} paused: {reason}", self.name(kernel)));
