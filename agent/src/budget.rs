@@ -8,13 +8,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::spec::toml_text::TomlText;
 use crate::spec::SpecError;
 
 /// The `budgets.toml` shipped at the repository root, for a run started where no
@@ -112,7 +112,7 @@ impl Budgets {
     /// Validates budgets text; `path` is only used to name the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Budgets, SpecError> {
         let ctx = Ctx { text, path };
-        let raw: RawBudgets = toml::from_str(text).map_err(|e| ctx.toml_error(&e))?;
+        let raw: RawBudgets = ctx.parse()?;
         validate(raw, &ctx)
     }
 
@@ -177,75 +177,7 @@ struct RawLimits {
     pattern_minutes: Option<Spanned<f64>>,
 }
 
-struct Ctx<'a> {
-    text: &'a str,
-    path: &'a Path,
-}
-
-impl Ctx<'_> {
-    fn line(&self, offset: usize) -> usize {
-        let end = offset.min(self.text.len());
-        self.text[..end].matches('\n').count() + 1
-    }
-
-    fn err(&self, span: Option<Range<usize>>, key: &str, message: impl Into<String>) -> SpecError {
-        SpecError {
-            path: self.path.to_path_buf(),
-            line: span.map(|s| self.line(s.start)),
-            key: Some(key.to_string()),
-            message: message.into(),
-        }
-    }
-
-    /// A TOML or type error from serde, with the dotted key it is about recovered
-    /// from the text (serde's messages name only the last part of the key).
-    fn toml_error(&self, e: &toml::de::Error) -> SpecError {
-        let message = e.message().trim().to_string();
-        let span = e.span();
-        SpecError {
-            path: self.path.to_path_buf(),
-            line: span.as_ref().map(|s| self.line(s.start)),
-            key: span.and_then(|s| self.key_at(s.start, &message)),
-            message,
-        }
-    }
-
-    /// The dotted key written on the line holding `offset`: its table header plus
-    /// the key before `=`, or the header itself on a header line.
-    fn key_at(&self, offset: usize, message: &str) -> Option<String> {
-        let offset = offset.min(self.text.len());
-        let start = self.text[..offset].rfind('\n').map_or(0, |i| i + 1);
-        let end = self.text[offset..]
-            .find('\n')
-            .map_or(self.text.len(), |i| offset + i);
-        let line = self.text[start..end].trim();
-        if line.starts_with('[') {
-            return header_name(line);
-        }
-        let name = match line.split_once('=') {
-            Some((k, _)) => k.trim().to_string(),
-            // An unknown key in an inline table spanning lines: the message names it.
-            None => message.split('`').nth(1)?.to_string(),
-        };
-        let header = self.text[..start]
-            .lines()
-            .rev()
-            .map(str::trim)
-            .find(|l| l.starts_with('['))
-            .and_then(header_name);
-        Some(match header {
-            Some(h) => format!("{h}.{name}"),
-            None => name,
-        })
-    }
-}
-
-/// `run` from `[run]  # comment`.
-fn header_name(line: &str) -> Option<String> {
-    let inner = line.trim_start_matches('[');
-    let end = inner.find(']')?;
-    Some(inner[..end].trim().to_string())
-}
+type Ctx<'a> = TomlText<'a>;
 
 fn validate(raw: RawBudgets, ctx: &Ctx) -> Result<Budgets, SpecError> {
     // [run]

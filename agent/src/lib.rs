@@ -32,9 +32,12 @@ pub mod profile;
 pub mod report;
 pub mod runs;
 pub mod spec;
+pub mod study;
 pub mod sweep;
 #[cfg(test)]
 mod testutil;
+pub mod tuned;
 pub mod validate;
 pub mod vcs;
+pub mod vocab;
 pub mod worker;

@@ -165,7 +165,7 @@ proptest! {
         std::fs::write(&p, mutate(base, &e)).unwrap();
         let _ = quick("a baseline", || nightshift::gate::BaselineFile::load(&p));
         let tuned = mutate("# tuned\nBLOCK = 256\nVEC = 4\n", &e);
-        let _ = quick("tuned.toml", || nightshift::dispatch::tuned::read(&tuned));
+        let _ = quick("tuned.toml", || nightshift::tuned::read(&tuned));
     }
 
     #[test]

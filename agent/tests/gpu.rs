@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use nightshift::evaluate::{Evaluation, Options, Session};
 use nightshift::spec::KernelSpec;
-use nightshift::worker::protocol::Outcome;
+use nightshift::vocab::Outcome;
 
 /// One GPU, one test at a time: timing tests must not share it.
 static GPU: Mutex<()> = Mutex::new(());

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use nightshift::evaluate::{Options, Session};
 use nightshift::spec::KernelSpec;
-use nightshift::worker::protocol::Outcome;
+use nightshift::vocab::Outcome;
 
 #[test]
 fn every_bundled_kernel_passes_validation_on_the_gpu() {

@@ -9,7 +9,7 @@ use crate::gpu::ceilings::Ceilings;
 use crate::gpu::DeviceInfo;
 use crate::measure::TimingMethod;
 use crate::spec::KernelSpec;
-use crate::worker::protocol::{AbResult, Outcome};
+use crate::vocab::{AbResult, Outcome};
 
 #[derive(Serialize)]
 struct BenchJson<'a> {

@@ -224,7 +224,7 @@ impl Drop for Scratch {
 
 fn load(dir: &std::path::Path, spins: &[i64], sms: u32) -> anyhow::Result<KernelSpec> {
     std::fs::write(dir.join("kernel.toml"), spec_text(spins, sms))?;
-    KernelSpec::load(dir).map_err(|e| anyhow::anyhow!("{e}"))
+    Ok(KernelSpec::load(dir)?)
 }
 
 fn calibrate(s: &mut Session, a: &CalibrateArgs) -> anyhow::Result<Calibration> {
@@ -250,7 +250,7 @@ fn calibrate(s: &mut Session, a: &CalibrateArgs) -> anyhow::Result<Calibration> 
     let spec = load(dir.path(), &all, sms)?;
     let config = |spin: i64| -> anyhow::Result<Config> {
         spec.with_overrides(&spec.baseline(), &[("SPIN".into(), spin)])
-            .map_err(|e| anyhow::anyhow!("{e}"))
+            .map_err(anyhow::Error::msg)
     };
     let start = std::time::Instant::now();
     let mut done = 0usize;

@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::{clear_progress, exit, CheckArgs};
-use crate::dispatch::tuned;
 use crate::evaluate::{Options, Session};
 use crate::gate::{self, BaselineFile, Decision, Recorded};
 use crate::measure::stats::Summary;
 use crate::measure::TimingMethod;
 use crate::spec::{Config, KernelSpec};
-use crate::worker::protocol::{MethodChoice, Outcome};
+use crate::tuned;
+use crate::vocab::{MethodChoice, Outcome};
 
 /// The kernel directories to check: those named, else every `kernels/*/kernel.toml`.
 fn kernel_dirs(named: &[PathBuf]) -> Result<Vec<PathBuf>> {
@@ -59,7 +59,7 @@ pub fn run(a: &CheckArgs, opts: Options) -> i32 {
 fn go(a: &CheckArgs, mut opts: Options) -> Result<i32> {
     let mut kernels = Vec::new();
     for d in kernel_dirs(&a.kernels)? {
-        let spec = KernelSpec::load(&d).map_err(|e| anyhow!("{e}"))?;
+        let spec = KernelSpec::load(&d)?;
         let config = committed(&spec, &d)?;
         kernels.push((spec, config));
     }

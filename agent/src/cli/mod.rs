@@ -510,14 +510,43 @@ pub fn progress_printer() -> Box<dyn FnMut(&str) + Send> {
     }
 }
 
-/// The exit code of a command that returns its own code, or an error: bad input,
-/// printed once here (after the progress line is cleared).
+/// The exit code of a command that returns its own code, or of its error by class
+/// ([`error_class`]), the error printed once here with its causes (after the
+/// progress line is cleared).
 pub fn exit_code(r: anyhow::Result<i32>) -> i32 {
     r.unwrap_or_else(|e| {
         clear_progress();
         eprintln!("error: {e:#}");
-        exit::USAGE
+        error_class(&e)
     })
+}
+
+/// The exit code of an error, by the first cause that says what broke: the GPU
+/// worker, git or a journal write (infrastructure: `exit::NO_GPU`), else bad input
+/// (`exit::USAGE`: a spec, a flag, a run id, a journal that cannot be read).
+pub fn error_class(e: &anyhow::Error) -> i32 {
+    use crate::evaluate::EvalError;
+    use crate::journal::JournalError;
+    use crate::vcs::VcsError;
+    use crate::worker::supervisor::SupervisorError;
+    for cause in e.chain() {
+        if let Some(j) = cause.downcast_ref::<JournalError>() {
+            return match j {
+                JournalError::Io { action, .. } if !action.starts_with("read") => exit::NO_GPU,
+                _ => exit::USAGE,
+            };
+        }
+        if let Some(v) = cause.downcast_ref::<VcsError>() {
+            return match v {
+                VcsError::Git { .. } | VcsError::Io { .. } => exit::NO_GPU,
+                _ => exit::USAGE,
+            };
+        }
+        if cause.is::<SupervisorError>() || cause.is::<EvalError>() {
+            return exit::NO_GPU;
+        }
+    }
+    exit::USAGE
 }
 
 /// Starts the GPU session of a command, or says why not: the command then exits with
@@ -577,5 +606,45 @@ pub fn main() -> i32 {
             o.measure.energy_ms = 0.0;
             sweep::run(&a, o)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_exit_by_class_and_keep_their_causes() {
+        use crate::journal::JournalError;
+        use crate::vcs::VcsError;
+        use crate::worker::supervisor::SupervisorError;
+        let io = || std::io::Error::new(std::io::ErrorKind::Other, "disk full");
+        let git = anyhow::Error::new(VcsError::Git {
+            action: "commit".into(),
+            source: git2::Error::from_str("index locked"),
+        })
+        .context("committing gemm BLOCK=128");
+        assert_eq!(error_class(&git), exit::NO_GPU);
+        // The cause is printed once, after the message that wraps it.
+        let shown = format!("{git:#}");
+        assert_eq!(shown, "committing gemm BLOCK=128: commit: index locked");
+        let worker = anyhow::Error::new(SupervisorError::Handshake("no device".into()));
+        assert_eq!(error_class(&worker), exit::NO_GPU);
+        let unreadable = anyhow::Error::new(JournalError::Io {
+            action: "read journal",
+            path: "reports/r1/journal.jsonl".into(),
+            source: io(),
+        });
+        assert_eq!(error_class(&unreadable), exit::USAGE);
+        assert_eq!(
+            format!("{unreadable:#}"),
+            "read journal reports/r1/journal.jsonl: disk full"
+        );
+        let bad_repo = anyhow::Error::new(VcsError::BadRunId("a b".into()));
+        assert_eq!(error_class(&bad_repo), exit::USAGE);
+        assert_eq!(
+            error_class(&anyhow::anyhow!("--set: no such tunable")),
+            exit::USAGE
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 
 use super::{exit, ReportArgs};
 use crate::journal;
@@ -16,7 +16,7 @@ pub const FILES: [&str; 3] = ["report.md", "report.json", "samples.csv"];
 pub fn write(reports: &Path, run_id: &str) -> Result<(Report, Vec<PathBuf>)> {
     let dir = reports.join(run_id);
     let path = dir.join(journal::FILE_NAME);
-    let read = journal::read(&path).map_err(|e| anyhow!("{e}"))?;
+    let read = journal::read(&path)?;
     if let Some(t) = &read.torn {
         eprintln!("warning: {}: {t}; it is ignored", path.display());
     }
@@ -119,7 +119,7 @@ fn verify(reports: &Path, id: &str) -> i32 {
             })?;
         let report: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("{} is not JSON", rp.display()))?;
-        let read = journal::read(&dir.join(journal::FILE_NAME)).map_err(|e| anyhow!("{e}"))?;
+        let read = journal::read(&dir.join(journal::FILE_NAME))?;
         match report::verify(&report, id, &read.records) {
             Ok(n) => Ok(n),
             Err(e) => bail!("{e}"),
@@ -140,12 +140,12 @@ fn verify(reports: &Path, id: &str) -> i32 {
 /// `nightshift compare <run-a> <run-b>`.
 pub fn compare(a: &super::CompareArgs) -> i32 {
     let load = |id: &str| -> Result<Report> {
-        journal::check_run_id(id).map_err(|e| anyhow!("{e}"))?;
+        journal::check_run_id(id)?;
         let path = a.reports.join(id).join(journal::FILE_NAME);
         if !path.is_file() {
             bail!("no run {id}: {} does not exist", path.display());
         }
-        let read = journal::read(&path).map_err(|e| anyhow!("{e}"))?;
+        let read = journal::read(&path)?;
         Ok(report::build(id, &read.records))
     };
     let (ra, rb) = match (load(&a.run_a), load(&a.run_b)) {

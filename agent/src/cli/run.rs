@@ -215,7 +215,7 @@ fn resolve_kernels(named: &[PathBuf], repo: &Path) -> Result<Vec<RunKernel>> {
     let mut out = Vec::new();
     for d in kernel_dirs(named)? {
         // Named here so a malformed spec is reported before anything else happens.
-        let spec = KernelSpec::load(&d).map_err(|e| anyhow!("{e}"))?;
+        let spec = KernelSpec::load(&d)?;
         if let Some(other) = out.iter().find(|k: &&RunKernel| k.name == spec.name) {
             bail!(
                 "two kernels are named `{}`: {} and {} (a run's kernels need distinct names: its journal, branch and report name them)",
@@ -262,7 +262,7 @@ struct Prepared {
 fn prepare(a: &RunArgs) -> Result<Prepared> {
     let asked = asked_options(a)?;
     for id in a.run_id.iter().chain(&a.resume) {
-        journal::check_run_id(id).map_err(|e| anyhow!("{e}"))?;
+        journal::check_run_id(id)?;
     }
     let reports = &a.reports;
     let mut run_id = a.run_id.clone();
@@ -293,7 +293,7 @@ fn prepare(a: &RunArgs) -> Result<Prepared> {
     if let Some(pid) = running_pid(reports, &id) {
         bail!("run {id} is running now (pid {pid}); `nightshift status {id}` shows it");
     }
-    let read = journal::read(&path).map_err(|e| anyhow!("{e}"))?;
+    let read = journal::read(&path)?;
     let r = Resume::from_records(&read.records);
     // The run's own budgets, as it was started; flags may raise or lower them.
     let recorded = r
@@ -404,7 +404,7 @@ fn prepare(a: &RunArgs) -> Result<Prepared> {
             diffs.join("\n  - ")
         );
     }
-    let library = Library::load(Path::new(&options.patterns)).map_err(|e| anyhow!("{e}"))?;
+    let library = Library::load(Path::new(&options.patterns))?;
     Ok(Prepared {
         run_id: id,
         resume: Some(read),
@@ -430,14 +430,14 @@ fn prepare_new(a: &RunArgs, asked: &AskedOptions, run_id: String) -> Result<Prep
         .patterns
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_PATTERNS));
-    let library = Library::load(&patterns_dir).map_err(|e| anyhow!("{e}"))?;
+    let library = Library::load(&patterns_dir)?;
     let options = asked.for_new_run(patterns_hash(&patterns_dir));
-    let mut budgets = Budgets::load(&a.budgets).map_err(|e| anyhow!("{e}"))?;
+    let mut budgets = Budgets::load(&a.budgets)?;
     apply_overrides(&mut budgets, a)?;
     // The run works from HEAD: uncommitted edits to its kernels would be ignored.
     let mut dirty = Vec::new();
     for k in &kernels {
-        dirty.extend(vcs::dirty(&repo, &k.dir).map_err(|e| anyhow!("{e}"))?);
+        dirty.extend(vcs::dirty(&repo, &k.dir)?);
     }
     if !dirty.is_empty() && !a.allow_dirty {
         bail!(
@@ -527,9 +527,9 @@ fn carry_out<E: Evaluator>(a: &RunArgs, p: Prepared, ev: E, view: View) -> Resul
     let lock = lock_path(reports, &p.run_id);
     std::fs::write(&lock, std::process::id().to_string())
         .with_context(|| format!("writing {}", lock.display()))?;
-    let wt = vcs::worktree_dir(&p.repo, &p.run_id).map_err(|e| anyhow!("{e}"))?;
-    let ws = Workspace::open(&p.repo, &p.run_id, &wt).map_err(|e| anyhow!("{e}"))?;
-    ws.discard().map_err(|e| anyhow!("{e}"))?;
+    let wt = vcs::worktree_dir(&p.repo, &p.run_id)?;
+    let ws = Workspace::open(&p.repo, &p.run_id, &wt)?;
+    ws.discard()?;
     let mut kernels = Vec::new();
     for k in &p.kernels {
         let rel = PathBuf::from(&k.dir);
@@ -556,7 +556,7 @@ fn carry_out<E: Evaluator>(a: &RunArgs, p: Prepared, ev: E, view: View) -> Resul
         }
         Some(_) => {
             let path = reports.join(&p.run_id).join(journal::FILE_NAME);
-            let (mut j, read) = Journal::open_append(&path).map_err(|e| anyhow!("{e}"))?;
+            let (mut j, read) = Journal::open_append(&path)?;
             let dropped = read.torn.as_ref().map(|t| t.to_string());
             if let Some(d) = &dropped {
                 eprintln!(

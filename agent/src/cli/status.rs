@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
 
 use super::{exit, table, StatusArgs};
@@ -61,7 +61,7 @@ pub fn status_of(run_id: &str, records: &[Record], pid: Option<u32>) -> Result<R
     let price = budgets
         .as_ref()
         .map_or(0.0, |b| Ledger::for_device(b, &device).price_per_gpu_hour());
-    let spent = r.ledger(price).map_err(|e| anyhow!("{e}"))?.spent();
+    let spent = r.ledger(price)?.spent();
     let mut kernels: Vec<KernelStatus> = Vec::new();
     fn entry<'a>(ks: &'a mut Vec<KernelStatus>, name: &str) -> &'a mut KernelStatus {
         if let Some(i) = ks.iter().position(|k| k.kernel == name) {
@@ -257,12 +257,12 @@ pub fn run(a: &StatusArgs) -> i32 {
             Some(id) => id.clone(),
             None => crate::runs::latest_run(&a.reports)?,
         };
-        journal::check_run_id(&id).map_err(|e| anyhow!("{e}"))?;
+        journal::check_run_id(&id)?;
         let path = a.reports.join(&id).join(journal::FILE_NAME);
         if !path.is_file() {
             bail!("no run {id}: {} does not exist", path.display());
         }
-        let read = journal::read(&path).map_err(|e| anyhow!("{e}"))?;
+        let read = journal::read(&path)?;
         if let Some(t) = &read.torn {
             eprintln!("warning: {}: {t}; it is ignored", path.display());
         }

@@ -15,7 +15,7 @@ use crate::evaluate::{Evaluation, Options, Session};
 use crate::measure::TimingMethod;
 use crate::spec::{Config, KernelSpec};
 use crate::sweep::{self, Axis, Cell, Duel, Point, Thresholds, Winner};
-use crate::worker::protocol::Outcome;
+use crate::vocab::Outcome;
 
 /// The first line of `sweep.jsonl`: what is being swept (a resume must match it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,7 +82,7 @@ fn excluded(variant: i64, why: String) -> Cell {
     }
 }
 
-fn duel_of(a: i64, b: i64, r: &crate::worker::protocol::AbResult) -> Duel {
+fn duel_of(a: i64, b: i64, r: &crate::vocab::AbResult) -> Duel {
     Duel {
         a,
         b,
@@ -196,7 +196,7 @@ pub fn run(a: &SweepArgs, opts: Options) -> i32 {
 }
 
 fn go(a: &SweepArgs, opts: Options) -> Result<i32> {
-    let spec = KernelSpec::load(&a.kernel).map_err(|e| anyhow!("{e}"))?;
+    let spec = KernelSpec::load(&a.kernel)?;
     let axes: Vec<Axis> = a
         .axes
         .iter()

@@ -13,7 +13,7 @@ use crate::gpu::FunctionInfo;
 use crate::measure::stats::Summary;
 use crate::measure::{StopReason as SampleStop, TimingMethod, Verdict};
 use crate::spec::{plan, ComputeKind, Config, KernelSpec};
-use crate::worker::protocol::{AbResult, Measurement, Occupancy, Outcome};
+use crate::vocab::{AbResult, Measurement, Occupancy, Outcome};
 
 use super::{Evaluator, FAKE_DEVICE};
 

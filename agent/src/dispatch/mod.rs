@@ -21,8 +21,6 @@
 #[cfg(any(test, debug_assertions))]
 pub mod fake;
 mod replay;
-pub mod study;
-pub mod tuned;
 pub mod view;
 
 #[cfg(test)]
@@ -39,14 +37,16 @@ use serde_json::Value;
 
 use crate::budget::{Budgets, Charge, Spend, Stage, StopReason};
 use crate::controller::{Action, CandidateResult, Controller, Event as CEvent};
-use crate::evaluate::{compile_all, compile_requests, EvalError, Evaluation, Session};
+use crate::evaluate::{compile_all, compile_requests, cost_of, EvalError, Evaluation, Session};
 use crate::journal::{Event as JEvent, Journal, Record};
 use crate::measure::Verdict;
 use crate::patterns::{Library, Prediction};
 use crate::profile::Profile;
 use crate::spec::{plan, Config, KernelSpec};
+use crate::study;
+use crate::tuned;
 use crate::vcs::Workspace;
-use crate::worker::protocol::{AbResult, MethodChoice, Outcome};
+use crate::vocab::{AbFigures, AbResult, MethodChoice, Outcome};
 
 use replay::Replay;
 use view::View;
@@ -211,29 +211,6 @@ struct Evidence {
     ab: Option<AbFigures>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct AbFigures {
-    verdict: Verdict,
-    speedup: f64,
-    ci_lo: f64,
-    ci_hi: f64,
-    pairs: Option<usize>,
-    min_gain: Option<f64>,
-}
-
-impl From<&AbResult> for AbFigures {
-    fn from(a: &AbResult) -> Self {
-        AbFigures {
-            verdict: a.verdict,
-            speedup: a.speedup,
-            ci_lo: a.ci_lo,
-            ci_hi: a.ci_hi,
-            pairs: Some(a.pairs),
-            min_gain: Some(a.min_gain),
-        }
-    }
-}
-
 pub struct Dispatcher<E: Evaluator> {
     ctl: Controller,
     kernels: Vec<KernelEntry>,
@@ -272,39 +249,6 @@ pub struct Dispatcher<E: Evaluator> {
     gpu_busy_s: f64,
     /// Per kernel: warned already that its cost model overcounts.
     warned: Vec<bool>,
-}
-
-/// The cost of one evaluation by stage, from its own timers: the same figures whether
-/// it ran now or is replayed from the journal. `compile`, `validate` (the candidate),
-/// `revalidate` (the incumbent it was compared with, `against`, when the worker had to
-/// validate it again), `measure` (warm-up, sampling, the check after timing, energy:
-/// nothing for a candidate that failed validation), and `idle`: whatever else the
-/// evaluation's wall time held the GPU for (the worker's round trip, the other side's
-/// cached compile). They add up to the evaluation's wall time.
-pub fn cost_of(e: &Evaluation, against: Option<&Evaluation>) -> Vec<(Stage, f64)> {
-    let t = &e.times;
-    let s = |ms: f64| ms.max(0.0) / 1e3;
-    let parts = [
-        (Stage::Compile, s(t.compile_ms)),
-        (Stage::Validate, s(t.validate_ms)),
-        (
-            Stage::Revalidate,
-            against.map_or(0.0, |a| s(a.times.validate_ms)),
-        ),
-        (Stage::Measure, s(t.measure_ms)),
-    ];
-    let counted: f64 = parts.iter().map(|p| p.1).sum();
-    let total = s(t.total_ms).max(counted);
-    let mut out: Vec<(Stage, f64)> = parts
-        .into_iter()
-        .enumerate()
-        .filter(|(i, p)| *i == 0 || p.1 > 0.0)
-        .map(|(_, p)| p)
-        .collect();
-    if total - counted > 0.0 {
-        out.push((Stage::Idle, total - counted));
-    }
-    out
 }
 
 /// The launch of `config` at the spec's problem (for the profile's shared memory and
@@ -423,7 +367,7 @@ impl<E: Evaluator> Dispatcher<E> {
         self.journal
             .append(&JEvent::Charge(c.clone()))
             .with_context(|| format!("writing {}", self.journal.path().display()))?;
-        self.ctl.charged(&c).map_err(|e| anyhow!("{e}"))
+        Ok(self.ctl.charged(&c)?)
     }
 
     /// The replay has reached journal record `seq`: the ledger gets the charges
@@ -583,7 +527,7 @@ impl<E: Evaluator> Dispatcher<E> {
         .await
         .map_err(|e| anyhow!("the GPU thread failed: {e}"))?;
         self.ev = Some(ev);
-        r.map_err(|e| anyhow!("{e}"))
+        Ok(r?)
     }
 
     /// Starts compiling the candidates queued after this one, so that their compile
@@ -871,16 +815,17 @@ impl<E: Evaluator> Dispatcher<E> {
                     .filter(|l| l.kernel == kernel && &l.config == config)
                     .ok_or_else(|| anyhow!("no evidence for the commit of {name} {config}"))?;
                 let entry = &self.kernels[kernel];
-                let (files, message) = tuned::commit_files(
-                    &self.run_id,
-                    &self.device,
-                    entry,
+                let (files, message) = tuned::commit_files(&tuned::Accepted {
+                    run_id: &self.run_id,
+                    device: &self.device,
+                    kernel: &entry.spec.name,
+                    rel_dir: &entry.rel_dir,
                     pattern,
-                    &previous,
+                    previous: &previous,
                     config,
-                    &evidence.eval,
-                    evidence.ab,
-                );
+                    eval: &evidence.eval,
+                    ab: evidence.ab,
+                });
                 self.ws
                     .commit(&files, &message)
                     .with_context(|| format!("committing {name} {config}"))?

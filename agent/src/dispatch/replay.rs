@@ -18,7 +18,7 @@ use crate::evaluate::Evaluation;
 use crate::journal::{Event, Record};
 use crate::measure::Verdict;
 
-use super::AbFigures;
+use crate::vocab::AbFigures;
 
 /// A recorded value and the `seq` of the record that holds it.
 #[derive(Debug, Clone)]

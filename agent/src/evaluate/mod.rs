@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::budget::Stage;
 use crate::gpu::ceilings::{self, Ceilings};
 use crate::gpu::nvrtc::{self, CompileRequest, Compiled};
 use crate::gpu::{DeviceInfo, FunctionInfo};
 use crate::measure::verdict::DEFAULT_MIN_GAIN;
 use crate::spec::plan::{self, problem_label};
 use crate::spec::{ComputeKind, Config, KernelSpec, Reference};
+use crate::vocab::*;
 use crate::worker::protocol::*;
 use crate::worker::supervisor::{Reply, Supervisor, SupervisorError, WorkerCommand};
 
@@ -789,6 +791,39 @@ impl Session {
     pub fn shutdown(mut self) {
         self.sup.shutdown();
     }
+}
+
+/// The cost of one evaluation by stage, from its own timers: the same figures whether
+/// it ran now or is replayed from the journal. `compile`, `validate` (the candidate),
+/// `revalidate` (the incumbent it was compared with, `against`, when the worker had to
+/// validate it again), `measure` (warm-up, sampling, the check after timing, energy:
+/// nothing for a candidate that failed validation), and `idle`: whatever else the
+/// evaluation's wall time held the GPU for (the worker's round trip, the other side's
+/// cached compile). They add up to the evaluation's wall time.
+pub fn cost_of(e: &Evaluation, against: Option<&Evaluation>) -> Vec<(Stage, f64)> {
+    let t = &e.times;
+    let s = |ms: f64| ms.max(0.0) / 1e3;
+    let parts = [
+        (Stage::Compile, s(t.compile_ms)),
+        (Stage::Validate, s(t.validate_ms)),
+        (
+            Stage::Revalidate,
+            against.map_or(0.0, |a| s(a.times.validate_ms)),
+        ),
+        (Stage::Measure, s(t.measure_ms)),
+    ];
+    let counted: f64 = parts.iter().map(|p| p.1).sum();
+    let total = s(t.total_ms).max(counted);
+    let mut out: Vec<(Stage, f64)> = parts
+        .into_iter()
+        .enumerate()
+        .filter(|(i, p)| *i == 0 || p.1 > 0.0)
+        .map(|(_, p)| p)
+        .collect();
+    if total - counted > 0.0 {
+        out.push((Stage::Idle, total - counted));
+    }
+    out
 }
 
 #[cfg(test)]

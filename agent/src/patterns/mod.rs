@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::spec::toml_text::TomlText;
+
 use crate::profile::SIGNALS;
 use crate::spec::expr::{Expr, Signals};
 use crate::spec::{Role, SpecError};
@@ -269,19 +271,10 @@ struct RawPredict {
     note: Option<String>,
 }
 
-fn line(text: &str, span: &Range<usize>) -> usize {
-    text[..span.start.min(text.len())].matches('\n').count() + 1
-}
-
 fn parse_pattern(path: &Path, text: &str) -> Result<Pattern, SpecError> {
-    let err = |span: Option<Range<usize>>, key: &str, message: String| SpecError {
-        path: path.to_path_buf(),
-        line: span.map(|s| line(text, &s)),
-        key: (!key.is_empty()).then(|| key.to_string()),
-        message,
-    };
-    let raw: RawPattern =
-        toml::from_str(text).map_err(|e| err(e.span(), "", e.message().trim().to_string()))?;
+    let toml = TomlText::new(text, path);
+    let err = |span: Option<Range<usize>>, key: &str, message: String| toml.err(span, key, message);
+    let raw: RawPattern = toml.parse()?;
     let when = match &raw.when {
         None => None,
         Some(w) => {

@@ -173,7 +173,7 @@ mod tests {
     use crate::evaluate::{Roofline, StageTimes};
     use crate::gpu::FunctionInfo;
     use crate::spec::ComputeKind;
-    use crate::worker::protocol::{Occupancy, Outcome};
+    use crate::vocab::{Occupancy, Outcome};
 
     fn softmax() -> KernelSpec {
         KernelSpec::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernels/softmax")).unwrap()

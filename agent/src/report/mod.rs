@@ -18,12 +18,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::budget::{Budgets, Ledger};
-use crate::dispatch::study::StudyResult;
 use crate::evaluate::Evaluation;
 use crate::journal::{Event, Record};
 use crate::measure::stats::Summary;
 use crate::measure::TimingMethod;
-use crate::worker::protocol::Outcome;
+use crate::study::StudyResult;
+use crate::vocab::Outcome;
 
 pub use render::{markdown, samples_csv};
 
@@ -1139,7 +1139,7 @@ pub fn verify(report: &Value, run_id: &str, records: &[Record]) -> Result<usize,
 
 /// Each evaluation's charges, by stage, against its own timers: the charges a run
 /// journals right before an evaluation's record must be what its timers say
-/// (`dispatch::cost_of`). Journals that charged after the record (before that was
+/// (`evaluate::cost_of`). Journals that charged after the record (before that was
 /// so) have nothing to check. Returns the figures checked.
 pub(crate) fn verify_charges(records: &[Record]) -> Result<usize, ReportError> {
     let mut checked = 0;
@@ -1200,7 +1200,7 @@ pub(crate) fn verify_charges(records: &[Record]) -> Result<usize, ReportError> {
             continue;
         }
         let mut timers: BTreeMap<String, f64> = BTreeMap::new();
-        for (stage, secs) in crate::dispatch::cost_of(&e, against.as_ref()) {
+        for (stage, secs) in crate::evaluate::cost_of(&e, against.as_ref()) {
             *timers.entry(stage.name().to_string()).or_default() += secs;
         }
         for (stage, want) in &timers {

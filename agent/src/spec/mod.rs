@@ -5,6 +5,7 @@ pub mod confine;
 pub mod expr;
 pub mod plan;
 pub mod space;
+pub mod toml_text;
 pub mod types;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -344,16 +345,10 @@ impl KernelSpec {
         read: &dyn Fn(&Path) -> std::io::Result<String>,
     ) -> Result<Self, SpecError> {
         let ctx = Ctx {
-            text,
-            path: spec_path,
+            toml: toml_text::TomlText::new(text, spec_path),
             exprs: Default::default(),
         };
-        let raw: RawSpec = toml::from_str(text).map_err(|e| SpecError {
-            path: spec_path.to_path_buf(),
-            line: e.span().map(|s| ctx.line(&s)),
-            key: None,
-            message: e.message().trim().to_string(),
-        })?;
+        let raw: RawSpec = ctx.toml.parse()?;
         validate(raw, &ctx, read)
     }
 
@@ -624,26 +619,15 @@ impl<'de> Deserialize<'de> for ExprSrc {
 // Validation: raw -> typed.
 
 struct Ctx<'a> {
-    text: &'a str,
-    path: &'a Path,
+    toml: toml_text::TomlText<'a>,
     /// Every expression parsed, with its key and where it is written: each is then
     /// evaluated for the baseline, so an error names its own line and key.
     exprs: std::cell::RefCell<Vec<(String, Range<usize>, Expr)>>,
 }
 
 impl Ctx<'_> {
-    fn line(&self, span: &Range<usize>) -> usize {
-        let end = span.start.min(self.text.len());
-        self.text[..end].matches('\n').count() + 1
-    }
-
     fn err(&self, span: Option<&Range<usize>>, key: &str, message: impl Into<String>) -> SpecError {
-        SpecError {
-            path: self.path.to_path_buf(),
-            line: span.map(|s| self.line(s)),
-            key: Some(key.to_string()),
-            message: message.into(),
-        }
+        self.toml.err(span.cloned(), key, message)
     }
 
     /// Parses an expression and checks that it reads only `known` variables.
@@ -714,7 +698,7 @@ impl Ctx<'_> {
         key: &str,
         read: &dyn Fn(&Path) -> std::io::Result<String>,
     ) -> Result<(PathBuf, String), SpecError> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let dir = self.toml.path.parent().unwrap_or(Path::new("."));
         let p = dir.join(name);
         let text = read(&p).map_err(|e| {
             self.err(
@@ -1137,12 +1121,13 @@ fn validate(
     let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
     if raw.name.is_empty() || raw.name == "." || raw.name == ".." || !raw.name.chars().all(plain) {
         let line = ctx
+            .toml
             .text
             .lines()
             .position(|l| l.trim_start().starts_with("name"))
             .map(|i| i + 1);
         return Err(SpecError {
-            path: ctx.path.to_path_buf(),
+            path: ctx.toml.path.to_path_buf(),
             line,
             key: Some("name".into()),
             message: format!(
@@ -1155,7 +1140,7 @@ fn validate(
         return Err(ctx.err(None, "entry", "must be the kernel's `extern \"C\"` name"));
     }
     let (source_path, source) = ctx.read_source(&raw.source, "source", read)?;
-    let spec_dir = ctx.path.parent().unwrap_or(Path::new("."));
+    let spec_dir = ctx.toml.path.parent().unwrap_or(Path::new("."));
     let mut include_dirs = Vec::new();
     for d in &raw.include_dirs {
         let p = spec_dir.join(d);
@@ -1188,8 +1173,13 @@ fn validate(
     };
     let spec = KernelSpec {
         name: raw.name,
-        dir: ctx.path.parent().unwrap_or(Path::new(".")).to_path_buf(),
-        spec_path: ctx.path.to_path_buf(),
+        dir: ctx
+            .toml
+            .path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .to_path_buf(),
+        spec_path: ctx.toml.path.to_path_buf(),
         source_path,
         source,
         entry: raw.entry,

@@ -185,8 +185,8 @@ pub struct Cell {
 /// of work against the first point, SM fill, and the knee where more work per launch
 /// stops paying (the loop's workload-batching study, over the sweep's points). None
 /// unless every value is a multiple of the first.
-pub fn batching(points: &[Point], axis: &str) -> Option<crate::dispatch::study::StudyResult> {
-    use crate::dispatch::study::{finish, StudyRow};
+pub fn batching(points: &[Point], axis: &str) -> Option<crate::study::StudyResult> {
+    use crate::study::{finish, StudyRow};
     let first = points.first()?.at.iter().find(|(n, _)| n == axis)?.1;
     let mut rows = Vec::new();
     for p in points {

@@ -14,18 +14,27 @@ use git2::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum VcsError {
-    #[error("{path}: not inside a git repository ({source})")]
-    NoRepository { path: PathBuf, source: git2::Error },
+    #[error("{}: not inside a git repository", path.display())]
+    NoRepository {
+        path: PathBuf,
+        #[source]
+        source: git2::Error,
+    },
     #[error("run id `{0}` is not usable in a branch name (letters, digits, '-', '_', '.')")]
     BadRunId(String),
-    #[error("the repository has no commit to start from: {0}")]
-    NoHead(git2::Error),
-    #[error("{action}: {source}")]
-    Git { action: String, source: git2::Error },
-    #[error("{action} {path}: {source}")]
+    #[error("the repository has no commit to start from")]
+    NoHead(#[source] git2::Error),
+    #[error("{action}")]
+    Git {
+        action: String,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("{action} {}", path.display())]
     Io {
         action: String,
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
 }

@@ -32,9 +32,10 @@ impl WorkerCommand {
 /// The infrastructure failed: the worker cannot be started or refuses to start.
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
-    #[error("cannot start the GPU worker {program}: {source}")]
+    #[error("cannot start the GPU worker {program}")]
     Spawn {
         program: String,
+        #[source]
         source: std::io::Error,
     },
     #[error("the GPU worker did not start: {0}")]

@@ -21,6 +21,7 @@ use crate::spec::plan::{ArgPlan, LaunchDims, SizePlan};
 use crate::spec::{DType, Io, Tolerance};
 use crate::validate::device::GenParams;
 use crate::validate::{self, ErrorStats, TrialKind};
+use crate::vocab::*;
 
 mod measurement;
 mod selfcheck;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::evaluate::Evaluation;
 use crate::spec::KernelSpec;
-use crate::worker::protocol::Outcome;
+use crate::vocab::Outcome;
 
 /// Below this gain in throughput per unit of work (lower end of its interval), one
 /// more step of scale is said to stop paying.

@@ -2,16 +2,14 @@
 //! with its evidence in comments) and a commit message whose trailers carry the
 //! evidence for tools (`git log --format=%(trailers)`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
 use crate::evaluate::Evaluation;
 use crate::spec::Config;
 use crate::vcs::{commit_message, Workspace};
-use crate::worker::protocol::Outcome;
-
-use super::{AbFigures, KernelEntry};
+use crate::vocab::{AbFigures, Outcome};
 
 /// The file a kernel's tuned configuration is committed to, beside its spec.
 pub const FILE_NAME: &str = "tuned.toml";
@@ -45,19 +43,34 @@ fn changes(previous: &str, config: &Config) -> String {
     }
 }
 
+/// One accepted variant of a kernel, with its evidence.
+pub struct Accepted<'a> {
+    pub run_id: &'a str,
+    pub device: &'a str,
+    pub kernel: &'a str,
+    /// The kernel's directory relative to the repository root.
+    pub rel_dir: &'a Path,
+    pub pattern: &'a str,
+    /// The configuration it replaces.
+    pub previous: &'a str,
+    pub config: &'a Config,
+    pub eval: &'a Evaluation,
+    pub ab: Option<AbFigures>,
+}
+
 /// The files and message of one accepted variant.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn commit_files(
-    run_id: &str,
-    device: &str,
-    entry: &KernelEntry,
-    pattern: &str,
-    previous: &str,
-    config: &Config,
-    eval: &Evaluation,
-    ab: Option<AbFigures>,
-) -> (Vec<(PathBuf, String)>, String) {
-    let name = &entry.spec.name;
+pub fn commit_files(a: &Accepted) -> (Vec<(PathBuf, String)>, String) {
+    let Accepted {
+        run_id,
+        device,
+        kernel: name,
+        rel_dir,
+        pattern,
+        previous,
+        config,
+        eval,
+        ab,
+    } = *a;
     let err = max_error(eval);
     let samples = eval
         .measurement
@@ -94,7 +107,7 @@ pub(super) fn commit_files(
         .collect();
     toml.push_str(&format!(
         "# Measure it again: nightshift bench {} {}\n[config]\n",
-        entry.rel_dir.display(),
+        rel_dir.display(),
         sets.join(" ")
     ));
     for (k, v) in &config.0 {
@@ -108,7 +121,7 @@ pub(super) fn commit_files(
     );
     let mut trailers = vec![
         ("Nightshift-Run", run_id.to_string()),
-        ("Nightshift-Kernel", name.clone()),
+        ("Nightshift-Kernel", name.to_string()),
         ("Nightshift-Config", config.to_string()),
         ("Nightshift-Pattern", pattern.to_string()),
         ("Nightshift-Speedup", speedup),
@@ -128,13 +141,13 @@ pub(super) fn commit_files(
     }
     debug_assert_eq!(eval.outcome, Outcome::Passed);
     (
-        vec![(entry.rel_dir.join(FILE_NAME), toml)],
+        vec![(rel_dir.join(FILE_NAME), toml)],
         commit_message(&summary, &trailers),
     )
 }
 
 /// The run's commit of `kernel` at `config`, if git has it.
-pub(super) fn find_commit(
+pub fn find_commit(
     ws: &Workspace,
     run_id: &str,
     kernel: &str,
