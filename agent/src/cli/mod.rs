@@ -618,7 +618,7 @@ mod tests {
         use crate::journal::JournalError;
         use crate::vcs::VcsError;
         use crate::worker::supervisor::SupervisorError;
-        let io = || std::io::Error::new(std::io::ErrorKind::Other, "disk full");
+        let io = || std::io::Error::other("disk full");
         let git = anyhow::Error::new(VcsError::Git {
             action: "commit".into(),
             source: git2::Error::from_str("index locked"),
