@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::budget::{Breakdown, Charge, ChargeError, Ledger, Remaining, Spend, StopReason};
+use crate::measure::Verdict;
+use crate::patterns::Prediction;
 
 /// The journal's file name inside its run directory.
 pub const FILE_NAME: &str = "journal.jsonl";
@@ -100,6 +102,10 @@ pub enum Event {
         pattern: String,
         /// What the pattern expects and why, in its own words.
         prediction: String,
+        /// The same as a number and a note (None in journals written before it was
+        /// recorded: the report then reads the number from the words).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        predicted: Option<Prediction>,
         /// Candidate configurations, as `Config`'s display.
         configs: Vec<String>,
     },
@@ -122,8 +128,7 @@ pub enum Event {
         kernel: String,
         config: String,
         baseline: String,
-        /// `fast`, `slow`, `same`, `ambiguous`.
-        verdict: String,
+        verdict: Verdict,
         #[serde(with = "crate::nonfinite")]
         speedup: f64,
         #[serde(with = "crate::nonfinite")]
@@ -166,9 +171,10 @@ pub enum Event {
         kernel: String,
         baseline: String,
         best: String,
-        /// `FAST`, `SLOW`, `SAME`, `AMBIGUOUS`, or `not_compared` when one side
-        /// failed (then the numbers are NaN).
-        verdict: String,
+        /// None (`not_compared` on disk) when one side failed: then the numbers are
+        /// NaN.
+        #[serde(with = "final_verdict")]
+        verdict: Option<Verdict>,
         #[serde(with = "crate::nonfinite")]
         speedup: f64,
         #[serde(with = "crate::nonfinite")]
@@ -851,6 +857,38 @@ fn sync_dir(_dir: &Path) -> io::Result<()> {
 }
 
 /// [`crate::nonfinite`] for an optional value.
+/// A final comparison's verdict as the journal writes it.
+pub fn final_verdict_name(v: Option<Verdict>) -> &'static str {
+    v.map_or("not_compared", Verdict::as_str)
+}
+
+/// A final comparison's verdict on disk: `FAST`, `SLOW`, `SAME`, `AMBIGUOUS`, or
+/// `not_compared` when one side failed.
+mod final_verdict {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::measure::Verdict;
+
+    const NOT_COMPARED: &str = "not_compared";
+
+    pub fn serialize<S: Serializer>(v: &Option<Verdict>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => v.serialize(s),
+            None => s.serialize_str(NOT_COMPARED),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Verdict>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == NOT_COMPARED {
+            return Ok(None);
+        }
+        serde_json::from_value(serde_json::Value::String(text))
+            .map(Some)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 mod opt_nonfinite {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -921,6 +959,7 @@ mod tests {
                 kernel: "softmax".into(),
                 pattern: "vectorize".into(),
                 prediction: "memory-bound at 60% of DRAM: wider loads, +10%".into(),
+                predicted: None,
                 configs: vec!["BLOCK=128 VEC=2".into(), "BLOCK=128 VEC=4".into()],
             },
             Event::Evaluated {
@@ -943,7 +982,7 @@ mod tests {
                 kernel: "softmax".into(),
                 config: "BLOCK=128 VEC=2".into(),
                 baseline: "BLOCK=128 VEC=1".into(),
-                verdict: "fast".into(),
+                verdict: Verdict::Fast,
                 speedup: f64::INFINITY,
                 ci_lo: 1.05,
                 ci_hi: f64::NEG_INFINITY,
@@ -1030,7 +1069,7 @@ mod tests {
                 kernel: "softmax".into(),
                 baseline: "BLOCK=128 VEC=1".into(),
                 best: "BLOCK=128 VEC=2".into(),
-                verdict: "not_compared".into(),
+                verdict: None,
                 speedup: f64::NAN,
                 ci_lo: f64::NAN,
                 ci_hi: f64::NAN,
@@ -1149,6 +1188,37 @@ mod tests {
             })
             .expect("a final comparison");
         assert!(verdict.is_nan());
+    }
+
+    #[test]
+    fn verdicts_are_typed_and_written_as_every_journal_wrote_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = new_journal(dir.path());
+        append_all(&mut j, &every_event());
+        let text = fs::read_to_string(j.path()).unwrap();
+        assert!(text.contains(r#""verdict":"FAST""#), "{text}");
+        assert!(text.contains(r#""verdict":"not_compared""#), "{text}");
+        // Every fixture journal (written by earlier versions) reads into the types.
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/journals");
+        let mut verdicts = 0;
+        for f in fs::read_dir(&fixtures).unwrap() {
+            let path = f.unwrap().path();
+            if path.extension().is_some_and(|x| x == "jsonl") {
+                let read = read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                verdicts += read
+                    .records
+                    .iter()
+                    .filter(|r| matches!(r.event, Event::Verdict { .. }))
+                    .count();
+            }
+        }
+        assert!(verdicts > 10, "{verdicts}");
+        let bad = r#"{"kernel":"k","baseline":"a","best":"b","verdict":"fastish","speedup":1.0,"ci_lo":1.0,"ci_hi":1.0}"#;
+        let e = serde_json::from_str::<Event>(&format!(
+            r#"{{"kind":"final_comparison",{}"#,
+            &bad[1..]
+        ));
+        assert!(e.is_err(), "{e:?}");
     }
 
     #[test]

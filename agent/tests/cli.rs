@@ -249,6 +249,7 @@ fn status_reads_a_journal_and_says_how_the_run_stands() {
             kernel: "softmax".into(),
             pattern: "vectorize-memory".into(),
             prediction: "1.15x".into(),
+            predicted: None,
             configs: vec!["BLOCK=128 VARIANT=0 VEC=2".into()],
         },
     ] {

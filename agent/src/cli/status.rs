@@ -140,7 +140,10 @@ pub fn status_of(run_id: &str, records: &[Record], pid: Option<u32>) -> Result<R
                 ..
             } => {
                 entry(&mut kernels, kernel).final_comparison =
-                    Some(format!("{verdict} {speedup:.3}x [{ci_lo:.3}, {ci_hi:.3}]"))
+                    Some(format!(
+                        "{} {speedup:.3}x [{ci_lo:.3}, {ci_hi:.3}]",
+                        journal::final_verdict_name(*verdict)
+                    ))
             }
             _ => {}
         }

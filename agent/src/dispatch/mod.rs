@@ -38,7 +38,7 @@ use serde_json::Value;
 use crate::budget::{Budgets, Charge, Spend, Stage, StopReason};
 use crate::controller::{Action, CandidateResult, Controller, Event as CEvent};
 use crate::evaluate::{compile_all, compile_requests, cost_of, EvalError, Evaluation, Session};
-use crate::journal::{Event as JEvent, Journal, Record};
+use crate::journal::{self, Event as JEvent, Journal, Record};
 use crate::measure::Verdict;
 use crate::patterns::{Library, Prediction};
 use crate::profile::Profile;
@@ -679,6 +679,7 @@ impl<E: Evaluator> Dispatcher<E> {
         self.proposed = Some(key);
         let mut configs = vec![config.to_string()];
         configs.extend(self.ctl.queued(kernel).iter().map(|c| c.to_string()));
+        let predicted = prediction.cloned();
         let prediction = prediction_text(prediction);
         self.view.line(&format!(
             "{:<10} {pattern}: {} candidate(s) around {against}; predicts {prediction}",
@@ -689,6 +690,7 @@ impl<E: Evaluator> Dispatcher<E> {
             kernel: self.name(kernel),
             pattern: pattern.to_string(),
             prediction,
+            predicted,
             configs,
         })
     }
@@ -748,7 +750,7 @@ impl<E: Evaluator> Dispatcher<E> {
                     kernel: spec.name.clone(),
                     config: config.to_string(),
                     baseline: against.to_string(),
-                    verdict: a.verdict.as_str().to_string(),
+                    verdict: a.verdict,
                     speedup: a.speedup,
                     ci_lo: a.ci_lo,
                     ci_hi: a.ci_hi,
@@ -891,9 +893,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 kernel: spec.name.clone(),
                 baseline: base.to_string(),
                 best: best.to_string(),
-                verdict: ab
-                    .map(|a| a.verdict.as_str().to_string())
-                    .unwrap_or_else(|| "not_compared".into()),
+                verdict: ab.map(|a| a.verdict),
                 speedup: ab.map_or(f64::NAN, |a| a.speedup),
                 ci_lo: ab.map_or(f64::NAN, |a| a.ci_lo),
                 ci_hi: ab.map_or(f64::NAN, |a| a.ci_hi),
@@ -915,13 +915,14 @@ impl<E: Evaluator> Dispatcher<E> {
         } = &rec
         {
             let s = &mut self.summary[kernel];
-            s.final_verdict = Some(verdict.clone());
+            s.final_verdict = Some(journal::final_verdict_name(*verdict).to_string());
             if speedup.is_finite() {
                 s.final_speedup = Some((*speedup, *ci_lo, *ci_hi));
             }
             self.view.line(&format!(
-                "{:<10}   best {best} against the baseline, interleaved: {verdict} {speedup:.3}x [{ci_lo:.3}, {ci_hi:.3}]",
-                spec.name
+                "{:<10}   best {best} against the baseline, interleaved: {} {speedup:.3}x [{ci_lo:.3}, {ci_hi:.3}]",
+                spec.name,
+                journal::final_verdict_name(*verdict)
             ));
         }
         Ok(cost)

@@ -16,7 +16,6 @@ use std::collections::{HashMap, VecDeque};
 use crate::budget::Charge;
 use crate::evaluate::Evaluation;
 use crate::journal::{Event, Record};
-use crate::measure::Verdict;
 
 use crate::vocab::AbFigures;
 
@@ -60,8 +59,16 @@ pub(super) struct Replay {
 
 fn key(e: &Event) -> Option<String> {
     match e {
-        Event::Proposal { .. }
-        | Event::Revert { .. }
+        // The same proposal whether its journal recorded the typed prediction or
+        // only its words (journals written before it was recorded).
+        Event::Proposal { .. } => {
+            let mut e = e.clone();
+            if let Event::Proposal { predicted, .. } = &mut e {
+                *predicted = None;
+            }
+            serde_json::to_string(&e).ok()
+        }
+        Event::Revert { .. }
         | Event::Pivot { .. }
         | Event::KernelDone { .. }
         | Event::KernelPaused { .. } => serde_json::to_string(e).ok(),
@@ -99,7 +106,8 @@ impl Replay {
                     min_gain,
                     ..
                 } => {
-                    if let Ok(v) = serde_json::from_value::<Verdict>(verdict.clone().into()) {
+                    {
+                        let v = *verdict;
                         r.verdicts.insert(
                             (kernel.clone(), config.clone()),
                             At::of(

@@ -333,7 +333,7 @@ pub fn build(run_id: &str, records: &[Record]) -> Report {
     let mut stop =
         "did not finish: killed or crashed; `nightshift run --resume` continues it".to_string();
     let mut finished = false;
-    let mut proposals: Vec<(String, String, String)> = Vec::new();
+    let mut proposals: Vec<Proposed> = Vec::new();
     let mut iterations: Vec<Iteration> = Vec::new();
     let mut kernels: Vec<KernelReport> = Vec::new();
     let mut pivots = Vec::new();
@@ -403,8 +403,18 @@ pub fn build(run_id: &str, records: &[Record]) -> Report {
                 kernel,
                 pattern,
                 prediction,
+                predicted,
                 ..
-            } => proposals.push((kernel.clone(), pattern.clone(), prediction.clone())),
+            } => proposals.push(Proposed {
+                kernel: kernel.clone(),
+                pattern: pattern.clone(),
+                text: prediction.clone(),
+                // The number as recorded, or (older journals) read from the words.
+                speedup: predicted
+                    .as_ref()
+                    .map(|p| p.speedup)
+                    .or_else(|| predicted_x(prediction)),
+            }),
             Event::Evaluated {
                 kernel,
                 config,
@@ -784,7 +794,7 @@ fn class(i: &Iteration) -> String {
 }
 
 fn lines(
-    proposals: &[(String, String, String)],
+    proposals: &[Proposed],
     iterations: &[Iteration],
     pivots: &[Pivot],
 ) -> Vec<Line> {
@@ -798,8 +808,8 @@ fn lines(
             let prediction = proposals
                 .iter()
                 .rev()
-                .find(|p| p.0 == i.kernel && p.1 == i.pattern)
-                .map(|p| p.2.clone())
+                .find(|p| p.kernel == i.kernel && p.pattern == i.pattern)
+                .map(|p| p.text.clone())
                 .unwrap_or_default();
             out.push(Line {
                 kernel: i.kernel.clone(),
@@ -908,13 +918,24 @@ fn predicted_x(text: &str) -> Option<f64> {
     text.split('x').next()?.trim().parse().ok()
 }
 
-fn predictions(
-    proposals: &[(String, String, String)],
-    iterations: &[Iteration],
-) -> Vec<PredictionCheck> {
+/// A pattern's proposal for a kernel, with what it predicted.
+struct Proposed {
+    kernel: String,
+    pattern: String,
+    text: String,
+    speedup: Option<f64>,
+}
+
+fn predictions(proposals: &[Proposed], iterations: &[Iteration]) -> Vec<PredictionCheck> {
     let mut seen: Vec<(String, String)> = Vec::new();
     let mut out = Vec::new();
-    for (kernel, pattern, text) in proposals {
+    for Proposed {
+        kernel,
+        pattern,
+        text,
+        speedup,
+    } in proposals
+    {
         let key = (kernel.clone(), pattern.clone());
         if seen.contains(&key) {
             continue;
@@ -925,7 +946,7 @@ fn predictions(
             .filter(|i| &i.kernel == kernel && &i.pattern == pattern)
             .filter_map(|i| i.speedup.as_ref().map(|s| s.x))
             .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
-        let px = predicted_x(text);
+        let px = *speedup;
         let note = match (px, measured) {
             (Some(p), Some(m)) if m >= p => format!("held: best {m:.3}x"),
             (Some(p), Some(m)) => format!(
