@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::budget::{Breakdown, Charge, ChargeError, Ledger, Remaining, Spend, StopReason};
+use crate::evaluate::Evaluation;
 use crate::measure::Verdict;
 use crate::patterns::Prediction;
+use crate::study::StudyResult;
 
 /// The journal's file name inside its run directory.
 pub const FILE_NAME: &str = "journal.jsonl";
@@ -121,7 +123,7 @@ pub enum Event {
         median_us: Option<f64>,
         /// The full evaluation record.
         #[serde(default)]
-        evaluation: Value,
+        evaluation: Typed<Evaluation>,
     },
     /// An interleaved A/B comparison of a candidate against the current best.
     Verdict {
@@ -143,8 +145,8 @@ pub enum Event {
         min_gain: Option<f64>,
         /// The evaluation record of the current best as re-measured in this
         /// comparison (its raw samples sit beside the candidate's).
-        #[serde(default, skip_serializing_if = "Value::is_null")]
-        against: Value,
+        #[serde(default, skip_serializing_if = "Typed::is_null")]
+        against: Typed<Evaluation>,
     },
     /// A winner was committed on the run's branch.
     Commit {
@@ -184,9 +186,9 @@ pub enum Event {
         #[serde(default)]
         pairs: Option<usize>,
         #[serde(default)]
-        baseline_evaluation: Value,
+        baseline_evaluation: Typed<Evaluation>,
         #[serde(default)]
-        best_evaluation: Value,
+        best_evaluation: Typed<Evaluation>,
     },
     /// The loop has nothing more to do for a kernel.
     KernelDone { kernel: String, reason: String },
@@ -202,7 +204,7 @@ pub enum Event {
         outcome: String,
         #[serde(default, with = "opt_nonfinite")]
         median_us: Option<f64>,
-        evaluation: Value,
+        evaluation: Typed<Evaluation>,
     },
     /// A study's conclusion, from its points (`result` is a `StudyResult`).
     Study {
@@ -212,7 +214,7 @@ pub enum Event {
         /// Why it measured fewer scales than asked, if it did.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cut_short: Option<String>,
-        result: Value,
+        result: Typed<StudyResult>,
     },
     /// GPU time spent, as charged to the ledger: replaying these rebuilds it.
     Charge(Charge),
@@ -786,18 +788,35 @@ fn bad_timing(e: &Event) -> Option<String> {
     let time = |what: &str, x: f64| -> Option<String> {
         (!(x.is_finite() && x > 0.0)).then(|| format!("{what} {x} µs is not a time"))
     };
-    let eval = |v: &Value| -> Option<String> {
-        let m = v.get("measurement")?;
-        if let Some(x) = m.pointer("/summary/median").and_then(Value::as_f64) {
-            if let Some(e) = time("a median of", x) {
-                return Some(e);
+    let eval = |v: &Typed<Evaluation>| -> Option<String> {
+        match v {
+            Typed::Read(e) => {
+                let m = e.measurement.as_ref()?;
+                if let Some(e) = m
+                    .summary
+                    .as_ref()
+                    .and_then(|s| time("a median of", s.median))
+                {
+                    return Some(e);
+                }
+                m.samples.iter().find_map(|s| time("a sample of", s.us))
             }
+            // Not an evaluation this version reads: its timings are checked all the same.
+            Typed::Unreadable(v) => {
+                let m = v.get("measurement")?;
+                if let Some(x) = m.pointer("/summary/median").and_then(Value::as_f64) {
+                    if let Some(e) = time("a median of", x) {
+                        return Some(e);
+                    }
+                }
+                m.get("samples")?
+                    .as_array()?
+                    .iter()
+                    .filter_map(|s| s.get("us").and_then(Value::as_f64))
+                    .find_map(|x| time("a sample of", x))
+            }
+            Typed::Unread => None,
         }
-        m.get("samples")?
-            .as_array()?
-            .iter()
-            .filter_map(|s| s.get("us").and_then(Value::as_f64))
-            .find_map(|x| time("a sample of", x))
     };
     match e {
         Event::Evaluated {
@@ -857,6 +876,62 @@ fn sync_dir(_dir: &Path) -> io::Result<()> {
 }
 
 /// [`crate::nonfinite`] for an optional value.
+/// A payload typed as this version reads it, or kept as it was written when this
+/// version cannot read it (a record of another version): the journal still reads,
+/// and whatever the payload would have answered is measured again.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Typed<T> {
+    Read(T),
+    /// As written (`null` when absent).
+    #[default]
+    Unread,
+    Unreadable(Value),
+}
+
+impl<T> Typed<T> {
+    /// The payload, when this version reads it.
+    pub fn get(&self) -> Option<&T> {
+        match self {
+            Typed::Read(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Absent (`null` on disk).
+    pub fn is_null(&self) -> bool {
+        matches!(self, Typed::Unread)
+    }
+}
+
+impl<T> From<T> for Typed<T> {
+    fn from(t: T) -> Self {
+        Typed::Read(t)
+    }
+}
+
+impl<T: Serialize> Serialize for Typed<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Typed::Read(t) => t.serialize(s),
+            Typed::Unread => s.serialize_unit(),
+            Typed::Unreadable(v) => v.serialize(s),
+        }
+    }
+}
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Typed<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        if v.is_null() {
+            return Ok(Typed::Unread);
+        }
+        Ok(match T::deserialize(&v) {
+            Ok(t) => Typed::Read(t),
+            Err(_) => Typed::Unreadable(v),
+        })
+    }
+}
+
 /// A final comparison's verdict as the journal writes it.
 pub fn final_verdict_name(v: Option<Verdict>) -> &'static str {
     v.map_or("not_compared", Verdict::as_str)
@@ -968,7 +1043,7 @@ mod tests {
                 pattern: Some("vectorize".into()),
                 outcome: "passed".into(),
                 median_us: Some(12.5),
-                evaluation: json!({"outcome": "passed", "max_rel_err": "nan"}),
+                evaluation: Typed::Unreadable(json!({"outcome": "passed", "max_rel_err": "nan"})),
             },
             Event::Evaluated {
                 kernel: "softmax".into(),
@@ -976,7 +1051,7 @@ mod tests {
                 pattern: None,
                 outcome: "hung".into(),
                 median_us: None,
-                evaluation: Value::Null,
+                evaluation: Typed::Unread,
             },
             Event::Verdict {
                 kernel: "softmax".into(),
@@ -988,7 +1063,7 @@ mod tests {
                 ci_hi: f64::NEG_INFINITY,
                 pairs: Some(40),
                 min_gain: Some(0.02),
-                against: serde_json::json!({"config": "BLOCK=128 VEC=1"}),
+                against: Typed::Unreadable(json!({"config": "BLOCK=128 VEC=1"})),
             },
             Event::Commit {
                 kernel: "softmax".into(),
@@ -1056,14 +1131,14 @@ mod tests {
                 problem: "B=64 H=8".into(),
                 outcome: "passed".into(),
                 median_us: Some(12.5),
-                evaluation: json!({"outcome": "passed"}),
+                evaluation: Typed::Unreadable(json!({"outcome": "passed"})),
             },
             Event::Study {
                 kernel: "attention".into(),
                 pattern: "workload-batching".into(),
                 config: "VARIANT=1".into(),
                 cut_short: Some("budget".into()),
-                result: json!({"knee": 4}),
+                result: Typed::Unreadable(json!({"knee": 4})),
             },
             Event::FinalComparison {
                 kernel: "softmax".into(),
@@ -1074,8 +1149,8 @@ mod tests {
                 ci_lo: f64::NAN,
                 ci_hi: f64::NAN,
                 pairs: None,
-                baseline_evaluation: json!({"outcome": "passed"}),
-                best_evaluation: Value::Null,
+                baseline_evaluation: Typed::Unreadable(json!({"outcome": "passed"})),
+                best_evaluation: Typed::Unread,
             },
         ]
     }
@@ -1214,10 +1289,8 @@ mod tests {
         }
         assert!(verdicts > 10, "{verdicts}");
         let bad = r#"{"kernel":"k","baseline":"a","best":"b","verdict":"fastish","speedup":1.0,"ci_lo":1.0,"ci_hi":1.0}"#;
-        let e = serde_json::from_str::<Event>(&format!(
-            r#"{{"kind":"final_comparison",{}"#,
-            &bad[1..]
-        ));
+        let e =
+            serde_json::from_str::<Event>(&format!(r#"{{"kind":"final_comparison",{}"#, &bad[1..]));
         assert!(e.is_err(), "{e:?}");
     }
 
@@ -1235,7 +1308,9 @@ mod tests {
                     pattern: None,
                     outcome: "passed".into(),
                     median_us: median,
-                    evaluation: json!({"measurement": {"samples": [{"us": sample}]}}),
+                    evaluation: Typed::Unreadable(
+                        json!({"measurement": {"samples": [{"us": sample}]}}),
+                    ),
                 },
                 9,
             )
@@ -1463,7 +1538,7 @@ mod tests {
             pattern: Some("vectorize".into()),
             outcome: outcome.into(),
             median_us: (outcome == "passed").then_some(10.0),
-            evaluation: Value::Null,
+            evaluation: Typed::Unread,
         };
         let commit = |config: &str, sha: &str| Event::Commit {
             kernel: "softmax".into(),

@@ -243,7 +243,7 @@ fn status_reads_a_journal_and_says_how_the_run_stands() {
             pattern: None,
             outcome: "passed".into(),
             median_us: Some(35.0),
-            evaluation: serde_json::Value::Null,
+            evaluation: nightshift::journal::Typed::Unread,
         },
         Event::Proposal {
             kernel: "softmax".into(),

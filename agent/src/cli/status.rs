@@ -126,10 +126,7 @@ pub fn status_of(run_id: &str, records: &[Record], pid: Option<u32>) -> Result<R
             }
             Event::KernelPaused { kernel, .. } => entry(&mut kernels, kernel).paused = true,
             Event::Study { kernel, result, .. } => {
-                entry(&mut kernels, kernel).study = result
-                    .get("conclusion")
-                    .and_then(|c| c.as_str())
-                    .map(str::to_string)
+                entry(&mut kernels, kernel).study = result.get().map(|r| r.conclusion.clone())
             }
             Event::FinalComparison {
                 kernel,
@@ -139,11 +136,10 @@ pub fn status_of(run_id: &str, records: &[Record], pid: Option<u32>) -> Result<R
                 ci_hi,
                 ..
             } => {
-                entry(&mut kernels, kernel).final_comparison =
-                    Some(format!(
-                        "{} {speedup:.3}x [{ci_lo:.3}, {ci_hi:.3}]",
-                        journal::final_verdict_name(*verdict)
-                    ))
+                entry(&mut kernels, kernel).final_comparison = Some(format!(
+                    "{} {speedup:.3}x [{ci_lo:.3}, {ci_hi:.3}]",
+                    journal::final_verdict_name(*verdict)
+                ))
             }
             _ => {}
         }

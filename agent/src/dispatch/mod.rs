@@ -636,7 +636,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 pattern: None,
                 outcome: e.outcome.name().into(),
                 median_us: e.median_us(),
-                evaluation: to_value(&e),
+                evaluation: e.clone().into(),
             })?;
             e
         };
@@ -741,7 +741,7 @@ impl<E: Evaluator> Dispatcher<E> {
                     pattern: Some(pattern.to_string()),
                     outcome: eb.outcome.name().into(),
                     median_us: eb.median_us(),
-                    evaluation: to_value(&eb),
+                    evaluation: eb.clone().into(),
                 })?;
             }
             let ab = ab.as_ref().map(AbFigures::from);
@@ -756,7 +756,7 @@ impl<E: Evaluator> Dispatcher<E> {
                     ci_hi: a.ci_hi,
                     pairs: a.pairs,
                     min_gain: a.min_gain,
-                    against: to_value(&ea),
+                    against: ea.clone().into(),
                 })?;
             }
             (eb, ab)
@@ -866,14 +866,10 @@ impl<E: Evaluator> Dispatcher<E> {
                     baseline_evaluation,
                     best_evaluation,
                     ..
-                } => {
-                    let read = |v: &serde_json::Value| {
-                        serde_json::from_value::<Evaluation>(v.clone()).ok()
-                    };
-                    read(best_evaluation)
-                        .map(|b| cost_of(&b, read(baseline_evaluation).as_ref()))
-                        .unwrap_or_default()
-                }
+                } => best_evaluation
+                    .get()
+                    .map(|b| cost_of(b, baseline_evaluation.get()))
+                    .unwrap_or_default(),
                 _ => Vec::new(),
             };
             (r.value, cost)
@@ -898,8 +894,8 @@ impl<E: Evaluator> Dispatcher<E> {
                 ci_lo: ab.map_or(f64::NAN, |a| a.ci_lo),
                 ci_hi: ab.map_or(f64::NAN, |a| a.ci_hi),
                 pairs: ab.and_then(|a| a.pairs),
-                baseline_evaluation: to_value(&ea),
-                best_evaluation: to_value(&eb),
+                baseline_evaluation: ea.clone().into(),
+                best_evaluation: eb.clone().into(),
             };
             // Charged like a candidate: from its own recorded stage times.
             self.charge_stages(kernel, None, format!("final: {best}"), &eb, Some(&ea))?;
@@ -989,7 +985,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 problem: e.problem.clone(),
                 outcome: e.outcome.name().into(),
                 median_us: e.median_us(),
-                evaluation: to_value(&e),
+                evaluation: e.clone().into(),
             })?;
             e
         };
@@ -1040,7 +1036,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 pattern: pattern.to_string(),
                 config: config.to_string(),
                 cut_short: cut_short.clone(),
-                result: to_value(&result),
+                result: result.clone().into(),
             })?;
             cut_short
         };

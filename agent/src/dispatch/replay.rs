@@ -90,9 +90,9 @@ impl Replay {
                     ..
                 } => {
                     // A record this version cannot read is measured again.
-                    if let Ok(e) = serde_json::from_value::<Evaluation>(evaluation.clone()) {
+                    if let Some(e) = evaluation.get() {
                         r.evaluated
-                            .insert((kernel.clone(), config.clone()), At::of(seq, e));
+                            .insert((kernel.clone(), config.clone()), At::of(seq, e.clone()));
                     }
                 }
                 Event::Verdict {
@@ -106,23 +106,21 @@ impl Replay {
                     min_gain,
                     ..
                 } => {
-                    {
-                        let v = *verdict;
-                        r.verdicts.insert(
-                            (kernel.clone(), config.clone()),
-                            At::of(
-                                seq,
-                                AbFigures {
-                                    verdict: v,
-                                    speedup: *speedup,
-                                    ci_lo: *ci_lo,
-                                    ci_hi: *ci_hi,
-                                    pairs: *pairs,
-                                    min_gain: *min_gain,
-                                },
-                            ),
-                        );
-                    }
+                    let v = *verdict;
+                    r.verdicts.insert(
+                        (kernel.clone(), config.clone()),
+                        At::of(
+                            seq,
+                            AbFigures {
+                                verdict: v,
+                                speedup: *speedup,
+                                ci_lo: *ci_lo,
+                                ci_hi: *ci_hi,
+                                pairs: *pairs,
+                                min_gain: *min_gain,
+                            },
+                        ),
+                    );
                 }
                 Event::StudyPoint {
                     kernel,
@@ -131,9 +129,11 @@ impl Replay {
                     evaluation,
                     ..
                 } => {
-                    if let Ok(e) = serde_json::from_value::<Evaluation>(evaluation.clone()) {
-                        r.study_points
-                            .insert((kernel.clone(), config.clone(), *scale), At::of(seq, e));
+                    if let Some(e) = evaluation.get() {
+                        r.study_points.insert(
+                            (kernel.clone(), config.clone(), *scale),
+                            At::of(seq, e.clone()),
+                        );
                     }
                 }
                 Event::Study { kernel, .. } => {

@@ -804,7 +804,7 @@ fn an_underfilled_kernel_is_studied_at_larger_workloads_per_unit_of_work() {
         })
         .expect("a Study record");
     assert_eq!(study.1, None);
-    let result: study::StudyResult = serde_json::from_value(study.0).unwrap();
+    let result: study::StudyResult = study.0.get().cloned().expect("a typed study result");
     // Made-up times grow as the square root of the work (x4 per step of scale 2 on
     // two axes): throughput per unit of work doubles per step, no knee.
     let x = result.rows[3].throughput_x.unwrap();

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::budget::{Budgets, Ledger};
 use crate::evaluate::Evaluation;
-use crate::journal::{Event, Record};
+use crate::journal::{Event, Record, Typed};
 use crate::measure::stats::Summary;
 use crate::measure::TimingMethod;
 use crate::study::StudyResult;
@@ -282,8 +282,8 @@ pub fn speedup(a: &Evaluation, b: &Evaluation, seed: u64, min_gain: f64) -> Opti
     })
 }
 
-fn eval_of(v: &Value) -> Option<Evaluation> {
-    serde_json::from_value(v.clone()).ok()
+fn eval_of(v: &Typed<Evaluation>) -> Option<Evaluation> {
+    v.get().cloned()
 }
 
 /// `x% of the DRAM ceiling` (or compute), or an anomaly above 100%.
@@ -617,7 +617,7 @@ pub fn build(run_id: &str, records: &[Record]) -> Report {
                 result,
                 ..
             } => {
-                if let Ok(r) = serde_json::from_value::<StudyResult>(result.clone()) {
+                if let Some(r) = result.get().cloned() {
                     studies.push(StudyReport {
                         kernel: kernel.clone(),
                         config: config.clone(),
@@ -793,11 +793,7 @@ fn class(i: &Iteration) -> String {
     }
 }
 
-fn lines(
-    proposals: &[Proposed],
-    iterations: &[Iteration],
-    pivots: &[Pivot],
-) -> Vec<Line> {
+fn lines(proposals: &[Proposed], iterations: &[Iteration], pivots: &[Pivot]) -> Vec<Line> {
     let mut out: Vec<Line> = Vec::new();
     let mut commits: Vec<Vec<String>> = Vec::new();
     for i in iterations {
@@ -1097,7 +1093,7 @@ pub fn verify(report: &Value, run_id: &str, records: &[Record]) -> Result<usize,
     let mut checked = 0usize;
     // The journal's own figures against its raw samples.
     for rec in records {
-        let mut check_eval = |label: String, v: &Value| -> Result<(), ReportError> {
+        let mut check_eval = |label: String, v: &Typed<Evaluation>| -> Result<(), ReportError> {
             let Some(e) = eval_of(v) else { return Ok(()) };
             let (Some(m), Some(t)) = (&e.measurement, timing(&e, seed)) else {
                 return Ok(());
@@ -1375,7 +1371,7 @@ impl Role {
 pub(crate) fn measured(records: &[Record]) -> Vec<(u64, Role, Evaluation)> {
     let mut out = Vec::new();
     for rec in records {
-        let mut push = |role: Role, v: &Value| {
+        let mut push = |role: Role, v: &Typed<Evaluation>| {
             if let Some(e) = eval_of(v).filter(|e| e.measurement.is_some()) {
                 out.push((rec.seq, role, e));
             }

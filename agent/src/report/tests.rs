@@ -113,7 +113,7 @@ fn the_figures_are_recomputed_from_the_raw_samples() {
                 pattern: None,
                 evaluation,
                 ..
-            } => serde_json::from_value(evaluation.clone()).ok(),
+            } => evaluation.get().cloned(),
             _ => None,
         })
         .unwrap();
@@ -159,15 +159,17 @@ fn verify_names_the_figure_when_one_sample_was_changed() {
     let Event::Evaluated { evaluation, .. } = &mut rec.event else {
         unreachable!()
     };
-    let samples = evaluation["measurement"]["samples"].as_array_mut().unwrap();
-    let mut sorted: Vec<f64> = samples.iter().map(|s| s["us"].as_f64().unwrap()).collect();
+    let crate::journal::Typed::Read(evaluation) = evaluation else {
+        panic!("the fixture's baseline evaluation reads")
+    };
+    let samples = &mut evaluation.measurement.as_mut().unwrap().samples;
+    let mut sorted: Vec<f64> = samples.iter().map(|s| s.us).collect();
     sorted.sort_by(f64::total_cmp);
     let mid = samples
         .iter()
-        .position(|s| s["us"].as_f64() == Some(sorted[sorted.len() / 2]))
+        .position(|s| s.us == sorted[sorted.len() / 2])
         .unwrap();
-    let us = samples[mid]["us"].as_f64().unwrap();
-    samples[mid]["us"] = serde_json::json!(us * 1.01);
+    samples[mid].us *= 1.01;
     // The median sample moved: the journal's own summary no longer matches it.
     let err = verify(&json, "soft5", &bad).unwrap_err().to_string();
     assert!(err.contains("softmax BLOCK=128 VARIANT=0 VEC=1"), "{err}");
@@ -210,7 +212,7 @@ fn a_ceiling_fraction_above_one_is_an_anomaly_never_a_percentage() {
     let e: Evaluation = recs
         .iter()
         .find_map(|x| match &x.event {
-            Event::Evaluated { evaluation, .. } => serde_json::from_value(evaluation.clone()).ok(),
+            Event::Evaluated { evaluation, .. } => evaluation.get().cloned(),
             _ => None,
         })
         .unwrap();
