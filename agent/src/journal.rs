@@ -13,7 +13,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::budget::{Breakdown, Charge, ChargeError, Ledger, Remaining, Spend, StopReason};
+use crate::budget::{
+    Breakdown, Budgets, Charge, ChargeError, Ledger, Remaining, Spend, StopReason,
+};
 use crate::evaluate::Evaluation;
 use crate::measure::Verdict;
 use crate::patterns::Prediction;
@@ -42,8 +44,8 @@ pub enum Event {
         run_id: String,
         /// The GPU's model name.
         device: String,
-        /// The budgets the run was started with (`Budgets` as JSON).
-        budgets: Value,
+        /// The budgets the run was started with.
+        budgets: Typed<Budgets>,
         /// The run's own branch (`nightshift/<run-id>`), once there is one.
         #[serde(default)]
         git_branch: Option<String>,
@@ -94,9 +96,9 @@ pub enum Event {
         /// The options from here on, when `--force` changed them.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         options: Option<RunOptions>,
-        /// The budgets from here on (`Budgets` as JSON), when flags changed them.
-        #[serde(default, skip_serializing_if = "Value::is_null")]
-        budgets: Value,
+        /// The budgets from here on, when flags changed them.
+        #[serde(default, skip_serializing_if = "Typed::is_null")]
+        budgets: Typed<Budgets>,
     },
     /// A pattern proposed candidates for a kernel.
     Proposal {
@@ -571,7 +573,7 @@ pub struct Resume {
     pub run_id: Option<String>,
     pub device: Option<String>,
     /// As recorded by `RunStarted`, or by the last `Resumed` that changed them.
-    pub budgets: Option<Value>,
+    pub budgets: Option<Typed<Budgets>>,
     pub git_branch: Option<String>,
     /// The run's kernels: `RunStarted`'s, or the last `Resumed` that changed them
     /// (None: a journal written before kernel lists were recorded).
@@ -881,7 +883,8 @@ fn sync_dir(_dir: &Path) -> io::Result<()> {
 /// and whatever the payload would have answered is measured again.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum Typed<T> {
-    Read(T),
+    /// Boxed: an evaluation is large beside the other records.
+    Read(Box<T>),
     /// As written (`null` when absent).
     #[default]
     Unread,
@@ -892,7 +895,7 @@ impl<T> Typed<T> {
     /// The payload, when this version reads it.
     pub fn get(&self) -> Option<&T> {
         match self {
-            Typed::Read(t) => Some(t),
+            Typed::Read(t) => Some(&**t),
             _ => None,
         }
     }
@@ -905,7 +908,7 @@ impl<T> Typed<T> {
 
 impl<T> From<T> for Typed<T> {
     fn from(t: T) -> Self {
-        Typed::Read(t)
+        Typed::Read(Box::new(t))
     }
 }
 
@@ -926,7 +929,7 @@ impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Typed<T> {
             return Ok(Typed::Unread);
         }
         Ok(match T::deserialize(&v) {
-            Ok(t) => Typed::Read(t),
+            Ok(t) => Typed::Read(Box::new(t)),
             Err(_) => Typed::Unreadable(v),
         })
     }
@@ -1004,7 +1007,7 @@ mod tests {
             Event::RunStarted {
                 run_id: "r1".into(),
                 device: "NVIDIA H100 80GB HBM3".into(),
-                budgets: json!({"run": {"wall_s": 28800.0}}),
+                budgets: Typed::Unreadable(json!({"run": {"wall_s": 28800.0}})),
                 git_branch: Some("nightshift/r1".into()),
                 kernels: vec![RunKernel {
                     name: "softmax".into(),
@@ -1028,7 +1031,7 @@ mod tests {
                 forced: vec!["--min-gain 0.05: the run measures with 0.02".into()],
                 kernels: None,
                 options: None,
-                budgets: json!({"run": {"wall_s": 3600.0}}),
+                budgets: Typed::Unreadable(json!({"run": {"wall_s": 3600.0}})),
             },
             Event::Proposal {
                 kernel: "softmax".into(),

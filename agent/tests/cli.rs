@@ -232,7 +232,7 @@ fn status_reads_a_journal_and_says_how_the_run_stands() {
         Event::RunStarted {
             run_id: "r1".into(),
             device: "NVIDIA H100 80GB HBM3".into(),
-            budgets: serde_json::to_value(&budgets).unwrap(),
+            budgets: budgets.clone().into(),
             git_branch: Some("nightshift/r1".into()),
             kernels: vec![],
             options: None,

@@ -298,10 +298,14 @@ fn prepare(a: &RunArgs) -> Result<Prepared> {
     // The run's own budgets, as it was started; flags may raise or lower them.
     let recorded = r
         .budgets
-        .clone()
+        .as_ref()
         .ok_or_else(|| anyhow!("{}: no RunStarted record", path.display()))?;
-    let mut budgets: Budgets = serde_json::from_value(recorded)
-        .with_context(|| format!("{}: the recorded budgets", path.display()))?;
+    let mut budgets: Budgets = recorded.get().cloned().ok_or_else(|| {
+        anyhow!(
+            "{}: the recorded budgets are not readable by this version of nightshift",
+            path.display()
+        )
+    })?;
     let budgets_changed = apply_overrides(&mut budgets, a)?;
 
     let inside = match a.kernels.first() {
@@ -547,7 +551,7 @@ fn carry_out<E: Evaluator>(a: &RunArgs, p: Prepared, ev: E, view: View) -> Resul
             j.append(&Event::RunStarted {
                 run_id: p.run_id.clone(),
                 device: device.clone(),
-                budgets: serde_json::to_value(&p.budgets)?,
+                budgets: p.budgets.clone().into(),
                 git_branch: Some(ws.branch.clone()),
                 kernels: p.kernels.clone(),
                 options: Some(p.options.clone()),
@@ -588,9 +592,9 @@ fn carry_out<E: Evaluator>(a: &RunArgs, p: Prepared, ev: E, view: View) -> Resul
                 kernels: p.kernels_changed.then(|| p.kernels.clone()),
                 options: p.options_changed.then(|| p.options.clone()),
                 budgets: if p.budgets_changed {
-                    serde_json::to_value(&p.budgets)?
+                    p.budgets.clone().into()
                 } else {
-                    serde_json::Value::Null
+                    journal::Typed::Unread
                 },
             })?;
             (j, read.records)

@@ -53,10 +53,7 @@ pub struct RunStatus {
 /// Reads a run's status from its records; `pid` is the live process holding it.
 pub fn status_of(run_id: &str, records: &[Record], pid: Option<u32>) -> Result<RunStatus> {
     let r = Resume::from_records(records);
-    let budgets: Option<Budgets> = r
-        .budgets
-        .clone()
-        .and_then(|b| serde_json::from_value(b).ok());
+    let budgets: Option<Budgets> = r.budgets.as_ref().and_then(|b| b.get().cloned());
     let device = r.device.clone().unwrap_or_default();
     let price = budgets
         .as_ref()

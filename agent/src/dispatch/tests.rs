@@ -149,7 +149,7 @@ fn run_with(
             forced: vec![],
             kernels: None,
             options: None,
-            budgets: Value::Null,
+            budgets: journal::Typed::Unread,
         })
         .unwrap();
         (j, read.records)
@@ -162,7 +162,7 @@ fn run_with(
             .append(&J::RunStarted {
                 run_id: id.into(),
                 device: ev.device_name(),
-                budgets: serde_json::to_value(&budgets).unwrap(),
+                budgets: budgets.clone().into(),
                 git_branch: Some("nightshift/r1".into()),
                 kernels: vec![],
                 options: None,
@@ -706,7 +706,7 @@ fn the_wall_clock_counts_the_time_the_run_lay_dead_and_says_how_long() {
     let started = J::RunStarted {
         run_id: "r".into(),
         device: "d".into(),
-        budgets: Value::Null,
+        budgets: journal::Typed::Unread,
         git_branch: None,
         kernels: vec![],
         options: None,
@@ -718,7 +718,7 @@ fn the_wall_clock_counts_the_time_the_run_lay_dead_and_says_how_long() {
         forced: vec![],
         kernels: None,
         options: None,
-        budgets: Value::Null,
+        budgets: journal::Typed::Unread,
     };
     let done = J::KernelDone {
         kernel: "k".into(),

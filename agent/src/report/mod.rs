@@ -389,10 +389,10 @@ pub fn build(run_id: &str, records: &[Record]) -> Report {
             } => {
                 device = d.clone();
                 branch = git_branch.clone();
-                budgets = serde_json::from_value(b.clone()).ok();
+                budgets = b.get().cloned();
             }
             Event::Resumed { budgets: b, .. } if !b.is_null() => {
-                budgets = serde_json::from_value(b.clone()).ok();
+                budgets = b.get().cloned();
             }
             Event::Machine {
                 device: d,
