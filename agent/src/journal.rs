@@ -4,7 +4,6 @@
 //! for survives kill -9 and power loss, and a record cut short by a crash is
 //! reported and dropped rather than making the whole journal unreadable.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -13,9 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::budget::{
-    Breakdown, Budgets, Charge, ChargeError, Ledger, Remaining, Spend, StopReason,
-};
+use crate::budget::{Breakdown, Budgets, Charge, Remaining, Spend, StopReason};
 use crate::evaluate::Evaluation;
 use crate::measure::Verdict;
 use crate::patterns::Prediction;
@@ -565,194 +562,6 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<JournalRead, JournalError> {
         pos = next;
     }
     Ok(out)
-}
-
-/// What a resumed run needs to know from its journal.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Resume {
-    pub run_id: Option<String>,
-    pub device: Option<String>,
-    /// As recorded by `RunStarted`, or by the last `Resumed` that changed them.
-    pub budgets: Option<Typed<Budgets>>,
-    pub git_branch: Option<String>,
-    /// The run's kernels: `RunStarted`'s, or the last `Resumed` that changed them
-    /// (None: a journal written before kernel lists were recorded).
-    pub kernels: Option<Vec<RunKernel>>,
-    /// The run's options, likewise.
-    pub options: Option<RunOptions>,
-    /// Per resume, seconds the daemon was not running before it.
-    pub down_s: Vec<f64>,
-    /// Every candidate already evaluated, by (kernel, config): a resumed run never
-    /// measures these again, whatever their outcome (a hung candidate would cost
-    /// another watchdog).
-    pub evaluated: BTreeMap<(String, String), EvaluatedCandidate>,
-    /// The last commit per kernel: the current best to resume from. (A `Revert`
-    /// discards a candidate that was never committed, so it leaves this alone.)
-    pub committed: BTreeMap<String, Committed>,
-    /// Set when the journal ends with a `RunFinished` (not followed by `Resumed`).
-    pub finished: Option<String>,
-    pub stop: Option<StopReason>,
-    /// Every charge, in order: replay them with [`Resume::ledger`].
-    pub charges: Vec<Charge>,
-    /// The last ledger snapshot recorded.
-    pub last_budget: Option<Spend>,
-    /// How many times the run was resumed before.
-    pub resumes: usize,
-    pub first_t_ms: Option<u64>,
-    pub last_t_ms: Option<u64>,
-    /// The time of the record before the last.
-    prev_t_ms: Option<u64>,
-    /// The `seq` the next record gets.
-    pub next_seq: u64,
-}
-
-/// A candidate the run already evaluated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EvaluatedCandidate {
-    pub pattern: Option<String>,
-    pub outcome: String,
-    pub median_us: Option<f64>,
-    /// The record that says so.
-    pub seq: u64,
-}
-
-/// A committed winner.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Committed {
-    pub config: String,
-    pub sha: String,
-    pub seq: u64,
-}
-
-impl Resume {
-    /// Summarizes records in journal order.
-    pub fn from_records(records: &[Record]) -> Resume {
-        let mut r = Resume::default();
-        for rec in records {
-            r.first_t_ms.get_or_insert(rec.t_ms);
-            r.prev_t_ms = r.last_t_ms;
-            r.last_t_ms = Some(rec.t_ms);
-            r.next_seq = rec.seq + 1;
-            match &rec.event {
-                Event::RunStarted {
-                    run_id,
-                    device,
-                    budgets,
-                    git_branch,
-                    kernels,
-                    options,
-                } => {
-                    r.run_id = Some(run_id.clone());
-                    r.device = Some(device.clone());
-                    r.budgets = Some(budgets.clone());
-                    r.git_branch.clone_from(git_branch);
-                    r.kernels = (!kernels.is_empty()).then(|| kernels.clone());
-                    r.options.clone_from(options);
-                }
-                Event::Resumed {
-                    device,
-                    down_s,
-                    kernels,
-                    options,
-                    budgets,
-                    ..
-                } => {
-                    r.device = Some(device.clone());
-                    r.resumes += 1;
-                    r.finished = None;
-                    r.stop = None;
-                    // Journals before `down_s` was recorded: from the last record.
-                    let gap = r
-                        .last_t_ms
-                        .zip(r.prev_t_ms)
-                        .map_or(0.0, |(now, before)| now.saturating_sub(before) as f64 / 1e3);
-                    r.down_s
-                        .push(down_s.filter(|d| d.is_finite()).unwrap_or(gap));
-                    if kernels.is_some() {
-                        r.kernels.clone_from(kernels);
-                    }
-                    if options.is_some() {
-                        r.options.clone_from(options);
-                    }
-                    if !budgets.is_null() {
-                        r.budgets = Some(budgets.clone());
-                    }
-                }
-                Event::Evaluated {
-                    kernel,
-                    config,
-                    pattern,
-                    outcome,
-                    median_us,
-                    ..
-                } => {
-                    r.evaluated.insert(
-                        (kernel.clone(), config.clone()),
-                        EvaluatedCandidate {
-                            pattern: pattern.clone(),
-                            outcome: outcome.clone(),
-                            median_us: *median_us,
-                            seq: rec.seq,
-                        },
-                    );
-                }
-                Event::Commit {
-                    kernel,
-                    config,
-                    sha,
-                } => {
-                    r.committed.insert(
-                        kernel.clone(),
-                        Committed {
-                            config: config.clone(),
-                            sha: sha.clone(),
-                            seq: rec.seq,
-                        },
-                    );
-                }
-                Event::Charge(c) => r.charges.push(c.clone()),
-                Event::Budget { spent, .. } => r.last_budget = Some(*spent),
-                Event::RunFinished { reason, stop } => {
-                    r.finished = Some(reason.clone());
-                    r.stop.clone_from(stop);
-                }
-                Event::Proposal { .. }
-                | Event::Verdict { .. }
-                | Event::Revert { .. }
-                | Event::KernelDone { .. }
-                | Event::KernelPaused { .. }
-                | Event::Machine { .. }
-                | Event::StudyPoint { .. }
-                | Event::Study { .. }
-                | Event::FinalComparison { .. }
-                | Event::Pivot { .. } => {}
-            }
-        }
-        r
-    }
-
-    pub fn was_evaluated(&self, kernel: &str, config: &str) -> bool {
-        self.evaluated
-            .contains_key(&(kernel.to_string(), config.to_string()))
-    }
-
-    /// The ledger as it stood, rebuilt from the recorded charges.
-    pub fn ledger(&self, price_per_gpu_hour: f64) -> Result<Ledger, ChargeError> {
-        Ledger::from_charges(price_per_gpu_hour, &self.charges)
-    }
-
-    /// Wall seconds from the run's first record to its last, the time the daemon
-    /// was down between them included (the night passes all the same).
-    pub fn elapsed_s(&self) -> f64 {
-        self.first_t_ms
-            .zip(self.last_t_ms)
-            .map_or(0.0, |(a, b)| b.saturating_sub(a) as f64 / 1e3)
-    }
-
-    /// Seconds the daemon was down between records, over every resume.
-    pub fn down_total_s(&self) -> f64 {
-        self.down_s.iter().fold(0.0, |a, b| a + b)
-    }
 }
 
 /// When the run of the journal at `path` started: its first record's time (None when
@@ -1579,7 +1388,7 @@ mod tests {
             },
         ];
         append_all(&mut j, &events);
-        let r = Resume::from_records(&read(j.path()).unwrap().records);
+        let r = crate::state::RunState::from_records(&read(j.path()).unwrap().records);
         assert_eq!(r.run_id.as_deref(), Some("r1"));
         assert_eq!(r.git_branch.as_deref(), Some("nightshift/r1"));
         assert_eq!(r.evaluated.len(), 3);
@@ -1605,7 +1414,7 @@ mod tests {
         drop(j);
         let (mut j, _) = Journal::open_append(&path).unwrap();
         j.append_at(&every_event()[1], 2_000).unwrap();
-        let r = Resume::from_records(&read(&path).unwrap().records);
+        let r = crate::state::RunState::from_records(&read(&path).unwrap().records);
         assert_eq!((r.finished, r.resumes), (None, 1));
     }
 }

@@ -32,6 +32,7 @@ pub mod profile;
 pub mod report;
 pub mod runs;
 pub mod spec;
+pub mod state;
 pub mod study;
 pub mod sweep;
 #[cfg(test)]

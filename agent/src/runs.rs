@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Result};
 
-use crate::journal::{self, Resume};
+use crate::journal;
+use crate::state::RunState;
 
 /// A run id from the UTC time: `YYYYMMDD-HHMMSS`.
 pub fn new_run_id() -> String {
@@ -65,7 +66,7 @@ pub fn unfinished_runs(reports: &Path) -> Vec<String> {
             // Resumable: started (a RunStarted record), not finished.
             journal::read(&reports.join(id).join(journal::FILE_NAME))
                 .map(|r| {
-                    let r = Resume::from_records(&r.records);
+                    let r = RunState::from_records(&r.records);
                     r.finished.is_none() && r.run_id.is_some()
                 })
                 .unwrap_or(false)

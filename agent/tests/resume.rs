@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use nightshift::budget::{Budgets, Ledger};
 use nightshift::dispatch::FAKE_DEVICE;
-use nightshift::journal::{self, Event, Record, Resume};
+use nightshift::journal::{self, Event, Record};
+use nightshift::state::RunState;
 use rand::{Rng, SeedableRng};
 
 /// Why these tests cannot run with this binary, if they cannot.
@@ -111,7 +112,7 @@ fn kernels_named(records: &[Record]) -> std::collections::BTreeSet<String> {
 /// charges before it (totals and breakdowns, bit for bit), the first snapshot after
 /// each resume comes before anything new is charged, and only `kernels` were tuned.
 fn check_journal(records: &[Record], kernels: &[&str], what: &str) -> usize {
-    let r = Resume::from_records(records);
+    let r = RunState::from_records(records);
     let budgets: Budgets = r.budgets.as_ref().and_then(|b| b.get().cloned()).unwrap();
     let price = budgets.price_per_gpu_hour(FAKE_DEVICE);
     let mut snapshots = 0;
@@ -191,7 +192,7 @@ fn a_run_killed_at_random_moments_resumes_on_its_own_kernels_inside_its_dollars(
         child.wait().unwrap();
         let recs = records(&journal);
         check_journal(&recs, &kernels, &format!("after kill {round}"));
-        if Resume::from_records(&recs).finished.is_some() {
+        if RunState::from_records(&recs).finished.is_some() {
             break;
         }
         // A plain `run` finds the unfinished run and carries it on.
@@ -209,7 +210,7 @@ fn a_run_killed_at_random_moments_resumes_on_its_own_kernels_inside_its_dollars(
     }
     let recs = records(&journal);
     let snapshots = check_journal(&recs, &kernels, "at the end");
-    let r = Resume::from_records(&recs);
+    let r = RunState::from_records(&recs);
     assert!(r.finished.is_some(), "{:?}", r.finished);
     assert!(
         matches!(r.stop, Some(nightshift::budget::StopReason::Dollars { .. })),
@@ -336,7 +337,7 @@ fn a_resume_that_asks_for_other_kernels_options_or_specs_is_refused_unless_force
     assert!(forced.0.iter().any(|f| f.contains("pattern library")));
     assert_eq!(forced.1.map(|o| o.min_gain), Some(0.05));
     assert_eq!(
-        Resume::from_records(&recs).options.map(|o| o.min_gain),
+        RunState::from_records(&recs).options.map(|o| o.min_gain),
         Some(0.05)
     );
 }

@@ -20,7 +20,7 @@ pub fn write(reports: &Path, run_id: &str) -> Result<(Report, Vec<PathBuf>)> {
     if let Some(t) = &read.torn {
         eprintln!("warning: {}: {t}; it is ignored", path.display());
     }
-    let device = journal::Resume::from_records(&read.records).device;
+    let device = crate::state::RunState::from_records(&read.records).device;
     if device.as_deref() == Some(crate::dispatch::FAKE_DEVICE) {
         bail!(
             "run {run_id} was driven by a test double, not a GPU: it has no measurement to report"

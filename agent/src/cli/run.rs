@@ -13,10 +13,11 @@ use crate::dispatch::{
     view::View, Dispatcher, Evaluator, KernelEntry, RunSummary, Setup, StopFlag,
 };
 use crate::evaluate::{Options, Session};
-use crate::journal::{self, Event, Journal, Resume, RunKernel, RunOptions};
+use crate::journal::{self, Event, Journal, RunKernel, RunOptions};
 use crate::patterns::Library;
 use crate::runs::{human_duration, lock_path, new_run_id, running_pid, unfinished_runs};
 use crate::spec::KernelSpec;
+use crate::state::RunState;
 use crate::vcs::{self, Workspace};
 
 /// Kernel directories: the ones named, else every `kernels/*/kernel.toml`.
@@ -294,7 +295,7 @@ fn prepare(a: &RunArgs) -> Result<Prepared> {
         bail!("run {id} is running now (pid {pid}); `nightshift status {id}` shows it");
     }
     let read = journal::read(&path)?;
-    let r = Resume::from_records(&read.records);
+    let r = RunState::from_records(&read.records);
     // The run's own budgets, as it was started; flags may raise or lower them.
     let recorded = r
         .budgets
@@ -515,7 +516,9 @@ fn run_inner(a: &RunArgs, opts: Options) -> Result<i32> {
 fn carry_out<E: Evaluator>(a: &RunArgs, p: Prepared, ev: E, view: View) -> Result<i32> {
     let device = ev.device_name();
     if let Some(r) = &p.resume {
-        let recorded = Resume::from_records(&r.records).device.unwrap_or_default();
+        let recorded = RunState::from_records(&r.records)
+            .device
+            .unwrap_or_default();
         if recorded != device && !a.force {
             ev.shutdown();
             bail!(

@@ -2,34 +2,17 @@
 //! (running, finished or stopped part-way), so it works on a live run from another
 //! terminal and on a finished one the morning after.
 
-use std::collections::BTreeMap;
-
 use anyhow::{bail, Result};
 use serde::Serialize;
 
 use super::{exit, table, StatusArgs};
 use crate::budget::{Budgets, Ledger, Spend};
-use crate::journal::{self, Event, Record, Resume};
+use crate::journal::{self, Record};
 use crate::runs::{running_pid, unfinished_runs};
+use crate::state::RunState;
 
-#[derive(Debug, Default, Serialize)]
-pub struct KernelStatus {
-    pub kernel: String,
-    pub baseline_us: Option<f64>,
-    pub best: Option<String>,
-    pub best_us: Option<f64>,
-    pub evaluated: usize,
-    pub outcomes: BTreeMap<String, usize>,
-    pub commits: usize,
-    pub pattern: Option<String>,
-    pub pivots: Vec<String>,
-    pub done: Option<String>,
-    /// Paused after its share of the budget (it resumes once the others had theirs).
-    pub paused: bool,
-    pub final_comparison: Option<String>,
-    /// The workload-batching study's conclusion.
-    pub study: Option<String>,
-}
+/// A kernel's status: its fold of the journal.
+pub use crate::state::KernelState as KernelStatus;
 
 #[derive(Debug, Serialize)]
 pub struct RunStatus {
@@ -52,95 +35,14 @@ pub struct RunStatus {
 
 /// Reads a run's status from its records; `pid` is the live process holding it.
 pub fn status_of(run_id: &str, records: &[Record], pid: Option<u32>) -> Result<RunStatus> {
-    let r = Resume::from_records(records);
+    let r = RunState::from_records(records);
     let budgets: Option<Budgets> = r.budgets.as_ref().and_then(|b| b.get().cloned());
     let device = r.device.clone().unwrap_or_default();
     let price = budgets
         .as_ref()
         .map_or(0.0, |b| Ledger::for_device(b, &device).price_per_gpu_hour());
     let spent = r.ledger(price)?.spent();
-    let mut kernels: Vec<KernelStatus> = Vec::new();
-    fn entry<'a>(ks: &'a mut Vec<KernelStatus>, name: &str) -> &'a mut KernelStatus {
-        if let Some(i) = ks.iter().position(|k| k.kernel == name) {
-            return &mut ks[i];
-        }
-        ks.push(KernelStatus {
-            kernel: name.to_string(),
-            ..Default::default()
-        });
-        ks.last_mut().expect("just pushed")
-    }
-    let mut medians: BTreeMap<(String, String), f64> = BTreeMap::new();
-    for rec in records {
-        match &rec.event {
-            Event::Evaluated {
-                kernel,
-                config,
-                pattern,
-                outcome,
-                median_us,
-                ..
-            } => {
-                let k = entry(&mut kernels, kernel);
-                k.evaluated += 1;
-                k.paused = false;
-                *k.outcomes.entry(outcome.clone()).or_default() += 1;
-                if pattern.is_none() && outcome == "passed" {
-                    k.baseline_us = *median_us;
-                    k.best = Some(config.clone());
-                    k.best_us = *median_us;
-                }
-                if let Some(m) = median_us {
-                    medians.insert((kernel.clone(), config.clone()), *m);
-                }
-            }
-            Event::Proposal {
-                kernel, pattern, ..
-            } => {
-                let k = entry(&mut kernels, kernel);
-                k.pattern = Some(pattern.clone());
-                k.paused = false;
-            }
-            Event::Commit { kernel, config, .. } => {
-                let m = medians.get(&(kernel.clone(), config.clone())).copied();
-                let k = entry(&mut kernels, kernel);
-                k.commits += 1;
-                k.best = Some(config.clone());
-                k.best_us = m.or(k.best_us);
-            }
-            Event::Pivot {
-                kernel,
-                pattern,
-                reason,
-            } => entry(&mut kernels, kernel)
-                .pivots
-                .push(format!("{pattern}: {reason}")),
-            Event::KernelDone { kernel, reason } => {
-                let k = entry(&mut kernels, kernel);
-                k.done = Some(reason.clone());
-                k.pattern = None;
-                k.paused = false;
-            }
-            Event::KernelPaused { kernel, .. } => entry(&mut kernels, kernel).paused = true,
-            Event::Study { kernel, result, .. } => {
-                entry(&mut kernels, kernel).study = result.get().map(|r| r.conclusion.clone())
-            }
-            Event::FinalComparison {
-                kernel,
-                verdict,
-                speedup,
-                ci_lo,
-                ci_hi,
-                ..
-            } => {
-                entry(&mut kernels, kernel).final_comparison = Some(format!(
-                    "{} {speedup:.3}x [{ci_lo:.3}, {ci_hi:.3}]",
-                    journal::final_verdict_name(*verdict)
-                ))
-            }
-            _ => {}
-        }
-    }
+    let kernels = r.kernel_states.clone();
     let (state, detail) = match (pid, &r.finished) {
         (Some(pid), _) => ("running".to_string(), format!("pid {pid}")),
         (None, Some(reason)) => ("finished".to_string(), reason.clone()),

@@ -734,7 +734,7 @@ fn the_wall_clock_counts_the_time_the_run_lay_dead_and_says_how_long() {
         rec(4, 3_811_000, resumed(Some(119.5))),
         rec(5, 3_821_000, done),
     ];
-    let r = journal::Resume::from_records(&records);
+    let r = crate::state::RunState::from_records(&records);
     // The night passes while the daemon is down: the wall limit counts it all.
     assert!((r.elapsed_s() - 3_820.0).abs() < 1e-9);
     assert_eq!(r.down_s, vec![3_600.0, 119.5]);

@@ -717,7 +717,7 @@ pub fn build(run_id: &str, records: &[Record]) -> Report {
             seed: Some(seed),
         }
     });
-    let timeline = crate::journal::Resume::from_records(records);
+    let timeline = crate::state::RunState::from_records(records);
     let spend = SpendReport {
         wall_s: timeline.elapsed_s(),
         down_s: timeline.down_total_s(),
