@@ -7,8 +7,10 @@
 //! `evaluate` (one candidate end to end, parent side), `worker` (the process that owns
 //! the GPU: validation and measurement), `validate` (what "correct" means; the device
 //! checks and their host mirror), `measure` (what "faster" means; the sequential A/B
-//! rule), `profile` (signals read from a measurement), `budget` (budgets.toml and the
-//! ledger), `journal` (the record a run resumes and reports from), `vcs` (the run's
+//! rule), `profile` (signals read from a measurement), `study` (the workload-batching study),
+//! `tuned` (what a winner commits), `vocab` (the words every stage speaks: outcomes,
+//! measurements, A/B results), `budget` (budgets.toml and the ledger), `journal` (the
+//! record a run resumes and reports from), `state` (the one fold of it), `vcs` (the run's
 //! branch and worktree), `report` (reports from the journal), `runs` (run directories),
 //! `sweep` and `gate` (sweeps and the regression gate), `gpu` (the only code touching
 //! CUDA, NVRTC, NVML and `unsafe`), `files` and `digest` (reading input safely, content

@@ -29,6 +29,18 @@ pub struct KernelState {
     pub final_comparison: Option<String>,
     /// The workload-batching study's conclusion.
     pub study: Option<String>,
+    /// The baseline's configuration.
+    #[serde(skip)]
+    pub baseline: Option<String>,
+    /// The commits of its winners, in order.
+    #[serde(skip)]
+    pub shas: Vec<String>,
+    /// The final comparison's speedup and interval, when both sides were measured.
+    #[serde(skip)]
+    pub final_speedup: Option<(f64, f64, f64)>,
+    /// The final comparison's verdict (`not_compared` when a side failed).
+    #[serde(skip)]
+    pub final_verdict: Option<String>,
 }
 
 /// A run as its journal tells it, folded one record at a time.
@@ -256,6 +268,9 @@ impl RunState {
                 k.evaluated += 1;
                 k.paused = false;
                 *k.outcomes.entry(outcome.clone()).or_default() += 1;
+                if pattern.is_none() {
+                    k.baseline = Some(config.clone());
+                }
                 if pattern.is_none() && outcome == "passed" {
                     k.baseline_us = *median_us;
                     k.best = Some(config.clone());
@@ -269,13 +284,18 @@ impl RunState {
                 k.pattern = Some(pattern.clone());
                 k.paused = false;
             }
-            Event::Commit { kernel, config, .. } => {
+            Event::Commit {
+                kernel,
+                config,
+                sha,
+            } => {
                 let m = self
                     .evaluated
                     .get(&(kernel.clone(), config.clone()))
                     .and_then(|e| e.median_us);
                 let k = self.kernel(kernel);
                 k.commits += 1;
+                k.shas.push(sha.clone());
                 k.best = Some(config.clone());
                 k.best_us = m.or(k.best_us);
             }
@@ -305,10 +325,13 @@ impl RunState {
                 ci_hi,
                 ..
             } => {
-                self.kernel(kernel).final_comparison = Some(format!(
+                let k = self.kernel(kernel);
+                k.final_comparison = Some(format!(
                     "{} {speedup:.3}x [{ci_lo:.3}, {ci_hi:.3}]",
                     final_verdict_name(*verdict)
-                ))
+                ));
+                k.final_verdict = Some(final_verdict_name(*verdict).to_string());
+                k.final_speedup = speedup.is_finite().then_some((*speedup, *ci_lo, *ci_hi));
             }
             _ => {}
         }

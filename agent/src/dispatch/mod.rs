@@ -43,6 +43,7 @@ use crate::measure::Verdict;
 use crate::patterns::{Library, Prediction};
 use crate::profile::Profile;
 use crate::spec::{plan, Config, KernelSpec};
+use crate::state::RunState;
 use crate::study;
 use crate::tuned;
 use crate::vcs::Workspace;
@@ -239,7 +240,8 @@ pub struct Dispatcher<E: Evaluator> {
     last: Option<Evidence>,
     /// The (kernel, pattern, best) of the last proposal journaled.
     proposed: Option<(usize, String, Config)>,
-    summary: Vec<KernelSummary>,
+    /// The run as its journal tells it: every record written is folded in.
+    state: RunState,
     /// Per kernel: the timing method of its baseline, which all its measurements use.
     pins: Vec<MethodChoice>,
     evaluated: usize,
@@ -310,14 +312,7 @@ impl<E: Evaluator> Dispatcher<E> {
         let replay = Replay::from_records(&setup.previous);
         let start_ms = setup.previous.first().map(|r| r.t_ms);
         let wall_offset_s = start_ms.map_or(0.0, |s| now_ms().saturating_sub(s) as f64 / 1e3);
-        let summary = setup
-            .kernels
-            .iter()
-            .map(|k| KernelSummary {
-                kernel: k.spec.name.clone(),
-                ..Default::default()
-            })
-            .collect();
+        let state = RunState::from_records(&setup.previous);
         let pins = vec![MethodChoice::Auto; setup.kernels.len()];
         let n_kernels = setup.kernels.len();
         Ok(Dispatcher {
@@ -341,7 +336,7 @@ impl<E: Evaluator> Dispatcher<E> {
             accounted_s: 0.0,
             last: None,
             proposed: None,
-            summary,
+            state,
             evaluated: 0,
             replayed: 0,
             study_points: BTreeMap::new(),
@@ -362,11 +357,49 @@ impl<E: Evaluator> Dispatcher<E> {
         self.wall_offset_s + self.clock.elapsed().as_secs_f64()
     }
 
+    /// Each kernel's result, from the run's fold of its journal.
+    fn kernel_summaries(&self) -> Vec<KernelSummary> {
+        self.kernels
+            .iter()
+            .map(|k| {
+                let name = &k.spec.name;
+                let s = self.state.kernel_states.iter().find(|s| &s.kernel == name);
+                KernelSummary {
+                    kernel: name.clone(),
+                    baseline: s.and_then(|s| s.baseline.clone()),
+                    baseline_us: s.and_then(|s| s.baseline_us),
+                    best: s.and_then(|s| s.best.clone()),
+                    best_us: s.and_then(|s| s.best_us),
+                    final_speedup: s.and_then(|s| s.final_speedup),
+                    final_verdict: s.and_then(|s| s.final_verdict.clone()),
+                    commits: s.map(|s| s.shas.clone()).unwrap_or_default(),
+                    outcomes: s.map(|s| s.outcomes.clone()).unwrap_or_default(),
+                    done: s.and_then(|s| s.done.clone()),
+                    study: s.and_then(|s| s.study.clone()),
+                }
+            })
+            .collect()
+    }
+
+    /// Journals `event` and folds it into the run's state: the one way a record is
+    /// written, so the live summary is the journal's fold like `status`'s.
+    fn write(&mut self, event: &JEvent) -> Result<u64> {
+        let t_ms = now_ms();
+        let seq = self
+            .journal
+            .append_at(event, t_ms)
+            .with_context(|| format!("writing {}", self.journal.path().display()))?;
+        self.state.apply(&Record {
+            seq,
+            t_ms,
+            event: event.clone(),
+        });
+        Ok(seq)
+    }
+
     /// Journals a charge and hands it to the ledger: the one way GPU time is charged.
     fn charge(&mut self, c: Charge) -> Result<()> {
-        self.journal
-            .append(&JEvent::Charge(c.clone()))
-            .with_context(|| format!("writing {}", self.journal.path().display()))?;
+        self.write(&JEvent::Charge(c.clone()))?;
         Ok(self.ctl.charged(&c)?)
     }
 
@@ -410,9 +443,7 @@ impl<E: Evaluator> Dispatcher<E> {
             remaining: Some(ledger.remaining(&self.budgets, now)),
             breakdown: Some(ledger.breakdown()),
         };
-        self.journal
-            .append(&event)
-            .with_context(|| format!("writing {}", self.journal.path().display()))?;
+        self.write(&event)?;
         Ok(())
     }
 
@@ -458,9 +489,7 @@ impl<E: Evaluator> Dispatcher<E> {
         if let Some(seq) = self.replay.already(&event) {
             return self.consumed(seq);
         }
-        self.journal
-            .append(&event)
-            .with_context(|| format!("writing {}", self.journal.path().display()))?;
+        self.write(&event)?;
         Ok(())
     }
 
@@ -583,8 +612,10 @@ impl<E: Evaluator> Dispatcher<E> {
 
     fn status(&mut self, kernel: usize, what: &str) {
         let best = self
-            .summary
-            .get(kernel)
+            .state
+            .kernel_states
+            .iter()
+            .find(|k| k.kernel == self.kernels[kernel].spec.name)
             .and_then(|s| s.baseline_us.zip(s.best_us))
             .map(|(b, x)| format!("best {:.2}x", b / x))
             .unwrap_or_else(|| "best -".into());
@@ -630,7 +661,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 .await?;
             self.evaluated += 1;
             self.charge_stages(kernel, None, config.to_string(), &e, None)?;
-            self.journal.append(&JEvent::Evaluated {
+            self.write(&JEvent::Evaluated {
                 kernel: spec.name.clone(),
                 config: config.to_string(),
                 pattern: None,
@@ -644,14 +675,6 @@ impl<E: Evaluator> Dispatcher<E> {
             self.pins[kernel] = MethodChoice::of(&m.method);
         }
         self.warn_cost_model(kernel, &e);
-        let s = &mut self.summary[kernel];
-        s.baseline = Some(config.to_string());
-        s.baseline_us = e.median_us();
-        if e.outcome == Outcome::Passed {
-            s.best = Some(config.to_string());
-            s.best_us = e.median_us();
-        }
-        *s.outcomes.entry(e.outcome.name().into()).or_default() += 1;
         self.view.line(&format!(
             "{:<10} baseline {config}: {}{}",
             spec.name,
@@ -735,7 +758,7 @@ impl<E: Evaluator> Dispatcher<E> {
             let revalidated = ab.is_some().then_some(&ea);
             self.charge_stages(kernel, Some(pattern), config.to_string(), &eb, revalidated)?;
             if !half {
-                self.journal.append(&JEvent::Evaluated {
+                self.write(&JEvent::Evaluated {
                     kernel: spec.name.clone(),
                     config: config.to_string(),
                     pattern: Some(pattern.to_string()),
@@ -746,7 +769,7 @@ impl<E: Evaluator> Dispatcher<E> {
             }
             let ab = ab.as_ref().map(AbFigures::from);
             if let Some(a) = ab {
-                self.journal.append(&JEvent::Verdict {
+                self.write(&JEvent::Verdict {
                     kernel: spec.name.clone(),
                     config: config.to_string(),
                     baseline: against.to_string(),
@@ -761,10 +784,6 @@ impl<E: Evaluator> Dispatcher<E> {
             }
             (eb, ab)
         };
-        *self.summary[kernel]
-            .outcomes
-            .entry(e.outcome.name().into())
-            .or_default() += 1;
         self.warn_cost_model(kernel, &e);
         let verdict = match (&e.outcome, ab) {
             (Outcome::Passed, Some(a)) => format!(
@@ -794,19 +813,17 @@ impl<E: Evaluator> Dispatcher<E> {
     fn commit(&mut self, kernel: usize, pattern: &str, config: &Config) -> Result<()> {
         let name = self.name(kernel);
         let key = (name.clone(), config.to_string());
-        let previous = self.summary[kernel].best.clone().unwrap_or_default();
-        let best_us = self
-            .last
-            .as_ref()
-            .filter(|l| l.kernel == kernel && &l.config == config)
-            .and_then(|l| l.eval.median_us());
-        let s = &mut self.summary[kernel];
-        s.best = Some(config.to_string());
-        s.best_us = best_us.or(s.best_us);
         if let Some(sha) = self.replay.commits.get(&key).cloned() {
-            s.commits.push(sha.value);
             return self.consumed(sha.seq);
         }
+        // The best so far (every commit of the run is journaled before the next).
+        let previous = self
+            .state
+            .kernel_states
+            .iter()
+            .find(|k| k.kernel == name)
+            .and_then(|k| k.best.clone())
+            .unwrap_or_default();
         // A crash between the git commit and its journal record: the commit is there.
         let sha = match tuned::find_commit(&self.ws, &self.run_id, &name, &config.to_string())? {
             Some(sha) => sha,
@@ -834,7 +851,6 @@ impl<E: Evaluator> Dispatcher<E> {
                     .to_string()
             }
         };
-        self.summary[kernel].commits.push(sha.clone());
         self.view.line(&format!(
             "{name:<10}   committed {} on {}",
             &sha[..sha.len().min(10)],
@@ -899,7 +915,7 @@ impl<E: Evaluator> Dispatcher<E> {
             };
             // Charged like a candidate: from its own recorded stage times.
             self.charge_stages(kernel, None, format!("final: {best}"), &eb, Some(&ea))?;
-            self.journal.append(&rec)?;
+            self.write(&rec)?;
             (rec, cost_of(&eb, Some(&ea)))
         };
         if let JEvent::FinalComparison {
@@ -910,11 +926,6 @@ impl<E: Evaluator> Dispatcher<E> {
             ..
         } = &rec
         {
-            let s = &mut self.summary[kernel];
-            s.final_verdict = Some(journal::final_verdict_name(*verdict).to_string());
-            if speedup.is_finite() {
-                s.final_speedup = Some((*speedup, *ci_lo, *ci_hi));
-            }
             self.view.line(&format!(
                 "{:<10}   best {best} against the baseline, interleaved: {} {speedup:.3}x [{ci_lo:.3}, {ci_hi:.3}]",
                 spec.name,
@@ -977,7 +988,7 @@ impl<E: Evaluator> Dispatcher<E> {
             self.evaluated += 1;
             let label = format!("study x{scale}: {config}");
             self.charge_stages(kernel, Some(pattern), label, &e, None)?;
-            self.journal.append(&JEvent::StudyPoint {
+            self.write(&JEvent::StudyPoint {
                 kernel: spec.name.clone(),
                 pattern: pattern.to_string(),
                 config: config.to_string(),
@@ -1031,7 +1042,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 _ => cut_short,
             }
         } else {
-            self.journal.append(&JEvent::Study {
+            self.write(&JEvent::Study {
                 kernel: spec.name.clone(),
                 pattern: pattern.to_string(),
                 config: config.to_string(),
@@ -1048,14 +1059,13 @@ impl<E: Evaluator> Dispatcher<E> {
                 .map(|c| format!(" (cut short: {c})"))
                 .unwrap_or_default()
         ));
-        self.summary[kernel].study = Some(result.conclusion);
         Ok(())
     }
 
     /// Runs the loop until the controller stops; journals how it ended.
     pub async fn run(mut self) -> Result<RunSummary> {
         if let Some((device, ceilings, measure)) = self.ev.as_ref().and_then(|e| e.machine()) {
-            self.journal.append(&JEvent::Machine {
+            self.write(&JEvent::Machine {
                 device,
                 ceilings,
                 measure,
@@ -1074,7 +1084,7 @@ impl<E: Evaluator> Dispatcher<E> {
         let _ = self.charge_idle(None);
         let spent = self.ctl.ledger().spent();
         self.snapshot()?;
-        self.journal.append(&JEvent::RunFinished {
+        self.write(&JEvent::RunFinished {
             reason: reason.clone(),
             stop: stop.clone(),
         })?;
@@ -1090,7 +1100,7 @@ impl<E: Evaluator> Dispatcher<E> {
             branch: self.ws.branch.clone(),
             stop: reason,
             stop_reason: stop,
-            kernels: self.summary.clone(),
+            kernels: self.kernel_summaries(),
             spent,
             dollars: spent.dollars,
             evaluated: self.evaluated,
@@ -1233,7 +1243,6 @@ impl<E: Evaluator> Dispatcher<E> {
                     self.snapshot()?;
                 }
                 Action::KernelDone { kernel, reason } => {
-                    self.summary[kernel].done = Some(reason.clone());
                     self.view
                         .line(&format!("{:<10} done: {reason}", self.name(kernel)));
                     self.record(JEvent::KernelDone {

@@ -284,6 +284,15 @@ fn a_run_commits_only_proven_gains_on_its_branch_and_journals_every_step() {
         run.summary.kernels[0].best.as_deref(),
         Some(best.to_string().as_str())
     );
+    // The closing summary is the journal's fold, the same one `status` reads.
+    let k = &run.summary.kernels[0];
+    let folded = &crate::state::RunState::from_records(&run.records).kernel_states[0];
+    assert_eq!(k.commits.len(), 2);
+    assert_eq!(k.commits, folded.shas);
+    assert_eq!((&k.best, k.best_us), (&folded.best, folded.best_us));
+    assert_eq!(&k.outcomes, &folded.outcomes);
+    assert_eq!(k.outcomes.values().sum::<usize>(), folded.evaluated);
+    assert!(k.best_us.is_some() && k.baseline_us.is_some(), "{k:?}");
     let body = sh(repo.path(), &["log", "-1", "--format=%B", "nightshift/r1"]);
     for t in [
         "Nightshift-Run: r1",
