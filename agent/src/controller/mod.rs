@@ -185,19 +185,6 @@ enum Asked {
     Final(usize),
 }
 
-/// A study in progress on a kernel.
-#[derive(Debug, Clone)]
-struct StudyRun {
-    pattern: String,
-    config: Config,
-    /// The scales still to measure, in order.
-    todo: VecDeque<i64>,
-    /// GPU seconds its points have cost so far.
-    spent_s: f64,
-    /// Its pattern's budget: no point starts once it is spent.
-    budget_s: f64,
-}
-
 /// The line of attack in progress on a kernel.
 #[derive(Debug, Clone)]
 struct Attack {
@@ -386,37 +373,7 @@ impl Controller {
                     reason: StopReason::Signal { signal },
                 });
             }
-            Event::Resumed => match self.asked.clone() {
-                // Each admitted again by the rule that admitted it.
-                Some(Asked::Baseline(kernel)) => {
-                    let name = self.kernels[kernel].spec.name.clone();
-                    self.refused_except(now_s, &name, None, Some(kernel), &mut out);
-                }
-                Some(Asked::Work(kernel, pattern)) => {
-                    let name = self.kernels[kernel].spec.name.clone();
-                    self.refused(now_s, &name, Some(&pattern), &mut out);
-                }
-                Some(Asked::StudyPoint(kernel)) => {
-                    if let Err(reason) = self.study_admit(now_s, kernel) {
-                        self.study_end(now_s, kernel, Some(reason), &mut out);
-                    }
-                }
-                Some(Asked::Final(kernel)) => {
-                    let name = self.kernels[kernel].spec.name.clone();
-                    let projected = self.ledger.project(&name, None, 1);
-                    if let Err(reason) = self.ledger.admit(&self.budgets, projected, now_s) {
-                        out.push(Action::FinalSkipped {
-                            kernel,
-                            reason: reason.describe(),
-                        });
-                        match self.finishing.clone() {
-                            Some(r) => self.finish(now_s, r, &mut out),
-                            None => self.advance(now_s, &mut out),
-                        }
-                    }
-                }
-                None => {}
-            },
+            Event::Resumed => self.resumed(now_s, &mut out),
             Event::Baseline { kernel, result } => {
                 self.count(kernel, &result.cost);
                 let k = &mut self.kernels[kernel];
@@ -439,75 +396,123 @@ impl Controller {
                 kernel,
                 config,
                 result,
-            } => {
-                let pattern = self.kernels[kernel]
-                    .attack
-                    .as_ref()
-                    .map(|a| a.pattern.clone())
-                    .unwrap_or_default();
-                self.count(kernel, &result.cost);
-                let spent: f64 = result.cost.iter().map(|(_, s)| s).sum();
-                let fast = result.passed && result.verdict == Some(Verdict::Fast);
-                let credit = self.credit.entry(pattern.clone()).or_default();
-                credit.tries += 1;
-                if fast {
-                    credit.reward += result.speedup.filter(|s| *s > 0.0).map_or(0.0, f64::ln);
-                }
-                let k = &mut self.kernels[kernel];
-                k.since_resume += 1;
-                k.tried.insert(config.clone());
-                if let Some(a) = k.attack.as_mut() {
-                    a.spent_s += spent;
-                }
-                if fast {
-                    out.push(Action::Commit {
-                        kernel,
-                        pattern: pattern.clone(),
-                        config: config.clone(),
-                        speedup: result.speedup.unwrap_or(f64::NAN),
-                    });
-                    k.best = Some(config);
-                    if result.profile.is_some() {
-                        k.profile = result.profile;
-                    }
-                    // A new best has a new neighbourhood: every pattern may try again.
-                    k.exhausted.clear();
-                    if let Some(a) = k.attack.as_mut() {
-                        // ROI counts what a line of attack spent since its last gain.
-                        a.gained = true;
-                        a.spent_s = 0.0;
-                        a.queue.clear();
-                    }
-                } else {
-                    let reason = if !result.passed {
-                        result.outcome.clone()
-                    } else {
-                        match (result.verdict, result.speedup) {
-                            (Some(v), Some(s)) => format!("{} ({s:.3}x)", v.as_str()),
-                            (Some(v), None) => v.as_str().to_string(),
-                            _ => "not compared".into(),
-                        }
-                    };
-                    // Not worse, not proven better: one step further the same way
-                    // (a wider vector, a larger block) may clear the bar.
-                    let level = result.passed
-                        && matches!(result.verdict, Some(Verdict::Same | Verdict::Ambiguous))
-                        && result.speedup.is_some_and(|s| s >= 1.0);
-                    if level {
-                        self.extend_line(kernel, &config);
-                    }
-                    out.push(Action::Revert {
-                        kernel,
-                        pattern: pattern.clone(),
-                        config,
-                        reason,
-                    });
-                }
-                self.roi_check(kernel, &mut out);
-                self.next(now_s, kernel, &mut out);
-            }
+            } => self.evaluated(now_s, kernel, config, result, &mut out),
         }
         out
+    }
+
+    /// A resumed run's replay ended: the work asked for last is admitted again, by
+    /// the rule that admitted it, on everything the run spent.
+    fn resumed(&mut self, now_s: f64, out: &mut Vec<Action>) {
+        match self.asked.clone() {
+            // Each admitted again by the rule that admitted it.
+            Some(Asked::Baseline(kernel)) => {
+                let name = self.kernels[kernel].spec.name.clone();
+                self.refused_except(now_s, &name, None, Some(kernel), out);
+            }
+            Some(Asked::Work(kernel, pattern)) => {
+                let name = self.kernels[kernel].spec.name.clone();
+                self.refused(now_s, &name, Some(&pattern), out);
+            }
+            Some(Asked::StudyPoint(kernel)) => {
+                if let Err(reason) = self.study_admit(now_s, kernel) {
+                    self.study_end(now_s, kernel, Some(reason), out);
+                }
+            }
+            Some(Asked::Final(kernel)) => {
+                let name = self.kernels[kernel].spec.name.clone();
+                let projected = self.ledger.project(&name, None, 1);
+                if let Err(reason) = self.ledger.admit(&self.budgets, projected, now_s) {
+                    out.push(Action::FinalSkipped {
+                        kernel,
+                        reason: reason.describe(),
+                    });
+                    match self.finishing.clone() {
+                        Some(r) => self.finish(now_s, r, out),
+                        None => self.advance(now_s, out),
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// A candidate was validated and compared: commit a FAST one and continue from
+    /// it, revert the rest (one step further when it was level), then the ROI rule
+    /// and the next candidate.
+    fn evaluated(
+        &mut self,
+        now_s: f64,
+        kernel: usize,
+        config: Config,
+        result: CandidateResult,
+        out: &mut Vec<Action>,
+    ) {
+        let pattern = self.kernels[kernel]
+            .attack
+            .as_ref()
+            .map(|a| a.pattern.clone())
+            .unwrap_or_default();
+        self.count(kernel, &result.cost);
+        let spent: f64 = result.cost.iter().map(|(_, s)| s).sum();
+        let fast = result.passed && result.verdict == Some(Verdict::Fast);
+        let credit = self.credit.entry(pattern.clone()).or_default();
+        credit.tries += 1;
+        if fast {
+            credit.reward += result.speedup.filter(|s| *s > 0.0).map_or(0.0, f64::ln);
+        }
+        let k = &mut self.kernels[kernel];
+        k.since_resume += 1;
+        k.tried.insert(config.clone());
+        if let Some(a) = k.attack.as_mut() {
+            a.spent_s += spent;
+        }
+        if fast {
+            out.push(Action::Commit {
+                kernel,
+                pattern: pattern.clone(),
+                config: config.clone(),
+                speedup: result.speedup.unwrap_or(f64::NAN),
+            });
+            k.best = Some(config);
+            if result.profile.is_some() {
+                k.profile = result.profile;
+            }
+            // A new best has a new neighbourhood: every pattern may try again.
+            k.exhausted.clear();
+            if let Some(a) = k.attack.as_mut() {
+                // ROI counts what a line of attack spent since its last gain.
+                a.gained = true;
+                a.spent_s = 0.0;
+                a.queue.clear();
+            }
+        } else {
+            let reason = if !result.passed {
+                result.outcome.clone()
+            } else {
+                match (result.verdict, result.speedup) {
+                    (Some(v), Some(s)) => format!("{} ({s:.3}x)", v.as_str()),
+                    (Some(v), None) => v.as_str().to_string(),
+                    _ => "not compared".into(),
+                }
+            };
+            // Not worse, not proven better: one step further the same way
+            // (a wider vector, a larger block) may clear the bar.
+            let level = result.passed
+                && matches!(result.verdict, Some(Verdict::Same | Verdict::Ambiguous))
+                && result.speedup.is_some_and(|s| s >= 1.0);
+            if level {
+                self.extend_line(kernel, &config);
+            }
+            out.push(Action::Revert {
+                kernel,
+                pattern: pattern.clone(),
+                config,
+                reason,
+            });
+        }
+        self.roi_check(kernel, out);
+        self.next(now_s, kernel, out);
     }
 
     /// Counts a piece of work's cost against its kernel's share of the budget. (The
@@ -584,29 +589,6 @@ impl Controller {
         });
     }
 
-    /// The kernel's share: the budget not yet spent by any kernel's own work, over
-    /// the kernels not done (this one included).
-    fn give_share(&mut self, kernel: usize) {
-        let spent: f64 = self.kernels.iter().map(|k| k.spent_s).sum();
-        let waiting = self.kernels.iter().filter(|k| !k.done).count().max(1);
-        let share = (self.total_s - spent).max(0.0) / waiting as f64;
-        let k = &mut self.kernels[kernel];
-        k.share_until_s = k.spent_s + share;
-        k.since_resume = 0;
-    }
-
-    /// Whether `kernel` has spent its share while another kernel waits its turn.
-    fn over_share(&self, kernel: usize) -> bool {
-        let k = &self.kernels[kernel];
-        k.spent_s > k.share_until_s
-            && k.since_resume > 0
-            && self
-                .kernels
-                .iter()
-                .enumerate()
-                .any(|(i, o)| i != kernel && !o.done && (!o.started || o.paused))
-    }
-
     fn done(&mut self, now_s: f64, kernel: usize, out: &mut Vec<Action>) {
         self.kernels[kernel].done = true;
         out.push(Action::KernelDone {
@@ -617,112 +599,6 @@ impl Controller {
         if !self.final_comparison(now_s, kernel, out) {
             self.advance(now_s, out);
         }
-    }
-
-    /// Asks for the final comparison of `kernel` when its best moved from its
-    /// baseline and one more comparison fits the budget (else says why not). True when
-    /// asked: the controller then waits for [`Event::Compared`].
-    fn final_comparison(&mut self, now_s: f64, kernel: usize, out: &mut Vec<Action>) -> bool {
-        let k = &mut self.kernels[kernel];
-        if k.compared {
-            return false;
-        }
-        k.compared = true;
-        let baseline = k.spec.baseline();
-        let Some(best) = k.best.clone().filter(|b| *b != baseline) else {
-            return false;
-        };
-        let name = k.spec.name.clone();
-        // The same rule as any candidate: never start what cannot finish.
-        let projected = self.ledger.project(&name, None, 1);
-        match self.ledger.admit(&self.budgets, projected, now_s) {
-            Ok(()) => {
-                self.asked = Some(Asked::Final(kernel));
-                out.push(Action::FinalComparison {
-                    kernel,
-                    baseline,
-                    best,
-                });
-                true
-            }
-            Err(reason) => {
-                out.push(Action::FinalSkipped {
-                    kernel,
-                    reason: reason.describe(),
-                });
-                false
-            }
-        }
-    }
-
-    /// Stops on `reason`; a limit first has the final comparisons owed made, one at
-    /// a time (the admission kept room for them).
-    fn stop_on(&mut self, now_s: f64, reason: StopReason, out: &mut Vec<Action>) {
-        if reason.is_limit() {
-            self.finishing = Some(reason.clone());
-            self.finish(now_s, reason, out);
-        } else {
-            self.stopped = true;
-            out.push(Action::Stop { reason });
-        }
-    }
-
-    /// The next final comparison owed while stopping on `reason`, or the stop.
-    fn finish(&mut self, now_s: f64, reason: StopReason, out: &mut Vec<Action>) {
-        while let Some(i) = (0..self.kernels.len()).find(|&i| {
-            let k = &self.kernels[i];
-            k.started && !k.done && !k.compared
-        }) {
-            if self.final_comparison(now_s, i, out) {
-                return;
-            }
-        }
-        self.stopped = true;
-        out.push(Action::Stop { reason });
-    }
-
-    /// True (and a Stop pushed) when the budget cannot take one more candidate and
-    /// still compare, at the end, each unfinished kernel's best with its baseline.
-    fn refused(
-        &mut self,
-        now_s: f64,
-        kernel: &str,
-        pattern: Option<&str>,
-        out: &mut Vec<Action>,
-    ) -> bool {
-        self.refused_except(now_s, kernel, pattern, None, out)
-    }
-
-    /// [`Controller::refused`], owing no final comparison for kernel `except`.
-    fn refused_except(
-        &mut self,
-        now_s: f64,
-        kernel: &str,
-        pattern: Option<&str>,
-        except: Option<usize>,
-        out: &mut Vec<Action>,
-    ) -> bool {
-        let projected = self.ledger.project(kernel, pattern, 1) + self.finals_owed_s(except);
-        match self.ledger.admit(&self.budgets, projected, now_s) {
-            Ok(()) => false,
-            Err(reason) => {
-                self.stop_on(now_s, reason, out);
-                true
-            }
-        }
-    }
-
-    /// Projected cost of the final best-vs-baseline comparisons of the kernels started
-    /// and not done, so that a run stopped by its budget still makes them. Kept for a
-    /// kernel that has not gained yet too: its next candidate may be the gain.
-    fn finals_owed_s(&self, except: Option<usize>) -> f64 {
-        self.kernels
-            .iter()
-            .enumerate()
-            .filter(|(i, k)| k.started && !k.done && !k.compared && Some(*i) != except)
-            .map(|(_, k)| k)
-            .map(|k| self.ledger.project(&k.spec.name, None, 1))
-            .sum()
     }
 
     /// The next candidate of `kernel`, or the next pattern, or the next kernel.
@@ -833,282 +709,6 @@ impl Controller {
             .unwrap_or_default()
     }
 
-    /// The first study pattern whose condition holds for the kernel's current best.
-    fn study_pattern(&self, kernel: usize) -> Option<&Pattern> {
-        let signals = self.signals(kernel);
-        self.library
-            .applicable(&signals)
-            .into_iter()
-            .find(|p| matches!(p.body, Body::WorkloadBatching { .. }))
-    }
-
-    /// The study to carry out before the kernel is done, if one applies and has not
-    /// been carried out.
-    fn study(&self, kernel: usize) -> Option<StudyRun> {
-        let k = &self.kernels[kernel];
-        if k.studied || k.spec.workload_axes.is_empty() {
-            return None;
-        }
-        let best = k.best.clone()?;
-        let p = self.study_pattern(kernel)?;
-        let Body::WorkloadBatching { scale } = &p.body else {
-            return None;
-        };
-        let budget_s = p
-            .budget_minutes
-            .map(|m| m * 60.0)
-            .unwrap_or(self.budgets.limits.pattern.as_secs_f64());
-        Some(StudyRun {
-            pattern: p.name.clone(),
-            config: best,
-            // At the caller's size first, then each scale.
-            todo: std::iter::once(1).chain(scale.iter().copied()).collect(),
-            spent_s: 0.0,
-            budget_s,
-        })
-    }
-
-    /// The next point of the kernel's study, or its end (cut short when its budget is
-    /// spent or the run's cannot take one more point), and then the kernel is done.
-    fn study_next(&mut self, now_s: f64, kernel: usize, out: &mut Vec<Action>) {
-        let Some(s) = self.kernels[kernel].study.as_ref() else {
-            return;
-        };
-        if s.todo.is_empty() {
-            return self.study_end(now_s, kernel, None, out);
-        }
-        if s.spent_s > s.budget_s {
-            let why = format!(
-                "spent {:.0} s, more than the study's {:.0} s budget",
-                s.spent_s, s.budget_s
-            );
-            return self.study_end(now_s, kernel, Some(why), out);
-        }
-        if let Err(why) = self.study_admit(now_s, kernel) {
-            return self.study_end(now_s, kernel, Some(why), out);
-        }
-        let Some(s) = self.kernels[kernel].study.as_mut() else {
-            return;
-        };
-        let scale = s.todo.pop_front().unwrap_or(1);
-        self.asked = Some(Asked::StudyPoint(kernel));
-        out.push(Action::StudyPoint {
-            kernel,
-            pattern: s.pattern.clone(),
-            config: s.config.clone(),
-            scale,
-        });
-    }
-
-    /// Whether one more point of the kernel's study fits: projected like a candidate
-    /// of the kernel, on top of what the study has spent (a study only gives back
-    /// what it measured, so it is admitted conservatively).
-    fn study_admit(&self, now_s: f64, kernel: usize) -> Result<(), String> {
-        let k = &self.kernels[kernel];
-        let spent = k.study.as_ref().map_or(0.0, |s| s.spent_s);
-        let projected = self.ledger.project(&k.spec.name, None, 1) + spent;
-        self.ledger
-            .admit(&self.budgets, projected, now_s)
-            .map_err(|r| r.describe())
-    }
-
-    /// Ends the kernel's study (concluded by the dispatcher from its points), and the
-    /// kernel with it.
-    fn study_end(
-        &mut self,
-        now_s: f64,
-        kernel: usize,
-        cut_short: Option<String>,
-        out: &mut Vec<Action>,
-    ) {
-        let Some(s) = self.kernels[kernel].study.take() else {
-            return;
-        };
-        out.push(Action::StudyEnd {
-            kernel,
-            pattern: s.pattern,
-            config: s.config,
-            cut_short,
-        });
-        self.done(now_s, kernel, out);
-    }
-
-    /// The bandit's score of a pattern: mean ln(speedup) per candidate over every
-    /// kernel, plus the UCB1 bonus; untried patterns score infinity (try each once).
-    fn score(&self, pattern: &str) -> f64 {
-        let c = self.credit.get(pattern).copied().unwrap_or_default();
-        if c.tries == 0 {
-            return f64::INFINITY;
-        }
-        let total: usize = self.credit.values().map(|c| c.tries).sum();
-        c.reward / c.tries as f64
-            + EXPLORATION * ((total.max(1) as f64).ln() / c.tries as f64).sqrt()
-    }
-
-    /// The first applicable moves pattern (tier order, then priority) that is neither
-    /// dropped nor exhausted and has an untried neighbour; patterns found empty are
-    /// marked exhausted on the way.
-    fn choose(&mut self, kernel: usize) -> Option<(String, Vec<Config>)> {
-        let signals = self.signals(kernel);
-        let order = self.library.tier_order();
-        let rank = |t| order.iter().position(|x| *x == t).unwrap_or(order.len());
-        let mut ranked: Vec<(usize, i64, f64, String)> = self
-            .library
-            .applicable(&signals)
-            .into_iter()
-            .filter(|p| matches!(p.body, Body::Moves(_)))
-            .map(|p| {
-                (
-                    rank(p.tier),
-                    -p.priority,
-                    self.score(&p.name),
-                    p.name.clone(),
-                )
-            })
-            .collect();
-        // Tier, then priority, then the bandit (stable: file order breaks ties).
-        ranked.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then(b.2.total_cmp(&a.2)));
-        let names: Vec<String> = ranked.into_iter().map(|r| r.3).collect();
-        for name in names {
-            let k = &self.kernels[kernel];
-            if k.dropped.contains(&name) || k.exhausted.contains(&name) {
-                continue;
-            }
-            let queue = self.candidates(kernel, &name);
-            if queue.is_empty() {
-                self.kernels[kernel].exhausted.insert(name);
-                continue;
-            }
-            return Some((name, queue));
-        }
-        None
-    }
-
-    /// Queues, first, the next step beyond `config` along the tunables in which it
-    /// differs from the current best, each the same way again.
-    fn extend_line(&mut self, kernel: usize, config: &Config) {
-        let k = &mut self.kernels[kernel];
-        let (Some(best), Some(attack)) = (&k.best, k.attack.as_mut()) else {
-            return;
-        };
-        let mut c = config.clone();
-        let mut moved = 0;
-        for (name, v) in &config.0 {
-            if best.0.get(name) == Some(v) {
-                continue;
-            }
-            let Some(t) = k.spec.tunables.iter().find(|t| &t.name == name) else {
-                return;
-            };
-            let pos = |v: Option<&i64>| v.and_then(|v| t.values.iter().position(|x| x == v));
-            let (Some(from), Some(to)) = (pos(best.0.get(name)), pos(Some(v))) else {
-                return;
-            };
-            let next = to as i64 + (to as i64 - from as i64).signum();
-            if next < 0 || next as usize >= t.values.len() {
-                return;
-            }
-            c.0.insert(t.name.clone(), t.values[next as usize]);
-            moved += 1;
-        }
-        if moved > 0
-            && !k.tried.contains(&c)
-            && !attack.queue.contains(&c)
-            && k.spec.violated(&k.spec.problem, &c).is_empty()
-        {
-            attack.queue.push_front(c);
-        }
-    }
-
-    /// Untried, allowed neighbours of the current best along the pattern's moves: one
-    /// tunable a step at a time, or (a `together` pattern) one tunable of every move
-    /// at once, all stepping the same way where a move's direction is `any`.
-    fn candidates(&self, kernel: usize, pattern: &str) -> Vec<Config> {
-        let k = &self.kernels[kernel];
-        let Some(p) = self.pattern(pattern) else {
-            return vec![];
-        };
-        let (Some(best), Body::Moves(moves)) = (&k.best, &p.body) else {
-            return vec![];
-        };
-        // Per move: (its tunables' names, the steps it may take under a shared sign).
-        let step = |d: Direction, sign: i64| match d {
-            Direction::Up => 1,
-            Direction::Down => -1,
-            Direction::Any => sign,
-        };
-        let stepped = |c: &Config, name: &str, by: i64| -> Option<Config> {
-            let t = k.spec.tunables.iter().find(|t| t.name == name)?;
-            let i =
-                c.0.get(name)
-                    .and_then(|v| t.values.iter().position(|x| x == v))? as i64;
-            let j = i + by;
-            if j < 0 || j as usize >= t.values.len() {
-                return None;
-            }
-            let mut c = c.clone();
-            c.0.insert(name.to_string(), t.values[j as usize]);
-            Some(c)
-        };
-        let mut out: Vec<Config> = Vec::new();
-        let keep = |c: Config, out: &mut Vec<Config>| {
-            if !k.tried.contains(&c)
-                && !out.contains(&c)
-                && k.spec.violated(&k.spec.problem, &c).is_empty()
-            {
-                out.push(c);
-            }
-        };
-        let of_role = |m: &crate::patterns::Move| -> Vec<String> {
-            k.spec
-                .tunables
-                .iter()
-                .filter(|t| t.role == m.role)
-                .map(|t| t.name.clone())
-                .collect()
-        };
-        if p.together {
-            for sign in [1, -1] {
-                // Every choice of one tunable per move (distinct), stepped at once.
-                let mut partial: Vec<(Config, Vec<String>)> = vec![(best.clone(), vec![])];
-                for m in moves {
-                    let mut next = Vec::new();
-                    for (c, used) in &partial {
-                        for name in of_role(m) {
-                            if used.contains(&name) {
-                                continue;
-                            }
-                            if let Some(c2) = stepped(c, &name, step(m.direction, sign)) {
-                                let mut u = used.clone();
-                                u.push(name);
-                                next.push((c2, u));
-                            }
-                        }
-                    }
-                    partial = next;
-                }
-                for (c, _) in partial {
-                    keep(c, &mut out);
-                }
-            }
-            return out;
-        }
-        for m in moves {
-            for name in of_role(m) {
-                let signs: &[i64] = match m.direction {
-                    Direction::Any => &[1, -1],
-                    _ => &[1],
-                };
-                for sign in signs {
-                    if let Some(c) = stepped(best, &name, step(m.direction, *sign)) {
-                        keep(c, &mut out);
-                    }
-                }
-            }
-        }
-        out
-    }
-
     /// Per kernel: the patterns dropped by the ROI rule (for the report).
     pub fn dropped(&self) -> BTreeMap<String, Vec<String>> {
         self.kernels
@@ -1117,6 +717,12 @@ impl Controller {
             .collect()
     }
 }
+
+mod admission;
+mod search;
+mod study;
+
+use study::StudyRun;
 
 #[cfg(test)]
 mod tests;
