@@ -61,12 +61,21 @@ fn nightshift(dir: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Its stderr goes to `dir/last-run.err` (what a failed assertion shows).
 fn spawn(dir: &Path, args: &[&str]) -> Child {
+    let err = std::fs::File::create(dir.join("last-run.err")).expect("stderr file");
     command(dir, args)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(err)
         .spawn()
         .expect("nightshift starts")
+}
+
+/// The last spawned run's stderr, its end.
+fn last_err(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join("last-run.err")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
 fn records(journal: &Path) -> Vec<Record> {
@@ -201,17 +210,24 @@ fn a_run_killed_at_random_moments_resumes_on_its_own_kernels_inside_its_dollars(
     assert!(kills >= 2, "killed {kills} times only");
     // The last one runs to its end.
     let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
         assert!(
             start.elapsed() < Duration::from_secs(300),
             "the resumed run did not end"
         );
         std::thread::sleep(Duration::from_millis(20));
-    }
+    };
     let recs = records(&journal);
     let snapshots = check_journal(&recs, &kernels, "at the end");
     let r = RunState::from_records(&recs);
-    assert!(r.finished.is_some(), "{:?}", r.finished);
+    assert!(
+        r.finished.is_some(),
+        "the last run ended ({status}) without finishing the run; its stderr:\n{}",
+        last_err(dir)
+    );
     assert!(
         matches!(r.stop, Some(nightshift::budget::StopReason::Dollars { .. })),
         "{:?}",

@@ -1,0 +1,74 @@
+//! What carries out the GPU work: the worker session in a run, a scripted fake in
+//! tests of the loop's plumbing.
+
+use super::*;
+
+/// What runs a candidate: the GPU session, or a scripted fake in unit tests of the
+/// loop's plumbing (whose numbers never reach a report).
+pub trait Evaluator: Send + 'static {
+    /// The device's model name, as the journal and prices name it.
+    fn device_name(&self) -> String;
+    /// Compiles, validates and measures one configuration.
+    fn evaluate(&mut self, spec: &KernelSpec, config: &Config) -> Result<Evaluation, EvalError>;
+    /// Validates both and measures them interleaved; the speedup is `b` over `a`.
+    fn compare(
+        &mut self,
+        spec: &KernelSpec,
+        a: &Config,
+        b: &Config,
+    ) -> Result<(Evaluation, Evaluation, Option<AbResult>), EvalError>;
+    /// The device, its measured ceilings and the measurement options, for the
+    /// journal's `Machine` record (None: nothing to record).
+    fn machine(&self) -> Option<(Value, Value, Value)> {
+        None
+    }
+    /// Where a compile prefetch may put its results (None: no prefetch).
+    fn prefetch_target(&self) -> Option<(PathBuf, String)> {
+        None
+    }
+    fn min_gain(&self) -> f64;
+    /// Pins the timing method of the measurements that follow (a run measures each
+    /// kernel with its baseline's method, so its figures are of one method).
+    fn pin_method(&mut self, _method: MethodChoice) {}
+    fn shutdown(self)
+    where
+        Self: Sized,
+    {
+    }
+}
+
+impl Evaluator for Session {
+    fn device_name(&self) -> String {
+        self.device.name.clone()
+    }
+    fn evaluate(&mut self, spec: &KernelSpec, config: &Config) -> Result<Evaluation, EvalError> {
+        Session::evaluate(self, spec, config, true)
+    }
+    fn compare(
+        &mut self,
+        spec: &KernelSpec,
+        a: &Config,
+        b: &Config,
+    ) -> Result<(Evaluation, Evaluation, Option<AbResult>), EvalError> {
+        Session::compare(self, spec, a, b)
+    }
+    fn prefetch_target(&self) -> Option<(PathBuf, String)> {
+        Some((self.opts.cache_dir.clone(), self.device.arch.clone()))
+    }
+    fn machine(&self) -> Option<(Value, Value, Value)> {
+        Some((
+            to_value(&self.device),
+            to_value(&self.ceilings),
+            to_value(&self.opts.measure),
+        ))
+    }
+    fn min_gain(&self) -> f64 {
+        self.opts.min_gain
+    }
+    fn pin_method(&mut self, method: MethodChoice) {
+        self.opts.measure.method = method;
+    }
+    fn shutdown(self) {
+        Session::shutdown(self)
+    }
+}

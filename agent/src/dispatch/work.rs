@@ -1,0 +1,344 @@
+//! The controller's GPU work carried out: a baseline, a proposal and its candidates
+//! (validated, compared with the current best, journaled, charged), a commit with its
+//! evidence, a final comparison; each answered from the journal when a resumed run
+//! already holds it.
+
+use super::*;
+
+impl<E: Evaluator> Dispatcher<E> {
+    pub(super) async fn baseline(
+        &mut self,
+        kernel: usize,
+        config: &Config,
+    ) -> Result<CandidateResult> {
+        let spec = self.kernels[kernel].spec.clone();
+        let key = (spec.name.clone(), config.to_string());
+        let e = if let Some(e) = self.replay.evaluated.get(&key).cloned() {
+            self.replayed += 1;
+            self.consumed(e.seq)?;
+            e.value
+        } else {
+            self.status(kernel, "baseline");
+            self.charge_idle(Some(kernel))?;
+            let (s2, c2) = (spec.clone(), config.clone());
+            let e = self
+                .on_gpu(move |ev| {
+                    ev.pin_method(MethodChoice::Auto);
+                    ev.evaluate(&s2, &c2)
+                })
+                .await?;
+            self.evaluated += 1;
+            self.charge_stages(kernel, None, config.to_string(), &e, None)?;
+            self.write(&JEvent::Evaluated {
+                kernel: spec.name.clone(),
+                config: config.to_string(),
+                pattern: None,
+                outcome: e.outcome.name().into(),
+                median_us: e.median_us(),
+                evaluation: e.clone().into(),
+            })?;
+            e
+        };
+        if let Some(m) = &e.measurement {
+            self.pins[kernel] = MethodChoice::of(&m.method);
+        }
+        self.warn_cost_model(kernel, &e);
+        self.view.line(&format!(
+            "{:<10} baseline {config}: {}{}",
+            spec.name,
+            e.outcome.describe(),
+            e.median_us()
+                .map(|m| format!(", median {m:.2} µs"))
+                .unwrap_or_default()
+        ));
+        tracing::debug!(kernel = %spec.name, config = %config, outcome = e.outcome.name(), median_us = ?e.median_us(), "baseline");
+        Ok(candidate_result(&spec, &e, None))
+    }
+
+    pub(super) fn propose(
+        &mut self,
+        kernel: usize,
+        pattern: &str,
+        config: &Config,
+        against: &Config,
+        prediction: Option<&Prediction>,
+    ) -> Result<()> {
+        let key = (kernel, pattern.to_string(), against.clone());
+        if self.proposed.as_ref() == Some(&key) {
+            return Ok(());
+        }
+        self.proposed = Some(key);
+        let mut configs = vec![config.to_string()];
+        configs.extend(self.ctl.queued(kernel).iter().map(|c| c.to_string()));
+        let predicted = prediction.cloned();
+        let prediction = prediction_text(prediction);
+        self.view.line(&format!(
+            "{:<10} {pattern}: {} candidate(s) around {against}; predicts {prediction}",
+            self.name(kernel),
+            configs.len()
+        ));
+        self.record(JEvent::Proposal {
+            kernel: self.name(kernel),
+            pattern: pattern.to_string(),
+            prediction,
+            predicted,
+            configs,
+        })
+    }
+
+    pub(super) async fn candidate(
+        &mut self,
+        kernel: usize,
+        pattern: &str,
+        config: &Config,
+        against: &Config,
+    ) -> Result<CandidateResult> {
+        let spec = self.kernels[kernel].spec.clone();
+        let key = (spec.name.clone(), config.to_string());
+        let recorded = self.replay.evaluated.get(&key).cloned();
+        let verdict = self.replay.verdicts.get(&key).cloned();
+        // A candidate that passed has a Verdict record right after its Evaluated one;
+        // a kill between the two leaves the evaluation without its verdict, and the
+        // pair is measured again (the Evaluated record is not written twice).
+        let half = recorded
+            .as_ref()
+            .is_some_and(|e| e.value.outcome == Outcome::Passed && verdict.is_none());
+        let (e, ab) = if let (Some(e), false) = (recorded, half) {
+            self.replayed += 1;
+            let last = verdict.as_ref().map_or(e.seq, |v| v.seq.max(e.seq));
+            self.consumed(last)?;
+            (e.value, verdict.map(|v| v.value))
+        } else {
+            self.status(kernel, &format!("{pattern}: {config}"));
+            self.prefetch(kernel);
+            self.charge_idle(Some(kernel))?;
+            let (s2, a2, c2) = (spec.clone(), against.clone(), config.clone());
+            let pin = self.pins[kernel];
+            let (ea, eb, ab) = self
+                .on_gpu(move |ev| {
+                    ev.pin_method(pin);
+                    ev.compare(&s2, &a2, &c2)
+                })
+                .await?;
+            self.evaluated += 1;
+            // The incumbent's validation is its own stage when the comparison stands
+            // (its record, with the Verdict, says what it cost); otherwise idle time.
+            let revalidated = ab.is_some().then_some(&ea);
+            self.charge_stages(kernel, Some(pattern), config.to_string(), &eb, revalidated)?;
+            if !half {
+                self.write(&JEvent::Evaluated {
+                    kernel: spec.name.clone(),
+                    config: config.to_string(),
+                    pattern: Some(pattern.to_string()),
+                    outcome: eb.outcome.name().into(),
+                    median_us: eb.median_us(),
+                    evaluation: eb.clone().into(),
+                })?;
+            }
+            let ab = ab.as_ref().map(AbFigures::from);
+            if let Some(a) = ab {
+                self.write(&JEvent::Verdict {
+                    kernel: spec.name.clone(),
+                    config: config.to_string(),
+                    baseline: against.to_string(),
+                    verdict: a.verdict,
+                    speedup: a.speedup,
+                    ci_lo: a.ci_lo,
+                    ci_hi: a.ci_hi,
+                    pairs: a.pairs,
+                    min_gain: a.min_gain,
+                    against: ea.clone().into(),
+                })?;
+            }
+            (eb, ab)
+        };
+        self.warn_cost_model(kernel, &e);
+        let verdict = match (&e.outcome, ab) {
+            (Outcome::Passed, Some(a)) => format!(
+                "{} {:.3}x [{:.3}, {:.3}]",
+                a.verdict.as_str(),
+                a.speedup,
+                a.ci_lo,
+                a.ci_hi
+            ),
+            (Outcome::Passed, None) => "passed, not compared".into(),
+            (o, _) => o.describe(),
+        };
+        self.view
+            .line(&format!("{:<10}   {config}: {verdict}", spec.name));
+        tracing::debug!(kernel = %spec.name, pattern, config = %config, outcome = e.outcome.name(),
+            verdict = ?ab.map(|a| a.verdict), speedup = ?ab.map(|a| a.speedup), "candidate");
+        let r = candidate_result(&spec, &e, ab.map(|a| (a.verdict, a.speedup)));
+        self.last = Some(Evidence {
+            kernel,
+            config: config.clone(),
+            eval: e,
+            ab,
+        });
+        Ok(r)
+    }
+
+    pub(super) fn commit(&mut self, kernel: usize, pattern: &str, config: &Config) -> Result<()> {
+        let name = self.name(kernel);
+        let key = (name.clone(), config.to_string());
+        if let Some(sha) = self.replay.commits.get(&key).cloned() {
+            return self.consumed(sha.seq);
+        }
+        // The best so far (every commit of the run is journaled before the next).
+        let previous = self
+            .state
+            .kernel_states
+            .iter()
+            .find(|k| k.kernel == name)
+            .and_then(|k| k.best.clone())
+            .unwrap_or_default();
+        // A crash between the git commit and its journal record: the commit is there.
+        let sha = match tuned::find_commit(&self.ws, &self.run_id, &name, &config.to_string())? {
+            Some(sha) => sha,
+            None => {
+                let evidence = self
+                    .last
+                    .as_ref()
+                    .filter(|l| l.kernel == kernel && &l.config == config)
+                    .ok_or_else(|| anyhow!("no evidence for the commit of {name} {config}"))?;
+                let entry = &self.kernels[kernel];
+                let (files, message) = tuned::commit_files(&tuned::Accepted {
+                    run_id: &self.run_id,
+                    device: &self.device,
+                    kernel: &entry.spec.name,
+                    rel_dir: &entry.rel_dir,
+                    pattern,
+                    previous: &previous,
+                    config,
+                    eval: &evidence.eval,
+                    ab: evidence.ab,
+                });
+                self.ws
+                    .commit(&files, &message)
+                    .with_context(|| format!("committing {name} {config}"))?
+                    .to_string()
+            }
+        };
+        self.view.line(&format!(
+            "{name:<10}   committed {} on {}",
+            &sha[..sha.len().min(10)],
+            self.ws.branch
+        ));
+        self.record(JEvent::Commit {
+            kernel: name,
+            config: config.to_string(),
+            sha,
+        })
+    }
+
+    /// Carries out the controller's final comparison of a kernel: its best measured
+    /// interleaved with its baseline (or the journal's record of it). Returns what it
+    /// cost, by stage, for the controller.
+    pub(super) async fn final_comparison(
+        &mut self,
+        kernel: usize,
+        base: &Config,
+        best: &Config,
+    ) -> Result<Vec<(Stage, f64)>> {
+        let spec = self.kernels[kernel].spec.clone();
+        let (base, best) = (base.clone(), best.clone());
+        let (rec, cost) = if let Some(r) = self.replay.finals.get(&spec.name).cloned() {
+            self.consumed(r.seq)?;
+            // What it cost, as it was charged: the best's timers against the baseline's.
+            let cost = match &r.value {
+                JEvent::FinalComparison {
+                    baseline_evaluation,
+                    best_evaluation,
+                    ..
+                } => best_evaluation
+                    .get()
+                    .map(|b| cost_of(b, baseline_evaluation.get()))
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            (r.value, cost)
+        } else {
+            self.status(kernel, "final comparison with the baseline");
+            self.charge_idle(Some(kernel))?;
+            let (s2, a2, b2) = (spec.clone(), base.clone(), best.clone());
+            let pin = self.pins[kernel];
+            let (ea, eb, ab) = self
+                .on_gpu(move |ev| {
+                    ev.pin_method(pin);
+                    ev.compare(&s2, &a2, &b2)
+                })
+                .await?;
+            let ab = ab.as_ref().map(AbFigures::from);
+            let rec = JEvent::FinalComparison {
+                kernel: spec.name.clone(),
+                baseline: base.to_string(),
+                best: best.to_string(),
+                verdict: ab.map(|a| a.verdict),
+                speedup: ab.map_or(f64::NAN, |a| a.speedup),
+                ci_lo: ab.map_or(f64::NAN, |a| a.ci_lo),
+                ci_hi: ab.map_or(f64::NAN, |a| a.ci_hi),
+                pairs: ab.and_then(|a| a.pairs),
+                baseline_evaluation: ea.clone().into(),
+                best_evaluation: eb.clone().into(),
+            };
+            // Charged like a candidate: from its own recorded stage times.
+            self.charge_stages(kernel, None, format!("final: {best}"), &eb, Some(&ea))?;
+            self.write(&rec)?;
+            (rec, cost_of(&eb, Some(&ea)))
+        };
+        if let JEvent::FinalComparison {
+            verdict,
+            speedup,
+            ci_lo,
+            ci_hi,
+            ..
+        } = &rec
+        {
+            self.view.line(&format!(
+                "{:<10}   best {best} against the baseline, interleaved: {} {speedup:.3}x [{ci_lo:.3}, {ci_hi:.3}]",
+                spec.name,
+                journal::final_verdict_name(*verdict)
+            ));
+        }
+        Ok(cost)
+    }
+}
+
+/// The launch of `config` at the spec's problem (for the profile's shared memory and
+/// threads per CTA).
+pub(super) fn dims(spec: &KernelSpec, config: &Config) -> Option<plan::LaunchDims> {
+    plan::plan(spec, config, &spec.problem)
+        .ok()
+        .map(|p| p.launch)
+}
+
+/// What the controller hears about one evaluation.
+pub fn candidate_result(
+    spec: &KernelSpec,
+    e: &Evaluation,
+    ab: Option<(Verdict, f64)>,
+) -> CandidateResult {
+    let passed = e.outcome == Outcome::Passed;
+    CandidateResult {
+        passed,
+        outcome: if passed {
+            "passed".into()
+        } else {
+            e.outcome.describe()
+        },
+        verdict: ab.map(|a| a.0),
+        speedup: ab.map(|a| a.1),
+        profile: passed.then(|| Profile::of(spec, e, dims(spec, &e.config).as_ref())),
+        cost: cost_of(e, None),
+    }
+}
+
+pub(super) fn prediction_text(p: Option<&Prediction>) -> String {
+    match p {
+        None => "no prediction".into(),
+        Some(p) => match &p.note {
+            Some(n) => format!("{:.2}x or better; {n}", p.speedup),
+            None => format!("{:.2}x or better", p.speedup),
+        },
+    }
+}
