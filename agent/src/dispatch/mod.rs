@@ -18,8 +18,8 @@
 //! once more that the work it asked for still fits (the daemon may have been down
 //! past the wall limit).
 
-#[cfg(any(test, debug_assertions))]
 mod evaluator;
+#[cfg(any(test, debug_assertions))]
 pub mod fake;
 mod replay;
 mod studies;
