@@ -536,6 +536,13 @@ fn carry_out<E: Evaluator>(a: &RunArgs, p: Prepared, ev: E, view: View) -> Resul
         .with_context(|| format!("writing {}", lock.display()))?;
     let wt = vcs::worktree_dir(&p.repo, &p.run_id)?;
     let ws = Workspace::open(&p.repo, &p.run_id, &wt)?;
+    // Under the run's lock: git's own locks left by a kill -9 mid-commit are stale.
+    for lock in ws.clear_stale_locks()? {
+        eprintln!(
+            "removed {} (left by a run killed inside git)",
+            lock.display()
+        );
+    }
     ws.discard()?;
     let mut kernels = Vec::new();
     for k in &p.kernels {

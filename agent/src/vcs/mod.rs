@@ -194,6 +194,38 @@ impl Workspace {
             .map_err(git("commit"))
     }
 
+    /// Removes the lock files a process killed inside git left in the run's worktree
+    /// (its index, its HEAD) and on the run's branch: without this a run killed
+    /// mid-commit could never be resumed ("the index is locked"). Only for the
+    /// holder of the run's own lock (`runs::lock_path`): no other process works in
+    /// this worktree, so any lock found is stale. Returns the locks removed.
+    pub fn clear_stale_locks(&self) -> Result<Vec<PathBuf>, VcsError> {
+        let gitdir = self.repo.path();
+        let candidates = [
+            gitdir.join("index.lock"),
+            gitdir.join("HEAD.lock"),
+            self.repo
+                .commondir()
+                .join("refs/heads")
+                .join(format!("{}.lock", self.branch)),
+        ];
+        let mut removed = Vec::new();
+        for lock in candidates {
+            match std::fs::remove_file(&lock) {
+                Ok(()) => removed.push(lock),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(VcsError::Io {
+                        action: "remove the stale lock".into(),
+                        path: lock,
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Discards every uncommitted change in the worktree (a rejected variant).
     pub fn discard(&self) -> Result<(), VcsError> {
         let head = self

@@ -119,3 +119,40 @@ fn bad_run_ids_and_missing_repositories_are_clear_errors() {
         .unwrap();
     assert!(e.to_string().contains("not inside a git repository"), "{e}");
 }
+
+#[test]
+fn locks_left_by_a_run_killed_mid_commit_do_not_stop_its_resume() {
+    let user = user_repo();
+    let p = user.path();
+    let wt = p.join(".nightshift/worktrees/r1");
+    let ws = Workspace::open(p, "r1", &wt).unwrap();
+    ws.commit(&[("kernels/k/tuned.toml".into(), "a\n".into())], "one")
+        .unwrap();
+    // kill -9 inside git: the index, the worktree's HEAD and the branch locked.
+    let gitdir = ws.repo.path().to_path_buf();
+    let common = ws.repo.commondir().to_path_buf();
+    let locks = [
+        gitdir.join("index.lock"),
+        gitdir.join("HEAD.lock"),
+        common.join("refs/heads/nightshift/r1.lock"),
+    ];
+    for l in &locks {
+        std::fs::write(l, "").unwrap();
+    }
+    drop(ws);
+    // The resumed run (which holds the run's own lock: no other process is in
+    // this worktree) clears them and carries on.
+    let ws = Workspace::open(p, "r1", &wt).unwrap();
+    assert!(ws.discard().is_err(), "the index is locked");
+    assert_eq!(ws.clear_stale_locks().unwrap().len(), 3);
+    ws.discard().unwrap();
+    ws.commit(&[("kernels/k/tuned.toml".into(), "b\n".into())], "two")
+        .unwrap();
+    for l in &locks {
+        assert!(!l.exists(), "{}", l.display());
+    }
+    assert_eq!(
+        sh(p, &["log", "--format=%s", "nightshift/r1", "-2"]).trim(),
+        "two\none"
+    );
+}
