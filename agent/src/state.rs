@@ -11,6 +11,11 @@ use serde::Serialize;
 use crate::budget::{Budgets, Charge, ChargeError, Ledger, Spend, StopReason};
 use crate::journal::{final_verdict_name, Event, Record, RunKernel, RunOptions, Typed};
 
+/// A list written as its length.
+fn count<S: serde::Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(v.len() as u64)
+}
+
 /// One kernel of a run, as its records tell it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct KernelState {
@@ -20,7 +25,9 @@ pub struct KernelState {
     pub best_us: Option<f64>,
     pub evaluated: usize,
     pub outcomes: BTreeMap<String, usize>,
-    pub commits: usize,
+    /// The commits of its winners, in order (`status --json` gives their number).
+    #[serde(serialize_with = "count")]
+    pub commits: Vec<String>,
     pub pattern: Option<String>,
     pub pivots: Vec<String>,
     pub done: Option<String>,
@@ -32,9 +39,6 @@ pub struct KernelState {
     /// The baseline's configuration.
     #[serde(skip)]
     pub baseline: Option<String>,
-    /// The commits of its winners, in order.
-    #[serde(skip)]
-    pub shas: Vec<String>,
     /// The final comparison's speedup and interval, when both sides were measured.
     #[serde(skip)]
     pub final_speedup: Option<(f64, f64, f64)>,
@@ -294,8 +298,7 @@ impl RunState {
                     .get(&(kernel.clone(), config.clone()))
                     .and_then(|e| e.median_us);
                 let k = self.kernel(kernel);
-                k.commits += 1;
-                k.shas.push(sha.clone());
+                k.commits.push(sha.clone());
                 k.best = Some(config.clone());
                 k.best_us = m.or(k.best_us);
             }
@@ -335,5 +338,34 @@ impl RunState {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kernels_commits_are_kept_and_written_as_their_number() {
+        let rec = |seq, event| Record {
+            seq,
+            t_ms: 1_000 + seq,
+            event,
+        };
+        let commit = |config: &str, sha: &str| Event::Commit {
+            kernel: "softmax".into(),
+            config: config.into(),
+            sha: sha.into(),
+        };
+        let r = RunState::from_records(&[
+            rec(0, commit("VEC=2", "aaa")),
+            rec(1, commit("VEC=4", "bbb")),
+        ]);
+        let k = &r.kernel_states[0];
+        assert_eq!(k.commits, vec!["aaa".to_string(), "bbb".to_string()]);
+        assert_eq!(k.best.as_deref(), Some("VEC=4"));
+        let json = serde_json::to_value(k).unwrap();
+        assert_eq!(json["commits"], 2, "{json}");
+        assert!(json.get("baseline").is_none(), "{json}");
     }
 }

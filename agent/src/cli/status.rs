@@ -115,7 +115,7 @@ pub fn render(s: &RunStatus) -> String {
                 k.baseline_us.map_or("-".into(), |t| format!("{t:.2}")),
                 k.best_us.map_or("-".into(), |t| format!("{t:.2}")),
                 k.evaluated.to_string(),
-                k.commits.to_string(),
+                k.commits.len().to_string(),
                 k.final_comparison
                     .clone()
                     .or_else(|| k.done.as_ref().map(|_| "done".into()))

@@ -267,7 +267,7 @@ impl<E: Evaluator> Dispatcher<E> {
                     best_us: s.and_then(|s| s.best_us),
                     final_speedup: s.and_then(|s| s.final_speedup),
                     final_verdict: s.and_then(|s| s.final_verdict.clone()),
-                    commits: s.map(|s| s.shas.clone()).unwrap_or_default(),
+                    commits: s.map(|s| s.commits.clone()).unwrap_or_default(),
                     outcomes: s.map(|s| s.outcomes.clone()).unwrap_or_default(),
                     done: s.and_then(|s| s.done.clone()),
                     study: s.and_then(|s| s.study.clone()),

@@ -288,7 +288,7 @@ fn a_run_commits_only_proven_gains_on_its_branch_and_journals_every_step() {
     let k = &run.summary.kernels[0];
     let folded = &crate::state::RunState::from_records(&run.records).kernel_states[0];
     assert_eq!(k.commits.len(), 2);
-    assert_eq!(k.commits, folded.shas);
+    assert_eq!(k.commits, folded.commits);
     assert_eq!((&k.best, k.best_us), (&folded.best, folded.best_us));
     assert_eq!(&k.outcomes, &folded.outcomes);
     assert_eq!(k.outcomes.values().sum::<usize>(), folded.evaluated);
