@@ -342,13 +342,9 @@ impl Controller {
             Event::StudyPoint { kernel, cost, .. } => {
                 match cost {
                     Some(cost) => {
-                        self.count(kernel, &cost);
+                        let counted = self.count(kernel, &cost);
                         if let Some(s) = self.kernels[kernel].study.as_mut() {
-                            s.spent_s += cost
-                                .iter()
-                                .map(|(_, s)| s)
-                                .filter(|s| s.is_finite() && **s > 0.0)
-                                .sum::<f64>();
+                            s.spent_s += counted;
                         }
                     }
                     None => {
@@ -518,12 +514,15 @@ impl Controller {
     /// Counts a piece of work's cost against its kernel's share of the budget. (The
     /// ledger hears of the same time through [`Controller::charged`], from the
     /// journal's charges.)
-    fn count(&mut self, kernel: usize, cost: &[(Stage, f64)]) {
-        for (_, s) in cost {
-            if s.is_finite() && *s > 0.0 {
-                self.kernels[kernel].spent_s += s;
-            }
-        }
+    /// Returns the seconds counted (finite and positive ones only).
+    fn count(&mut self, kernel: usize, cost: &[(Stage, f64)]) -> f64 {
+        let counted: f64 = cost
+            .iter()
+            .map(|(_, s)| *s)
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .sum();
+        self.kernels[kernel].spent_s += counted;
+        counted
     }
 
     /// Drops the current pattern when it has spent `factor` x its budget without FAST.

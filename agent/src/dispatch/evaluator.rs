@@ -72,3 +72,8 @@ impl Evaluator for Session {
         Session::shutdown(self)
     }
 }
+
+/// A machine record's part as JSON (null if it cannot be written).
+fn to_value<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}

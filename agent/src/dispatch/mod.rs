@@ -194,10 +194,6 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn to_value<T: Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
-}
-
 impl<E: Evaluator> Dispatcher<E> {
     pub fn new(setup: Setup<E>) -> Result<Self> {
         let device = setup.evaluator.device_name();
