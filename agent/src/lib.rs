@@ -11,7 +11,7 @@
 //! `tuned` (what a winner commits), `vocab` (the words every stage speaks: outcomes,
 //! measurements, A/B results), `budget` (budgets.toml and the ledger), `journal` (the
 //! record a run resumes and reports from), `state` (the one fold of it), `vcs` (the run's
-//! branch and worktree), `report` (reports from the journal), `runs` (run directories),
+//! branch and worktree), `report` (reports from that fold), `runs` (run directories),
 //! `sweep` and `gate` (sweeps and the regression gate), `gpu` (the only code touching
 //! CUDA, NVRTC, NVML and `unsafe`), `files` and `digest` (reading input safely, content
 //! digests), `cli` (the commands).

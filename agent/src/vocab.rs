@@ -265,7 +265,7 @@ pub struct AbResult {
 /// A verdict's figures as committed and journaled: what of an [`AbResult`] the
 /// evidence keeps (`pairs` and `min_gain` are unknown in journals written before
 /// they were recorded).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AbFigures {
     pub verdict: Verdict,
     pub speedup: f64,

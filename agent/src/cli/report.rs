@@ -20,15 +20,15 @@ pub fn write(reports: &Path, run_id: &str) -> Result<(Report, Vec<PathBuf>)> {
     if let Some(t) = &read.torn {
         eprintln!("warning: {}: {t}; it is ignored", path.display());
     }
-    let device = crate::state::RunState::from_records(&read.records).device;
-    if device.as_deref() == Some(crate::dispatch::FAKE_DEVICE) {
+    let state = crate::state::RunState::from_records(&read.records);
+    if state.device.as_deref() == Some(crate::dispatch::FAKE_DEVICE) {
         bail!(
             "run {run_id} was driven by a test double, not a GPU: it has no measurement to report"
         );
     }
-    let r = report::build(run_id, &read.records);
+    let r = report::build(run_id, &state);
     let json = serde_json::to_string_pretty(&r)?;
-    let plots = report::plots(&r, &read.records);
+    let plots = report::plots(&r, &state);
     let names: Vec<String> = plots.iter().map(|p| p.0.clone()).collect();
     let mut files: Vec<(String, String)> = FILES
         .iter()
@@ -36,7 +36,7 @@ pub fn write(reports: &Path, run_id: &str) -> Result<(Report, Vec<PathBuf>)> {
         .zip([
             report::markdown(&r, &names),
             json,
-            report::samples_csv(&read.records),
+            report::samples_csv(&state),
         ])
         .collect();
     if !plots.is_empty() {
@@ -146,7 +146,10 @@ pub fn compare(a: &super::CompareArgs) -> i32 {
             bail!("no run {id}: {} does not exist", path.display());
         }
         let read = journal::read(&path)?;
-        Ok(report::build(id, &read.records))
+        Ok(report::build(
+            id,
+            &crate::state::RunState::from_records(&read.records),
+        ))
     };
     let (ra, rb) = match (load(&a.run_a), load(&a.run_b)) {
         (Ok(x), Ok(y)) => (x, y),

@@ -10,7 +10,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use super::{exit, table, RunArgs};
 use crate::budget::{Budgets, StopReason};
 use crate::dispatch::{
-    view::View, Dispatcher, Evaluator, KernelEntry, RunSummary, Setup, StopFlag,
+    view::{Seen, View},
+    Dispatcher, Evaluator, KernelEntry, RunSummary, Setup, StopFlag,
 };
 use crate::evaluate::{Options, Session};
 use crate::journal::{self, Event, Journal, RunKernel, RunOptions};
@@ -611,14 +612,14 @@ fn carry_out<E: Evaluator>(a: &RunArgs, p: Prepared, ev: E, view: View) -> Resul
         }
     };
     let resumed = !previous.is_empty();
-    view.line(&format!(
-        "run {} on {device}: {} kernel(s), branch {}, journal {}{}",
-        p.run_id,
-        kernels.len(),
-        ws.branch,
-        journal.path().display(),
-        if resumed { " (resumed)" } else { "" }
-    ));
+    view.show(Seen::Started {
+        run_id: &p.run_id,
+        device: &device,
+        kernels: kernels.len(),
+        branch: &ws.branch,
+        journal: journal.path(),
+        resumed,
+    });
     let stop = StopFlag::default();
     let setup = Setup {
         run_id: p.run_id.clone(),

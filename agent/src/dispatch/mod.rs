@@ -41,7 +41,7 @@ use serde_json::Value;
 use crate::budget::{Budgets, Charge, Spend, Stage, StopReason};
 use crate::controller::{Action, CandidateResult, Controller, Event as CEvent};
 use crate::evaluate::{compile_all, compile_requests, cost_of, EvalError, Evaluation, Session};
-use crate::journal::{self, Event as JEvent, Journal, Record};
+use crate::journal::{Event as JEvent, Journal, Record};
 use crate::measure::Verdict;
 use crate::patterns::{Library, Prediction};
 use crate::profile::Profile;
@@ -54,7 +54,7 @@ use crate::vocab::{AbFigures, AbResult, MethodChoice, Outcome};
 
 pub use evaluator::Evaluator;
 use replay::Replay;
-use view::View;
+use view::{Seen, Status, View};
 
 /// The device name of a run driven by the test double of debug builds
 /// (`fake::FakeGpu`): `nightshift report` refuses such a journal.
@@ -200,10 +200,10 @@ impl<E: Evaluator> Dispatcher<E> {
         let ledger = crate::budget::Ledger::for_device(&setup.budgets, &device);
         let specs = setup.kernels.iter().map(|k| k.spec.clone()).collect();
         let ctl = Controller::new(specs, setup.library, setup.budgets.clone(), ledger);
-        let replay = Replay::from_records(&setup.previous);
         let start_ms = setup.previous.first().map(|r| r.t_ms);
         let wall_offset_s = start_ms.map_or(0.0, |s| now_ms().saturating_sub(s) as f64 / 1e3);
         let state = RunState::from_records(&setup.previous);
+        let replay = Replay::of(&state.recorded);
         let pins = vec![MethodChoice::Auto; setup.kernels.len()];
         let n_kernels = setup.kernels.len();
         Ok(Dispatcher {
@@ -493,44 +493,38 @@ impl<E: Evaluator> Dispatcher<E> {
             .find(|a| a.starts_with(crate::evaluate::COST_MODEL_OVERCOUNTS))
         {
             self.warned[kernel] = true;
-            self.view.line(&format!(
-                "{:<10} warning: {a} (fix [cost] in {}; every later figure of this kernel is affected)",
-                self.name(kernel),
-                self.kernels[kernel].spec.spec_path.display()
-            ));
+            let spec = &self.kernels[kernel].spec;
+            self.view.show(Seen::CostModel {
+                kernel: &spec.name,
+                anomaly: a,
+                spec_path: &spec.spec_path,
+            });
         }
     }
 
     fn status(&mut self, kernel: usize, what: &str) {
+        let name = &self.kernels[kernel].spec.name;
         let best = self
             .state
             .kernel_states
             .iter()
-            .find(|k| k.kernel == self.kernels[kernel].spec.name)
+            .find(|k| &k.kernel == name)
             .and_then(|s| s.baseline_us.zip(s.best_us))
-            .map(|(b, x)| format!("best {:.2}x", b / x))
-            .unwrap_or_else(|| "best -".into());
+            .map(|(b, x)| b / x);
         let spent = self.ctl.ledger().spent();
         let limits = &self.budgets.run;
-        let gpu = match limits.gpu {
-            Some(l) => format!(
-                "GPU {:.2}/{:.2} h",
-                spent.gpu_s / 3600.0,
-                l.as_secs_f64() / 3600.0
-            ),
-            None => format!("GPU {:.2} h", spent.gpu_s / 3600.0),
-        };
-        let money = match limits.dollars {
-            Some(l) => format!("${:.2}/${l:.2}", spent.dollars),
-            None => format!("${:.2}", spent.dollars),
-        };
-        self.view.set_prefix(&format!(
-            "{} {}/{} · iter {} · {best} · {gpu} · {money} · {what}",
-            self.name(kernel),
-            kernel + 1,
-            self.kernels.len(),
-            self.evaluated + self.replayed,
-        ));
+        self.view.status(&Status {
+            kernel: name,
+            index: kernel + 1,
+            kernels: self.kernels.len(),
+            iteration: self.evaluated + self.replayed,
+            best,
+            gpu_s: spent.gpu_s,
+            gpu_limit_s: limits.gpu.map(|l| l.as_secs_f64()),
+            dollars: spent.dollars,
+            dollars_limit: limits.dollars,
+            what,
+        });
     }
 
     /// Runs the loop until the controller stops; journals how it ended.
@@ -664,10 +658,11 @@ impl<E: Evaluator> Dispatcher<E> {
                     pattern,
                     reason,
                 } => {
-                    self.view.line(&format!(
-                        "{:<10} pivot away from {pattern}: {reason}",
-                        self.name(kernel)
-                    ));
+                    self.view.show(Seen::Pivot {
+                        kernel: &self.kernels[kernel].spec.name,
+                        pattern: &pattern,
+                        reason: &reason,
+                    });
                     self.record(JEvent::Pivot {
                         kernel: self.name(kernel),
                         pattern,
@@ -705,8 +700,10 @@ impl<E: Evaluator> Dispatcher<E> {
                     cut_short,
                 } => self.study_end(kernel, &pattern, &config, cut_short)?,
                 Action::KernelPaused { kernel, reason } => {
-                    self.view
-                        .line(&format!("{:<10} paused: {reason}", self.name(kernel)));
+                    self.view.show(Seen::Paused {
+                        kernel: &self.kernels[kernel].spec.name,
+                        reason: &reason,
+                    });
                     self.record(JEvent::KernelPaused {
                         kernel: self.name(kernel),
                         reason,
@@ -714,8 +711,10 @@ impl<E: Evaluator> Dispatcher<E> {
                     self.snapshot()?;
                 }
                 Action::KernelDone { kernel, reason } => {
-                    self.view
-                        .line(&format!("{:<10} done: {reason}", self.name(kernel)));
+                    self.view.show(Seen::Done {
+                        kernel: &self.kernels[kernel].spec.name,
+                        reason: &reason,
+                    });
                     self.record(JEvent::KernelDone {
                         kernel: self.name(kernel),
                         reason,
@@ -731,10 +730,10 @@ impl<E: Evaluator> Dispatcher<E> {
                     let now = self.now_s();
                     pending.extend(self.ctl.handle(now, CEvent::Compared { kernel, cost }));
                 }
-                Action::FinalSkipped { kernel, reason } => self.view.line(&format!(
-                    "{:<10}   no final comparison with the baseline: {reason}",
-                    self.name(kernel)
-                )),
+                Action::FinalSkipped { kernel, reason } => self.view.show(Seen::FinalSkipped {
+                    kernel: &self.kernels[kernel].spec.name,
+                    reason: &reason,
+                }),
                 Action::Stop { reason } => return Ok(reason),
             }
         }

@@ -15,23 +15,13 @@ use std::collections::{HashMap, VecDeque};
 
 use crate::budget::Charge;
 use crate::evaluate::Evaluation;
-use crate::journal::{Event, Record};
-
+use crate::journal::Event;
+pub(super) use crate::state::recorded::At;
+use crate::state::recorded::{decision_key, Decision, Recorded};
 use crate::vocab::AbFigures;
 
-/// A recorded value and the `seq` of the record that holds it.
-#[derive(Debug, Clone)]
-pub(super) struct At<T> {
-    pub value: T,
-    pub seq: u64,
-}
-
-impl<T> At<T> {
-    fn of(seq: u64, value: T) -> At<T> {
-        At { value, seq }
-    }
-}
-
+/// The journal's recorded work, looked up by what the controller asks for, and how
+/// far the resumed run has consumed it.
 #[derive(Debug, Default)]
 pub(super) struct Replay {
     /// By (kernel, config): the evaluation as recorded.
@@ -57,116 +47,50 @@ pub(super) struct Replay {
     clock_ms: Option<u64>,
 }
 
-fn key(e: &Event) -> Option<String> {
-    match e {
-        // The same proposal whether its journal recorded the typed prediction or
-        // only its words (journals written before it was recorded).
-        Event::Proposal { .. } => {
-            let mut e = e.clone();
-            if let Event::Proposal { predicted, .. } = &mut e {
-                *predicted = None;
-            }
-            serde_json::to_string(&e).ok()
-        }
-        Event::Revert { .. }
-        | Event::Pivot { .. }
-        | Event::KernelDone { .. }
-        | Event::KernelPaused { .. } => serde_json::to_string(e).ok(),
-        _ => None,
-    }
-}
-
 impl Replay {
-    pub fn from_records(records: &[Record]) -> Replay {
+    /// The replay of what the journal's fold recorded (later records of the same
+    /// work win, as they did when the run read them).
+    pub fn of(rec: &Recorded) -> Replay {
         let mut r = Replay::default();
-        for rec in records {
-            let seq = rec.seq;
-            r.t_ms.push(rec.t_ms);
-            match &rec.event {
-                Event::Evaluated {
-                    kernel,
-                    config,
-                    evaluation,
-                    ..
-                } => {
-                    // A record this version cannot read is measured again.
-                    if let Some(e) = evaluation.get() {
-                        r.evaluated
-                            .insert((kernel.clone(), config.clone()), At::of(seq, e.clone()));
-                    }
-                }
-                Event::Verdict {
-                    kernel,
-                    config,
-                    verdict,
-                    speedup,
-                    ci_lo,
-                    ci_hi,
-                    pairs,
-                    min_gain,
-                    ..
-                } => {
-                    let v = *verdict;
-                    r.verdicts.insert(
-                        (kernel.clone(), config.clone()),
-                        At::of(
-                            seq,
-                            AbFigures {
-                                verdict: v,
-                                speedup: *speedup,
-                                ci_lo: *ci_lo,
-                                ci_hi: *ci_hi,
-                                pairs: *pairs,
-                                min_gain: *min_gain,
-                            },
-                        ),
-                    );
-                }
-                Event::StudyPoint {
-                    kernel,
-                    config,
-                    scale,
-                    evaluation,
-                    ..
-                } => {
-                    if let Some(e) = evaluation.get() {
-                        r.study_points.insert(
-                            (kernel.clone(), config.clone(), *scale),
-                            At::of(seq, e.clone()),
-                        );
-                    }
-                }
-                Event::Study { kernel, .. } => {
-                    r.studies
-                        .insert(kernel.clone(), At::of(seq, rec.event.clone()));
-                }
-                Event::FinalComparison { kernel, .. } => {
-                    r.finals
-                        .insert(kernel.clone(), At::of(seq, rec.event.clone()));
-                }
-                Event::Commit {
-                    kernel,
-                    config,
-                    sha,
-                } => {
-                    r.commits
-                        .insert((kernel.clone(), config.clone()), At::of(seq, sha.clone()));
-                }
-                Event::Charge(c) => r.charges.push(At::of(seq, c.clone())),
-                e => {
-                    if let Some(k) = key(e) {
-                        r.seen.entry(k).or_default().push_back(seq);
-                    }
+        for e in &rec.evaluations {
+            let key = (e.kernel.clone(), e.config.clone());
+            // A record this version cannot read is measured again.
+            if let Some(x) = &e.evaluation {
+                r.evaluated.insert(key.clone(), At::of(e.seq, x.clone()));
+            }
+            if let Some(j) = &e.verdict {
+                r.verdicts.insert(key.clone(), At::of(j.seq, j.figures));
+            }
+            if let Some(Decision::Committed { sha, seq }) = &e.decision {
+                r.commits.insert(key, At::of(*seq, sha.clone()));
+            }
+        }
+        for p in &rec.study_points {
+            let v = &p.value;
+            r.study_points.insert(
+                (v.kernel.clone(), v.config.clone(), v.scale),
+                At::of(p.seq, v.evaluation.clone()),
+            );
+        }
+        for (to, from) in [(&mut r.finals, &rec.finals), (&mut r.studies, &rec.studies)] {
+            for f in from {
+                if let Event::FinalComparison { kernel, .. } | Event::Study { kernel, .. } =
+                    &f.value
+                {
+                    to.insert(kernel.clone(), f.clone());
                 }
             }
         }
+        r.seen = rec.decisions.clone();
+        r.charges = rec.charges.clone();
+        r.t_ms = rec.t_ms.clone();
         r
     }
 
     /// The seq of the journaled copy of decision `e`, consumed once per copy; None
     /// when the journal does not hold it (any more).
     pub fn already(&mut self, e: &Event) -> Option<u64> {
-        self.seen.get_mut(&key(e)?)?.pop_front()
+        self.seen.get_mut(&decision_key(e)?)?.pop_front()
     }
 
     /// The replay has reached record `seq`: the charges journaled up to it, which

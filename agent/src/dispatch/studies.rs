@@ -13,16 +13,13 @@ impl<E: Evaluator> Dispatcher<E> {
         scales: &[i64],
     ) {
         let spec = &self.kernels[kernel].spec;
-        self.view.line(&format!(
-            "{:<10} {pattern}: {config} at {} x{}",
-            spec.name,
-            spec.workload_axes.join(", "),
-            std::iter::once(1)
-                .chain(scales.iter().copied())
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>()
-                .join(", x")
-        ));
+        self.view.show(Seen::StudyBegin {
+            kernel: &spec.name,
+            pattern,
+            config: &config.to_string(),
+            axes: &spec.workload_axes,
+            scales,
+        });
         self.study_points.insert(kernel, Vec::new());
     }
 
@@ -75,21 +72,18 @@ impl<E: Evaluator> Dispatcher<E> {
             })?;
             e
         };
-        let fill = e
-            .occupancy
-            .as_ref()
-            .filter(|o| o.sms > 0)
-            .map(|o| format!(", {:.1} CTAs per SM", o.ctas as f64 / o.sms as f64))
-            .unwrap_or_default();
-        self.view.line(&format!(
-            "{:<10}   x{scale} ({}): {}{}{fill}",
-            spec.name,
-            e.problem,
-            e.outcome.describe(),
-            e.median_us()
-                .map(|m| format!(", median {m:.2} µs"))
-                .unwrap_or_default(),
-        ));
+        self.view.show(Seen::StudyPoint {
+            kernel: &spec.name,
+            scale,
+            problem: &e.problem,
+            outcome: &e.outcome,
+            median_us: e.median_us(),
+            fill: e
+                .occupancy
+                .as_ref()
+                .filter(|o| o.sms > 0)
+                .map(|o| o.ctas as f64 / o.sms as f64),
+        });
         let cost = cost_of(&e, None);
         self.study_points
             .entry(kernel)
@@ -126,14 +120,11 @@ impl<E: Evaluator> Dispatcher<E> {
             })?;
             cut_short
         };
-        self.view.line(&format!(
-            "{:<10}   {}{}",
-            spec.name,
-            result.conclusion,
-            cut_short
-                .map(|c| format!(" (cut short: {c})"))
-                .unwrap_or_default()
-        ));
+        self.view.show(Seen::StudyEnd {
+            kernel: &spec.name,
+            conclusion: &result.conclusion,
+            cut_short: cut_short.as_deref(),
+        });
         Ok(())
     }
 }

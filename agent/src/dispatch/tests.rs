@@ -1018,7 +1018,7 @@ fn a_run_stopped_by_its_budget_still_compares_the_best_with_the_baseline() {
 #[test]
 fn every_charge_is_what_its_evaluation_timers_say_and_verify_checks_it() {
     let (_repo, run) = uninterrupted();
-    let n = crate::report::verify_charges(&run.records).unwrap();
+    let n = crate::report::verify::verify_charges(&run.records).unwrap();
     assert!(
         n >= 3 * run.calls.len(),
         "{n} figures for {} calls",
@@ -1033,7 +1033,7 @@ fn every_charge_is_what_its_evaluation_timers_say_and_verify_checks_it() {
     if let J::Charge(c) = &mut recs[i].event {
         c.stage = Stage::Validate;
     }
-    let e = crate::report::verify_charges(&recs)
+    let e = crate::report::verify::verify_charges(&recs)
         .unwrap_err()
         .to_string();
     assert!(e.contains("charged as"), "{e}");

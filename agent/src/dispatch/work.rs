@@ -43,14 +43,12 @@ impl<E: Evaluator> Dispatcher<E> {
             self.pins[kernel] = MethodChoice::of(&m.method);
         }
         self.warn_cost_model(kernel, &e);
-        self.view.line(&format!(
-            "{:<10} baseline {config}: {}{}",
-            spec.name,
-            e.outcome.describe(),
-            e.median_us()
-                .map(|m| format!(", median {m:.2} µs"))
-                .unwrap_or_default()
-        ));
+        self.view.show(Seen::Baseline {
+            kernel: &spec.name,
+            config: &config.to_string(),
+            outcome: &e.outcome,
+            median_us: e.median_us(),
+        });
         tracing::debug!(kernel = %spec.name, config = %config, outcome = e.outcome.name(), median_us = ?e.median_us(), "baseline");
         Ok(candidate_result(&spec, &e, None))
     }
@@ -72,11 +70,13 @@ impl<E: Evaluator> Dispatcher<E> {
         configs.extend(self.ctl.queued(kernel).iter().map(|c| c.to_string()));
         let predicted = prediction.cloned();
         let prediction = prediction_text(prediction);
-        self.view.line(&format!(
-            "{:<10} {pattern}: {} candidate(s) around {against}; predicts {prediction}",
-            self.name(kernel),
-            configs.len()
-        ));
+        self.view.show(Seen::Proposal {
+            kernel: &self.kernels[kernel].spec.name,
+            pattern,
+            candidates: configs.len(),
+            against: &against.to_string(),
+            prediction: &prediction,
+        });
         self.record(JEvent::Proposal {
             kernel: self.name(kernel),
             pattern: pattern.to_string(),
@@ -153,19 +153,12 @@ impl<E: Evaluator> Dispatcher<E> {
             (eb, ab)
         };
         self.warn_cost_model(kernel, &e);
-        let verdict = match (&e.outcome, ab) {
-            (Outcome::Passed, Some(a)) => format!(
-                "{} {:.3}x [{:.3}, {:.3}]",
-                a.verdict.as_str(),
-                a.speedup,
-                a.ci_lo,
-                a.ci_hi
-            ),
-            (Outcome::Passed, None) => "passed, not compared".into(),
-            (o, _) => o.describe(),
-        };
-        self.view
-            .line(&format!("{:<10}   {config}: {verdict}", spec.name));
+        self.view.show(Seen::Candidate {
+            kernel: &spec.name,
+            config: &config.to_string(),
+            outcome: &e.outcome,
+            ab,
+        });
         tracing::debug!(kernel = %spec.name, pattern, config = %config, outcome = e.outcome.name(),
             verdict = ?ab.map(|a| a.verdict), speedup = ?ab.map(|a| a.speedup), "candidate");
         let r = candidate_result(&spec, &e, ab.map(|a| (a.verdict, a.speedup)));
@@ -219,11 +212,11 @@ impl<E: Evaluator> Dispatcher<E> {
                     .to_string()
             }
         };
-        self.view.line(&format!(
-            "{name:<10}   committed {} on {}",
-            &sha[..sha.len().min(10)],
-            self.ws.branch
-        ));
+        self.view.show(Seen::Committed {
+            kernel: &name,
+            sha: &sha,
+            branch: &self.ws.branch,
+        });
         self.record(JEvent::Commit {
             kernel: name,
             config: config.to_string(),
@@ -294,11 +287,14 @@ impl<E: Evaluator> Dispatcher<E> {
             ..
         } = &rec
         {
-            self.view.line(&format!(
-                "{:<10}   best {best} against the baseline, interleaved: {} {speedup:.3}x [{ci_lo:.3}, {ci_hi:.3}]",
-                spec.name,
-                journal::final_verdict_name(*verdict)
-            ));
+            self.view.show(Seen::Final {
+                kernel: &spec.name,
+                best: &best.to_string(),
+                verdict: *verdict,
+                speedup: *speedup,
+                ci_lo: *ci_lo,
+                ci_hi: *ci_hi,
+            });
         }
         Ok(cost)
     }

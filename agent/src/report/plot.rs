@@ -9,6 +9,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::{Report, Timing};
+use crate::state::RunState;
 
 const SIZE: (u32, u32) = (760, 420);
 
@@ -359,4 +360,52 @@ pub(crate) fn series(
         (false, true) => draw!(x0..x1, (y0..y1).log_scale()),
         (false, false) => draw!(x0..x1, y0..y1),
     }
+}
+
+/// The report's plots as (file name, SVG), from the report and the run's fold; a
+/// plot without data is left out.
+pub fn plots(r: &Report, state: &RunState) -> Vec<(String, String)> {
+    let rec = &state.recorded;
+    // Cumulative GPU seconds at each evaluation (the charges recorded before it).
+    let mut charges = rec.charges.iter().peekable();
+    let mut cum = 0.0;
+    let mut gpu_at = Vec::new();
+    for ev in &rec.evaluations {
+        while let Some(c) = charges.next_if(|c| c.seq < ev.seq) {
+            cum += c.value.gpu_s;
+        }
+        gpu_at.push((ev.kernel.clone(), ev.config.clone(), cum));
+    }
+    // Baseline and best of each kernel, with the cost model's bytes and FLOPs.
+    let mut points = Vec::new();
+    for k in &r.kernels {
+        let model = rec
+            .evaluations
+            .iter()
+            .filter(|e| e.pattern.is_none() && e.kernel == k.kernel)
+            .find_map(|e| {
+                e.evaluation
+                    .as_ref()?
+                    .roofline
+                    .as_ref()
+                    .map(|x| (x.bytes, x.flops))
+            });
+        let Some((bytes, flops)) = model.filter(|(b, f)| *b > 0.0 && *f > 0.0) else {
+            continue;
+        };
+        if let Some(t) = &k.baseline {
+            points.push((k.kernel.clone(), false, bytes, flops, t.clone()));
+        }
+        if let (Some(t), true) = (&k.best, k.best_config != k.baseline_config) {
+            points.push((k.kernel.clone(), true, bytes, flops, t.clone()));
+        }
+    }
+    [
+        ("progress.svg", progress(r, &gpu_at)),
+        ("candidates.svg", candidates(r)),
+        ("roofline.svg", roofline(r, &points)),
+    ]
+    .into_iter()
+    .filter_map(|(n, svg)| svg.map(|s| (n.to_string(), s)))
+    .collect()
 }

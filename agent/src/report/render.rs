@@ -2,8 +2,8 @@
 
 use std::fmt::Write;
 
-use crate::journal::Record;
 use crate::spec::plan::problem_label;
+use crate::state::RunState;
 
 use super::*;
 
@@ -414,10 +414,10 @@ fn csv_field(s: &str) -> String {
 }
 
 /// Every raw sample of the journal, one row each, labelled.
-pub fn samples_csv(records: &[Record]) -> String {
+pub fn samples_csv(state: &RunState) -> String {
     let mut o =
         String::from("record,role,kernel,config,problem,method,sample,us,sm_clock_mhz,throttled\n");
-    for (seq, role, e) in measured(records) {
+    for (seq, role, e) in state.recorded.measured() {
         let Some(m) = &e.measurement else { continue };
         let method = match m.method {
             TimingMethod::Cold => "cold".to_string(),

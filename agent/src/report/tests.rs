@@ -5,7 +5,12 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::journal;
+use crate::journal::{self, Event, Record};
+use crate::state::RunState;
+
+fn st(records: &[Record]) -> RunState {
+    RunState::from_records(records)
+}
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -55,8 +60,8 @@ fn snapshot(name: &str, text: &str) {
 fn reports_of_real_journals_match_their_snapshots_and_verify() {
     for name in names() {
         let recs = records(&name);
-        let r = build(&name, &recs);
-        let svgs = plots(&r, &recs);
+        let r = build(&name, &st(&recs));
+        let svgs = plots(&r, &st(&recs));
         let names: Vec<String> = svgs.iter().map(|p| p.0.clone()).collect();
         let md = markdown(&r, &names);
         for (file, svg) in &svgs {
@@ -103,7 +108,7 @@ fn reports_of_real_journals_match_their_snapshots_and_verify() {
 #[test]
 fn the_figures_are_recomputed_from_the_raw_samples() {
     let recs = records("h100-softmax-finished");
-    let r = build("soft5", &recs);
+    let r = build("soft5", &st(&recs));
     let k = &r.kernels[0];
     // The recorded summary of the baseline equals what its samples give.
     let e: Evaluation = recs
@@ -149,7 +154,7 @@ fn the_figures_are_recomputed_from_the_raw_samples() {
 #[test]
 fn verify_names_the_figure_when_one_sample_was_changed() {
     let recs = records("h100-softmax-finished");
-    let json = serde_json::to_value(build("soft5", &recs)).unwrap();
+    let json = serde_json::to_value(build("soft5", &st(&recs))).unwrap();
     let mut bad = recs.clone();
     // One sample of the baseline, 1% slower.
     let rec = bad
@@ -187,14 +192,31 @@ fn verify_names_the_figure_when_one_sample_was_changed() {
 fn samples_csv_loads_with_a_csv_reader_and_holds_every_sample() {
     for name in names() {
         let recs = records(&name);
-        let text = samples_csv(&recs);
+        let text = samples_csv(&st(&recs));
         let mut rd = csv::Reader::from_reader(text.as_bytes());
         let head: Vec<String> = rd.headers().unwrap().iter().map(str::to_string).collect();
         assert_eq!(head[..4], ["record", "role", "kernel", "config"]);
         let rows: Vec<csv::StringRecord> = rd.records().map(|r| r.unwrap()).collect();
-        let total: usize = measured(&recs)
+        // Counted from the records themselves, not from the fold the CSV is written from.
+        let samples = |v: &Typed<Evaluation>| {
+            v.get()
+                .and_then(|e| e.measurement.as_ref())
+                .map_or(0, |m| m.samples.len())
+        };
+        let total: usize = recs
             .iter()
-            .map(|(_, _, e)| e.measurement.as_ref().unwrap().samples.len())
+            .map(|r| match &r.event {
+                Event::Evaluated { evaluation, .. } | Event::StudyPoint { evaluation, .. } => {
+                    samples(evaluation)
+                }
+                Event::Verdict { against, .. } => samples(against),
+                Event::FinalComparison {
+                    baseline_evaluation,
+                    best_evaluation,
+                    ..
+                } => samples(baseline_evaluation) + samples(best_evaluation),
+                _ => 0,
+            })
             .sum();
         assert_eq!(rows.len(), total, "{name}");
         for r in &rows {
@@ -216,7 +238,7 @@ fn a_ceiling_fraction_above_one_is_an_anomaly_never_a_percentage() {
             _ => None,
         })
         .unwrap();
-    let t = timing(&e, seed_of(&recs)).unwrap();
+    let t = timing(&e, st(&recs).recorded.seed()).unwrap();
     let r = e.roofline.as_ref().unwrap();
     let achieved = r.bytes / (t.median_us * 1e-6) / 1e9;
     // A ceiling measured below what was achieved: 107% of "peak".
@@ -239,7 +261,7 @@ fn runs_stopped_by_budget_or_signal_have_complete_reports() {
         ("h100-layernorm-sigint", "stopped by SIGINT"),
     ] {
         let recs = records(name);
-        let r = build(name, &recs);
+        let r = build(name, &st(&recs));
         assert_eq!(r.state, "finished", "{name}");
         assert!(r.stop.contains(why), "{name}: {}", r.stop);
         let m = r.machine.as_ref().expect("a Machine record");
@@ -260,7 +282,7 @@ fn runs_stopped_by_budget_or_signal_have_complete_reports() {
 #[test]
 fn the_study_is_reported_as_throughput_per_unit_of_work() {
     let recs = records("h100-simsearch-q1-study");
-    let r = build("q1", &recs);
+    let r = build("q1", &st(&recs));
     let s = &r.studies[0];
     assert_eq!(
         s.result.rows.iter().map(|x| x.scale).collect::<Vec<_>>(),
@@ -274,13 +296,13 @@ fn the_study_is_reported_as_throughput_per_unit_of_work() {
         .iter()
         .any(|c| c.contains("throughput per unit of work") && c.contains("simsearch-q1")));
     // The roofline plot has the measured ceilings to draw.
-    assert!(plots(&r, &recs).iter().any(|p| p.0 == "roofline.svg"));
+    assert!(plots(&r, &st(&recs)).iter().any(|p| p.0 == "roofline.svg"));
 }
 
 #[test]
 fn compare_lines_two_runs_up_and_refuses_what_is_not_comparable() {
-    let a = build("budget1", &records("h100-rowsum-budget-stopped"));
-    let b = build("kill1", &records("h100-rowsum-layernorm"));
+    let a = build("budget1", &st(&records("h100-rowsum-budget-stopped")));
+    let b = build("kill1", &st(&records("h100-rowsum-layernorm")));
     let c = compare::compare(&a, &b, false).unwrap();
     assert!(c.forced.is_empty());
     let names: Vec<&str> = c.rows.iter().map(|r| r.kernel.as_str()).collect();

@@ -1,8 +1,10 @@
 //! One fold of the journal: [`RunState::apply`] reads records one at a time, and
 //! what every reader of a run needs comes from it: `status` (live or the morning
 //! after), a resume (the run's kernels, options, budgets, charges and what it
-//! already evaluated), the report's timeline. No other code folds the journal's
-//! records into the same facts.
+//! already evaluated, replayed from [`recorded::Recorded`]), the report (built from a
+//! `RunState` alone). No other code folds the journal's records into the same facts.
+
+pub mod recorded;
 
 use std::collections::BTreeMap;
 
@@ -33,6 +35,9 @@ pub struct KernelState {
     pub done: Option<String>,
     /// Paused after its share of the budget (it resumes once the others had theirs).
     pub paused: bool,
+    /// Why it was paused.
+    #[serde(skip)]
+    pub paused_reason: Option<String>,
     pub final_comparison: Option<String>,
     /// The workload-batching study's conclusion.
     pub study: Option<String>,
@@ -72,8 +77,6 @@ pub struct RunState {
     /// Set when the journal ends with a `RunFinished` (not followed by `Resumed`).
     pub finished: Option<String>,
     pub stop: Option<StopReason>,
-    /// Every charge, in order: replay them with [`RunState::ledger`].
-    pub charges: Vec<Charge>,
     /// The last ledger snapshot recorded.
     pub last_budget: Option<Spend>,
     /// How many times the run was resumed before.
@@ -86,6 +89,9 @@ pub struct RunState {
     pub next_seq: u64,
     /// Per kernel, in the order the journal first names them.
     pub kernel_states: Vec<KernelState>,
+    /// What the journal recorded, typed and in order (every charge included:
+    /// replay them with [`RunState::ledger`]).
+    pub recorded: recorded::Recorded,
 }
 
 /// A candidate the run already evaluated.
@@ -200,7 +206,6 @@ impl RunState {
                     },
                 );
             }
-            Event::Charge(c) => self.charges.push(c.clone()),
             Event::Budget { spent, .. } => self.last_budget = Some(*spent),
             Event::RunFinished { reason, stop } => {
                 self.finished = Some(reason.clone());
@@ -215,9 +220,11 @@ impl RunState {
             | Event::StudyPoint { .. }
             | Event::Study { .. }
             | Event::FinalComparison { .. }
+            | Event::Charge(_)
             | Event::Pivot { .. } => {}
         }
         self.kernel_fold(&rec.event);
+        self.recorded.apply(rec);
     }
 
     pub fn was_evaluated(&self, kernel: &str, config: &str) -> bool {
@@ -227,7 +234,13 @@ impl RunState {
 
     /// The ledger as it stood, rebuilt from the recorded charges.
     pub fn ledger(&self, price_per_gpu_hour: f64) -> Result<Ledger, ChargeError> {
-        Ledger::from_charges(price_per_gpu_hour, &self.charges)
+        let charges: Vec<Charge> = self
+            .recorded
+            .charges
+            .iter()
+            .map(|c| c.value.clone())
+            .collect();
+        Ledger::from_charges(price_per_gpu_hour, &charges)
     }
 
     /// Wall seconds from the run's first record to its last, the time the daemon
@@ -271,6 +284,7 @@ impl RunState {
                 let k = self.kernel(kernel);
                 k.evaluated += 1;
                 k.paused = false;
+                k.paused_reason = None;
                 *k.outcomes.entry(outcome.clone()).or_default() += 1;
                 if pattern.is_none() {
                     k.baseline = Some(config.clone());
@@ -287,6 +301,7 @@ impl RunState {
                 let k = self.kernel(kernel);
                 k.pattern = Some(pattern.clone());
                 k.paused = false;
+                k.paused_reason = None;
             }
             Event::Commit {
                 kernel,
@@ -315,8 +330,13 @@ impl RunState {
                 k.done = Some(reason.clone());
                 k.pattern = None;
                 k.paused = false;
+                k.paused_reason = None;
             }
-            Event::KernelPaused { kernel, .. } => self.kernel(kernel).paused = true,
+            Event::KernelPaused { kernel, reason } => {
+                let k = self.kernel(kernel);
+                k.paused = true;
+                k.paused_reason = Some(reason.clone());
+            }
             Event::Study { kernel, result, .. } => {
                 self.kernel(kernel).study = result.get().map(|r| r.conclusion.clone())
             }
