@@ -57,7 +57,24 @@ pub fn markdown(r: &Report, plots: &[String]) -> String {
         r.branch.as_deref().unwrap_or("-"),
         r.run_id
     );
+    machine_section(&mut o, r);
+    spend_section(&mut o, r);
+    kernels_section(&mut o, r);
+    if !plots.is_empty() {
+        let _ = writeln!(o, "\n## Plots\n");
+        for p in plots {
+            let _ = writeln!(o, "![{}](plots/{p})\n", p.trim_end_matches(".svg"));
+        }
+    }
+    iterations_section(&mut o, r);
+    patterns_section(&mut o, r);
+    predictions_section(&mut o, r);
+    closing_section(&mut o, r);
+    o
+}
 
+/// The device and what the run's samples say about it.
+fn machine_section(o: &mut String, r: &Report) {
     let _ = writeln!(o, "## Machine\n");
     match &r.machine {
         Some(m) => {
@@ -114,7 +131,10 @@ pub fn markdown(r: &Report, plots: &[String]) -> String {
         }
         None => o.push_str("No Machine record in the journal.\n"),
     }
+}
 
+/// The budget and what was spent, by stage and by kernel.
+fn spend_section(o: &mut String, r: &Report) {
     let s = &r.spend;
     let _ = writeln!(o, "\n## Budget and spend\n");
     let lim = |x: Option<f64>, f: &dyn Fn(f64) -> String| x.map_or("none".into(), f);
@@ -163,7 +183,10 @@ pub fn markdown(r: &Report, plots: &[String]) -> String {
         kernels.join(", "),
         r.stop
     );
+}
 
+/// One row per kernel: baseline, best, the interleaved comparison.
+fn kernels_section(o: &mut String, r: &Report) {
     let _ = writeln!(o, "## Kernels\n");
     let rows: Vec<Vec<String>> = r
         .kernels
@@ -204,14 +227,10 @@ pub fn markdown(r: &Report, plots: &[String]) -> String {
         ],
         &rows,
     ));
+}
 
-    if !plots.is_empty() {
-        let _ = writeln!(o, "\n## Plots\n");
-        for p in plots {
-            let _ = writeln!(o, "![{}](plots/{p})\n", p.trim_end_matches(".svg"));
-        }
-    }
-
+/// The lines of attack and every candidate.
+fn iterations_section(o: &mut String, r: &Report) {
     let _ = writeln!(o, "\n## Iterations\n");
     o.push_str("One row per line of attack: a pattern's candidates on a kernel, in order.\n\n");
     let rows: Vec<Vec<String>> = r
@@ -276,7 +295,10 @@ pub fn markdown(r: &Report, plots: &[String]) -> String {
         ],
         &rows,
     ));
+}
 
+/// What each pattern bought, the pivots, and what did not work.
+fn patterns_section(o: &mut String, r: &Report) {
     let _ = writeln!(o, "\n## Pattern ROI\n");
     let rows: Vec<Vec<String>> = r
         .patterns
@@ -323,7 +345,10 @@ pub fn markdown(r: &Report, plots: &[String]) -> String {
             f.examples.join("; ")
         );
     }
+}
 
+/// Predictions against measurements, and the workload studies.
+fn predictions_section(o: &mut String, r: &Report) {
     let _ = writeln!(o, "\n## Predictions against measurements\n");
     let rows: Vec<Vec<String>> = r
         .predictions
@@ -389,7 +414,10 @@ pub fn markdown(r: &Report, plots: &[String]) -> String {
             let _ = writeln!(o, "\n{}\n", s.result.conclusion);
         }
     }
+}
 
+/// The caveats and how to reproduce the run.
+fn closing_section(o: &mut String, r: &Report) {
     let _ = writeln!(o, "\n## Caveats\n");
     if r.caveats.is_empty() {
         o.push_str("None found in the data.\n");
@@ -402,7 +430,6 @@ pub fn markdown(r: &Report, plots: &[String]) -> String {
         let _ = writeln!(o, "{c}");
     }
     o.push_str("```\n");
-    o
 }
 
 fn csv_field(s: &str) -> String {
