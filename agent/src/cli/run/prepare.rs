@@ -1,5 +1,6 @@
-//! `nightshift run`: the daemon. Checks every input before any GPU time is spent,
-//! finds or starts the run, holds its lock, and hands the loop to the dispatcher.
+//! What `nightshift run` checks before any GPU time is spent: the kernels, the
+//! patterns, the budgets, git, and on a resume what this command asks against what
+//! the run was started with.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -7,19 +8,15 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::{exit, table, RunArgs};
-use crate::budget::{Budgets, StopReason};
-use crate::dispatch::{
-    view::{Seen, View},
-    Dispatcher, Evaluator, KernelEntry, RunSummary, Setup, StopFlag,
-};
-use crate::evaluate::{Options, Session};
-use crate::journal::{self, Event, Journal, RunKernel, RunOptions};
+use crate::budget::Budgets;
+use crate::journal::{self, RunKernel, RunOptions};
 use crate::patterns::Library;
-use crate::runs::{human_duration, lock_path, new_run_id, running_pid, unfinished_runs};
+use crate::runs::{new_run_id, running_pid, unfinished_runs};
 use crate::spec::KernelSpec;
 use crate::state::RunState;
-use crate::vcs::{self, Workspace};
+use crate::vcs;
+
+use super::super::RunArgs;
 
 /// Kernel directories: the ones named, else every `kernels/*/kernel.toml`.
 pub fn kernel_dirs(named: &[PathBuf]) -> Result<Vec<PathBuf>> {
@@ -243,25 +240,25 @@ fn names(ks: &[RunKernel]) -> String {
 }
 
 /// How a run was given its kernels and options, and what a resume changed.
-struct Prepared {
-    run_id: String,
-    resume: Option<journal::JournalRead>,
-    budgets: Budgets,
+pub(super) struct Prepared {
+    pub(super) run_id: String,
+    pub(super) resume: Option<journal::JournalRead>,
+    pub(super) budgets: Budgets,
     /// The budgets flags changed them on a resume.
-    budgets_changed: bool,
-    library: Library,
-    kernels: Vec<RunKernel>,
-    options: RunOptions,
+    pub(super) budgets_changed: bool,
+    pub(super) library: Library,
+    pub(super) kernels: Vec<RunKernel>,
+    pub(super) options: RunOptions,
     /// On a resume: what `--force` let through, one line each.
-    forced: Vec<String>,
-    kernels_changed: bool,
-    options_changed: bool,
-    repo: PathBuf,
+    pub(super) forced: Vec<String>,
+    pub(super) kernels_changed: bool,
+    pub(super) options_changed: bool,
+    pub(super) repo: PathBuf,
 }
 
 /// Every check that needs no GPU: specs, patterns, budgets, git, the run to resume
 /// and whether this command asks it for what it was started with.
-fn prepare(a: &RunArgs) -> Result<Prepared> {
+pub(super) fn prepare(a: &RunArgs) -> Result<Prepared> {
     let asked = asked_options(a)?;
     for id in a.run_id.iter().chain(&a.resume) {
         journal::check_run_id(id)?;
@@ -318,88 +315,10 @@ fn prepare(a: &RunArgs) -> Result<Prepared> {
         anyhow!("{e}\nnightshift run keeps its results as commits: run it inside a git repository")
     })?;
     let mut diffs = Vec::new();
-    // The kernels: the run's own, unless others are named.
-    let kernels = match r.kernels.clone() {
-        Some(theirs) => {
-            if a.kernels.is_empty() {
-                theirs
-            } else {
-                let named = resolve_kernels(&a.kernels, &repo)?;
-                let dirs = |ks: &[RunKernel]| ks.iter().map(|k| k.dir.clone()).collect::<Vec<_>>();
-                if dirs(&named) != dirs(&theirs) {
-                    diffs.push(format!(
-                        "kernels: the run was given {}; this command names {}",
-                        names(&theirs),
-                        names(&named)
-                    ));
-                    named
-                } else {
-                    theirs
-                }
-            }
-        }
-        None => {
-            eprintln!(
-                "run {id} was started before runs recorded their kernels: resuming with {}",
-                if a.kernels.is_empty() {
-                    "every kernels/*/"
-                } else {
-                    "the kernels named"
-                }
-            );
-            resolve_kernels(&a.kernels, &repo)?
-        }
-    };
+    let kernels = resume_kernels(a, &r, &repo, &id, &mut diffs)?;
     let kernels_changed = r.kernels.as_ref() != Some(&kernels);
-    // Each spec as it is on disk now, against the run's record of it.
-    let recorded: BTreeMap<&str, &RunKernel> = r
-        .kernels
-        .iter()
-        .flatten()
-        .map(|k| (k.dir.as_str(), k))
-        .collect();
-    for k in &kernels {
-        let Some(then) = recorded.get(k.dir.as_str()) else {
-            continue;
-        };
-        let now = KernelSpec::load(&repo.join(&k.dir)).map(|s| s.content_hash());
-        let what = match now {
-            Ok(h) if h == then.hash => continue,
-            Ok(h) => format!(
-                "its spec or sources changed (hash {} then, {h} now)",
-                then.hash
-            ),
-            Err(e) => format!("it cannot be read now ({e})"),
-        };
-        diffs.push(format!(
-            "{}: {what} since the run started; the run measures the version in its own \
-             worktree (branch {}, forked from the commit it started at), not your working tree",
-            k.dir,
-            vcs::branch_name(&id)
-        ));
-    }
-    // The options: the run's own, unless others are asked for.
-    let options = match &r.options {
-        Some(theirs) => {
-            let (d, mut o) = asked.against(theirs);
-            diffs.extend(d);
-            let now = patterns_hash(Path::new(&o.patterns));
-            if o.patterns == theirs.patterns && now != theirs.patterns_hash {
-                diffs.push(format!(
-                    "the pattern library {} changed since the run started (hash {} then, {now} now)",
-                    o.patterns, theirs.patterns_hash
-                ));
-            }
-            o.patterns_hash = now;
-            o
-        }
-        None => asked.for_new_run(patterns_hash(
-            asked
-                .patterns
-                .as_deref()
-                .unwrap_or(Path::new(DEFAULT_PATTERNS)),
-        )),
-    };
+    diffs.extend(spec_drift(&r, &kernels, &repo, &id));
+    let options = resume_options(&asked, &r, &mut diffs);
     let options_changed = r.options.as_ref().is_some_and(|o| o != &options);
     if !diffs.is_empty() && !a.force {
         bail!(
@@ -424,6 +343,107 @@ fn prepare(a: &RunArgs) -> Result<Prepared> {
         options_changed,
         repo,
     })
+}
+
+/// The kernels a resume runs: the run's own, unless others are named (a difference
+/// is noted in `diffs`).
+fn resume_kernels(
+    a: &RunArgs,
+    r: &RunState,
+    repo: &Path,
+    id: &str,
+    diffs: &mut Vec<String>,
+) -> Result<Vec<RunKernel>> {
+    Ok(match r.kernels.clone() {
+        Some(theirs) => {
+            if a.kernels.is_empty() {
+                theirs
+            } else {
+                let named = resolve_kernels(&a.kernels, repo)?;
+                let dirs = |ks: &[RunKernel]| ks.iter().map(|k| k.dir.clone()).collect::<Vec<_>>();
+                if dirs(&named) != dirs(&theirs) {
+                    diffs.push(format!(
+                        "kernels: the run was given {}; this command names {}",
+                        names(&theirs),
+                        names(&named)
+                    ));
+                    named
+                } else {
+                    theirs
+                }
+            }
+        }
+        None => {
+            eprintln!(
+                "run {id} was started before runs recorded their kernels: resuming with {}",
+                if a.kernels.is_empty() {
+                    "every kernels/*/"
+                } else {
+                    "the kernels named"
+                }
+            );
+            resolve_kernels(&a.kernels, repo)?
+        }
+    })
+}
+
+/// Each spec as it is on disk now, against the run's record of it: one line per
+/// kernel that changed since the run started.
+fn spec_drift(r: &RunState, kernels: &[RunKernel], repo: &Path, id: &str) -> Vec<String> {
+    let recorded: BTreeMap<&str, &RunKernel> = r
+        .kernels
+        .iter()
+        .flatten()
+        .map(|k| (k.dir.as_str(), k))
+        .collect();
+    let mut diffs = Vec::new();
+    for k in kernels {
+        let Some(then) = recorded.get(k.dir.as_str()) else {
+            continue;
+        };
+        let now = KernelSpec::load(&repo.join(&k.dir)).map(|s| s.content_hash());
+        let what = match now {
+            Ok(h) if h == then.hash => continue,
+            Ok(h) => format!(
+                "its spec or sources changed (hash {} then, {h} now)",
+                then.hash
+            ),
+            Err(e) => format!("it cannot be read now ({e})"),
+        };
+        diffs.push(format!(
+            "{}: {what} since the run started; the run measures the version in its own \
+             worktree (branch {}, forked from the commit it started at), not your working tree",
+            k.dir,
+            vcs::branch_name(id)
+        ));
+    }
+    diffs
+}
+
+/// The options a resume runs with: the run's own, unless others are asked for (each
+/// difference, and a pattern library changed on disk, noted in `diffs`).
+fn resume_options(asked: &AskedOptions, r: &RunState, diffs: &mut Vec<String>) -> RunOptions {
+    match &r.options {
+        Some(theirs) => {
+            let (d, mut o) = asked.against(theirs);
+            diffs.extend(d);
+            let now = patterns_hash(Path::new(&o.patterns));
+            if o.patterns == theirs.patterns && now != theirs.patterns_hash {
+                diffs.push(format!(
+                    "the pattern library {} changed since the run started (hash {} then, {now} now)",
+                    o.patterns, theirs.patterns_hash
+                ));
+            }
+            o.patterns_hash = now;
+            o
+        }
+        None => asked.for_new_run(patterns_hash(
+            asked
+                .patterns
+                .as_deref()
+                .unwrap_or(Path::new(DEFAULT_PATTERNS)),
+        )),
+    }
 }
 
 fn prepare_new(a: &RunArgs, asked: &AskedOptions, run_id: String) -> Result<Prepared> {
@@ -466,339 +486,4 @@ fn prepare_new(a: &RunArgs, asked: &AskedOptions, run_id: String) -> Result<Prep
         options_changed: false,
         repo,
     })
-}
-
-pub fn run(a: &RunArgs, opts: Options) -> i32 {
-    super::exit_code(run_inner(a, opts))
-}
-
-/// The evaluation options of the run's recorded options.
-fn session_options(mut opts: Options, o: &RunOptions, watchdog: Duration) -> Options {
-    opts.gpu = o.gpu;
-    opts.min_gain = o.min_gain;
-    opts.measure.rule.max_time = Duration::from_secs_f64(o.max_time_s.clamp(0.1, 3600.0));
-    opts.measure.rule.target_rel = o.target_noise;
-    opts.measure.energy_ms = o.energy_ms;
-    opts.watchdog = watchdog;
-    opts
-}
-
-fn run_inner(a: &RunArgs, opts: Options) -> Result<i32> {
-    let p = prepare(a)?;
-    let opts = session_options(opts, &p.options, p.budgets.limits.candidate_watchdog);
-    let view = if a.common.json {
-        View::quiet()
-    } else {
-        View::stderr()
-    };
-    #[cfg(debug_assertions)]
-    if std::env::var_os("NIGHTSHIFT_FAKE_GPU").is_some_and(|v| v == "1") {
-        let ms = std::env::var("NIGHTSHIFT_FAKE_GPU_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(20);
-        let fake = crate::dispatch::fake::FakeGpu::new(Duration::from_millis(ms));
-        return carry_out(a, p, fake, view);
-    }
-    // The GPU last: nothing above spent any of its time.
-    let session = match Session::start(opts, view.progress()) {
-        Ok(s) => s,
-        Err(e) => {
-            view.clear();
-            eprintln!("error: {e}");
-            eprintln!("`nightshift doctor` checks the driver, CUDA and the device");
-            return Ok(exit::NO_GPU);
-        }
-    };
-    carry_out(a, p, session, view)
-}
-
-/// The run itself, on `ev`: the journal opened or started, the worktree, the loop.
-fn carry_out<E: Evaluator>(a: &RunArgs, p: Prepared, ev: E, view: View) -> Result<i32> {
-    let device = ev.device_name();
-    if let Some(r) = &p.resume {
-        let recorded = RunState::from_records(&r.records)
-            .device
-            .unwrap_or_default();
-        if recorded != device && !a.force {
-            ev.shutdown();
-            bail!(
-                "run {} was measured on {recorded}, this is {device}: its measurements would not compare; \
-                 start a new run (or --force)",
-                p.run_id
-            );
-        }
-    }
-    let reports = &a.reports;
-    std::fs::create_dir_all(reports.join(&p.run_id))
-        .with_context(|| format!("creating {}", reports.join(&p.run_id).display()))?;
-    let lock = lock_path(reports, &p.run_id);
-    std::fs::write(&lock, std::process::id().to_string())
-        .with_context(|| format!("writing {}", lock.display()))?;
-    let wt = vcs::worktree_dir(&p.repo, &p.run_id)?;
-    let ws = Workspace::open(&p.repo, &p.run_id, &wt)?;
-    // Under the run's lock: git's own locks left by a kill -9 mid-commit are stale.
-    for lock in ws.clear_stale_locks()? {
-        eprintln!(
-            "removed {} (left by a run killed inside git)",
-            lock.display()
-        );
-    }
-    ws.discard()?;
-    let mut kernels = Vec::new();
-    for k in &p.kernels {
-        let rel = PathBuf::from(&k.dir);
-        let spec = KernelSpec::load(&ws.root.join(&rel)).map_err(|e| {
-            anyhow!(
-                "{e}\n(the run measures its own worktree, {}, which is the commit it started from)",
-                ws.root.display()
-            )
-        })?;
-        kernels.push(KernelEntry { spec, rel_dir: rel });
-    }
-    let (journal, previous) = match &p.resume {
-        None => {
-            let mut j = Journal::create(reports, &p.run_id)?;
-            j.append(&Event::RunStarted {
-                run_id: p.run_id.clone(),
-                device: device.clone(),
-                budgets: p.budgets.clone().into(),
-                git_branch: Some(ws.branch.clone()),
-                kernels: p.kernels.clone(),
-                options: Some(p.options.clone()),
-            })?;
-            (j, vec![])
-        }
-        Some(_) => {
-            let path = reports.join(&p.run_id).join(journal::FILE_NAME);
-            let (mut j, read) = Journal::open_append(&path)?;
-            let dropped = read.torn.as_ref().map(|t| t.to_string());
-            if let Some(d) = &dropped {
-                eprintln!(
-                    "the journal's last record was cut short by the crash and is dropped: {d}"
-                );
-            }
-            let down_s = read.records.last().map(|r| {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
-                now.saturating_sub(r.t_ms) as f64 / 1e3
-            });
-            if let Some(d) = down_s.filter(|d| *d >= 1.0) {
-                eprintln!(
-                    "run {} was down for {} since its last record; the wall limit counts that time, \
-                     GPU-hours and dollars do not (your provider may have billed it)",
-                    p.run_id,
-                    human_duration(d)
-                );
-            }
-            for f in &p.forced {
-                eprintln!("--force: resuming despite: {f}");
-            }
-            j.append(&Event::Resumed {
-                device: device.clone(),
-                dropped,
-                down_s,
-                forced: p.forced.clone(),
-                kernels: p.kernels_changed.then(|| p.kernels.clone()),
-                options: p.options_changed.then(|| p.options.clone()),
-                budgets: if p.budgets_changed {
-                    p.budgets.clone().into()
-                } else {
-                    journal::Typed::Unread
-                },
-            })?;
-            (j, read.records)
-        }
-    };
-    let resumed = !previous.is_empty();
-    view.show(Seen::Started {
-        run_id: &p.run_id,
-        device: &device,
-        kernels: kernels.len(),
-        branch: &ws.branch,
-        journal: journal.path(),
-        resumed,
-    });
-    let stop = StopFlag::default();
-    let setup = Setup {
-        run_id: p.run_id.clone(),
-        kernels,
-        library: p.library,
-        budgets: p.budgets,
-        workspace: ws,
-        evaluator: ev,
-        journal,
-        previous,
-        stop: stop.clone(),
-        view: view.clone(),
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let run_id = p.run_id.clone();
-    let summary = rt.block_on(async move {
-        tokio::spawn(watch_signals(stop, run_id));
-        Dispatcher::new(setup)?.run().await
-    });
-    let _ = std::fs::remove_file(&lock);
-    // The report, however the run ended (its journal is complete either way).
-    let report = super::report::write(&a.reports, &p.run_id);
-    // A failure once the run is under way (a journal write, git, the worker) is the
-    // infrastructure's, not bad input: exit 3, and the run can be resumed.
-    let summary = match summary {
-        Ok(s) => s,
-        Err(e) => {
-            view.clear();
-            eprintln!(
-                "error: {e:#}\nthe run stopped; `nightshift run --resume {}` continues it",
-                p.run_id
-            );
-            return Ok(exit::NO_GPU);
-        }
-    };
-    if let Ok(ws) = Workspace::open(&p.repo, &p.run_id, &wt) {
-        // The branch keeps the commits; the checkout is not needed any more.
-        let _ = ws.remove();
-    }
-    if a.common.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
-        print!("{}", render(&summary));
-    }
-    match report {
-        Ok((_, files)) if !a.common.json => println!(
-            "report: {}",
-            files
-                .iter()
-                .map(|f| f.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        Ok(_) => {}
-        Err(e) => eprintln!(
-            "warning: the report was not written: {e:#}; `nightshift report {}` retries",
-            p.run_id
-        ),
-    }
-    Ok(match summary.stop_reason {
-        Some(StopReason::Signal { .. }) => exit::INTERRUPTED,
-        _ => exit::OK,
-    })
-}
-
-async fn watch_signals(stop: StopFlag, run_id: String) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        tracing::warn!(
-            "cannot watch SIGINT/SIGTERM: a signal will kill the run without a clean stop"
-        );
-        return;
-    };
-    let mut count = 0;
-    loop {
-        let name = tokio::select! {
-            _ = int.recv() => "SIGINT",
-            _ = term.recv() => "SIGTERM",
-        };
-        count += 1;
-        if count == 1 {
-            stop.request(name);
-            eprintln!(
-                "\n{name}: stopping after the candidate in flight (send it again to stop at once)"
-            );
-        } else {
-            eprintln!(
-                "\n{name} again: stopping now; `nightshift run --resume {run_id}` continues the run"
-            );
-            std::process::exit(exit::INTERRUPTED);
-        }
-    }
-}
-
-/// The closing summary, for a terminal.
-pub fn render(s: &RunSummary) -> String {
-    let mut out = format!("\nrun {} on {}: {}\n", s.run_id, s.device, s.stop);
-    let rows: Vec<Vec<String>> = s
-        .kernels
-        .iter()
-        .map(|k| {
-            let tried: usize = k.outcomes.values().sum();
-            let failed: Vec<String> = k
-                .outcomes
-                .iter()
-                .filter(|(o, _)| o.as_str() != "passed")
-                .map(|(o, n)| format!("{n} {o}"))
-                .collect();
-            vec![
-                k.kernel.clone(),
-                k.baseline_us.map_or("-".into(), |t| format!("{t:.2}")),
-                k.best_us.map_or("-".into(), |t| format!("{t:.2}")),
-                match (k.final_speedup, &k.final_verdict) {
-                    (Some((x, lo, hi)), Some(v)) => format!("{x:.3}x [{lo:.3}, {hi:.3}] {v}"),
-                    (None, Some(v)) => v.clone(),
-                    _ if k.commits.is_empty() => "no gain".into(),
-                    _ => "not compared".into(),
-                },
-                k.commits.len().to_string(),
-                format!(
-                    "{tried}{}",
-                    if failed.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", failed.join(", "))
-                    }
-                ),
-                k.best.clone().unwrap_or_default(),
-            ]
-        })
-        .collect();
-    out.push_str(&table::render(
-        &[
-            "kernel",
-            "baseline µs",
-            "best µs",
-            "best vs baseline (95% CI)",
-            "commits",
-            "evaluated",
-            "best configuration",
-        ],
-        &rows,
-    ));
-    for k in &s.kernels {
-        if let Some(c) = &k.study {
-            out.push_str(&format!("{} workload batching: {c}\n", k.kernel));
-        }
-    }
-    let busy = if s.wall_s > 0.0 {
-        100.0 * s.gpu_busy_s / s.wall_s
-    } else {
-        0.0
-    };
-    out.push_str(&format!(
-        "\nspent {:.2} GPU-hours, ${:.2}; this process: {:.0} s wall, GPU validating or measuring {busy:.0}% of it, {} candidate(s) evaluated{}{}\n",
-        s.spent.gpu_s / 3600.0,
-        s.dollars,
-        s.wall_s,
-        s.evaluated,
-        if s.replayed > 0 {
-            format!(", {} answered from the journal", s.replayed)
-        } else {
-            String::new()
-        },
-        if s.overrun_s > 0.0 {
-            format!("; {:.0} s past the wall budget", s.overrun_s)
-        } else {
-            String::new()
-        }
-    ));
-    out.push_str(&format!(
-        "commits are on branch {} (`git log {}`); the journal is reports/{}/journal.jsonl\n",
-        s.branch, s.branch, s.run_id
-    ));
-    out
 }
