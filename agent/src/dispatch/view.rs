@@ -100,6 +100,21 @@ pub enum Seen<'a> {
     },
 }
 
+/// A candidate's verdict, or why it has none.
+fn verdict(outcome: &Outcome, ab: Option<&AbFigures>) -> String {
+    match (outcome, ab) {
+        (Outcome::Passed, Some(a)) => format!(
+            "{} {:.3}x [{:.3}, {:.3}]",
+            a.verdict.as_str(),
+            a.speedup,
+            a.ci_lo,
+            a.ci_hi
+        ),
+        (Outcome::Passed, None) => "passed, not compared".into(),
+        (o, _) => o.describe(),
+    }
+}
+
 fn median(m: Option<f64>) -> String {
     m.map(|m| format!(", median {m:.2} µs")).unwrap_or_default()
 }
@@ -152,20 +167,7 @@ impl Seen<'_> {
                 config,
                 outcome,
                 ab,
-            } => {
-                let verdict = match (outcome, ab) {
-                    (Outcome::Passed, Some(a)) => format!(
-                        "{} {:.3}x [{:.3}, {:.3}]",
-                        a.verdict.as_str(),
-                        a.speedup,
-                        a.ci_lo,
-                        a.ci_hi
-                    ),
-                    (Outcome::Passed, None) => "passed, not compared".into(),
-                    (o, _) => o.describe(),
-                };
-                format!("{kernel:<10}   {config}: {verdict}")
-            }
+            } => format!("{kernel:<10}   {config}: {}", verdict(outcome, ab.as_ref())),
             Seen::Committed {
                 kernel,
                 sha,

@@ -168,6 +168,38 @@ pub fn predicted_x(text: &str) -> Option<f64> {
     text.split('x').next()?.trim().parse().ok()
 }
 
+/// A `Verdict` record's figures and evidence.
+fn judged(seq: u64, e: &Event) -> Option<Judged> {
+    let Event::Verdict {
+        baseline,
+        verdict,
+        speedup,
+        ci_lo,
+        ci_hi,
+        pairs,
+        min_gain,
+        against,
+        ..
+    } = e
+    else {
+        return None;
+    };
+    Some(Judged {
+        seq,
+        baseline: baseline.clone(),
+        figures: AbFigures {
+            verdict: *verdict,
+            speedup: *speedup,
+            ci_lo: *ci_lo,
+            ci_hi: *ci_hi,
+            pairs: *pairs,
+            min_gain: *min_gain,
+        },
+        min_gain: *min_gain,
+        against: against.get().cloned(),
+    })
+}
+
 fn event_kernel(e: &Event) -> Option<&str> {
     match e {
         Event::FinalComparison { kernel, .. } | Event::Study { kernel, .. } => Some(kernel),
@@ -230,34 +262,10 @@ impl Recorded {
                 verdict: None,
                 decision: None,
             }),
-            Event::Verdict {
-                kernel,
-                config,
-                baseline,
-                verdict,
-                speedup,
-                ci_lo,
-                ci_hi,
-                pairs,
-                min_gain,
-                against,
-            } => {
-                let judged = Judged {
-                    seq,
-                    baseline: baseline.clone(),
-                    figures: AbFigures {
-                        verdict: *verdict,
-                        speedup: *speedup,
-                        ci_lo: *ci_lo,
-                        ci_hi: *ci_hi,
-                        pairs: *pairs,
-                        min_gain: *min_gain,
-                    },
-                    min_gain: *min_gain,
-                    against: against.get().cloned(),
-                };
-                if let Some(e) = self.last_mut(kernel, config) {
-                    e.verdict = Some(judged);
+            Event::Verdict { kernel, config, .. } => {
+                let judged = judged(seq, &rec.event);
+                if let (Some(e), Some(j)) = (self.last_mut(kernel, config), judged) {
+                    e.verdict = Some(j);
                 }
             }
             Event::Commit {
