@@ -1,0 +1,153 @@
+//! What the controller hears ([`Event`]: what came back from carrying out an
+//! action) and what it says ([`Action`]): the whole of its conversation with the
+//! dispatcher.
+
+use serde::{Deserialize, Serialize};
+
+use crate::budget::{Stage, StopReason};
+use crate::measure::Verdict;
+use crate::patterns::Prediction;
+use crate::profile::Profile;
+use crate::spec::Config;
+
+/// What came back from carrying out an action.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Started,
+    /// The baseline of `kernel` was validated and measured (or failed to be).
+    Baseline {
+        kernel: usize,
+        result: CandidateResult,
+    },
+    /// A candidate was validated and compared with the current best.
+    Evaluated {
+        kernel: usize,
+        config: Config,
+        result: CandidateResult,
+    },
+    /// A point of the study of `kernel` was measured (or answered from the journal);
+    /// what it cost, by stage. `None`: the journal concluded the study before this
+    /// point (a resumed run follows its record).
+    StudyPoint {
+        kernel: usize,
+        scale: i64,
+        cost: Option<Vec<(Stage, f64)>>,
+    },
+    /// The final comparison of `kernel` (its best against its baseline) was made, or
+    /// answered from the journal; what it cost, by stage.
+    Compared {
+        kernel: usize,
+        cost: Vec<(Stage, f64)>,
+    },
+    /// SIGINT or SIGTERM.
+    Interrupted {
+        signal: String,
+    },
+    /// A resumed run's replay of its journal ended: the work asked for last was
+    /// admitted on the ledger and clock of the moment it was first asked for; it is
+    /// admitted again now on everything the run spent (the daemon may have been
+    /// down past a limit). Answered with nothing, or with a stop.
+    Resumed,
+}
+
+/// One configuration's result, as the dispatcher reports it.
+#[derive(Debug, Clone)]
+pub struct CandidateResult {
+    /// Passed validation (and measurement).
+    pub passed: bool,
+    /// The outcome's name (`passed`, `incorrect`, `hung`, ...) or why it failed.
+    pub outcome: String,
+    /// Against the current best, when both were measured interleaved.
+    pub verdict: Option<Verdict>,
+    pub speedup: Option<f64>,
+    /// The profile of this configuration, when it passed and was measured.
+    pub profile: Option<Profile>,
+    /// What it cost, by stage (compile, validate, measure).
+    pub cost: Vec<(Stage, f64)>,
+}
+
+/// What the dispatcher is to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    MeasureBaseline {
+        kernel: usize,
+        config: Config,
+    },
+    /// Validate `config` and measure it interleaved with `against` (the current best).
+    Evaluate {
+        kernel: usize,
+        pattern: String,
+        config: Config,
+        against: Config,
+        prediction: Option<Prediction>,
+    },
+    Commit {
+        kernel: usize,
+        pattern: String,
+        config: Config,
+        speedup: f64,
+    },
+    Revert {
+        kernel: usize,
+        pattern: String,
+        config: Config,
+        reason: String,
+    },
+    Pivot {
+        kernel: usize,
+        pattern: String,
+        reason: String,
+    },
+    /// A study begins: `config` is to be measured with the spec's workload axes
+    /// multiplied by each scale (and at the caller's size, x1), one
+    /// [`Action::StudyPoint`] at a time, for throughput per unit of work.
+    StudyBegin {
+        kernel: usize,
+        pattern: String,
+        config: Config,
+        axes: Vec<String>,
+        scales: Vec<i64>,
+        budget_s: f64,
+    },
+    /// Measure one point of the study. Answered with [`Event::StudyPoint`].
+    StudyPoint {
+        kernel: usize,
+        pattern: String,
+        config: Config,
+        scale: i64,
+    },
+    /// The study is over: conclude from the points measured (cut short, and why, when
+    /// its budget or the run's did not take them all).
+    StudyEnd {
+        kernel: usize,
+        pattern: String,
+        config: Config,
+        cut_short: Option<String>,
+    },
+    /// The kernel spent its share of the budget while others wait; it resumes later.
+    KernelPaused {
+        kernel: usize,
+        reason: String,
+    },
+    /// Nothing more for this kernel.
+    KernelDone {
+        kernel: usize,
+        reason: String,
+    },
+    /// Measure the kernel's best interleaved with its baseline once more, so the
+    /// gain of the whole run has one interval. Answered with [`Event::Compared`].
+    FinalComparison {
+        kernel: usize,
+        baseline: Config,
+        best: Config,
+    },
+    /// The final comparison of a kernel with a gain does not fit the budget.
+    FinalSkipped {
+        kernel: usize,
+        reason: String,
+    },
+    Stop {
+        reason: StopReason,
+    },
+}
