@@ -293,230 +293,349 @@ impl Worker {
         cost: &mut ValidationCost,
     ) -> Step<()> {
         self.builtins()?;
+        for si in 0..job.sizes.len() {
+            self.validate_size(job, si, cand, reference, r, cost)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the candidate and the reference can launch at `plan` at all.
+    fn check_launchable(&self, cand: &Cand, reference: &Cand, plan: &SizePlan) -> Step<()> {
+        if let Some(p) = cand
+            .kernel()
+            .and_then(|k| self.gpu.launch_problem(k, &plan.launch))
+        {
+            return Err(Stop::Reject(Outcome::Unlaunchable {
+                reason: format!("at {}: {p}", plan.label),
+            }));
+        }
+        let ref_dims = plan.ref_launch.unwrap_or(plan.launch);
+        if let Some(p) = reference
+            .kernel()
+            .and_then(|k| self.gpu.launch_problem(k, &ref_dims))
+        {
+            return Err(Stop::Infra(format!(
+                "the reference cannot launch at {}: {p}",
+                plan.label
+            )));
+        }
+        Ok(())
+    }
+
+    /// The protocol at the job's size `si`: its buffers allocated once, then every
+    /// trial: inputs, the reference's outputs, and one or two runs of the candidate.
+    fn validate_size(
+        &mut self,
+        job: &EvalJob,
+        si: usize,
+        cand: &Cand,
+        reference: &Cand,
+        r: &mut WorkerReport,
+        cost: &mut ValidationCost,
+    ) -> Step<()> {
+        let plan = &job.sizes[si];
         let v = &job.validation;
-        let tol_of = |kind| move |d: DType| v.tolerance(d, kind);
-        for (si, plan) in job.sizes.iter().enumerate() {
-            if let Some(p) = cand
-                .kernel()
-                .and_then(|k| self.gpu.launch_problem(k, &plan.launch))
-            {
-                return Err(Stop::Reject(Outcome::Unlaunchable {
-                    reason: format!("at {}: {p}", plan.label),
-                }));
-            }
-            let ref_dims = plan.ref_launch.unwrap_or(plan.launch);
-            if let Some(p) = reference
-                .kernel()
-                .and_then(|k| self.gpu.launch_problem(k, &ref_dims))
-            {
-                return Err(Stop::Infra(format!(
-                    "the reference cannot launch at {}: {p}",
-                    plan.label
-                )));
-            }
-            let g = match Guarded::alloc(&self.gpu, plan, GUARD_BYTES) {
-                Ok(g) => g,
-                Err(e) if e.is_out_of_memory() => return Err(self.no_room(plan)),
-                Err(e) => return Err(self.infra_err("allocate arguments", e)),
-            };
-            let pristine = self.alloc_some(plan, |io| matches!(io, Io::In | Io::Inout))?;
-            let first = if v.deterministic {
-                self.alloc_some(plan, |io| matches!(io, Io::Out | Io::Inout))?
+        self.check_launchable(cand, reference, plan)?;
+        let g = match Guarded::alloc(&self.gpu, plan, GUARD_BYTES) {
+            Ok(g) => g,
+            Err(e) if e.is_out_of_memory() => return Err(self.no_room(plan)),
+            Err(e) => return Err(self.infra_err("allocate arguments", e)),
+        };
+        let pristine = self.alloc_some(plan, |io| matches!(io, Io::In | Io::Inout))?;
+        let first = if v.deterministic {
+            self.alloc_some(plan, |io| matches!(io, Io::Out | Io::Inout))?
+        } else {
+            Vec::new()
+        };
+        let mut ref_bufs: Option<ArgBuffers> = None;
+        let insides: Vec<Option<DeviceView>> = (0..plan.args.len()).map(|i| g.inside(i)).collect();
+        let dst: Vec<Option<&dyn DeviceMem>> = insides
+            .iter()
+            .map(|v| v.as_ref().map(|v| v as &dyn DeviceMem))
+            .collect();
+        let size = Size {
+            plan,
+            guarded: &g,
+            dst: &dst,
+            pristine: &pristine,
+            first: &first,
+        };
+        for trial in 0..=(v.trials as usize) {
+            let kind = if trial == v.trials as usize {
+                TrialKind::Large
             } else {
-                Vec::new()
+                TrialKind::Normal
             };
-            let mut ref_bufs: Option<ArgBuffers> = None;
-            let insides: Vec<Option<DeviceView>> =
-                (0..plan.args.len()).map(|i| g.inside(i)).collect();
-            let dst: Vec<Option<&dyn DeviceMem>> = insides
-                .iter()
-                .map(|v| v.as_ref().map(|v| v as &dyn DeviceMem))
-                .collect();
-            for trial in 0..=(v.trials as usize) {
-                let kind = if trial == v.trials as usize {
-                    TrialKind::Large
+            let seed = validate::trial_seed(v.seed, si, trial);
+            let at = format!("{} trial {trial}", plan.label);
+            let t = Instant::now();
+            self.link.progress(&format!("inputs at {at}"));
+            self.gen_inputs(plan, &pristine, kind, seed)
+                .map_err(|e| self.infra_err("generate inputs", e))?;
+            cost.generate_ms += ms(t);
+
+            let key = ref_key(&job.reference, plan, seed, trial, kind);
+            let t = Instant::now();
+            self.trial_reference(reference, &size, &key, &at, &mut ref_bufs, cost)?;
+            cost.reference_ms += ms(t);
+
+            let runs = if v.deterministic { 2 } else { 1 };
+            for run in 0..runs {
+                let stage = if run == 0 {
+                    format!("candidate at {at}")
                 } else {
-                    TrialKind::Normal
+                    format!("candidate again at {at}")
                 };
-                let seed = validate::trial_seed(v.seed, si, trial);
-                let at = format!("{} trial {trial}", plan.label);
+                let run = Run {
+                    trial,
+                    kind,
+                    run,
+                    key: &key,
+                    stage,
+                };
                 let t = Instant::now();
-                self.link.progress(&format!("inputs at {at}"));
-                self.gen_inputs(plan, &pristine, kind, seed)
-                    .map_err(|e| self.infra_err("generate inputs", e))?;
-                cost.generate_ms += ms(t);
+                self.run_candidate(cand, &size, &run)?;
+                cost.candidate_ms += ms(t);
 
-                let key = ref_key(&job.reference, plan, seed, trial, kind);
                 let t = Instant::now();
-                match self.refs.get(&key) {
-                    Some(kept) => {
-                        cost.references_reused += 1;
-                        let on = kept.iter().flatten().next().map_or("device", Kept::place);
-                        if !cost.kept_on.iter().any(|k| k == on) {
-                            cost.kept_on.push(on.to_string());
-                        }
-                    }
-                    None => {
-                        if ref_bufs.is_none() {
-                            ref_bufs = Some(self.alloc(plan, 1)?.remove(0));
-                        }
-                        let bufs = ref_bufs
-                            .as_ref()
-                            .ok_or_else(|| Stop::Infra("no buffers".into()))?;
-                        self.keep_reference(
-                            reference,
-                            plan,
-                            bufs,
-                            &pristine,
-                            &key,
-                            &format!("reference at {at}"),
-                        )?;
-                        cost.references_computed += 1;
-                    }
+                self.check_guards_and_inputs(&size, &run)?;
+                self.check_outputs(&size, &run, v, r)?;
+                self.check_against_first_run(&size, &run, v.bitwise, r)?;
+                cost.compare_ms += ms(t);
+            }
+        }
+        Ok(())
+    }
+
+    /// The reference's outputs for a trial's inputs under `key`: reused when kept,
+    /// else computed (in `ref_bufs`, allocated on first need) and kept.
+    fn trial_reference(
+        &mut self,
+        reference: &Cand,
+        size: &Size,
+        key: &str,
+        at: &str,
+        ref_bufs: &mut Option<ArgBuffers>,
+        cost: &mut ValidationCost,
+    ) -> Step<()> {
+        match self.refs.get(key) {
+            Some(kept) => {
+                cost.references_reused += 1;
+                let on = kept.iter().flatten().next().map_or("device", Kept::place);
+                if !cost.kept_on.iter().any(|k| k == on) {
+                    cost.kept_on.push(on.to_string());
                 }
-                cost.reference_ms += ms(t);
+            }
+            None => {
+                if ref_bufs.is_none() {
+                    *ref_bufs = Some(self.alloc(size.plan, 1)?.remove(0));
+                }
+                let bufs = ref_bufs
+                    .as_ref()
+                    .ok_or_else(|| Stop::Infra("no buffers".into()))?;
+                self.keep_reference(
+                    reference,
+                    size.plan,
+                    bufs,
+                    size.pristine,
+                    key,
+                    &format!("reference at {at}"),
+                )?;
+                cost.references_computed += 1;
+            }
+        }
+        Ok(())
+    }
 
-                let runs = if v.deterministic { 2 } else { 1 };
-                for run in 0..runs {
-                    let stage = if run == 0 {
-                        format!("candidate at {at}")
-                    } else {
-                        format!("candidate again at {at}")
-                    };
-                    let t = Instant::now();
-                    let prepared = self
-                        .load_args(plan, &dst, &pristine)
-                        .and_then(|()| g.arm(&self.gpu));
-                    prepared.map_err(|e| self.infra_err("prepare arguments", e))?;
-                    self.link.progress(&stage);
-                    let launched = g
-                        .params(plan)
-                        .and_then(|mut p| exec(&self.gpu, cand, plan, &plan.launch, &mut p))
-                        .and_then(|()| self.gpu.sync());
-                    launched.map_err(|e| self.candidate_err(&stage, e))?;
-                    cost.candidate_ms += ms(t);
+    /// One run of the candidate on the trial's inputs, its buffers between armed guards.
+    fn run_candidate(&mut self, cand: &Cand, size: &Size, run: &Run) -> Step<()> {
+        let (plan, g) = (size.plan, size.guarded);
+        let prepared = self
+            .load_args(plan, size.dst, size.pristine)
+            .and_then(|()| g.arm(&self.gpu));
+        prepared.map_err(|e| self.infra_err("prepare arguments", e))?;
+        self.link.progress(&run.stage);
+        let launched = g
+            .params(plan)
+            .and_then(|mut p| exec(&self.gpu, cand, plan, &plan.launch, &mut p))
+            .and_then(|()| self.gpu.sync());
+        launched.map_err(|e| self.candidate_err(&run.stage, e))?;
+        Ok(())
+    }
 
-                    let t = Instant::now();
-                    if let Some(x) = g
-                        .trespass(&self.gpu)
-                        .map_err(|e| self.candidate_err(&stage, e))?
-                    {
-                        return Err(Stop::Reject(Outcome::OutOfBounds {
-                            size: plan.label.clone(),
-                            trial,
-                            arg: plan.args[x.arg].name().to_string(),
-                            side: if x.after { "after" } else { "before" }.into(),
-                            bytes: x.bytes,
-                        }));
-                    }
-                    for (ai, a) in plan.args.iter().enumerate() {
-                        if let (
-                            ArgPlan::Buffer {
-                                name,
-                                dtype,
-                                len,
-                                io: Io::In,
-                                ..
-                            },
-                            Some(d),
-                            Some(p),
-                        ) = (a, dst[ai], &pristine[ai])
-                        {
-                            let diff = self
-                                .bi()
-                                .and_then(|bi| bi.first_diff(&self.gpu, d, p, dtype.size(), *len));
-                            if let Some(index) = diff.map_err(|e| self.candidate_err(&stage, e))? {
-                                return Err(Stop::Reject(Outcome::MutatedInput {
-                                    size: plan.label.clone(),
-                                    trial,
-                                    arg: name.clone(),
-                                    index,
-                                }));
-                            }
-                        }
-                    }
-                    let tol = tol_of(kind);
-                    let compared = self
-                        .compare_outputs(plan, &dst, &key, &tol)
-                        .map_err(|e| self.candidate_err(&stage, e))?;
-                    for (ai, stats) in compared {
-                        let arg = plan.args[ai].name().to_string();
-                        if run == 0 {
-                            r.checks.push(Check {
-                                size: plan.label.clone(),
-                                trial,
-                                kind,
-                                arg: arg.clone(),
-                                stats,
-                            });
-                        }
-                        if !stats.passed() {
-                            // The second run wrong where the first was right: a race.
-                            return Err(Stop::Reject(if run == 0 {
-                                Outcome::Incorrect {
-                                    size: plan.label.clone(),
-                                    trial,
-                                    kind,
-                                    arg,
-                                    stats: Box::new(stats),
-                                    stage: None,
-                                }
-                            } else {
-                                Outcome::Race {
-                                    size: plan.label.clone(),
-                                    trial,
-                                    arg,
-                                    index: stats.first_bad.map_or(0, |b| b.index),
-                                }
-                            }));
-                        }
-                    }
-                    for (ai, a) in plan.args.iter().enumerate() {
-                        let (
-                            ArgPlan::Buffer {
-                                name,
-                                dtype,
-                                len,
-                                io: Io::Out | Io::Inout,
-                                ..
-                            },
-                            Some(d),
-                            Some(f),
-                        ) = (a, dst[ai], first.get(ai).and_then(|f| f.as_ref()))
-                        else {
-                            continue;
-                        };
-                        if run == 0 {
-                            self.gpu
-                                .copy(f, d)
-                                .map_err(|e| self.infra_err("keep the first run", e))?;
-                            continue;
-                        }
-                        let diff = self
-                            .bi()
-                            .and_then(|bi| bi.first_diff(&self.gpu, d, f, dtype.size(), *len));
-                        let Some(index) = diff.map_err(|e| self.candidate_err(&stage, e))? else {
-                            continue;
-                        };
-                        if v.bitwise {
-                            return Err(Stop::Reject(Outcome::Race {
-                                size: plan.label.clone(),
-                                trial,
-                                arg: name.clone(),
-                                index,
-                            }));
-                        }
-                        r.nondeterministic.get_or_insert(Nondeterminism {
-                            size: plan.label.clone(),
-                            trial,
-                            arg: name.clone(),
-                            index,
-                        });
-                    }
-                    cost.compare_ms += ms(t);
+    /// After a run: every guard intact, every `in` argument as generated.
+    fn check_guards_and_inputs(&mut self, size: &Size, run: &Run) -> Step<()> {
+        let (plan, trial) = (size.plan, run.trial);
+        if let Some(x) = size
+            .guarded
+            .trespass(&self.gpu)
+            .map_err(|e| self.candidate_err(&run.stage, e))?
+        {
+            return Err(Stop::Reject(Outcome::OutOfBounds {
+                size: plan.label.clone(),
+                trial,
+                arg: plan.args[x.arg].name().to_string(),
+                side: if x.after { "after" } else { "before" }.into(),
+                bytes: x.bytes,
+            }));
+        }
+        for (ai, a) in plan.args.iter().enumerate() {
+            if let (
+                ArgPlan::Buffer {
+                    name,
+                    dtype,
+                    len,
+                    io: Io::In,
+                    ..
+                },
+                Some(d),
+                Some(p),
+            ) = (a, size.dst[ai], &size.pristine[ai])
+            {
+                let diff = self
+                    .bi()
+                    .and_then(|bi| bi.first_diff(&self.gpu, d, p, dtype.size(), *len));
+                if let Some(index) = diff.map_err(|e| self.candidate_err(&run.stage, e))? {
+                    return Err(Stop::Reject(Outcome::MutatedInput {
+                        size: plan.label.clone(),
+                        trial,
+                        arg: name.clone(),
+                        index,
+                    }));
                 }
             }
         }
         Ok(())
     }
+
+    /// After a run: every output compared with the reference's (the first run's
+    /// comparisons are the report's checks); a wrong one is `incorrect`, or a race
+    /// when it is the second run that is wrong.
+    fn check_outputs(
+        &mut self,
+        size: &Size,
+        run: &Run,
+        v: &ValidationOpts,
+        r: &mut WorkerReport,
+    ) -> Step<()> {
+        let (plan, trial, kind) = (size.plan, run.trial, run.kind);
+        let tol = move |d: DType| v.tolerance(d, kind);
+        let compared = self
+            .compare_outputs(plan, size.dst, run.key, &tol)
+            .map_err(|e| self.candidate_err(&run.stage, e))?;
+        for (ai, stats) in compared {
+            let arg = plan.args[ai].name().to_string();
+            if run.run == 0 {
+                r.checks.push(Check {
+                    size: plan.label.clone(),
+                    trial,
+                    kind,
+                    arg: arg.clone(),
+                    stats,
+                });
+            }
+            if !stats.passed() {
+                // The second run wrong where the first was right: a race.
+                return Err(Stop::Reject(if run.run == 0 {
+                    Outcome::Incorrect {
+                        size: plan.label.clone(),
+                        trial,
+                        kind,
+                        arg,
+                        stats: Box::new(stats),
+                        stage: None,
+                    }
+                } else {
+                    Outcome::Race {
+                        size: plan.label.clone(),
+                        trial,
+                        arg,
+                        index: stats.first_bad.map_or(0, |b| b.index),
+                    }
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// For a deterministic job: the first run's outputs kept, the second's compared
+    /// with them bit for bit; a difference is a race when `bitwise`, else the
+    /// report's nondeterminism note.
+    fn check_against_first_run(
+        &mut self,
+        size: &Size,
+        run: &Run,
+        bitwise: bool,
+        r: &mut WorkerReport,
+    ) -> Step<()> {
+        let (plan, trial) = (size.plan, run.trial);
+        for (ai, a) in plan.args.iter().enumerate() {
+            let (
+                ArgPlan::Buffer {
+                    name,
+                    dtype,
+                    len,
+                    io: Io::Out | Io::Inout,
+                    ..
+                },
+                Some(d),
+                Some(f),
+            ) = (a, size.dst[ai], size.first.get(ai).and_then(|f| f.as_ref()))
+            else {
+                continue;
+            };
+            if run.run == 0 {
+                self.gpu
+                    .copy(f, d)
+                    .map_err(|e| self.infra_err("keep the first run", e))?;
+                continue;
+            }
+            let diff = self
+                .bi()
+                .and_then(|bi| bi.first_diff(&self.gpu, d, f, dtype.size(), *len));
+            let Some(index) = diff.map_err(|e| self.candidate_err(&run.stage, e))? else {
+                continue;
+            };
+            if bitwise {
+                return Err(Stop::Reject(Outcome::Race {
+                    size: plan.label.clone(),
+                    trial,
+                    arg: name.clone(),
+                    index,
+                }));
+            }
+            r.nondeterministic.get_or_insert(Nondeterminism {
+                size: plan.label.clone(),
+                trial,
+                arg: name.clone(),
+                index,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One size of a job's validation: its plan and the buffers its trials run in.
+struct Size<'a> {
+    plan: &'a SizePlan,
+    /// The candidate's arguments, each between guards.
+    guarded: &'a Guarded,
+    /// Inside the guards, per argument (None for scalars).
+    dst: &'a [Option<&'a dyn DeviceMem>],
+    /// The trial's inputs as generated (`in` and `inout`).
+    pristine: &'a [Option<DeviceBuffer>],
+    /// The first run's outputs, which the second must match (deterministic jobs).
+    first: &'a [Option<DeviceBuffer>],
+}
+
+/// One run of the candidate in a trial.
+struct Run<'a> {
+    trial: usize,
+    kind: TrialKind,
+    /// 0, or 1 for the second run of a deterministic job.
+    run: usize,
+    /// The key the reference's outputs for the trial's inputs are kept under.
+    key: &'a str,
+    /// What the run is called in progress and errors.
+    stage: String,
 }
