@@ -65,40 +65,8 @@ impl Worker {
     ) -> Step<Measured> {
         let start = Instant::now();
         self.builtins()?;
-        // Arms with the same arguments (the same kernel at the same problem) share one
-        // set of buffers: separate allocations can differ in speed by a few percent,
-        // which an A/A comparison would otherwise report as a speedup.
-        let mut owner: Vec<usize> = Vec::new();
-        for (ai, arm) in arms.iter().enumerate() {
-            let same = arms[..ai]
-                .iter()
-                .position(|x| x.plan().args == arm.plan().args);
-            owner.push(same.map(|j| owner[j]).unwrap_or(ai));
-        }
-        let mut sets_per_arm: Vec<Vec<ArgBuffers>> = Vec::new();
-        let mut pristine: Vec<Vec<Option<DeviceBuffer>>> = Vec::new();
-        for (ai, arm) in arms.iter().enumerate() {
-            if owner[ai] != ai {
-                sets_per_arm.push(Vec::new());
-                pristine.push(Vec::new());
-                continue;
-            }
-            let plan = arm.plan();
-            let bufs = self.alloc(plan, 1)?;
-            let p = self.alloc_some(plan, |io| matches!(io, Io::In | Io::Inout))?;
-            let ready = {
-                let dst: Vec<Option<&dyn DeviceMem>> = bufs[0]
-                    .0
-                    .iter()
-                    .map(|b| b.as_ref().map(|b| b as &dyn DeviceMem))
-                    .collect();
-                self.gen_inputs(plan, &p, TrialKind::Normal, opts.seed)
-                    .and_then(|()| self.load_args(plan, &dst, &p))
-            };
-            ready.map_err(|e| self.infra_err("prepare arguments", e))?;
-            sets_per_arm.push(bufs);
-            pristine.push(p);
-        }
+        let owner = owners(arms);
+        let (mut sets_per_arm, pristine) = self.first_sets(arms, &owner, opts.seed)?;
         self.link.progress("warm-up");
         let mut warm = Vec::new();
         for (ai, arm) in arms.iter().enumerate() {
@@ -106,63 +74,9 @@ impl Worker {
             let w = self.warmup(arm.cand, arm.plan(), bufs, opts.warmup_ms);
             warm.push(w?);
         }
-        let fastest = warm.iter().cloned().fold(f64::INFINITY, f64::min);
-        let batch = match opts.method {
-            MethodChoice::Auto => fastest < opts.batch_below_us,
-            MethodChoice::Cold => false,
-            MethodChoice::Batch => true,
-        };
-        let method = if batch {
-            // Enough argument copies that the L2 cannot hold the working set, within memory.
-            let owned: Vec<&SizePlan> = arms
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| owner[*i] == *i)
-                .map(|(_, a)| a.plan())
-                .collect();
-            let footprint = owned
-                .iter()
-                .map(|p| p.footprint())
-                .max()
-                .unwrap_or(1)
-                .max(1);
-            let want = (2 * self.gpu.info.l2_bytes).div_ceil(footprint) as usize + 1;
-            let total_fp: u64 = owned.iter().map(|p| p.footprint()).sum::<u64>().max(1);
-            let free = self.gpu.free_memory().unwrap_or(0);
-            let fit = (free / 2 / total_fp) as usize;
-            let sets = want.clamp(1, 64).min(fit.max(1));
-            let mut launches = ((opts.batch_sample_us / fastest).ceil() as usize).max(sets);
-            launches = launches.div_ceil(sets) * sets;
-            TimingMethod::Batch {
-                launches: launches as u32,
-                buffer_sets: sets as u32,
-            }
-        } else {
-            TimingMethod::Cold
-        };
+        let method = self.timing_method(arms, &owner, &warm, opts);
         if let TimingMethod::Batch { buffer_sets, .. } = method {
-            for (ai, arm) in arms.iter().enumerate() {
-                if owner[ai] != ai {
-                    continue;
-                }
-                let plan = arm.plan();
-                let extra = self.alloc(plan, buffer_sets as usize - 1)?;
-                for set in &extra {
-                    for ((a, dst), src) in plan.args.iter().zip(&set.0).zip(&sets_per_arm[ai][0].0)
-                    {
-                        if let (ArgPlan::Buffer { dtype, io, .. }, Some(d), Some(s)) = (a, dst, src)
-                        {
-                            let r = if matches!(io, Io::Out | Io::Scratch) {
-                                self.gpu.fill(d, dtype.poison_byte())
-                            } else {
-                                self.gpu.copy(d, s)
-                            };
-                            r.map_err(|e| self.infra_err("copy argument sets", e))?;
-                        }
-                    }
-                }
-                sets_per_arm[ai].extend(extra);
-            }
+            self.more_sets(arms, &owner, buffer_sets as usize, &mut sets_per_arm)?;
         }
         let mut params: Vec<Vec<Params>> = Vec::new();
         for (ai, arm) in arms.iter().enumerate() {
@@ -243,6 +157,114 @@ impl Worker {
             });
         }
         Ok((out, sampled.stop, after, seq.last(), seq.looks.len()))
+    }
+
+    /// One argument set per arm that owns its buffers (see [`owners`]), inputs
+    /// generated and loaded, and those inputs kept pristine (for the check after
+    /// timing); empty for an arm that shares another's.
+    fn first_sets(&mut self, arms: &[Arm], owner: &[usize], seed: u64) -> Step<ArmSets> {
+        let mut sets_per_arm: Vec<Vec<ArgBuffers>> = Vec::new();
+        let mut pristine: Vec<Vec<Option<DeviceBuffer>>> = Vec::new();
+        for (ai, arm) in arms.iter().enumerate() {
+            if owner[ai] != ai {
+                sets_per_arm.push(Vec::new());
+                pristine.push(Vec::new());
+                continue;
+            }
+            let plan = arm.plan();
+            let bufs = self.alloc(plan, 1)?;
+            let p = self.alloc_some(plan, |io| matches!(io, Io::In | Io::Inout))?;
+            let ready = {
+                let dst: Vec<Option<&dyn DeviceMem>> = bufs[0]
+                    .0
+                    .iter()
+                    .map(|b| b.as_ref().map(|b| b as &dyn DeviceMem))
+                    .collect();
+                self.gen_inputs(plan, &p, TrialKind::Normal, seed)
+                    .and_then(|()| self.load_args(plan, &dst, &p))
+            };
+            ready.map_err(|e| self.infra_err("prepare arguments", e))?;
+            sets_per_arm.push(bufs);
+            pristine.push(p);
+        }
+        Ok((sets_per_arm, pristine))
+    }
+
+    /// Cold launches, or batches when the fastest arm's warm launch is short (as
+    /// `opts.method` says); a batch cycles through enough argument copies that the L2
+    /// cannot hold the working set, within memory.
+    fn timing_method(
+        &self,
+        arms: &[Arm],
+        owner: &[usize],
+        warm: &[f64],
+        opts: &MeasureOpts,
+    ) -> TimingMethod {
+        let fastest = warm.iter().cloned().fold(f64::INFINITY, f64::min);
+        let batch = match opts.method {
+            MethodChoice::Auto => fastest < opts.batch_below_us,
+            MethodChoice::Cold => false,
+            MethodChoice::Batch => true,
+        };
+        if !batch {
+            return TimingMethod::Cold;
+        }
+        // Enough argument copies that the L2 cannot hold the working set, within memory.
+        let owned: Vec<&SizePlan> = arms
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| owner[*i] == *i)
+            .map(|(_, a)| a.plan())
+            .collect();
+        let footprint = owned
+            .iter()
+            .map(|p| p.footprint())
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let want = (2 * self.gpu.info.l2_bytes).div_ceil(footprint) as usize + 1;
+        let total_fp: u64 = owned.iter().map(|p| p.footprint()).sum::<u64>().max(1);
+        let free = self.gpu.free_memory().unwrap_or(0);
+        let fit = (free / 2 / total_fp) as usize;
+        let sets = want.clamp(1, 64).min(fit.max(1));
+        let mut launches = ((opts.batch_sample_us / fastest).ceil() as usize).max(sets);
+        launches = launches.div_ceil(sets) * sets;
+        TimingMethod::Batch {
+            launches: launches as u32,
+            buffer_sets: sets as u32,
+        }
+    }
+
+    /// The argument sets of a batch beyond the first, per arm that owns its buffers:
+    /// inputs copied from the first set, outputs and scratch poisoned.
+    fn more_sets(
+        &mut self,
+        arms: &[Arm],
+        owner: &[usize],
+        buffer_sets: usize,
+        sets_per_arm: &mut [Vec<ArgBuffers>],
+    ) -> Step<()> {
+        for (ai, arm) in arms.iter().enumerate() {
+            if owner[ai] != ai {
+                continue;
+            }
+            let plan = arm.plan();
+            let extra = self.alloc(plan, buffer_sets - 1)?;
+            for set in &extra {
+                for ((a, dst), src) in plan.args.iter().zip(&set.0).zip(&sets_per_arm[ai][0].0) {
+                    if let (ArgPlan::Buffer { dtype, io, .. }, Some(d), Some(s)) = (a, dst, src) {
+                        let r = if matches!(io, Io::Out | Io::Scratch) {
+                            self.gpu.fill(d, dtype.poison_byte())
+                        } else {
+                            self.gpu.copy(d, s)
+                        };
+                        r.map_err(|e| self.infra_err("copy argument sets", e))?;
+                    }
+                }
+            }
+            sets_per_arm[ai].extend(extra);
+        }
+        Ok(())
     }
 
     /// One more launch of `arm`, made as a timed one (its inputs as measured, its
@@ -383,6 +405,25 @@ pub(super) type Measured = (
     Option<measure::sequential::Look>,
     usize,
 );
+
+/// Per arm, its argument sets and its pristine inputs (empty for an arm that shares
+/// another's buffers).
+type ArmSets = (Vec<Vec<ArgBuffers>>, Vec<Vec<Option<DeviceBuffer>>>);
+
+/// Per arm, the arm whose buffers it uses: arms with the same arguments (the same
+/// kernel at the same problem) share one set, since separate allocations can differ
+/// in speed by a few percent, which an A/A comparison would otherwise report as a
+/// speedup.
+fn owners(arms: &[Arm]) -> Vec<usize> {
+    let mut owner: Vec<usize> = Vec::new();
+    for (ai, arm) in arms.iter().enumerate() {
+        let same = arms[..ai]
+            .iter()
+            .position(|x| x.plan().args == arm.plan().args);
+        owner.push(same.map(|j| owner[j]).unwrap_or(ai));
+    }
+    owner
+}
 
 /// One arm of a measurement: the candidate, its job, and its reference (for the
 /// check after timing).
