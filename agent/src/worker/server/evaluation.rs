@@ -1,6 +1,7 @@
 //! A job on the worker: loaded and validated (once per job and worker), then measured
 //! alone, or compared with another job, the two measured interleaved.
 
+use super::measurement::Measured;
 use super::*;
 
 impl Worker {
@@ -161,67 +162,13 @@ impl Worker {
             };
         }
         let start = Instant::now();
-        let both = arms.len() == 2;
         let result = self.measure(&arms, opts, min_gain);
         let ms = start.elapsed().as_secs_f64() * 1e3;
         let mut ab = None;
         match result {
-            Ok((mut m, stop, mut after, look, looks)) => {
-                let mb = if kb.is_some() { m.pop() } else { None };
-                let ma = if ka.is_some() { m.pop() } else { None };
-                // A wrong output after timing is the arm's own outcome; its figures
-                // stand for nothing, and neither does a verdict with it.
-                let fb = if kb.is_some() {
-                    after.pop().flatten()
-                } else {
-                    None
-                };
-                let fa = if ka.is_some() {
-                    after.pop().flatten()
-                } else {
-                    None
-                };
-                let failed = fa.is_some() || fb.is_some();
-                if let Some(o) = fa {
-                    ra.outcome = o;
-                }
-                if let Some(o) = fb {
-                    rb.outcome = o;
-                }
-                if let (true, false, Some(x), Some(y)) = (both, failed, &ma, &mb) {
-                    if x.summary.is_some() && y.summary.is_some() {
-                        // The look that stopped the sampling (or one at the end).
-                        let l = look.unwrap_or_else(|| {
-                            let kept = |m: &Measurement| -> Vec<f64> {
-                                m.samples
-                                    .iter()
-                                    .filter(|s| !s.throttled)
-                                    .map(|s| s.us)
-                                    .collect()
-                            };
-                            measure::sequential::look(&kept(x), &kept(y), min_gain)
-                        });
-                        ab = Some(AbResult {
-                            speedup: l.speedup,
-                            ci_lo: l.ci_lo,
-                            ci_hi: l.ci_hi,
-                            verdict: l.verdict,
-                            min_gain,
-                            pairs: l.pairs,
-                            stop,
-                            looks: Some(looks),
-                        });
-                    }
-                }
-                // The measurement's time belongs to the sides it measured.
-                if ma.is_some() {
-                    ra.measure_ms = ms;
-                }
-                if mb.is_some() {
-                    rb.measure_ms = ms;
-                }
-                ra.measurement = ma;
-                rb.measurement = mb;
+            Ok(measured) => {
+                let sides = (ka.is_some(), kb.is_some());
+                ab = share(&mut ra, &mut rb, measured, sides, ms, min_gain);
             }
             Err(Stop::Reject(o)) => {
                 // A fault while timing: both arms were running; attribute it to both.
@@ -245,4 +192,78 @@ impl Worker {
             ab,
         }
     }
+}
+
+/// A comparison's measurement shared between its sides (`sides`: which were
+/// measured): each measured side gets its record, the measurement's time `ms` and the
+/// outcome of its check after timing. Returns the A/B verdict when both sides were
+/// measured, both checks after timing passed and both have a summary.
+fn share(
+    ra: &mut WorkerReport,
+    rb: &mut WorkerReport,
+    measured: Measured,
+    sides: (bool, bool),
+    ms: f64,
+    min_gain: f64,
+) -> Option<AbResult> {
+    let (mut m, stop, mut after, look, looks) = measured;
+    let (measured_a, measured_b) = sides;
+    let both = measured_a && measured_b;
+    let mut ab = None;
+    let mb = if measured_b { m.pop() } else { None };
+    let ma = if measured_a { m.pop() } else { None };
+    // A wrong output after timing is the arm's own outcome; its figures
+    // stand for nothing, and neither does a verdict with it.
+    let fb = if measured_b {
+        after.pop().flatten()
+    } else {
+        None
+    };
+    let fa = if measured_a {
+        after.pop().flatten()
+    } else {
+        None
+    };
+    let failed = fa.is_some() || fb.is_some();
+    if let Some(o) = fa {
+        ra.outcome = o;
+    }
+    if let Some(o) = fb {
+        rb.outcome = o;
+    }
+    if let (true, false, Some(x), Some(y)) = (both, failed, &ma, &mb) {
+        if x.summary.is_some() && y.summary.is_some() {
+            // The look that stopped the sampling (or one at the end).
+            let l = look.unwrap_or_else(|| {
+                let kept = |m: &Measurement| -> Vec<f64> {
+                    m.samples
+                        .iter()
+                        .filter(|s| !s.throttled)
+                        .map(|s| s.us)
+                        .collect()
+                };
+                measure::sequential::look(&kept(x), &kept(y), min_gain)
+            });
+            ab = Some(AbResult {
+                speedup: l.speedup,
+                ci_lo: l.ci_lo,
+                ci_hi: l.ci_hi,
+                verdict: l.verdict,
+                min_gain,
+                pairs: l.pairs,
+                stop,
+                looks: Some(looks),
+            });
+        }
+    }
+    // The measurement's time belongs to the sides it measured.
+    if ma.is_some() {
+        ra.measure_ms = ms;
+    }
+    if mb.is_some() {
+        rb.measure_ms = ms;
+    }
+    ra.measurement = ma;
+    rb.measurement = mb;
+    ab
 }
