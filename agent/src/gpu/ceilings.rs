@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::nvrtc::{self, CompileRequest, Compiled};
-use super::{Gpu, Param, Params};
+use super::{DeviceBuffer, Gpu, Kernel, Param, Params};
 use crate::spec::plan::LaunchDims;
 
 /// Bumped whenever a measurement method changes, so cached ceilings are re-measured.
@@ -122,6 +122,75 @@ pub fn measure(
     cache_dir: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Ceilings, String> {
+    let k = load_kernels(gpu, cache_dir)?;
+    let sms = gpu.info.sms;
+    let err = |e: super::GpuError| e.to_string();
+
+    // DRAM: a buffer far larger than L2, at most 1 GiB and a quarter of free memory.
+    progress("ceilings: DRAM bandwidth");
+    let free = gpu.free_memory().map_err(err)?;
+    let bytes = ((free / 4).min(1 << 30) as usize) & !0xFFF;
+    if bytes < 16 * gpu.info.l2_bytes as usize {
+        return Err(format!(
+            "only {free} bytes free on the device: too little to measure bandwidth honestly"
+        ));
+    }
+    let src = gpu.alloc(bytes).map_err(err)?;
+    let dst = gpu.alloc(bytes).map_err(err)?;
+    let sink = gpu.alloc(4096 * 4).map_err(err)?;
+    gpu.fill(&src, 0).map_err(err)?;
+    let by_method = dram_by_method(gpu, &k, &src, &dst, &sink, bytes)?;
+    drop((src, dst));
+    let (dram_method, dram_gbs) = best(&by_method);
+
+    progress("ceilings: FP32 FMA throughput");
+    let threads = 256u32;
+    let blocks = sms * 8;
+    let fp32_gflops = fp32_gflops(gpu, &k.fma, &sink, blocks, threads)?;
+
+    progress("ceilings: FP16 tensor-core throughput");
+    let mut tensor_by_method = vec![(
+        "mma.sync m16n8k16 f16->f32 loop".to_string(),
+        mma_gflops(gpu, &k.mma, &sink, blocks, threads)?,
+    )];
+    gpu.sync().map_err(err)?;
+    progress("ceilings: FP16 tensor-core throughput (cuBLAS)");
+    match cublas_gemm_gflops(gpu) {
+        Ok(g) => tensor_by_method.push(("cuBLAS GemmEx 8192^3 f16->f32".to_string(), g)),
+        // Without cuBLAS the mma.sync figure stands; the method says so.
+        Err(e) => tensor_by_method.push((format!("cuBLAS unavailable: {e}"), 0.0)),
+    }
+    let (tensor_method, tensor_f16_gflops) = best(&tensor_by_method);
+
+    Ok(Ceilings {
+        uuid: gpu.info.uuid.clone(),
+        device: gpu.info.name.clone(),
+        driver_version: gpu.info.driver_version,
+        dram_gbs,
+        dram_method,
+        dram_by_method: by_method,
+        fp32_gflops,
+        tensor_f16_gflops,
+        tensor_method,
+        tensor_by_method,
+        sm_clock_mhz: None,
+        measured_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    })
+}
+
+/// The kernels of [`SOURCE`], loaded.
+struct Kernels {
+    copy4: Kernel,
+    read4: Kernel,
+    fma: Kernel,
+    mma: Kernel,
+}
+
+/// Compiles [`SOURCE`] for `gpu` (cached in `cache_dir`) and loads its kernels.
+fn load_kernels(gpu: &Gpu, cache_dir: &Path) -> Result<Kernels, String> {
     let req = CompileRequest {
         name: "ceilings.cu".into(),
         source: SOURCE.into(),
@@ -143,128 +212,113 @@ pub fn measure(
         load("fma_peak")?,
         load("mma_peak")?,
     );
-    let sms = gpu.info.sms;
-    let err = |e: super::GpuError| e.to_string();
+    Ok(Kernels {
+        copy4,
+        read4,
+        fma,
+        mma,
+    })
+}
 
-    // DRAM: a buffer far larger than L2, at most 1 GiB and a quarter of free memory.
-    progress("ceilings: DRAM bandwidth");
-    let free = gpu.free_memory().map_err(err)?;
-    let bytes = ((free / 4).min(1 << 30) as usize) & !0xFFF;
-    if bytes < 16 * gpu.info.l2_bytes as usize {
-        return Err(format!(
-            "only {free} bytes free on the device: too little to measure bandwidth honestly"
-        ));
-    }
-    let src = gpu.alloc(bytes).map_err(err)?;
-    let dst = gpu.alloc(bytes).map_err(err)?;
-    let sink = gpu.alloc(4096 * 4).map_err(err)?;
-    gpu.fill(&src, 0).map_err(err)?;
+/// DRAM bandwidth, GB/s, by method over `bytes` of `src` (zeroed): a device-to-device
+/// copy into `dst`, the float4 copy kernel, and the float4 read kernel (into `sink`).
+fn dram_by_method(
+    gpu: &Gpu,
+    k: &Kernels,
+    src: &DeviceBuffer,
+    dst: &DeviceBuffer,
+    sink: &DeviceBuffer,
+    bytes: usize,
+) -> Result<Vec<(String, f64)>, String> {
+    let err = |e: super::GpuError| e.to_string();
+    let sms = gpu.info.sms;
     let n4 = (bytes / 16) as u64;
     let n4_bytes = n4.to_le_bytes();
     let mut by_method = Vec::new();
-    let ms = best_ms(gpu, 10, || gpu.copy(&dst, &src).map_err(err))?;
+    let ms = best_ms(gpu, 10, || gpu.copy(dst, src).map_err(err))?;
     by_method.push((
         "cuMemcpyDtoD (read + write)".to_string(),
         2.0 * bytes as f64 / (ms * 1e-3) / 1e9,
     ));
     let mut p = Params::new(&[
-        Param::Buffer(&src),
-        Param::Buffer(&dst),
+        Param::Buffer(src),
+        Param::Buffer(dst),
         Param::Bytes(&n4_bytes),
     ])
     .map_err(err)?;
     let ms = best_ms(gpu, 10, || {
-        gpu.launch(&copy4, &dims(sms * 8, 512), &mut p).map_err(err)
+        gpu.launch(&k.copy4, &dims(sms * 8, 512), &mut p)
+            .map_err(err)
     })?;
     by_method.push((
         "float4 copy kernel (read + write)".to_string(),
         2.0 * bytes as f64 / (ms * 1e-3) / 1e9,
     ));
     let mut p = Params::new(&[
-        Param::Buffer(&src),
-        Param::Buffer(&sink),
+        Param::Buffer(src),
+        Param::Buffer(sink),
         Param::Bytes(&n4_bytes),
     ])
     .map_err(err)?;
     let ms = best_ms(gpu, 10, || {
-        gpu.launch(&read4, &dims(sms * 8, 512), &mut p).map_err(err)
+        gpu.launch(&k.read4, &dims(sms * 8, 512), &mut p)
+            .map_err(err)
     })?;
     by_method.push((
         "float4 read kernel (read only)".to_string(),
         bytes as f64 / (ms * 1e-3) / 1e9,
     ));
-    drop((src, dst));
-    let (dram_method, dram_gbs) =
-        by_method
-            .iter()
-            .cloned()
-            .fold(
-                (String::new(), 0.0),
-                |best, (m, v)| if v > best.1 { (m, v) } else { best },
-            );
+    Ok(by_method)
+}
 
-    progress("ceilings: FP32 FMA throughput");
-    let threads = 256u32;
-    let blocks = sms * 8;
+/// FP32 FMA throughput, GFLOP/s, of `fma_peak` on `blocks` blocks of `threads`.
+fn fp32_gflops(
+    gpu: &Gpu,
+    fma: &Kernel,
+    sink: &DeviceBuffer,
+    blocks: u32,
+    threads: u32,
+) -> Result<f64, String> {
+    let err = |e: super::GpuError| e.to_string();
     let iters: i32 = 4096;
     let it = iters.to_le_bytes();
     let seed = 1.0f32.to_le_bytes();
-    let mut p = Params::new(&[Param::Buffer(&sink), Param::Bytes(&it), Param::Bytes(&seed)])
-        .map_err(err)?;
+    let mut p =
+        Params::new(&[Param::Buffer(sink), Param::Bytes(&it), Param::Bytes(&seed)]).map_err(err)?;
     let ms = best_ms(gpu, 5, || {
-        gpu.launch(&fma, &dims(blocks, threads), &mut p)
-            .map_err(err)
+        gpu.launch(fma, &dims(blocks, threads), &mut p).map_err(err)
     })?;
     let flops = 2.0 * 16.0 * iters as f64 * (blocks * threads) as f64;
-    let fp32_gflops = flops / (ms * 1e-3) / 1e9;
+    Ok(flops / (ms * 1e-3) / 1e9)
+}
 
-    progress("ceilings: FP16 tensor-core throughput");
+/// FP16 tensor-core throughput, GFLOP/s, of the `mma.sync` loop on `blocks` blocks
+/// of `threads`.
+fn mma_gflops(
+    gpu: &Gpu,
+    mma: &Kernel,
+    sink: &DeviceBuffer,
+    blocks: u32,
+    threads: u32,
+) -> Result<f64, String> {
+    let err = |e: super::GpuError| e.to_string();
     let iters: i32 = 2048;
     let it = iters.to_le_bytes();
-    let mut p = Params::new(&[Param::Buffer(&sink), Param::Bytes(&it)]).map_err(err)?;
+    let mut p = Params::new(&[Param::Buffer(sink), Param::Bytes(&it)]).map_err(err)?;
     let ms = best_ms(gpu, 5, || {
-        gpu.launch(&mma, &dims(blocks, threads), &mut p)
-            .map_err(err)
+        gpu.launch(mma, &dims(blocks, threads), &mut p).map_err(err)
     })?;
     let warps = (blocks * threads / 32) as f64;
     let flops = warps * iters as f64 * 4.0 * (2.0 * 16.0 * 8.0 * 16.0);
-    let mut tensor_by_method = vec![(
-        "mma.sync m16n8k16 f16->f32 loop".to_string(),
-        flops / (ms * 1e-3) / 1e9,
-    )];
-    gpu.sync().map_err(err)?;
-    progress("ceilings: FP16 tensor-core throughput (cuBLAS)");
-    match cublas_gemm_gflops(gpu) {
-        Ok(g) => tensor_by_method.push(("cuBLAS GemmEx 8192^3 f16->f32".to_string(), g)),
-        // Without cuBLAS the mma.sync figure stands; the method says so.
-        Err(e) => tensor_by_method.push((format!("cuBLAS unavailable: {e}"), 0.0)),
-    }
-    let (tensor_method, tensor_f16_gflops) =
-        tensor_by_method
-            .iter()
-            .cloned()
-            .fold(
-                (String::new(), 0.0),
-                |best, (m, v)| if v > best.1 { (m, v) } else { best },
-            );
+    Ok(flops / (ms * 1e-3) / 1e9)
+}
 
-    Ok(Ceilings {
-        uuid: gpu.info.uuid.clone(),
-        device: gpu.info.name.clone(),
-        driver_version: gpu.info.driver_version,
-        dram_gbs,
-        dram_method,
-        dram_by_method: by_method,
-        fp32_gflops,
-        tensor_f16_gflops,
-        tensor_method,
-        tensor_by_method,
-        sm_clock_mhz: None,
-        measured_at: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-    })
+/// The method that reached the highest figure, and that figure.
+fn best(by_method: &[(String, f64)]) -> (String, f64) {
+    by_method.iter().cloned().fold(
+        (String::new(), 0.0),
+        |best, (m, v)| if v > best.1 { (m, v) } else { best },
+    )
 }
 
 /// The best rate of a large fp16 GEMM (fp32 accumulation and output) through cuBLAS.
