@@ -13,7 +13,6 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -273,49 +272,19 @@ struct RawPredict {
 
 fn parse_pattern(path: &Path, text: &str) -> Result<Pattern, SpecError> {
     let toml = TomlText::new(text, path);
-    let err = |span: Option<Range<usize>>, key: &str, message: String| toml.err(span, key, message);
     let raw: RawPattern = toml.parse()?;
     let when = match &raw.when {
         None => None,
-        Some(w) => {
-            let e = Expr::parse(w.get_ref())
-                .map_err(|m| err(Some(w.span()), "when", format!("not an expression: {m}")))?;
-            let known: BTreeSet<&str> = SIGNALS.iter().map(|(n, _)| *n).collect();
-            if let Some(v) = e
-                .variables()
-                .into_iter()
-                .find(|v| !known.contains(v.as_str()))
-            {
-                return Err(err(
-                    Some(w.span()),
-                    "when",
-                    format!(
-                        "`{v}` is not a profile signal; the signals are: {}",
-                        known.into_iter().collect::<Vec<_>>().join(", ")
-                    ),
-                ));
-            }
-            // A dry run with every signal at 1 and at 0.5: an incomplete expression
-            // (`a ==`) parses but fails here, as does one that is not a condition.
-            for probe in [1.0, 0.5] {
-                let all: Signals = SIGNALS
-                    .iter()
-                    .map(|(n, _)| (n.to_string(), probe))
-                    .collect();
-                e.eval_bool_signals(&all)
-                    .map_err(|m| err(Some(w.span()), "when", format!("not a condition: {m}")))?;
-            }
-            Some(e)
-        }
+        Some(w) => Some(parse_when(&toml, w)?),
     };
     let budget_minutes = match &raw.budget_minutes {
         None => None,
         Some(b) if b.get_ref().is_finite() && *b.get_ref() > 0.0 => Some(*b.get_ref()),
         Some(b) => {
-            return Err(err(
+            return Err(toml.err(
                 Some(b.span()),
                 "budget_minutes",
-                "must be a positive number of minutes".into(),
+                "must be a positive number of minutes",
             ))
         }
     };
@@ -328,136 +297,22 @@ fn parse_pattern(path: &Path, text: &str) -> Result<Pattern, SpecError> {
             })
         }
         Some(p) => {
-            return Err(err(
+            return Err(toml.err(
                 Some(p.span()),
                 "predict.speedup",
-                "must be a finite speedup of at least 1".into(),
+                "must be a finite speedup of at least 1",
             ))
         }
     };
-    let kind = raw.kind.get_ref().as_str();
-    let unexpected = |present: bool, key: &str| -> Result<(), SpecError> {
-        if present {
-            Err(err(
-                Some(raw.kind.span()),
-                key,
-                format!("`{key}` does not belong in a pattern of kind `{kind}`"),
-            ))
-        } else {
-            Ok(())
-        }
-    };
-    let body = match kind {
-        "moves" => {
-            unexpected(raw.rule.is_some(), "rule")?;
-            unexpected(raw.study.is_some(), "study")?;
-            if raw.moves.is_empty() {
-                return Err(err(
-                    Some(raw.kind.span()),
-                    "move",
-                    "a `moves` pattern needs at least one [[move]] (role and direction)".into(),
-                ));
-            }
-            Body::Moves(raw.moves.iter().map(|m| m.get_ref().clone()).collect())
-        }
-        "rule" => {
-            unexpected(!raw.moves.is_empty(), "move")?;
-            unexpected(raw.together.is_some(), "together")?;
-            let rule = raw.rule.as_ref().ok_or_else(|| {
-                err(
-                    Some(raw.kind.span()),
-                    "rule",
-                    "a `rule` pattern names its rule: \"tier-order\" or \"roi-pivot\"".into(),
-                )
-            })?;
-            match rule.get_ref().as_str() {
-                "tier-order" => {
-                    let order = raw.order.clone().unwrap_or_default();
-                    let set: BTreeSet<Tier> = order.iter().copied().collect();
-                    if order.len() != Tier::ALL.len() || set.len() != Tier::ALL.len() {
-                        return Err(err(
-                            Some(rule.span()),
-                            "order",
-                            "`order` must list each tier once: launch, constant, variant, source"
-                                .into(),
-                        ));
-                    }
-                    Body::TierOrder(order)
-                }
-                "roi-pivot" => match &raw.factor {
-                    Some(f) if f.get_ref().is_finite() && *f.get_ref() >= 1.0 => Body::RoiPivot {
-                        factor: *f.get_ref(),
-                    },
-                    other => return Err(err(
-                        other.as_ref().map(|f| f.span()).or(Some(rule.span())),
-                        "factor",
-                        "a roi-pivot rule needs `factor`, at least 1 (times the pattern's budget)"
-                            .into(),
-                    )),
-                },
-                other => {
-                    return Err(err(
-                        Some(rule.span()),
-                        "rule",
-                        format!("unknown rule `{other}`; the rules are tier-order and roi-pivot"),
-                    ))
-                }
-            }
-        }
-        "study" => {
-            unexpected(!raw.moves.is_empty(), "move")?;
-            unexpected(raw.together.is_some(), "together")?;
-            let study = raw.study.as_ref().ok_or_else(|| {
-                err(
-                    Some(raw.kind.span()),
-                    "study",
-                    "a `study` pattern names its study: \"workload-batching\"".into(),
-                )
-            })?;
-            if study.get_ref() != "workload-batching" {
-                return Err(err(
-                    Some(study.span()),
-                    "study",
-                    format!(
-                        "unknown study `{}`; the studies are: workload-batching",
-                        study.get_ref()
-                    ),
-                ));
-            }
-            let scale = raw.scale.as_ref().ok_or_else(|| {
-                err(
-                    Some(study.span()),
-                    "scale",
-                    "workload-batching needs `scale`, e.g. [2, 4, 8]".into(),
-                )
-            })?;
-            if scale.get_ref().is_empty() || scale.get_ref().iter().any(|s| *s < 2) {
-                return Err(err(
-                    Some(scale.span()),
-                    "scale",
-                    "each scale multiplies the workload axes: integers of at least 2".into(),
-                ));
-            }
-            Body::WorkloadBatching {
-                scale: scale.get_ref().clone(),
-            }
-        }
-        other => {
-            return Err(err(
-                Some(raw.kind.span()),
-                "kind",
-                format!("unknown kind `{other}`; a pattern is `moves`, `rule` or `study`"),
-            ))
-        }
-    };
+    let body = parse_body(&toml, &raw)?;
     let tier = match (&body, raw.tier) {
         (Body::TierOrder(_) | Body::RoiPivot { .. }, _) => Tier::Launch,
         (_, Some(t)) => t,
         (_, None) => {
-            return Err(err(
+            return Err(toml.err(
                 None,
                 "tier",
-                "a pattern that changes or measures something needs `tier` (launch, constant, variant, source)".into(),
+                "a pattern that changes or measures something needs `tier` (launch, constant, variant, source)",
             ))
         }
     };
@@ -472,6 +327,176 @@ fn parse_pattern(path: &Path, text: &str) -> Result<Pattern, SpecError> {
         priority: raw.priority,
         together: raw.together.map(|t| *t.get_ref()).unwrap_or(false),
         body,
+    })
+}
+
+/// `when`: a condition over the profile signals, and nothing else.
+fn parse_when(toml: &TomlText, w: &Spanned<String>) -> Result<Expr, SpecError> {
+    let e = Expr::parse(w.get_ref())
+        .map_err(|m| toml.err(Some(w.span()), "when", format!("not an expression: {m}")))?;
+    let known: BTreeSet<&str> = SIGNALS.iter().map(|(n, _)| *n).collect();
+    if let Some(v) = e
+        .variables()
+        .into_iter()
+        .find(|v| !known.contains(v.as_str()))
+    {
+        return Err(toml.err(
+            Some(w.span()),
+            "when",
+            format!(
+                "`{v}` is not a profile signal; the signals are: {}",
+                known.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    // A dry run with every signal at 1 and at 0.5: an incomplete expression
+    // (`a ==`) parses but fails here, as does one that is not a condition.
+    for probe in [1.0, 0.5] {
+        let all: Signals = SIGNALS
+            .iter()
+            .map(|(n, _)| (n.to_string(), probe))
+            .collect();
+        e.eval_bool_signals(&all)
+            .map_err(|m| toml.err(Some(w.span()), "when", format!("not a condition: {m}")))?;
+    }
+    Ok(e)
+}
+
+/// An error when `key` is `present` in a pattern whose kind has no use for it.
+fn unexpected(
+    toml: &TomlText,
+    raw: &RawPattern,
+    present: bool,
+    key: &str,
+) -> Result<(), SpecError> {
+    if present {
+        Err(toml.err(
+            Some(raw.kind.span()),
+            key,
+            format!(
+                "`{key}` does not belong in a pattern of kind `{}`",
+                raw.kind.get_ref()
+            ),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// What the pattern does, by its `kind`.
+fn parse_body(toml: &TomlText, raw: &RawPattern) -> Result<Body, SpecError> {
+    Ok(match raw.kind.get_ref().as_str() {
+        "moves" => {
+            unexpected(toml, raw, raw.rule.is_some(), "rule")?;
+            unexpected(toml, raw, raw.study.is_some(), "study")?;
+            if raw.moves.is_empty() {
+                return Err(toml.err(
+                    Some(raw.kind.span()),
+                    "move",
+                    "a `moves` pattern needs at least one [[move]] (role and direction)",
+                ));
+            }
+            Body::Moves(raw.moves.iter().map(|m| m.get_ref().clone()).collect())
+        }
+        "rule" => {
+            unexpected(toml, raw, !raw.moves.is_empty(), "move")?;
+            unexpected(toml, raw, raw.together.is_some(), "together")?;
+            parse_rule(toml, raw)?
+        }
+        "study" => {
+            unexpected(toml, raw, !raw.moves.is_empty(), "move")?;
+            unexpected(toml, raw, raw.together.is_some(), "together")?;
+            parse_study(toml, raw)?
+        }
+        other => {
+            return Err(toml.err(
+                Some(raw.kind.span()),
+                "kind",
+                format!("unknown kind `{other}`; a pattern is `moves`, `rule` or `study`"),
+            ))
+        }
+    })
+}
+
+/// A `rule` pattern: `tier-order` with its `order`, or `roi-pivot` with its `factor`.
+fn parse_rule(toml: &TomlText, raw: &RawPattern) -> Result<Body, SpecError> {
+    let rule = raw.rule.as_ref().ok_or_else(|| {
+        toml.err(
+            Some(raw.kind.span()),
+            "rule",
+            "a `rule` pattern names its rule: \"tier-order\" or \"roi-pivot\"",
+        )
+    })?;
+    Ok(match rule.get_ref().as_str() {
+        "tier-order" => {
+            let order = raw.order.clone().unwrap_or_default();
+            let set: BTreeSet<Tier> = order.iter().copied().collect();
+            if order.len() != Tier::ALL.len() || set.len() != Tier::ALL.len() {
+                return Err(toml.err(
+                    Some(rule.span()),
+                    "order",
+                    "`order` must list each tier once: launch, constant, variant, source",
+                ));
+            }
+            Body::TierOrder(order)
+        }
+        "roi-pivot" => match &raw.factor {
+            Some(f) if f.get_ref().is_finite() && *f.get_ref() >= 1.0 => Body::RoiPivot {
+                factor: *f.get_ref(),
+            },
+            other => {
+                return Err(toml.err(
+                    other.as_ref().map(|f| f.span()).or(Some(rule.span())),
+                    "factor",
+                    "a roi-pivot rule needs `factor`, at least 1 (times the pattern's budget)",
+                ))
+            }
+        },
+        other => {
+            return Err(toml.err(
+                Some(rule.span()),
+                "rule",
+                format!("unknown rule `{other}`; the rules are tier-order and roi-pivot"),
+            ))
+        }
+    })
+}
+
+/// A `study` pattern: `workload-batching` with its `scale`.
+fn parse_study(toml: &TomlText, raw: &RawPattern) -> Result<Body, SpecError> {
+    let study = raw.study.as_ref().ok_or_else(|| {
+        toml.err(
+            Some(raw.kind.span()),
+            "study",
+            "a `study` pattern names its study: \"workload-batching\"",
+        )
+    })?;
+    if study.get_ref() != "workload-batching" {
+        return Err(toml.err(
+            Some(study.span()),
+            "study",
+            format!(
+                "unknown study `{}`; the studies are: workload-batching",
+                study.get_ref()
+            ),
+        ));
+    }
+    let scale = raw.scale.as_ref().ok_or_else(|| {
+        toml.err(
+            Some(study.span()),
+            "scale",
+            "workload-batching needs `scale`, e.g. [2, 4, 8]",
+        )
+    })?;
+    if scale.get_ref().is_empty() || scale.get_ref().iter().any(|s| *s < 2) {
+        return Err(toml.err(
+            Some(scale.span()),
+            "scale",
+            "each scale multiplies the workload axes: integers of at least 2",
+        ));
+    }
+    Ok(Body::WorkloadBatching {
+        scale: scale.get_ref().clone(),
     })
 }
 
