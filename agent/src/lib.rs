@@ -32,6 +32,7 @@ pub mod nonfinite;
 pub mod patterns;
 pub mod profile;
 pub mod report;
+pub mod rewrite;
 pub mod runs;
 pub mod spec;
 pub mod state;

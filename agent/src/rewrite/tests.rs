@@ -1,0 +1,276 @@
+//! The rewrite engine on small kernels written here and on every bundled kernel.
+
+use std::path::Path;
+
+use super::*;
+
+const K: &str = r#"#include "x.cuh"
+extern "C" __global__ void
+scale(const float* __restrict__ a, float *b, float const* c, int n, float s) {
+    for (int i = 0; i < n; ++i) {
+        for (int j = 0; j < 4; j++) b[i] += a[j] * c[j];
+#pragma unroll 2
+        for (int j = 0; j < 2; j++) b[i] *= s;
+        if (n > 3) for (int q = 0; q < 3; q++) b[q] = 0;
+    }
+}
+__global__ void other(float* x) { for (int i = 0; i < 8; i++) x[i] = 0; }
+"#;
+
+fn changed(a: Applied) -> Variant {
+    match a {
+        Applied::Changed(v) => v,
+        Applied::NotApplicable(why) => panic!("not applicable: {why}"),
+    }
+}
+
+fn not_applicable(a: Applied) -> String {
+    match a {
+        Applied::Changed(v) => panic!("changed:\n{}", v.diff),
+        Applied::NotApplicable(why) => why,
+    }
+}
+
+#[test]
+fn the_tree_finds_the_entry_its_parameters_and_its_loops() {
+    let p = tree::parse(K).unwrap();
+    assert!(p.errors().is_empty(), "{:?}", p.errors());
+    let e = p.entry("scale").unwrap();
+    let by = |n: &str| e.params.iter().find(|p| p.name == n).unwrap().clone();
+    assert!(by("a").pointer && by("a").pointee_const && by("a").restrict);
+    assert!(by("b").pointer && !by("b").pointee_const && !by("b").restrict);
+    assert!(
+        by("c").pointee_const,
+        "`float const*` is a pointer to const"
+    );
+    assert!(!by("n").pointer);
+    assert_eq!(e.loops.len(), 4);
+    assert!(!e.loops[0].inner);
+    assert_eq!(e.loops[2].pragma.as_deref(), Some("unroll 2"));
+    assert!(e.launch_bounds.is_none());
+    assert!(p.entry("missing").is_none());
+    // Only the entry's own loops.
+    assert!(p.entry("other").unwrap().loops.len() == 1);
+}
+
+#[test]
+fn launch_bounds_are_added_or_changed_keeping_the_threads_expression() {
+    let r = Rewrite::LaunchBounds {
+        max_threads: 256,
+        min_blocks: 2,
+    };
+    let v = changed(r.apply("scale", K, &[]).unwrap());
+    assert!(
+        v.source.contains("__launch_bounds__(256, 2)\nscale("),
+        "{}",
+        v.source
+    );
+    assert!(v.diff.contains("+__launch_bounds__(256, 2)"), "{}", v.diff);
+    // Again with a different minimum: the existing attribute is edited in place.
+    let src = K.replace("void\nscale", "void __launch_bounds__(THREADS)\nscale");
+    let v = changed(
+        Rewrite::LaunchBounds {
+            max_threads: 1024,
+            min_blocks: 3,
+        }
+        .apply("scale", &src, &[])
+        .unwrap(),
+    );
+    assert!(
+        v.source.contains("__launch_bounds__(THREADS, 3)"),
+        "{}",
+        v.source
+    );
+    assert_eq!(v.source.matches("__launch_bounds__").count(), 1);
+    let why = not_applicable(
+        Rewrite::LaunchBounds {
+            max_threads: 1024,
+            min_blocks: 3,
+        }
+        .apply("scale", &v.source, &[])
+        .unwrap(),
+    );
+    assert!(why.contains("already"), "{why}");
+}
+
+#[test]
+fn restrict_const_qualifies_read_only_pointers_only() {
+    let r = Rewrite::RestrictConst {
+        params: vec!["a".into(), "c".into(), "n".into()],
+    };
+    let v = changed(r.apply("scale", K, &[]).unwrap());
+    assert!(
+        v.source.contains("float const* __restrict__ c"),
+        "{}",
+        v.source
+    );
+    assert!(v.source.contains("const float* __restrict__ a"));
+    assert!(v.source.contains("float *b"), "b is written: untouched");
+    assert_eq!(v.source.matches("const const").count(), 0);
+    let why = not_applicable(r.apply("scale", &v.source, &[]).unwrap());
+    assert!(why.contains("already"), "{why}");
+    let none = Rewrite::RestrictConst { params: vec![] };
+    assert!(not_applicable(none.apply("scale", K, &[]).unwrap()).contains("io = \"in\""));
+}
+
+#[test]
+fn unroll_pragmas_go_on_inner_loops_without_one() {
+    let v = changed(
+        Rewrite::UnrollPragma { factor: 4 }
+            .apply("scale", K, &[])
+            .unwrap(),
+    );
+    // The j loop without a pragma and the q loop after `if`, not the outer i loop
+    // nor the loop that had `#pragma unroll 2`.
+    assert_eq!(
+        v.source.matches("#pragma unroll 4").count(),
+        2,
+        "{}",
+        v.source
+    );
+    assert!(v
+        .source
+        .contains("        #pragma unroll 4\n        for (int j = 0; j < 4; j++)"));
+    assert!(
+        v.source.contains(
+            "if (n > 3) {\n#pragma unroll 4\n        for (int q = 0; q < 3; q++) b[q] = 0;\n}"
+        ),
+        "{}",
+        v.source
+    );
+    assert_eq!(v.source.matches("#pragma unroll 2").count(), 1);
+    let again = not_applicable(
+        Rewrite::UnrollPragma { factor: 8 }
+            .apply("scale", &v.source, &[])
+            .unwrap(),
+    );
+    assert!(again.contains("has an unroll pragma"), "{again}");
+}
+
+#[test]
+fn option_rewrites_replace_their_own_option_and_keep_the_others() {
+    let opts = vec!["-DX=1".to_string(), "--maxrregcount=128".to_string()];
+    let v = changed(
+        Rewrite::MaxRegisters { count: 64 }
+            .apply("scale", K, &opts)
+            .unwrap(),
+    );
+    assert_eq!(v.options, vec!["-DX=1", "--maxrregcount=64"]);
+    assert_eq!(v.source, K);
+    assert!(v.diff.is_empty());
+    assert!(not_applicable(
+        Rewrite::MaxRegisters { count: 64 }
+            .apply("scale", K, &v.options)
+            .unwrap()
+    )
+    .contains("already"));
+    let v = changed(
+        Rewrite::FastMath(FastMath::Ftz)
+            .apply("scale", K, &[])
+            .unwrap(),
+    );
+    assert_eq!(v.options, vec!["--ftz=true"]);
+    let v = changed(
+        Rewrite::CachePolicy {
+            policy: "cg".into(),
+        }
+        .apply("scale", K, &[])
+        .unwrap(),
+    );
+    assert_eq!(v.options, vec!["--ptxas-options=-dlcm=cg"]);
+}
+
+#[test]
+fn an_edit_that_breaks_the_parse_is_refused_and_a_missing_entry_is_an_error() {
+    let err = Rewrite::UnrollPragma { factor: 2 }
+        .apply("nope", K, &[])
+        .unwrap_err();
+    assert_eq!(err, RewriteError::NoEntry("nope".into()));
+    // The check every source rewrite passes through, on an edit that breaks it.
+    let broken = apply_edits(
+        K,
+        vec![Edit {
+            range: K.find("{\n").unwrap()..K.find("{\n").unwrap() + 1,
+            text: "(".into(),
+        }],
+    );
+    let before = tree::parse(K).unwrap().errors().len();
+    let after = tree::parse(&broken).unwrap().errors().len();
+    assert!(after > before, "{after} <= {before}");
+}
+
+#[test]
+fn parse_reads_names_and_parameters_and_names_what_is_wrong() {
+    let spec = KernelSpec::load(&bundled().join("softmax")).unwrap();
+    let r = Rewrite::parse("launch-bounds:min_blocks=2", &spec).unwrap();
+    assert!(matches!(r, Rewrite::LaunchBounds { min_blocks: 2, max_threads } if max_threads >= 32));
+    assert_eq!(
+        Rewrite::parse(&r.to_string(), &spec).unwrap(),
+        r,
+        "its display parses back"
+    );
+    for (text, want) in [
+        ("launch-bound", "unknown rewrite"),
+        ("max-registers", "needs count"),
+        ("max-registers:count=7", "not an integer in 16..=255"),
+        ("fast-math:part=fastest", "one of all"),
+        ("cache-policy:policy=cs", "cg or ca"),
+        (
+            "unroll-pragma:factor=4,depth=2",
+            "unknown parameter `depth`",
+        ),
+        ("unroll-pragma:factor", "not key=value"),
+    ] {
+        let e = Rewrite::parse(text, &spec).unwrap_err().to_string();
+        assert!(e.contains(want), "{text}: {e}");
+    }
+}
+
+fn bundled() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernels")
+}
+
+/// Every built-in, on every bundled kernel: applied with a source that parses no
+/// worse and still defines the entry, or not applicable with a reason.
+#[test]
+fn every_builtin_applies_or_says_why_on_every_bundled_kernel() {
+    let mut applied = 0;
+    for d in std::fs::read_dir(bundled()).unwrap() {
+        let dir = d.unwrap().path();
+        if !dir.join("kernel.toml").is_file() {
+            continue;
+        }
+        let spec = KernelSpec::load(&dir).unwrap();
+        let before = tree::parse(&spec.source).unwrap();
+        assert!(
+            before.entry(&spec.entry).is_some(),
+            "{}: no entry",
+            spec.name
+        );
+        for name in NAMES {
+            let text = match name {
+                "max-registers" => "max-registers:count=64".to_string(),
+                n => n.to_string(),
+            };
+            let r = Rewrite::parse(&text, &spec).unwrap();
+            match r
+                .apply(&spec.entry, &spec.source, &spec.compile_options)
+                .unwrap_or_else(|e| panic!("{} {r}: {e}", spec.name))
+            {
+                Applied::Changed(v) => {
+                    applied += 1;
+                    let after = tree::parse(&v.source).unwrap();
+                    assert!(after.errors().len() <= before.errors().len());
+                    assert!(after.entry(&spec.entry).is_some());
+                    assert!(
+                        v.source != spec.source || v.options != spec.compile_options,
+                        "{} {r}: changed nothing",
+                        spec.name
+                    );
+                }
+                Applied::NotApplicable(why) => assert!(!why.is_empty()),
+            }
+        }
+    }
+    assert!(applied >= 7 * 3, "only {applied} rewrites applied");
+}
