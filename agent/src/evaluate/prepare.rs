@@ -68,8 +68,7 @@ pub fn compile_requests(
     config: &Config,
     arch: &str,
 ) -> (CompileRequest, CompileRequest, String) {
-    let mut common = spec.compile_options.clone();
-    common.push(format!("-I{}", spec.dir.display()));
+    let mut common = vec![format!("-I{}", spec.dir.display())];
     for d in &spec.include_dirs {
         common.push(format!("-I{}", d.display()));
     }
@@ -90,16 +89,32 @@ pub fn compile_requests(
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_else(|| "kernel.cu".into())
     };
+    // The spec's own options for the reference; a rewritten candidate's own.
     let with = |defs: Vec<String>| {
-        let mut o = common.clone();
+        let mut o = spec.compile_options.clone();
+        o.extend(common.iter().cloned());
         o.extend(defs);
         o
     };
-    let cand = CompileRequest {
-        name: file(&spec.source_path),
-        source: spec.source.clone(),
-        options: with(config.defines()),
-        arch: arch.into(),
+    let cand = match &spec.rewritten {
+        None => CompileRequest {
+            name: file(&spec.source_path),
+            source: spec.source.clone(),
+            options: with(config.defines()),
+            arch: arch.into(),
+        },
+        Some(r) => CompileRequest {
+            name: file(&spec.source_path),
+            source: r.source.clone(),
+            options: r
+                .options
+                .iter()
+                .chain(&common)
+                .cloned()
+                .chain(config.defines())
+                .collect(),
+            arch: arch.into(),
+        },
     };
     let (reference, entry) = match &spec.reference {
         Reference::Kernel {
@@ -144,4 +159,35 @@ pub fn compile_all(reqs: &[CompileRequest], cache: &Path) -> Vec<Result<Compiled
             })
             .collect()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Rewritten;
+
+    #[test]
+    fn a_rewritten_candidate_is_compiled_as_rewritten_and_its_reference_as_the_spec_says() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernels/layernorm");
+        let mut spec = KernelSpec::load(&dir).unwrap();
+        spec.compile_options = vec!["--std=c++17".into()];
+        let base = spec.baseline();
+        let (plain, plain_ref, _) = compile_requests(&spec, &base, "sm_90");
+        assert_eq!(plain.source, spec.source);
+        assert_eq!(plain.options[0], "--std=c++17");
+        spec.rewritten = Some(Rewritten {
+            source: format!("// rewritten\n{}", spec.source),
+            options: vec!["--use_fast_math".into()],
+            rewrites: vec!["fast-math:part=all".into()],
+        });
+        let (cand, reference, _) = compile_requests(&spec, &base, "sm_90");
+        assert!(cand.source.starts_with("// rewritten\n"));
+        assert_eq!(cand.options[0], "--use_fast_math");
+        assert!(!cand.options.contains(&"--std=c++17".to_string()));
+        // Same includes and defines as the plain candidate, after its own options.
+        assert_eq!(cand.options[1..], plain.options[1..]);
+        // The reference never sees the rewrite.
+        assert_eq!(reference, plain_ref);
+        assert!(!reference.options.contains(&"--use_fast_math".to_string()));
+    }
 }

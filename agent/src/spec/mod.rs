@@ -252,6 +252,20 @@ pub struct KernelSpec {
     /// Header directories (the spec's own directory is always searched first).
     pub include_dirs: Vec<PathBuf>,
     pub external: External,
+    /// The kernel as rewritten (source and NVRTC options), for the candidate only:
+    /// its reference is always compiled from `source` and `compile_options` as the
+    /// spec gives them, so a rewrite is checked against the original kernel.
+    pub rewritten: Option<Rewritten>,
+}
+
+/// A candidate's kernel after source or compiler-option rewrites.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewritten {
+    pub source: String,
+    /// The candidate's NVRTC options in place of the spec's `compile_options`.
+    pub options: Vec<String>,
+    /// The rewrites applied, in order (`name:key=value,...`).
+    pub rewrites: Vec<String>,
 }
 
 /// What a user would otherwise run for this kernel, measured on the same GPU so

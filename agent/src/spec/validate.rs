@@ -75,6 +75,7 @@ pub(super) fn validate(
         compile_options: raw.compile_options,
         include_dirs,
         external,
+        rewritten: None,
     };
     check_baseline(ctx, &spec, &cspan)?;
     Ok(spec)
