@@ -263,6 +263,19 @@ impl Rewrite {
         };
         match self {
             Rewrite::MaxRegisters { count } => {
+                let parsed = tree::parse(source)?;
+                let e = parsed
+                    .entry(entry)
+                    .ok_or_else(|| RewriteError::NoEntry(entry.to_string()))?;
+                if let Some((range, _)) = &e.launch_bounds {
+                    // Measured on an H200: a kernel with launch bounds kept its 165
+                    // registers under --maxrregcount=32.
+                    return Ok(Applied::NotApplicable(format!(
+                        "the entry kernel's `{}` takes precedence over --maxrregcount; \
+                         launch-bounds' min_blocks is what caps its registers",
+                        &source[range.clone()]
+                    )));
+                }
                 let opt = format!("--maxrregcount={count}");
                 Ok(
                     match set_option(options, &["--maxrregcount", "-maxrregcount"], &opt) {
