@@ -13,8 +13,8 @@
 //! record a run resumes and reports from), `state` (the one fold of it), `vcs` (the run's
 //! branch and worktree), `report` (reports from that fold), `runs` (run directories),
 //! `sweep` and `gate` (sweeps and the regression gate), `gpu` (the only code touching
-//! CUDA, NVRTC, NVML and `unsafe`), `files` and `digest` (reading input safely, content
-//! digests), `cli` (the commands).
+//! CUDA, NVRTC, NVML and `unsafe`), `files`, `digest` and `table` (reading input
+//! safely, content digests, plain-text tables), `cli` (the commands).
 
 pub mod budget;
 pub mod cli;
@@ -38,6 +38,7 @@ pub mod spec;
 pub mod state;
 pub mod study;
 pub mod sweep;
+pub mod table;
 #[cfg(test)]
 mod testutil;
 pub mod tuned;

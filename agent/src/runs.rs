@@ -1,5 +1,6 @@
 //! The runs under `reports/`: their ids, the lock a live run holds, which ones stopped
-//! without finishing (resumable), which started last, and how their time reads.
+//! without finishing (resumable), which started last, and how their time reads
+//! (today's date too, which sweeps and baseline files are stamped with).
 //! `run`, `status`, `report` and `compare` all find runs here.
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,16 @@ pub fn new_run_id() -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// Today's date (UTC), `YYYY-MM-DD`: the date a sweep's thresholds and a check's
+/// baseline file are stamped with.
+pub fn today() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).

@@ -2,13 +2,14 @@
 
 use serde::Serialize;
 
-use super::{clear_progress, exit, progress_printer, table, BenchArgs};
+use super::{clear_progress, exit, progress_printer, BenchArgs};
 use crate::evaluate::external::{self, TorchTiming};
 use crate::evaluate::{EvalError, Evaluation, Options, Session};
 use crate::gpu::ceilings::Ceilings;
 use crate::gpu::DeviceInfo;
 use crate::measure::TimingMethod;
 use crate::spec::KernelSpec;
+use crate::table;
 use crate::vocab::{AbResult, Outcome};
 
 #[derive(Serialize)]

@@ -6,11 +6,12 @@
 
 use serde::Serialize;
 
-use super::{clear_progress, exit, progress_printer, table, CalibrateArgs};
+use super::{clear_progress, exit, progress_printer, CalibrateArgs};
 use crate::evaluate::{Options, Session};
 use crate::measure::stats::wilson;
 use crate::measure::Verdict;
 use crate::spec::{Config, KernelSpec};
+use crate::table;
 
 /// The calibration kernel: a grid-stride copy on one block per SM, so every block runs
 /// the whole launch; every block first waits `SPIN` clock cycles, which adds that

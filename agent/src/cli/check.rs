@@ -115,7 +115,7 @@ fn go(a: &CheckArgs, mut opts: Options) -> Result<i32> {
         let b = BaselineFile {
             version: gate::FILE_VERSION,
             device: device.clone(),
-            date: super::sweep::today(),
+            date: crate::runs::today(),
             command: std::env::args().collect::<Vec<_>>().join(" "),
             seed,
             kernels: records,

@@ -10,7 +10,6 @@ pub mod report;
 pub mod run;
 pub mod status;
 pub mod sweep;
-pub mod table;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

@@ -1,7 +1,8 @@
 //! `nightshift patterns`: the pattern library as `nightshift run` will load it.
 
-use super::{exit, table, PatternsArgs};
+use super::{exit, PatternsArgs};
 use crate::patterns::{Body, Library, Move};
+use crate::table;
 
 fn moves(m: &[Move]) -> String {
     m.iter()

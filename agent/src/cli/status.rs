@@ -5,11 +5,12 @@
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use super::{exit, table, StatusArgs};
+use super::{exit, StatusArgs};
 use crate::budget::{Budgets, Ledger, Spend};
 use crate::journal::{self, Record};
 use crate::runs::{running_pid, unfinished_runs};
 use crate::state::RunState;
+use crate::table;
 
 /// A kernel's status: its fold of the journal.
 pub use crate::state::KernelState as KernelStatus;

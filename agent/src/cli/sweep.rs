@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{clear_progress, exit, table, SweepArgs};
+use super::{clear_progress, exit, SweepArgs};
 use crate::evaluate::{Evaluation, Options, Session};
 use crate::measure::TimingMethod;
 use crate::spec::{Config, KernelSpec};
 use crate::sweep::{self, Axis, Cell, Duel, Point, Thresholds, Winner};
+use crate::table;
 use crate::vocab::Outcome;
 
 /// The first line of `sweep.jsonl`: what is being swept (a resume must match it).
@@ -372,7 +373,7 @@ fn go(a: &SweepArgs, opts: Options) -> Result<i32> {
         kernel: spec.name.clone(),
         over: a.over.clone(),
         device: device.clone(),
-        date: today(),
+        date: crate::runs::today(),
         command: previous.map_or(command, |h| h.command),
         crossovers,
     };
@@ -438,15 +439,6 @@ fn go(a: &SweepArgs, opts: Options) -> Result<i32> {
         }
     }
     Ok(exit::OK)
-}
-
-/// Today's date (UTC), `YYYY-MM-DD`.
-pub(crate) fn today() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (y, m, d) = crate::runs::civil_from_days((secs / 86_400) as i64);
-    format!("{y:04}-{m:02}-{d:02}")
 }
 
 fn describe(p: &Point, over: Option<&str>) -> String {

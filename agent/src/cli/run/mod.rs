@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::{exit, table, RunArgs};
+use super::{exit, RunArgs};
 use crate::budget::StopReason;
 use crate::dispatch::{
     view::{Seen, View},
@@ -19,6 +19,7 @@ use crate::journal::{self, Event, Journal, RunOptions};
 use crate::runs::{human_duration, lock_path};
 use crate::spec::KernelSpec;
 use crate::state::RunState;
+use crate::table;
 use crate::vcs::{self, Workspace};
 
 pub use prepare::{

@@ -1,4 +1,4 @@
-//! Plain-text tables with aligned columns.
+//! Plain-text tables with aligned columns, for the text that commands print.
 
 /// Renders rows under a header, each column padded to its widest cell.
 pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
