@@ -93,6 +93,11 @@ impl Session {
         self.sup.restarts
     }
 
+    /// Says what the session is doing, on the progress line it was started with.
+    pub fn progress(&mut self, what: &str) {
+        (self.progress)(what)
+    }
+
     /// Compiles and builds the worker job of one configuration, or the outcome that
     /// ends it early.
     fn prepare(
