@@ -1,13 +1,24 @@
 //! Sweeps: a kernel measured over a grid of problem sizes, each variant of one tunable
 //! at every point, and the crossovers between variants with their uncertainty.
 //!
-//! The measuring is `cli/sweep.rs`'s (the `bench` protocol at each point); this module
-//! is the pure part: axis specs, the grid, point labels that name their axes, the
-//! winner at each point, the crossovers along each axis, and the outputs (CSV,
-//! thresholds JSON, a Rust `const` and a C `#define`).
+//! This file is the pure part: axis specs, the grid, point labels that name their
+//! axes, the winner at each point, the crossovers along each axis, and the outputs
+//! (CSV, thresholds JSON, a Rust `const` and a C `#define`). `run.rs` carries a sweep
+//! out over a session (the plan, the points not measured yet, what the grid shows),
+//! `measure.rs` measures one point with the `bench` protocol, `file.rs` keeps
+//! `sweep.jsonl` (what `--resume` continues) and writes the outputs, and `render.rs`
+//! writes it all for a person.
 
+mod file;
+mod measure;
+mod render;
+mod run;
 #[cfg(test)]
 mod tests;
+
+pub use file::{resumed, Resumed};
+pub use render::describe;
+pub use run::{run, Plan, Progress, Swept};
 
 use std::collections::BTreeMap;
 

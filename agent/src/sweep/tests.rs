@@ -1,5 +1,6 @@
-//! The pure part of sweeps on synthetic measurements with known answers (made-up
-//! times for the decision logic only; none reaches a report).
+//! The pure part of sweeps, and `sweep.jsonl` and the outputs, on synthetic
+//! measurements with known answers (made-up times for the decision logic only; none
+//! reaches a report).
 
 use super::*;
 
@@ -252,4 +253,75 @@ fn one_configuration_over_a_workload_axis_gives_throughput_per_unit_and_its_knee
     odd[1].at = vec![("B".into(), 3)];
     odd[0].at = vec![("B".into(), 2)];
     assert!(batching(&odd, "B").is_none());
+}
+
+/// `sweep.jsonl` without a GPU: a new sweep's header and points, what `--resume`
+/// reads back (a line torn by a crash is measured again), another sweep refused, and
+/// the outputs written from the points.
+#[test]
+fn a_sweep_file_resumes_only_the_same_sweep() {
+    use super::file::{Appender, Header, Line};
+    let kernel = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernels/softmax");
+    let spec = crate::spec::KernelSpec::load(&kernel).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let axes = vec![parse_axis("seq_k=512..4096:x2").unwrap()];
+    let plan = |over: &str| {
+        let out = Some(dir.path().join("s"));
+        Plan::new(spec.clone(), axes.clone(), Some(over.into()), &[], out, 100).unwrap()
+    };
+    let p = plan("VARIANT");
+    assert_eq!((p.configs.len(), p.total()), (2, 4));
+    assert!(resumed(&p, false).unwrap().is_none());
+    let header = Header {
+        kernel: spec.name.clone(),
+        axes: axes.clone(),
+        over: p.over.clone(),
+        base: p.base.to_string(),
+        device: "NVIDIA H200".into(),
+        command: "nightshift sweep".into(),
+    };
+    let points = synthetic(&axes[0].values, 0.0);
+    let mut f = Appender::open(&p, Some(header.clone())).unwrap();
+    for pt in &points[..2] {
+        f.append(&Line::Point(pt.clone())).unwrap();
+    }
+    drop(f);
+    let mut torn = std::fs::OpenOptions::new()
+        .append(true)
+        .open(p.journal())
+        .unwrap();
+    std::io::Write::write_all(&mut torn, b"{\"kind\":\"point\",\"lab").unwrap();
+    let e = resumed(&p, false).err().unwrap().to_string();
+    assert!(e.contains("--resume"), "{e}");
+    let r = resumed(&p, true).unwrap().unwrap();
+    assert_eq!(
+        (r.header.clone(), r.points.clone()),
+        (header, points[..2].to_vec())
+    );
+    let e = resumed(&plan("VEC"), true).err().unwrap().to_string();
+    assert!(e.contains("a different sweep"), "{e}");
+    let t = Thresholds {
+        kernel: spec.name.clone(),
+        over: p.over.clone(),
+        device: "NVIDIA H200".into(),
+        date: "2026-01-02".into(),
+        command: "nightshift sweep".into(),
+        crossovers: crossovers(&points, &axes, "seq_k"),
+    };
+    let s = Swept {
+        points,
+        thresholds: t,
+        batching: None,
+    };
+    s.write(&p).unwrap();
+    for f in [
+        "sweep.csv",
+        "thresholds.json",
+        "thresholds.rs",
+        "thresholds.h",
+        "sweep.svg",
+    ] {
+        assert!(p.out.join(f).is_file(), "{f}");
+    }
+    assert!(s.render(&p).contains("crossover along seq_k"));
 }
