@@ -12,13 +12,15 @@
 //! measurements, A/B results), `budget` (budgets.toml and the ledger), `journal` (the
 //! record a run resumes and reports from), `state` (the one fold of it), `vcs` (the run's
 //! branch and worktree), `report` (reports from that fold), `runs` (run directories),
-//! `bench` (one configuration validated and timed, or two compared), `sweep` and `gate`
-//! (sweeps and the regression gate), `gpu` (the only code touching
-//! CUDA, NVRTC, NVML and `unsafe`), `files`, `digest` and `table` (reading input
-//! safely, content digests, plain-text tables), `cli` (the commands).
+//! `bench` (one configuration validated and timed, or two compared), `sweep` (sweeps
+//! over grids of problem sizes), `check` and `gate` (the regression check and its
+//! gate), `gpu` (the only code touching CUDA, NVRTC, NVML and `unsafe`), `files`,
+//! `digest` and `table` (reading input safely, content digests, plain-text tables),
+//! `cli` (the commands: a thin file each over the modules above).
 
 pub mod bench;
 pub mod budget;
+pub mod check;
 pub mod cli;
 pub mod controller;
 pub mod digest;
