@@ -7,19 +7,21 @@
 //! `evaluate` (one candidate end to end, parent side), `worker` (the process that owns
 //! the GPU: validation and measurement), `validate` (what "correct" means; the device
 //! checks and their host mirror), `measure` (what "faster" means; the sequential A/B
-//! rule), `profile` (signals read from a measurement), `study` (the workload-batching study),
-//! `tuned` (what a winner commits), `vocab` (the words every stage speaks: outcomes,
+//! rule), `calibrate` (that rule's error rates, measured on the GPU), `profile`
+//! (signals read from a measurement), `study` (the workload-batching study), `tuned`
+//! (what a winner commits), `vocab` (the words every stage speaks: outcomes,
 //! measurements, A/B results), `budget` (budgets.toml and the ledger), `journal` (the
-//! record a run resumes and reports from), `state` (the one fold of it), `vcs` (the run's
-//! branch and worktree), `report` (reports from that fold), `runs` (run directories),
-//! `bench` (one configuration validated and timed, or two compared), `sweep` (sweeps
-//! over grids of problem sizes), `check` and `gate` (the regression check and its
-//! gate), `gpu` (the only code touching CUDA, NVRTC, NVML and `unsafe`), `files`,
-//! `digest` and `table` (reading input safely, content digests, plain-text tables),
-//! `cli` (the commands: a thin file each over the modules above).
+//! record a run resumes and reports from), `state` (the one fold of it), `vcs` (the
+//! run's branch and worktree), `report` (reports from that fold), `runs` (run
+//! directories), `bench` (one configuration validated and timed, or two compared),
+//! `sweep` (sweeps over grids of problem sizes), `check` and `gate` (the regression
+//! check and its gate), `gpu` (the only code touching CUDA, NVRTC, NVML and `unsafe`),
+//! `files`, `digest` and `table` (reading input safely, content digests, plain-text
+//! tables), `cli` (the commands: a thin file each over the modules above).
 
 pub mod bench;
 pub mod budget;
+pub mod calibrate;
 pub mod check;
 pub mod cli;
 pub mod controller;
