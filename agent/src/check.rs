@@ -175,7 +175,8 @@ pub fn run(session: &mut Session, plan: &Plan, command: String, rules: &Rules) -
 fn evaluate(session: &mut Session, k: &Kernel) -> Result<Evaluation> {
     session
         .evaluate(&k.spec, &k.config, true)
-        .map_err(|e| anyhow!("{}: {e}", k.spec.name))
+        // The worker's error kept as the cause: it exits as infrastructure (3).
+        .with_context(|| k.spec.name.clone())
 }
 
 /// Measures a kernel for the baseline file (timed as `auto` chooses); one that does

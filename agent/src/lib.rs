@@ -2,7 +2,8 @@
 //!
 //! The modules, in the order of the pipeline of one candidate (ARCHITECTURE.md at the
 //! repository root says more): `spec` (what the kernel is: spec, expressions, search
-//! space, plans), `patterns` (the pattern library), `controller` (the loop's decisions,
+//! space, plans), `rewrite` (source and compiler-option rewrites on the kernel's parse
+//! tree), `patterns` (the pattern library), `controller` (the loop's decisions,
 //! without I/O), `dispatch` (the async loop that carries them out; replay on resume),
 //! `evaluate` (one candidate end to end, parent side), `worker` (the process that owns
 //! the GPU: validation and measurement), `validate` (what "correct" means; the device

@@ -82,6 +82,33 @@ fn bench_on_a_missing_directory_is_a_clear_error() {
 }
 
 #[test]
+fn bench_names_a_bad_rewrite_before_it_asks_for_a_gpu() {
+    let k = common::repo_root().join("kernels/softmax");
+    let k = k.to_str().unwrap();
+    for (args, want) in [
+        (
+            vec!["--rewrite", "launch-bound"],
+            "unknown rewrite `launch-bound`",
+        ),
+        (
+            vec!["--rewrite", "unroll-pragma:factor=0"],
+            "not an integer in 1..=64",
+        ),
+        // softmax has __launch_bounds__, which --maxrregcount cannot override.
+        (
+            vec!["--rewrite", "max-registers:count=64"],
+            "not applicable to softmax",
+        ),
+    ] {
+        let mut a = vec!["bench", k];
+        a.extend(args);
+        let (code, _, err) = nightshift(&a);
+        assert_eq!(code, 2, "{a:?}: {err}");
+        assert!(err.contains(want), "{a:?}: {err}");
+    }
+}
+
+#[test]
 fn patterns_lists_the_library_and_rejects_a_malformed_pattern() {
     let dir = common::repo_root().join("patterns");
     let (code, out, err) = nightshift(&["patterns", "--dir", dir.to_str().unwrap()]);

@@ -64,6 +64,12 @@ fn heading(spec: &KernelSpec, dev: &DeviceInfo, c: &Ceilings, evals: &[Evaluatio
         (dev.driver_version % 1000) / 10,
         evals.first().map(|e| e.problem.as_str()).unwrap_or("")
     ));
+    if let Some(r) = &spec.rewritten {
+        out.push_str(&format!(
+            "rewritten: {} (validated against the kernel as written)\n",
+            r.rewrites.join(", ")
+        ));
+    }
     out.push_str(&format!(
         "measured ceilings: DRAM {:.0} GB/s ({}), FP32 {:.1} TFLOP/s, FP16 tensor {:.1} TFLOP/s\n\n",
         c.dram_gbs,

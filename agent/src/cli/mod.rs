@@ -146,6 +146,19 @@ pub struct BenchArgs {
     /// Window of back-to-back launches for the energy reading, ms (0 to skip).
     #[arg(long, value_parser = parse_energy_ms, default_value_t = 500.0)]
     pub energy_ms: f64,
+    /// Bench the kernel as a rewrite makes it (`name` or `name:key=value,...`, e.g.
+    /// `launch-bounds:min_blocks=2`, `unroll-pragma:factor=8`, `fast-math:part=ftz`);
+    /// repeat to apply several in order. The reference stays the spec's own kernel.
+    #[arg(long = "rewrite", value_name = "REWRITE")]
+    pub rewrite: Vec<String>,
+    /// An extra NVRTC option for the benched kernel (not its reference), e.g.
+    /// `--nvrtc-option=--maxrregcount=64`; repeatable.
+    #[arg(
+        long = "nvrtc-option",
+        value_name = "OPTION",
+        allow_hyphen_values = true
+    )]
+    pub nvrtc_option: Vec<String>,
     /// Validate only; do not time.
     #[arg(long)]
     pub validate_only: bool,

@@ -89,6 +89,7 @@ pub fn made_up(spec: &KernelSpec, config: &Config, passed: bool) -> Evaluation {
         },
         validation: None,
         nondeterministic: None,
+        rewrites: vec![],
     }
 }
 

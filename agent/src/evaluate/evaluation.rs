@@ -57,6 +57,10 @@ pub struct Evaluation {
     /// Two runs on the same inputs both passed and differ bit for bit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nondeterministic: Option<Nondeterminism>,
+    /// The rewrites of the kernel this configuration ran as (`name:key=value,...`;
+    /// empty: the kernel as written).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rewrites: Vec<String>,
 }
 
 impl Evaluation {
@@ -78,6 +82,11 @@ impl Evaluation {
             times: StageTimes::default(),
             validation: None,
             nondeterministic: None,
+            rewrites: spec
+                .rewritten
+                .as_ref()
+                .map(|r| r.rewrites.clone())
+                .unwrap_or_default(),
         }
     }
 

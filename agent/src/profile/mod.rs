@@ -212,6 +212,7 @@ mod tests {
             times: StageTimes::default(),
             validation: None,
             nondeterministic: None,
+            rewrites: vec![],
         }
     }
 
