@@ -4,14 +4,16 @@
 use super::{clear_progress, exit, progress_printer, BenchArgs};
 use crate::bench::{self, references};
 use crate::evaluate::{Options, Session};
-use crate::rewrite::{Applied, Rewrite};
-use crate::spec::{Config, KernelSpec, Rewritten};
+use crate::rewrite;
+use crate::spec::{Config, KernelSpec};
 
 pub fn run(args: &BenchArgs, opts: Options) -> i32 {
     let spec = match KernelSpec::load(&args.kernel)
         .map_err(|e| e.to_string())
-        .and_then(|s| rewritten(s, &args.rewrite, &args.nvrtc_option))
-    {
+        .and_then(|s| {
+            rewrite::rewritten(s, &args.rewrite, &args.nvrtc_option)
+                .map_err(|e| format!("--rewrite: {e}"))
+        }) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -63,50 +65,6 @@ pub fn run(args: &BenchArgs, opts: Options) -> i32 {
     } else {
         exit::REJECTED
     }
-}
-
-/// The spec with its kernel as `--rewrite` and `--nvrtc-option` make it (in that
-/// order), or why not (an unknown rewrite or parameter, one with nothing to change).
-fn rewritten(
-    mut spec: KernelSpec,
-    rewrites: &[String],
-    options: &[String],
-) -> Result<KernelSpec, String> {
-    if rewrites.is_empty() && options.is_empty() {
-        return Ok(spec);
-    }
-    let mut source = spec.source.clone();
-    let mut opts = spec.compile_options.clone();
-    let mut names = Vec::new();
-    for text in rewrites {
-        let r = Rewrite::parse(text, &spec).map_err(|e| format!("--rewrite: {e}"))?;
-        match r
-            .apply(&spec.entry, &source, &opts)
-            .map_err(|e| format!("--rewrite: {e}"))?
-        {
-            Applied::Changed(v) => {
-                source = v.source;
-                opts = v.options;
-                names.push(r.to_string());
-            }
-            Applied::NotApplicable(why) => {
-                return Err(format!(
-                    "--rewrite {r}: not applicable to {}: {why}",
-                    spec.name
-                ))
-            }
-        }
-    }
-    for o in options {
-        opts.push(o.clone());
-        names.push(format!("nvrtc-option:{o}"));
-    }
-    spec.rewritten = Some(Rewritten {
-        source,
-        options: opts,
-        rewrites: names,
-    });
-    Ok(spec)
 }
 
 /// The configuration `--set` asks for and the one `--vs` makes of it, or why not

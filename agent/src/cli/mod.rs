@@ -342,6 +342,16 @@ pub struct SweepArgs {
     /// it, one configuration is measured over the grid.
     #[arg(long, value_name = "TUNABLE")]
     pub over: Option<String>,
+    /// Sweep the kernel as a rewrite makes it (as `bench --rewrite`); repeatable.
+    #[arg(long = "rewrite", value_name = "REWRITE")]
+    pub rewrite: Vec<String>,
+    /// An extra NVRTC option for the swept kernel (not its reference); repeatable.
+    #[arg(
+        long = "nvrtc-option",
+        value_name = "OPTION",
+        allow_hyphen_values = true
+    )]
+    pub nvrtc_option: Vec<String>,
     /// Set a tunable of the configuration swept (default: the spec's baseline).
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_assignment)]
     pub set: Vec<(String, i64)>,

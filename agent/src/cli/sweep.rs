@@ -18,6 +18,8 @@ pub fn run(a: &SweepArgs, opts: Options) -> i32 {
 
 fn go(a: &SweepArgs, opts: Options) -> Result<i32> {
     let spec = KernelSpec::load(&a.kernel)?;
+    let spec = crate::rewrite::rewritten(spec, &a.rewrite, &a.nvrtc_option)
+        .map_err(|e| anyhow!("--rewrite: {e}"))?;
     let axes: Vec<Axis> = a
         .axes
         .iter()

@@ -13,7 +13,7 @@ pub mod tree;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::spec::{ArgKind, Io, KernelSpec};
+use crate::spec::{ArgKind, Io, KernelSpec, Rewritten};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RewriteError {
@@ -91,10 +91,12 @@ impl FastMath {
 /// One rewrite with its parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rewrite {
-    /// `__launch_bounds__(max_threads, min_blocks)` on the entry kernel (an existing
-    /// first argument is kept).
+    /// `__launch_bounds__(threads, min_blocks)` on the entry kernel: `max_threads`
+    /// when given, else an existing attribute's first argument (kept as written), else
+    /// `default_threads` (the most threads any valid configuration launches).
     LaunchBounds {
-        max_threads: i64,
+        max_threads: Option<i64>,
+        default_threads: i64,
         min_blocks: i64,
     },
     /// `--maxrregcount=count`.
@@ -125,10 +127,11 @@ impl fmt::Display for Rewrite {
             Rewrite::LaunchBounds {
                 max_threads,
                 min_blocks,
-            } => write!(
-                f,
-                "launch-bounds:max_threads={max_threads},min_blocks={min_blocks}"
-            ),
+                ..
+            } => match max_threads {
+                Some(t) => write!(f, "launch-bounds:max_threads={t},min_blocks={min_blocks}"),
+                None => write!(f, "launch-bounds:min_blocks={min_blocks}"),
+            },
             Rewrite::MaxRegisters { count } => write!(f, "max-registers:count={count}"),
             Rewrite::RestrictConst { params } => {
                 write!(f, "restrict-const:params={}", params.join("+"))
@@ -196,12 +199,10 @@ impl Rewrite {
         };
         let r = match name {
             "launch-bounds" => Rewrite::LaunchBounds {
-                max_threads: match int(&mut kv, "max_threads", 1, 1024)? {
-                    Some(t) => t,
-                    None => max_threads(spec).ok_or_else(|| {
-                        bad("no configuration of the spec has a launch to bound".into())
-                    })?,
-                },
+                max_threads: int(&mut kv, "max_threads", 1, 1024)?,
+                default_threads: max_threads(spec).ok_or_else(|| {
+                    bad("no configuration of the spec has a launch to bound".into())
+                })?,
                 min_blocks: int(&mut kv, "min_blocks", 1, 32)?.unwrap_or(1),
             },
             "max-registers" => Rewrite::MaxRegisters {
@@ -347,25 +348,30 @@ impl Rewrite {
         match self {
             Rewrite::LaunchBounds {
                 max_threads,
+                default_threads,
                 min_blocks,
             } => {
                 let (range, text) = match &e.launch_bounds {
                     Some((range, args)) => {
-                        let first = args.first().cloned().unwrap_or(max_threads.to_string());
-                        if args.get(1).map(|s| s.trim()) == Some(&min_blocks.to_string()) {
-                            return Err(format!(
-                                "`{}` already asks for {min_blocks} block(s) per SM",
-                                &source[range.clone()]
-                            ));
+                        let first = match (max_threads, args.first()) {
+                            (Some(t), _) => t.to_string(),
+                            (None, Some(a)) => a.clone(),
+                            (None, None) => default_threads.to_string(),
+                        };
+                        let new = format!("__launch_bounds__({first}, {min_blocks})");
+                        let old = &source[range.clone()];
+                        let squash = |s: &str| s.split_whitespace().collect::<String>();
+                        if squash(old) == squash(&new) {
+                            return Err(format!("`{old}` is already there"));
                         }
-                        (
-                            range.clone(),
-                            format!("__launch_bounds__({first}, {min_blocks})"),
-                        )
+                        (range.clone(), new)
                     }
                     None => (
                         e.declarator_start..e.declarator_start,
-                        format!("__launch_bounds__({max_threads}, {min_blocks})\n"),
+                        format!(
+                            "__launch_bounds__({}, {min_blocks})\n",
+                            max_threads.unwrap_or(*default_threads)
+                        ),
                     ),
                 };
                 Ok(vec![Edit { range, text }])
@@ -422,6 +428,49 @@ impl Rewrite {
             _ => Err("not a source rewrite".into()),
         }
     }
+}
+
+/// `spec` with its kernel as `rewrites` (each `name:key=value,...`, applied in
+/// order) and then the extra NVRTC `options` make it; the spec as it is when both
+/// are empty. A rewrite that does not apply is an error naming why: a user who asks
+/// for one means it.
+pub fn rewritten(
+    mut spec: KernelSpec,
+    rewrites: &[String],
+    options: &[String],
+) -> Result<KernelSpec, RewriteError> {
+    if rewrites.is_empty() && options.is_empty() {
+        return Ok(spec);
+    }
+    let mut source = spec.source.clone();
+    let mut opts = spec.compile_options.clone();
+    let mut names = Vec::new();
+    for text in rewrites {
+        let r = Rewrite::parse(text, &spec)?;
+        match r.apply(&spec.entry, &source, &opts)? {
+            Applied::Changed(v) => {
+                source = v.source;
+                opts = v.options;
+                names.push(r.to_string());
+            }
+            Applied::NotApplicable(why) => {
+                return Err(RewriteError::Param {
+                    rewrite: r.to_string(),
+                    message: format!("not applicable to {}: {why}", spec.name),
+                })
+            }
+        }
+    }
+    for o in options {
+        opts.push(o.clone());
+        names.push(format!("nvrtc-option:{o}"));
+    }
+    spec.rewritten = Some(Rewritten {
+        source,
+        options: opts,
+        rewrites: names,
+    });
+    Ok(spec)
 }
 
 /// `options` with every option starting with one of `prefixes` replaced by `opt`;

@@ -56,7 +56,8 @@ fn the_tree_finds_the_entry_its_parameters_and_its_loops() {
 #[test]
 fn launch_bounds_are_added_or_changed_keeping_the_threads_expression() {
     let r = Rewrite::LaunchBounds {
-        max_threads: 256,
+        max_threads: None,
+        default_threads: 256,
         min_blocks: 2,
     };
     let v = changed(r.apply("scale", K, &[]).unwrap());
@@ -70,7 +71,8 @@ fn launch_bounds_are_added_or_changed_keeping_the_threads_expression() {
     let src = K.replace("void\nscale", "void __launch_bounds__(THREADS)\nscale");
     let v = changed(
         Rewrite::LaunchBounds {
-            max_threads: 1024,
+            max_threads: None,
+            default_threads: 1024,
             min_blocks: 3,
         }
         .apply("scale", &src, &[])
@@ -84,7 +86,8 @@ fn launch_bounds_are_added_or_changed_keeping_the_threads_expression() {
     assert_eq!(v.source.matches("__launch_bounds__").count(), 1);
     let why = not_applicable(
         Rewrite::LaunchBounds {
-            max_threads: 1024,
+            max_threads: None,
+            default_threads: 1024,
             min_blocks: 3,
         }
         .apply("scale", &v.source, &[])
@@ -203,7 +206,19 @@ fn an_edit_that_breaks_the_parse_is_refused_and_a_missing_entry_is_an_error() {
 fn parse_reads_names_and_parameters_and_names_what_is_wrong() {
     let spec = KernelSpec::load(&bundled().join("softmax")).unwrap();
     let r = Rewrite::parse("launch-bounds:min_blocks=2", &spec).unwrap();
-    assert!(matches!(r, Rewrite::LaunchBounds { min_blocks: 2, max_threads } if max_threads >= 32));
+    assert!(matches!(
+        r,
+        Rewrite::LaunchBounds { min_blocks: 2, max_threads: None, default_threads } if default_threads >= 32
+    ));
+    assert_eq!(r.to_string(), "launch-bounds:min_blocks=2");
+    // An explicit thread count replaces the attribute's first argument.
+    let explicit = Rewrite::parse("launch-bounds:max_threads=128,min_blocks=1", &spec).unwrap();
+    let v = changed(
+        explicit
+            .apply(&spec.entry, &spec.source, &spec.compile_options)
+            .unwrap(),
+    );
+    assert!(v.source.contains("__launch_bounds__(128, 1)"), "{}", v.diff);
     assert_eq!(
         Rewrite::parse(&r.to_string(), &spec).unwrap(),
         r,

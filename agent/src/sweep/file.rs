@@ -20,6 +20,9 @@ pub(super) struct Header {
     pub base: String,
     pub device: String,
     pub command: String,
+    /// The rewrites of the kernel swept (none: as written).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rewrites: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -88,13 +91,19 @@ pub fn resumed(plan: &Plan, resume: bool) -> Result<Option<Resumed>> {
         || h.axes != plan.axes
         || h.over != plan.over
         || h.base != plan.base.to_string()
+        || h.rewrites != plan.rewrites()
     {
         bail!(
-            "{} is a different sweep ({} over {:?} from {}); --resume continues only the same one",
+            "{} is a different sweep ({} over {:?} from {}{}); --resume continues only the same one",
             journal.display(),
             h.kernel,
             h.over,
-            h.base
+            h.base,
+            if h.rewrites.is_empty() {
+                String::new()
+            } else {
+                format!(", rewritten: {}", h.rewrites.join(", "))
+            }
         );
     }
     Ok(Some(Resumed {

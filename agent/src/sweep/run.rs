@@ -51,6 +51,15 @@ pub struct Swept {
 }
 
 impl Plan {
+    /// The rewrites of the kernel swept (none: as written).
+    pub fn rewrites(&self) -> Vec<String> {
+        self.spec
+            .rewritten
+            .as_ref()
+            .map(|r| r.rewrites.clone())
+            .unwrap_or_default()
+    }
+
     /// Checks the axes against the spec and `--max-points`, the `--set` changes and
     /// the `--over` tunable; `out` defaults to `file::default_out`.
     pub fn new(
@@ -66,7 +75,19 @@ impl Plan {
             .with_overrides(&spec.baseline(), set)
             .map_err(|e| anyhow!("--set: {e}"))?;
         let configs = configs(&spec, &base, over.as_deref())?;
-        let out = out.unwrap_or_else(|| file::default_out(&spec.name, &axes, over.as_deref()));
+        let out = out.unwrap_or_else(|| {
+            let plain = file::default_out(&spec.name, &axes, over.as_deref());
+            match &spec.rewritten {
+                // A rewritten kernel's sweep beside the plain one, not in its place.
+                Some(r) => {
+                    let d = crate::digest::of_parts(r.rewrites.iter().map(|x| ("", x.as_bytes())));
+                    let mut name = plain.file_name().unwrap_or_default().to_os_string();
+                    name.push(format!("-rewritten-{}", &d[..8]));
+                    plain.with_file_name(name)
+                }
+                None => plain,
+            }
+        });
         Ok(Plan {
             spec,
             axes,
@@ -179,6 +200,7 @@ pub fn run(
         base: plan.base.to_string(),
         device: device.clone(),
         command: command.clone(),
+        rewrites: plan.rewrites(),
     });
     let mut file = Appender::open(plan, header)?;
     let total = plan.total();

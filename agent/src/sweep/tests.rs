@@ -279,6 +279,7 @@ fn a_sweep_file_resumes_only_the_same_sweep() {
         base: p.base.to_string(),
         device: "NVIDIA H200".into(),
         command: "nightshift sweep".into(),
+        rewrites: vec![],
     };
     let points = synthetic(&axes[0].values, 0.0);
     let mut f = Appender::open(&p, Some(header.clone())).unwrap();
@@ -324,4 +325,55 @@ fn a_sweep_file_resumes_only_the_same_sweep() {
         assert!(p.out.join(f).is_file(), "{f}");
     }
     assert!(s.render(&p).contains("crossover along seq_k"));
+}
+
+/// A rewritten kernel's sweep goes beside the plain one by default, and a sweep
+/// file resumes only with the same rewrites.
+#[test]
+fn a_rewritten_sweep_has_its_own_place_and_resumes_only_as_rewritten() {
+    use super::file::{Appender, Header};
+    let kernel = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernels/softmax");
+    let spec = crate::spec::KernelSpec::load(&kernel).unwrap();
+    let fast = crate::rewrite::rewritten(spec.clone(), &["fast-math".into()], &[]).unwrap();
+    let axes = vec![parse_axis("seq_k=512..1024:x2").unwrap()];
+    let plain = Plan::new(spec.clone(), axes.clone(), None, &[], None, 100).unwrap();
+    let rw = Plan::new(fast.clone(), axes.clone(), None, &[], None, 100).unwrap();
+    assert_ne!(plain.out, rw.out);
+    assert!(
+        rw.out.to_string_lossy().contains("-rewritten-"),
+        "{:?}",
+        rw.out
+    );
+    assert_eq!(rw.rewrites(), vec!["fast-math:part=all".to_string()]);
+    let dir = tempfile::tempdir().unwrap();
+    let at = |s: &crate::spec::KernelSpec| {
+        Plan::new(
+            s.clone(),
+            axes.clone(),
+            None,
+            &[],
+            Some(dir.path().join("s")),
+            100,
+        )
+        .unwrap()
+    };
+    let header = Header {
+        kernel: spec.name.clone(),
+        axes: axes.clone(),
+        over: None,
+        base: plain.base.to_string(),
+        device: "NVIDIA H200".into(),
+        command: "nightshift sweep".into(),
+        rewrites: at(&fast).rewrites(),
+    };
+    drop(Appender::open(&at(&fast), Some(header)).unwrap());
+    assert!(resumed(&at(&fast), true).unwrap().is_some());
+    let Err(e) = resumed(&at(&spec), true) else {
+        panic!("a plain sweep resumed a rewritten one");
+    };
+    let e = e.to_string();
+    assert!(
+        e.contains("different sweep") && e.contains("rewritten: fast-math"),
+        "{e}"
+    );
 }
