@@ -54,20 +54,21 @@ struct BenchJson<'a> {
 }
 
 /// Benches `a` (validated only, with `validate_only`), or `a` and `b` measured
-/// interleaved; with `external` (and timing), the external baselines too. `Err` is
+/// interleaved (`b` of its own spec: the same kernel, or the kernel as rewritten);
+/// with `external` (and timing), the external baselines too. `Err` is
 /// the GPU infrastructure failing; a rejected configuration is an outcome.
 pub fn run(
     session: &mut Session,
     spec: &KernelSpec,
     a: &Config,
-    b: Option<&Config>,
+    b: Option<(&KernelSpec, &Config)>,
     validate_only: bool,
     external: bool,
 ) -> Result<Bench, EvalError> {
     let (evals, ab) = match b {
         None => (vec![session.evaluate(spec, a, !validate_only)?], None),
         Some(b) => {
-            let (x, y, ab) = session.compare(spec, a, b)?;
+            let (x, y, ab) = session.compare_kernels((spec, a), b, false)?;
             (vec![x, y], ab)
         }
     };

@@ -118,7 +118,7 @@ fn row(i: usize, e: &Evaluation, ab: Option<&AbResult>) -> Vec<String> {
         _ => dash(),
     };
     vec![
-        e.config.to_string(),
+        label(e),
         e.outcome.name().to_string(),
         s.map(|s| sig(s.median)).unwrap_or_else(dash),
         s.map(|s| sig(s.iqr())).unwrap_or_else(dash),
@@ -151,10 +151,20 @@ fn row(i: usize, e: &Evaluation, ab: Option<&AbResult>) -> Vec<String> {
     ]
 }
 
+/// A configuration's label: its tunables, and `(rewritten)` for the kernel as
+/// rewritten.
+fn label(e: &Evaluation) -> String {
+    if e.rewrites.is_empty() {
+        e.config.to_string()
+    } else {
+        format!("{} (rewritten)", e.config)
+    }
+}
+
 /// One configuration's details: why it was rejected, what validated it, how it was
 /// timed, its occupancy, anomalies, and what it cost.
 fn details(e: &Evaluation) -> String {
-    let mut out = format!("{}:\n", e.config);
+    let mut out = format!("{}:\n", label(e));
     if e.outcome != Outcome::Passed {
         out.push_str(&format!("  REJECTED: {}\n", e.outcome.describe()));
         if let Outcome::CompileFailed { log } = &e.outcome {
@@ -302,8 +312,8 @@ fn cost(e: &Evaluation) -> String {
 fn comparison(evals: &[Evaluation], ab: &AbResult) -> String {
     format!(
         "\n{} vs {}: speedup {:.3}x, 95% CI [{:.3}, {:.3}] over {} interleaved pairs -> {} (min gain {:.0}%)\n",
-        evals[1].config,
-        evals[0].config,
+        label(&evals[1]),
+        label(&evals[0]),
         ab.speedup,
         ab.ci_lo,
         ab.ci_hi,

@@ -8,12 +8,7 @@ use crate::rewrite;
 use crate::spec::{Config, KernelSpec};
 
 pub fn run(args: &BenchArgs, opts: Options) -> i32 {
-    let spec = match KernelSpec::load(&args.kernel)
-        .map_err(|e| e.to_string())
-        .and_then(|s| {
-            rewrite::rewritten(s, &args.rewrite, &args.nvrtc_option)
-                .map_err(|e| format!("--rewrite: {e}"))
-        }) {
+    let (spec, rewritten) = match load(args) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -36,14 +31,27 @@ pub fn run(args: &BenchArgs, opts: Options) -> i32 {
         session.shutdown();
         return code;
     }
-    let r = bench::run(
-        &mut session,
-        &spec,
-        &a,
-        b.as_ref(),
-        args.validate_only,
-        args.external,
-    );
+    // With a rewrite: the kernel as written (at `a`) against the kernel as rewritten
+    // (at `b`, or `a`), interleaved; validated only, the rewritten one alone.
+    let r = match &rewritten {
+        None => bench::run(
+            &mut session,
+            &spec,
+            &a,
+            b.as_ref().map(|b| (&spec, b)),
+            args.validate_only,
+            args.external,
+        ),
+        Some(rs) if args.validate_only => bench::run(&mut session, rs, &a, None, true, false),
+        Some(rs) => bench::run(
+            &mut session,
+            &spec,
+            &a,
+            Some((rs, b.as_ref().unwrap_or(&a))),
+            false,
+            args.external,
+        ),
+    };
     let r = match r {
         Ok(r) => r,
         Err(e) => {
@@ -57,7 +65,8 @@ pub fn run(args: &BenchArgs, opts: Options) -> i32 {
         let restarts = session.restarts();
         println!("{}", r.json(&session.device, &session.ceilings, restarts));
     } else {
-        print!("{}", r.render(&spec, &session.device, &session.ceilings));
+        let shown = rewritten.as_ref().unwrap_or(&spec);
+        print!("{}", r.render(shown, &session.device, &session.ceilings));
     }
     session.shutdown();
     if r.passed() {
@@ -65,6 +74,18 @@ pub fn run(args: &BenchArgs, opts: Options) -> i32 {
     } else {
         exit::REJECTED
     }
+}
+
+/// The spec as written and, with `--rewrite` or `--nvrtc-option`, as rewritten (a
+/// rewrite that does not apply is an error, before any GPU time).
+fn load(args: &BenchArgs) -> Result<(KernelSpec, Option<KernelSpec>), String> {
+    let spec = KernelSpec::load(&args.kernel).map_err(|e| e.to_string())?;
+    if args.rewrite.is_empty() && args.nvrtc_option.is_empty() {
+        return Ok((spec, None));
+    }
+    let rs = rewrite::rewritten(spec.clone(), &args.rewrite, &args.nvrtc_option)
+        .map_err(|e| format!("--rewrite: {e}"))?;
+    Ok((spec, Some(rs)))
 }
 
 /// The configuration `--set` asks for and the one `--vs` makes of it, or why not

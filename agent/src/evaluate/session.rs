@@ -358,16 +358,28 @@ impl Session {
         b: &Config,
         lone: bool,
     ) -> Result<(Evaluation, Evaluation, Option<AbResult>), EvalError> {
+        self.compare_kernels((spec, a), (spec, b), lone)
+    }
+
+    /// The same comparison between two versions of one kernel (the spec as written
+    /// and as rewritten, say: both are validated against the spec's reference), each
+    /// at its configuration.
+    pub fn compare_kernels(
+        &mut self,
+        (sa, a): (&KernelSpec, &Config),
+        (sb, b): (&KernelSpec, &Config),
+        lone: bool,
+    ) -> Result<(Evaluation, Evaluation, Option<AbResult>), EvalError> {
         let start = Instant::now();
-        let pa = self.prepare(spec, a, true);
-        let pb = self.prepare(spec, b, true);
+        let pa = self.prepare(sa, a, true);
+        let pb = self.prepare(sb, b, true);
         let ((ja, mut ea), (jb, mut eb)) = match (pa, pb) {
             (Ok(x), Ok(y)) => (x, y),
             // One did not get as far as the GPU: evaluate the other alone when asked.
-            (Err(ea), Ok(_)) if lone => return Ok((*ea, self.evaluate(spec, b, true)?, None)),
-            (Ok(_), Err(eb)) if lone => return Ok((self.evaluate(spec, a, true)?, *eb, None)),
-            (Err(ea), Ok(_)) => return Ok((*ea, Self::not_run(spec, b), None)),
-            (Ok(_), Err(eb)) => return Ok((Self::not_run(spec, a), *eb, None)),
+            (Err(ea), Ok(_)) if lone => return Ok((*ea, self.evaluate(sb, b, true)?, None)),
+            (Ok(_), Err(eb)) if lone => return Ok((self.evaluate(sa, a, true)?, *eb, None)),
+            (Err(ea), Ok(_)) => return Ok((*ea, Self::not_run(sb, b), None)),
+            (Ok(_), Err(eb)) => return Ok((Self::not_run(sa, a), *eb, None)),
             (Err(ea), Err(eb)) => return Ok((*ea, *eb, None)),
         };
         let progress = &mut self.progress;
@@ -385,8 +397,8 @@ impl Session {
                 b: rb,
                 ab: r,
             }) => {
-                self.absorb(&mut ea, *ra, &ja, spec);
-                self.absorb(&mut eb, *rb, &jb, spec);
+                self.absorb(&mut ea, *ra, &ja, sa);
+                self.absorb(&mut eb, *rb, &jb, sb);
                 // A verdict stands only when both sides passed every check.
                 if ea.outcome == Outcome::Passed && eb.outcome == Outcome::Passed {
                     ab = r;
