@@ -109,6 +109,39 @@ fn bench_names_a_bad_rewrite_before_it_asks_for_a_gpu() {
 }
 
 #[test]
+fn rewrite_shows_each_builtin_on_a_kernel_and_a_chain_as_a_diff() {
+    let k = common::repo_root().join("kernels/rowsum");
+    let k = k.to_str().unwrap();
+    let (code, out, err) = nightshift(&["rewrite", k]);
+    assert_eq!(code, 0, "{err}");
+    for name in nightshift::rewrite::NAMES {
+        assert!(out.contains(name), "{name}: {out}");
+    }
+    assert!(out.contains("not applicable: the entry kernel's `__launch_bounds__(BLOCK)`"));
+    let (code, out, err) = nightshift(&[
+        "rewrite",
+        k,
+        "--rewrite",
+        "launch-bounds:min_blocks=2",
+        "--nvrtc-option=--use_fast_math",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert!(v["diff"]
+        .as_str()
+        .unwrap()
+        .contains("+extern \"C\" __global__ void __launch_bounds__(BLOCK, 2)"));
+    assert_eq!(v["options"], serde_json::json!(["--use_fast_math"]));
+    // softmax's entry has no loop: asking for an unroll pragma is an error, with why.
+    let s = common::repo_root().join("kernels/softmax");
+    let (code, _, err) =
+        nightshift(&["rewrite", s.to_str().unwrap(), "--rewrite", "unroll-pragma"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("has no loop"), "{err}");
+}
+
+#[test]
 fn patterns_lists_the_library_and_rejects_a_malformed_pattern() {
     let dir = common::repo_root().join("patterns");
     let (code, out, err) = nightshift(&["patterns", "--dir", dir.to_str().unwrap()]);

@@ -7,6 +7,7 @@ mod check;
 mod doctor;
 mod patterns;
 pub mod report;
+mod rewrite;
 pub mod run;
 pub mod status;
 pub mod sweep;
@@ -98,6 +99,11 @@ pub enum Command {
     /// `nightshift run` applies at start, so a new pattern can be tried without a GPU.
     #[command(after_help = EXIT_READ)]
     Patterns(PatternsArgs),
+    /// Show what rewrites do to a kernel, without a GPU: with --rewrite, the diff of
+    /// its source and its NVRTC options after them (as `bench --rewrite` would compile
+    /// it); without, every built-in rewrite and whether it applies (or why not).
+    #[command(after_help = EXIT_REWRITE)]
+    Rewrite(RewriteArgs),
     /// Internal: the GPU worker process, speaking JSON lines on stdin/stdout.
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -185,6 +191,9 @@ once the run was under way (--resume continues it); 130 stopped by SIGINT or SIG
 Limits: specs, sources, headers, budgets, patterns and baselines are regular files of at most 64 MiB; \
 a spec's sources and include directories resolve inside its repository; run ids and kernel names are \
 letters, digits, `.`, `_` and `-`; expressions are at most 1000 characters, nested at most 32 deep.";
+const EXIT_REWRITE: &str = "Exit codes: 0 done; 2 bad input (a malformed spec, an unknown \
+rewrite or parameter, a rewrite that does not apply to the kernel or would leave a source that \
+does not parse).";
 const EXIT_READ: &str =
     "Exit codes: 0 done; 2 bad input (a missing or malformed journal or file, a bad run id).";
 const EXIT_REPORT: &str =
@@ -390,6 +399,25 @@ pub struct ReportArgs {
     #[arg(long)]
     pub verify: bool,
     /// Print the report as JSON on stdout (as well as writing the files).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RewriteArgs {
+    /// The kernel's directory (holding kernel.toml).
+    pub kernel: PathBuf,
+    /// A rewrite (`name` or `name:key=value,...`); repeat to apply several in order.
+    #[arg(long = "rewrite", value_name = "REWRITE")]
+    pub rewrite: Vec<String>,
+    /// An extra NVRTC option after the rewrites; repeatable.
+    #[arg(
+        long = "nvrtc-option",
+        value_name = "OPTION",
+        allow_hyphen_values = true
+    )]
+    pub nvrtc_option: Vec<String>,
+    /// Print machine-readable JSON on stdout instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -604,6 +632,7 @@ pub fn main() -> i32 {
         Command::Doctor(a) => doctor::run(&a.common, a.common.options()),
         Command::Calibrate(a) => calibrate::run(&a, a.common.options()),
         Command::Patterns(a) => patterns::run(&a),
+        Command::Rewrite(a) => rewrite::run(&a),
         // The run's options are settled against the run it resumes, if any.
         Command::Run(a) => run::run(&a, a.common.options()),
         Command::Status(a) => status::run(&a),
