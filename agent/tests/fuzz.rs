@@ -129,6 +129,35 @@ proptest! {
     }
 
     #[test]
+    fn every_rewrite_of_a_mutated_kernel_applies_refuses_or_errs(e in edits(), which in 0usize..7) {
+        use nightshift::rewrite::{Applied, FastMath, Rewrite};
+        let (name, entry) = [
+            ("attention", "attention_fwd"),
+            ("gemm", "gemm_wmma"),
+            ("gemv", "gemv_smalln"),
+            ("layernorm", "layernorm"),
+            ("rowsum", "rowsum"),
+            ("simsearch", "simsearch"),
+            ("softmax", "softmax_rows"),
+        ][which];
+        let text = mutate(&bundled(&format!("kernels/{name}/{name}.cu")), &e);
+        let all = [
+            Rewrite::LaunchBounds { max_threads: None, default_threads: 256, min_blocks: 2 },
+            Rewrite::MaxRegisters { count: 64 },
+            Rewrite::RestrictConst { params: vec!["x".into(), "A".into(), "Q".into()] },
+            Rewrite::UnrollPragma { factor: 4 },
+            Rewrite::FastMath(FastMath::All),
+            Rewrite::CachePolicy { policy: "cg".into() },
+        ];
+        for r in all {
+            // Applied, not applicable, or an error: never a panic, never slow.
+            if let Ok(Applied::Changed(v)) = quick(name, || r.apply(entry, &text, &[])) {
+                prop_assert!(v.source != text || !v.options.is_empty(), "{}: {} changed nothing", name, r);
+            }
+        }
+    }
+
+    #[test]
     fn a_mutated_budgets_file_parses_or_names_its_line(e in edits()) {
         let text = mutate(&bundled("budgets.toml"), &e);
         let lines = text.lines().count() + 1;
