@@ -4,7 +4,6 @@
 use super::{clear_progress, exit, progress_printer, BenchArgs};
 use crate::bench::{self, references};
 use crate::evaluate::{Options, Session};
-use crate::rewrite;
 use crate::spec::{Config, KernelSpec};
 
 pub fn run(args: &BenchArgs, opts: Options) -> i32 {
@@ -80,10 +79,12 @@ pub fn run(args: &BenchArgs, opts: Options) -> i32 {
 /// rewrite that does not apply is an error, before any GPU time).
 fn load(args: &BenchArgs) -> Result<(KernelSpec, Option<KernelSpec>), String> {
     let spec = KernelSpec::load(&args.kernel).map_err(|e| e.to_string())?;
-    if args.rewrite.is_empty() && args.nvrtc_option.is_empty() {
+    if args.rewrites.is_empty() {
         return Ok((spec, None));
     }
-    let rs = rewrite::rewritten(spec.clone(), &args.rewrite, &args.nvrtc_option)
+    let rs = args
+        .rewrites
+        .apply(spec.clone())
         .map_err(|e| format!("--rewrite: {e}"))?;
     Ok((spec, Some(rs)))
 }

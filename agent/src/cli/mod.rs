@@ -152,19 +152,8 @@ pub struct BenchArgs {
     /// Window of back-to-back launches for the energy reading, ms (0 to skip).
     #[arg(long, value_parser = parse_energy_ms, default_value_t = 500.0)]
     pub energy_ms: f64,
-    /// Bench the kernel as a rewrite makes it (`name` or `name:key=value,...`, e.g.
-    /// `launch-bounds:min_blocks=2`, `unroll-pragma:factor=8`, `fast-math:part=ftz`);
-    /// repeat to apply several in order. The reference stays the spec's own kernel.
-    #[arg(long = "rewrite", value_name = "REWRITE")]
-    pub rewrite: Vec<String>,
-    /// An extra NVRTC option for the benched kernel (not its reference), e.g.
-    /// `--nvrtc-option=--maxrregcount=64`; repeatable.
-    #[arg(
-        long = "nvrtc-option",
-        value_name = "OPTION",
-        allow_hyphen_values = true
-    )]
-    pub nvrtc_option: Vec<String>,
+    #[command(flatten)]
+    pub rewrites: RewriteFlags,
     /// Validate only; do not time.
     #[arg(long)]
     pub validate_only: bool,
@@ -351,16 +340,8 @@ pub struct SweepArgs {
     /// it, one configuration is measured over the grid.
     #[arg(long, value_name = "TUNABLE")]
     pub over: Option<String>,
-    /// Sweep the kernel as a rewrite makes it (as `bench --rewrite`); repeatable.
-    #[arg(long = "rewrite", value_name = "REWRITE")]
-    pub rewrite: Vec<String>,
-    /// An extra NVRTC option for the swept kernel (not its reference); repeatable.
-    #[arg(
-        long = "nvrtc-option",
-        value_name = "OPTION",
-        allow_hyphen_values = true
-    )]
-    pub nvrtc_option: Vec<String>,
+    #[command(flatten)]
+    pub rewrites: RewriteFlags,
     /// Set a tunable of the configuration swept (default: the spec's baseline).
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_assignment)]
     pub set: Vec<(String, i64)>,
@@ -403,20 +384,44 @@ pub struct ReportArgs {
     pub json: bool,
 }
 
-#[derive(Args, Debug)]
-pub struct RewriteArgs {
-    /// The kernel's directory (holding kernel.toml).
-    pub kernel: PathBuf,
-    /// A rewrite (`name` or `name:key=value,...`); repeat to apply several in order.
+/// `--rewrite` and `--nvrtc-option`, as `bench`, `sweep` and `rewrite` take them.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RewriteFlags {
+    /// The kernel as a rewrite makes it (`name` or `name:key=value,...`, e.g.
+    /// `launch-bounds:min_blocks=2`, `unroll-pragma:factor=8`, `fast-math:part=ftz`);
+    /// repeat to apply several in order. The reference stays the spec's own kernel.
     #[arg(long = "rewrite", value_name = "REWRITE")]
     pub rewrite: Vec<String>,
-    /// An extra NVRTC option after the rewrites; repeatable.
+    /// An extra NVRTC option for the kernel (not its reference), after the rewrites,
+    /// e.g. `--nvrtc-option=--maxrregcount=64`; repeatable.
     #[arg(
         long = "nvrtc-option",
         value_name = "OPTION",
         allow_hyphen_values = true
     )]
     pub nvrtc_option: Vec<String>,
+}
+
+impl RewriteFlags {
+    pub fn is_empty(&self) -> bool {
+        self.rewrite.is_empty() && self.nvrtc_option.is_empty()
+    }
+
+    /// `spec` as these flags rewrite it (see `rewrite::rewritten`).
+    pub fn apply(
+        &self,
+        spec: crate::spec::KernelSpec,
+    ) -> Result<crate::spec::KernelSpec, crate::rewrite::RewriteError> {
+        crate::rewrite::rewritten(spec, &self.rewrite, &self.nvrtc_option)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct RewriteArgs {
+    /// The kernel's directory (holding kernel.toml).
+    pub kernel: PathBuf,
+    #[command(flatten)]
+    pub rewrites: RewriteFlags,
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long)]
     pub json: bool,

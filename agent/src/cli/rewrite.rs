@@ -14,10 +14,10 @@ pub fn run(a: &RewriteArgs) -> i32 {
             return exit::USAGE;
         }
     };
-    if a.rewrite.is_empty() && a.nvrtc_option.is_empty() {
+    if a.rewrites.is_empty() {
         return survey(&spec, a.json);
     }
-    let r = match rewrite::rewritten(spec.clone(), &a.rewrite, &a.nvrtc_option) {
+    let r = match a.rewrites.apply(spec.clone()) {
         Ok(r) => r.rewritten.expect("rewrites were asked for"),
         Err(e) => {
             eprintln!("error: --rewrite: {e}");

@@ -18,7 +18,9 @@ pub fn run(a: &SweepArgs, opts: Options) -> i32 {
 
 fn go(a: &SweepArgs, opts: Options) -> Result<i32> {
     let spec = KernelSpec::load(&a.kernel)?;
-    let spec = crate::rewrite::rewritten(spec, &a.rewrite, &a.nvrtc_option)
+    let spec = a
+        .rewrites
+        .apply(spec)
         .map_err(|e| anyhow!("--rewrite: {e}"))?;
     let axes: Vec<Axis> = a
         .axes
