@@ -158,7 +158,7 @@ fn iterations(rec: &Recorded, seed: u64) -> Vec<Iteration> {
             .and_then(|j| Some((j, j.against.as_ref()?)))
         {
             it.against = Some(j.baseline.clone());
-            it.speedup = speedup(a, e, seed, j.min_gain.unwrap_or(0.02));
+            it.speedup = speedup(a, e, seed, j.figures.min_gain.unwrap_or(0.02));
         }
         match &ev.decision {
             Some(Decision::Committed { sha, .. }) => {

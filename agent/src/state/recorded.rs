@@ -49,7 +49,6 @@ pub struct Judged {
     /// The configuration it was measured against.
     pub baseline: String,
     pub figures: AbFigures,
-    pub min_gain: Option<f64>,
     /// The current best as re-measured beside the candidate.
     pub against: Option<Evaluation>,
 }
@@ -195,7 +194,6 @@ fn judged(seq: u64, e: &Event) -> Option<Judged> {
             pairs: *pairs,
             min_gain: *min_gain,
         },
-        min_gain: *min_gain,
         against: against.get().cloned(),
     })
 }
