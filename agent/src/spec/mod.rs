@@ -23,7 +23,7 @@ use raw::RawSpec;
 use validate::validate;
 
 pub use expr::{Expr, Vars};
-pub use space::{Config, SearchSpace};
+pub use space::{Candidate, Config, SearchSpace, REWRITE_SEPARATOR};
 pub use types::DType;
 
 /// A spec that cannot be used, with the place that says why.

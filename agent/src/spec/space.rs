@@ -30,6 +30,50 @@ impl Config {
     }
 }
 
+/// A point of a run's search: a configuration of the tunables and the source or
+/// compiler-option rewrites applied to the kernel, in order (`name:key=value,...`,
+/// as [`crate::rewrite::Rewrite`] displays them). Without rewrites it is the
+/// configuration alone, and displays as the configuration does, so journals and
+/// commits of knob-only runs read as they always did.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+pub struct Candidate {
+    pub config: Config,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rewrites: Vec<String>,
+}
+
+/// What separates a candidate's configuration from its rewrites in its display.
+pub const REWRITE_SEPARATOR: &str = " + ";
+
+impl fmt::Display for Candidate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.config)?;
+        for r in &self.rewrites {
+            write!(f, "{REWRITE_SEPARATOR}{r}")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<Config> for Candidate {
+    fn from(config: Config) -> Self {
+        Candidate {
+            config,
+            rewrites: Vec::new(),
+        }
+    }
+}
+
+impl Candidate {
+    /// The same rewrites at another configuration.
+    pub fn at(&self, config: Config) -> Candidate {
+        Candidate {
+            config,
+            rewrites: self.rewrites.clone(),
+        }
+    }
+}
+
 /// The cartesian product of the tunables' values.
 pub struct SearchSpace<'a> {
     spec: &'a KernelSpec,
