@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::evaluate::Evaluation;
-use crate::spec::Config;
+use crate::rewrite::Change;
+use crate::spec::{Candidate, Config, REWRITE_SEPARATOR};
 use crate::vcs::{commit_message, Workspace};
 use crate::vocab::{AbFigures, Outcome};
 
@@ -51,11 +52,24 @@ pub struct Accepted<'a> {
     /// The kernel's directory relative to the repository root.
     pub rel_dir: &'a Path,
     pub pattern: &'a str,
-    /// The configuration it replaces.
+    /// The candidate it replaces, as displayed.
     pub previous: &'a str,
-    pub config: &'a Config,
+    pub config: &'a Candidate,
+    /// A rewritten kernel: its source file relative to the repository root, its
+    /// source, and what the rewrites changed.
+    pub rewritten: Option<(PathBuf, &'a str, &'a Change)>,
     pub eval: &'a Evaluation,
     pub ab: Option<AbFigures>,
+}
+
+/// The rewrites of `config` that `previous` (a candidate's display) did not have.
+fn added_rewrites<'a>(previous: &str, config: &'a Candidate) -> Vec<&'a String> {
+    let before: Vec<&str> = previous.split(REWRITE_SEPARATOR).skip(1).collect();
+    config
+        .rewrites
+        .iter()
+        .filter(|r| !before.contains(&r.as_str()))
+        .collect()
 }
 
 /// The files and message of one accepted variant.
@@ -67,10 +81,13 @@ pub fn commit_files(a: &Accepted) -> (Vec<(PathBuf, String)>, String) {
         rel_dir,
         pattern,
         previous,
-        config,
+        config: candidate,
+        ref rewritten,
         eval,
         ab,
     } = *a;
+    let config = &candidate.config;
+    let added = added_rewrites(previous, candidate);
     let err = max_error(eval);
     let samples = eval
         .measurement
@@ -100,29 +117,47 @@ pub fn commit_files(a: &Accepted) -> (Vec<(PathBuf, String)>, String) {
             "# Validated at every size of the spec: max abs error {a:.3e}, max rel error {r:.3e}.\n"
         ));
     }
-    let sets: Vec<String> = config
+    let mut sets: Vec<String> = config
         .0
         .iter()
         .map(|(k, v)| format!("--set {k}={v}"))
         .collect();
+    sets.extend(candidate.rewrites.iter().map(|r| format!("--rewrite {r}")));
+    let from = if candidate.rewrites.is_empty() {
+        ""
+    } else {
+        " (from the commit the run started at: the rewrites edit the kernel as written)"
+    };
     toml.push_str(&format!(
-        "# Measure it again: nightshift bench {} {}\n[config]\n",
+        "# Measure it again{from}: nightshift bench {} {}\n",
         rel_dir.display(),
         sets.join(" ")
     ));
+    if let Some((_, _, change)) = rewritten {
+        // What the kernel on this branch is: its source is committed beside this
+        // file; its NVRTC options are these (the spec's, as the rewrites left them).
+        toml.push_str(&format!("rewrites = {}\n", toml_strings(&change.rewrites)));
+        toml.push_str(&format!("nvrtc_options = {}\n", toml_strings(&change.options)));
+    }
+    toml.push_str("[config]\n");
     for (k, v) in &config.0 {
         toml.push_str(&format!("{k} = {v}\n"));
     }
+    let what = if added.is_empty() {
+        changes(previous.split(REWRITE_SEPARATOR).next().unwrap_or(""), config)
+    } else {
+        let r: Vec<&str> = added.iter().map(|r| r.as_str()).collect();
+        format!("rewrite {}", r.join(", "))
+    };
     let summary = format!(
-        "{name}: {} ({pattern}, {})",
-        changes(previous, config),
+        "{name}: {what} ({pattern}, {})",
         ab.map(|a| format!("{:.3}x", a.speedup))
             .unwrap_or_else(|| "not compared".into())
     );
     let mut trailers = vec![
         ("Nightshift-Run", run_id.to_string()),
         ("Nightshift-Kernel", name.to_string()),
-        ("Nightshift-Config", config.to_string()),
+        ("Nightshift-Config", candidate.to_string()),
         ("Nightshift-Pattern", pattern.to_string()),
         ("Nightshift-Speedup", speedup),
         (
@@ -139,11 +174,26 @@ pub fn commit_files(a: &Accepted) -> (Vec<(PathBuf, String)>, String) {
     if let Some(m) = eval.median_us() {
         trailers.push(("Nightshift-Median-Us", format!("{m:.3}")));
     }
+    for r in &added {
+        trailers.push(("Nightshift-Rewrite", format!("{pattern} {r}")));
+    }
     debug_assert_eq!(eval.outcome, Outcome::Passed);
-    (
-        vec![(rel_dir.join(FILE_NAME), toml)],
-        commit_message(&summary, &trailers),
-    )
+    let mut files = vec![(rel_dir.join(FILE_NAME), toml)];
+    if let Some((path, source, change)) = rewritten {
+        if !change.diff.is_empty() {
+            files.push((path.clone(), source.to_string()));
+        }
+    }
+    (files, commit_message(&summary, &trailers))
+}
+
+/// A TOML array of strings.
+fn toml_strings(v: &[String]) -> String {
+    let items: Vec<String> = v
+        .iter()
+        .map(|s| toml::Value::String(s.clone()).to_string())
+        .collect();
+    format!("[{}]", items.join(", "))
 }
 
 /// The run's commit of `kernel` at `config`, if git has it.
@@ -169,8 +219,14 @@ pub fn find_commit(
 pub fn read(text: &str) -> Result<Config> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
     struct Tuned {
         config: std::collections::BTreeMap<String, i64>,
+        /// A rewritten kernel's rewrites and options (its source is committed).
+        #[serde(default)]
+        rewrites: Vec<String>,
+        #[serde(default)]
+        nvrtc_options: Vec<String>,
     }
     let t: Tuned = toml::from_str(text)?;
     Ok(Config(t.config))

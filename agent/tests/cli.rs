@@ -304,6 +304,7 @@ fn status_reads_a_journal_and_says_how_the_run_stands() {
             outcome: "passed".into(),
             median_us: Some(35.0),
             evaluation: nightshift::journal::Typed::Unread,
+            rewritten: None,
         },
         Event::Proposal {
             kernel: "softmax".into(),

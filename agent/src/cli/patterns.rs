@@ -40,6 +40,9 @@ pub fn run(args: &PatternsArgs) -> i32 {
                     "study",
                     format!("workload axes x {scale:?}: throughput per unit of work"),
                 ),
+                Body::Rewrite { rewrite, steps } => {
+                    ("rewrite", format!("{rewrite}: {}", steps.join(" | ")))
+                }
             };
             let is_rule = kind == "rule";
             vec![

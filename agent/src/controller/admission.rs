@@ -43,7 +43,7 @@ impl Controller {
         }
         k.compared = true;
         let baseline = k.spec.baseline();
-        let Some(best) = k.best.clone().filter(|b| *b != baseline) else {
+        let Some(best) = k.best.clone().filter(|b| b.config != baseline || !b.rewrites.is_empty()) else {
             return false;
         };
         let name = k.spec.name.clone();

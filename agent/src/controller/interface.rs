@@ -8,7 +8,7 @@ use crate::budget::{Stage, StopReason};
 use crate::measure::Verdict;
 use crate::patterns::Prediction;
 use crate::profile::Profile;
-use crate::spec::Config;
+use crate::spec::{Candidate, Config};
 
 /// What came back from carrying out an action.
 #[derive(Debug, Clone)]
@@ -22,7 +22,7 @@ pub enum Event {
     /// A candidate was validated and compared with the current best.
     Evaluated {
         kernel: usize,
-        config: Config,
+        config: Candidate,
         result: CandidateResult,
     },
     /// A point of the study of `kernel` was measured (or answered from the journal);
@@ -74,24 +74,33 @@ pub enum Action {
         kernel: usize,
         config: Config,
     },
-    /// Validate `config` and measure it interleaved with `against` (the current best).
+    /// Validate `config` and measure it interleaved with `against` (the current best),
+    /// each compiled with its own rewrites.
     Evaluate {
         kernel: usize,
         pattern: String,
-        config: Config,
-        against: Config,
+        config: Candidate,
+        against: Candidate,
         prediction: Option<Prediction>,
     },
     Commit {
         kernel: usize,
         pattern: String,
-        config: Config,
+        config: Candidate,
         speedup: f64,
     },
     Revert {
         kernel: usize,
         pattern: String,
-        config: Config,
+        config: Candidate,
+        reason: String,
+    },
+    /// A rewrite candidate's rewrites do not apply to the kernel (nothing to change,
+    /// or the edit would not parse): recorded, never compiled, no GPU time.
+    NotApplicable {
+        kernel: usize,
+        pattern: String,
+        config: Candidate,
         reason: String,
     },
     Pivot {
@@ -105,7 +114,7 @@ pub enum Action {
     StudyBegin {
         kernel: usize,
         pattern: String,
-        config: Config,
+        config: Candidate,
         axes: Vec<String>,
         scales: Vec<i64>,
         budget_s: f64,
@@ -114,7 +123,7 @@ pub enum Action {
     StudyPoint {
         kernel: usize,
         pattern: String,
-        config: Config,
+        config: Candidate,
         scale: i64,
     },
     /// The study is over: conclude from the points measured (cut short, and why, when
@@ -122,7 +131,7 @@ pub enum Action {
     StudyEnd {
         kernel: usize,
         pattern: String,
-        config: Config,
+        config: Candidate,
         cut_short: Option<String>,
     },
     /// The kernel spent its share of the budget while others wait; it resumes later.
@@ -140,7 +149,7 @@ pub enum Action {
     FinalComparison {
         kernel: usize,
         baseline: Config,
-        best: Config,
+        best: Candidate,
     },
     /// The final comparison of a kernel with a gain does not fit the budget.
     FinalSkipped {

@@ -26,7 +26,7 @@ use crate::budget::{Budgets, Charge, Ledger, Stage, StopReason};
 use crate::measure::Verdict;
 use crate::patterns::{Body, Direction, Library, Pattern};
 use crate::profile::Profile;
-use crate::spec::{Config, KernelSpec};
+use crate::spec::{Candidate, KernelSpec};
 
 pub use interface::{Action, CandidateResult, Event};
 
@@ -47,7 +47,7 @@ enum Asked {
 #[derive(Debug, Clone)]
 struct Attack {
     pattern: String,
-    queue: VecDeque<Config>,
+    queue: VecDeque<Candidate>,
     /// GPU seconds spent since the attack began or last gained.
     spent_s: f64,
     /// A commit emptied the queue: refill it around the new best.
@@ -57,9 +57,10 @@ struct Attack {
 #[derive(Debug, Clone)]
 struct KernelState {
     spec: KernelSpec,
-    best: Option<Config>,
+    /// The current best: a configuration, and the rewrites its kernel carries.
+    best: Option<Candidate>,
     profile: Option<Profile>,
-    tried: BTreeSet<Config>,
+    tried: BTreeSet<Candidate>,
     /// Patterns with nothing left to try around the current best.
     exhausted: BTreeSet<String>,
     /// Patterns dropped by the ROI rule for this kernel.
@@ -149,14 +150,14 @@ impl Controller {
         }
     }
 
-    /// The current best configuration of a kernel.
-    pub fn best(&self, kernel: usize) -> Option<&Config> {
+    /// The current best candidate of a kernel.
+    pub fn best(&self, kernel: usize) -> Option<&Candidate> {
         self.kernels.get(kernel)?.best.as_ref()
     }
 
     /// The candidates queued after the one being evaluated in the current line of
     /// attack on `kernel` (what a compile prefetch may start on).
-    pub fn queued(&self, kernel: usize) -> Vec<Config> {
+    pub fn queued(&self, kernel: usize) -> Vec<Candidate> {
         self.kernels
             .get(kernel)
             .and_then(|k| k.attack.as_ref())
@@ -231,7 +232,7 @@ impl Controller {
             Event::Baseline { kernel, result } => {
                 self.count(kernel, &result.cost);
                 let k = &mut self.kernels[kernel];
-                let base = k.spec.baseline();
+                let base = Candidate::from(k.spec.baseline());
                 k.tried.insert(base.clone());
                 if result.passed {
                     k.best = Some(base);
@@ -298,7 +299,7 @@ impl Controller {
         &mut self,
         now_s: f64,
         kernel: usize,
-        config: Config,
+        config: Candidate,
         result: CandidateResult,
         out: &mut Vec<Action>,
     ) {
@@ -488,6 +489,16 @@ impl Controller {
                 }
             }
             if let Some((pattern, config)) = picked {
+                if let Err(reason) = self.applies(kernel, &config) {
+                    self.kernels[kernel].tried.insert(config.clone());
+                    out.push(Action::NotApplicable {
+                        kernel,
+                        pattern,
+                        config,
+                        reason,
+                    });
+                    continue;
+                }
                 if self.over_share(kernel) {
                     let k = &mut self.kernels[kernel];
                     if let Some(a) = k.attack.as_mut() {
@@ -552,6 +563,20 @@ impl Controller {
                 }
             }
         }
+    }
+
+    /// Whether a candidate's rewrites apply to the kernel's source (the rewrite
+    /// engine is pure: source in, source out). The current best's own rewrites are
+    /// known to apply; a chain that changed is tried, and why it does not apply is
+    /// the answer.
+    fn applies(&self, kernel: usize, c: &Candidate) -> Result<(), String> {
+        let k = &self.kernels[kernel];
+        if c.rewrites.is_empty() || k.best.as_ref().is_some_and(|b| b.rewrites == c.rewrites) {
+            return Ok(());
+        }
+        crate::rewrite::rewritten(k.spec.clone(), &c.rewrites, &[])
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     fn pattern(&self, name: &str) -> Option<&Pattern> {

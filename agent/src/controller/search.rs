@@ -2,6 +2,7 @@
 //! priority, then the bandit's score) and which neighbours it proposes.
 
 use super::*;
+use crate::spec::Config;
 
 impl Controller {
     /// The bandit's score of a pattern: mean ln(speedup) per candidate over every
@@ -19,7 +20,7 @@ impl Controller {
     /// The first applicable moves pattern (tier order, then priority) that is neither
     /// dropped nor exhausted and has an untried neighbour; patterns found empty are
     /// marked exhausted on the way.
-    pub(super) fn choose(&mut self, kernel: usize) -> Option<(String, Vec<Config>)> {
+    pub(super) fn choose(&mut self, kernel: usize) -> Option<(String, Vec<Candidate>)> {
         let signals = self.signals(kernel);
         let order = self.library.tier_order();
         let rank = |t| order.iter().position(|x| *x == t).unwrap_or(order.len());
@@ -27,7 +28,7 @@ impl Controller {
             .library
             .applicable(&signals)
             .into_iter()
-            .filter(|p| matches!(p.body, Body::Moves(_)))
+            .filter(|p| matches!(p.body, Body::Moves(_) | Body::Rewrite { .. }))
             .map(|p| {
                 (
                     rank(p.tier),
@@ -57,11 +58,16 @@ impl Controller {
 
     /// Queues, first, the next step beyond `config` along the tunables in which it
     /// differs from the current best, each the same way again.
-    pub(super) fn extend_line(&mut self, kernel: usize, config: &Config) {
+    pub(super) fn extend_line(&mut self, kernel: usize, candidate: &Candidate) {
         let k = &mut self.kernels[kernel];
-        let (Some(best), Some(attack)) = (&k.best, k.attack.as_mut()) else {
+        let (Some(best_candidate), Some(attack)) = (&k.best, k.attack.as_mut()) else {
             return;
         };
+        // A rewrite's steps are the pattern's own; only a knob move has a line.
+        if candidate.rewrites != best_candidate.rewrites {
+            return;
+        }
+        let (best, config) = (&best_candidate.config, &candidate.config);
         let mut c = config.clone();
         let mut moved = 0;
         for (name, v) in &config.0 {
@@ -82,10 +88,11 @@ impl Controller {
             c.0.insert(t.name.clone(), t.values[next as usize]);
             moved += 1;
         }
+        let c = best_candidate.at(c);
         if moved > 0
             && !k.tried.contains(&c)
             && !attack.queue.contains(&c)
-            && k.spec.violated(&k.spec.problem, &c).is_empty()
+            && k.spec.violated(&k.spec.problem, &c.config).is_empty()
         {
             attack.queue.push_front(c);
         }
@@ -94,12 +101,18 @@ impl Controller {
     /// Untried, allowed neighbours of the current best along the pattern's moves: one
     /// tunable a step at a time, or (a `together` pattern) one tunable of every move
     /// at once, all stepping the same way where a move's direction is `any`.
-    pub(super) fn candidates(&self, kernel: usize, pattern: &str) -> Vec<Config> {
+    pub(super) fn candidates(&self, kernel: usize, pattern: &str) -> Vec<Candidate> {
         let k = &self.kernels[kernel];
         let Some(p) = self.pattern(pattern) else {
             return vec![];
         };
-        let (Some(best), Body::Moves(moves)) = (&k.best, &p.body) else {
+        let Some(best_candidate) = &k.best else {
+            return vec![];
+        };
+        if let Body::Rewrite { .. } = &p.body {
+            return self.rewrite_candidates(kernel, p);
+        }
+        let (best, Body::Moves(moves)) = (&best_candidate.config, &p.body) else {
             return vec![];
         };
         // Per move: (its tunables' names, the steps it may take under a shared sign).
@@ -121,12 +134,11 @@ impl Controller {
             c.0.insert(name.to_string(), t.values[j as usize]);
             Some(c)
         };
-        let mut out: Vec<Config> = Vec::new();
-        let keep = |c: Config, out: &mut Vec<Config>| {
-            if !k.tried.contains(&c)
-                && !out.contains(&c)
-                && k.spec.violated(&k.spec.problem, &c).is_empty()
-            {
+        let mut out: Vec<Candidate> = Vec::new();
+        let keep = |c: Config, out: &mut Vec<Candidate>| {
+            let violated = !k.spec.violated(&k.spec.problem, &c).is_empty();
+            let c = best_candidate.at(c);
+            if !k.tried.contains(&c) && !out.contains(&c) && !violated {
                 out.push(c);
             }
         };
@@ -175,6 +187,30 @@ impl Controller {
                         keep(c, &mut out);
                     }
                 }
+            }
+        }
+        out
+    }
+}
+
+impl Controller {
+    /// A rewrite pattern's candidates: the current best with each of the pattern's
+    /// steps added to its rewrites (in place of an earlier rewrite of the same kind,
+    /// so stepping `min_blocks` replaces the attribute instead of stacking edits),
+    /// untried. Whether each applies is found out when it comes up.
+    fn rewrite_candidates(&self, kernel: usize, p: &Pattern) -> Vec<Candidate> {
+        let k = &self.kernels[kernel];
+        let Some(best) = &k.best else {
+            return vec![];
+        };
+        let mut out: Vec<Candidate> = Vec::new();
+        for text in p.rewrite_texts(&self.signals(kernel), &best.config) {
+            let c = Candidate {
+                config: best.config.clone(),
+                rewrites: crate::rewrite::chained(&best.rewrites, &text),
+            };
+            if c.rewrites != best.rewrites && !k.tried.contains(&c) && !out.contains(&c) {
+                out.push(c);
             }
         }
         out

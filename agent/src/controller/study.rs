@@ -8,7 +8,7 @@ use super::*;
 #[derive(Debug, Clone)]
 pub(super) struct StudyRun {
     pub(super) pattern: String,
-    pub(super) config: Config,
+    pub(super) config: Candidate,
     /// The scales still to measure, in order.
     pub(super) todo: VecDeque<i64>,
     /// GPU seconds its points have cost so far.

@@ -76,7 +76,7 @@ fn result(
     }
 }
 
-fn evaluate_of(actions: &[Action]) -> Option<(usize, String, Config)> {
+fn evaluate_of(actions: &[Action]) -> Option<(usize, String, Candidate)> {
     actions.iter().find_map(|a| match a {
         Action::Evaluate {
             kernel,
@@ -111,7 +111,7 @@ fn a_step_that_is_not_slower_is_followed_by_the_next_one_the_same_way() {
     );
     // The launch tier first: the block size, both ways from 128.
     let (_, pattern, cfg) = evaluate_of(&a).unwrap();
-    assert_eq!((pattern.as_str(), cfg.0["BLOCK"]), ("block-size", 256));
+    assert_eq!((pattern.as_str(), cfg.config.0["BLOCK"]), ("block-size", 256));
     assert_eq!(c.queued(0).len(), 1, "then 64");
     // SAME at 1.01x: not proven, not worse; 512 is tried before turning to 64.
     let mut same = result(true, Some(Verdict::Same), Some(memory_bound()), 2.0);
@@ -125,7 +125,7 @@ fn a_step_that_is_not_slower_is_followed_by_the_next_one_the_same_way() {
         },
     );
     let (_, _, next) = evaluate_of(&a).unwrap();
-    assert_eq!(next.0["BLOCK"], 512);
+    assert_eq!(next.config.0["BLOCK"], 512);
     // SLOW ends the line; the other direction is next.
     let a = c.handle(
         3.0,
@@ -136,7 +136,7 @@ fn a_step_that_is_not_slower_is_followed_by_the_next_one_the_same_way() {
         },
     );
     let (_, _, next) = evaluate_of(&a).unwrap();
-    assert_eq!(next.0["BLOCK"], 64);
+    assert_eq!(next.config.0["BLOCK"], 64);
 }
 
 #[test]
@@ -171,8 +171,8 @@ fn a_memory_bound_kernel_vectorizes_first_commits_a_win_and_continues_from_it() 
     // Constant tier (vectorize) before variant tier; no launch-tier pattern applies
     // (no block tunable in this profile).
     assert_eq!(pattern, "vectorize-memory");
-    assert_eq!(cfg.0["VEC"], 2);
-    assert!(matches!(&a[0], Action::Evaluate { against, .. } if *against == base));
+    assert_eq!(cfg.config.0["VEC"], 2);
+    assert!(matches!(&a[0], Action::Evaluate { against, .. } if *against == base.clone().into()));
     // FAST: committed, and the next candidate steps on from VEC=2.
     let a = c.handle(
         3.0,
@@ -189,7 +189,7 @@ fn a_memory_bound_kernel_vectorizes_first_commits_a_win_and_continues_from_it() 
     );
     assert!(matches!(&a[0], Action::Commit { config, .. } if *config == cfg));
     let (_, _, next) = evaluate_of(&a).unwrap();
-    assert_eq!(next.0["VEC"], 4);
+    assert_eq!(next.config.0["VEC"], 4);
     assert!(matches!(&a[1], Action::Evaluate { against, .. } if *against == cfg));
     assert_eq!(c.best(0), Some(&cfg));
     // SLOW: reverted; vectorize has nothing left, so the variant switch is next.
@@ -209,7 +209,7 @@ fn a_memory_bound_kernel_vectorizes_first_commits_a_win_and_continues_from_it() 
     assert!(matches!(&a[0], Action::Revert { reason, .. } if reason.starts_with("SLOW")));
     let (_, pattern, cfg) = evaluate_of(&a).unwrap();
     assert_eq!(pattern, "variant-select");
-    assert_eq!((cfg.0["VARIANT"], cfg.0["VEC"]), (1, 2));
+    assert_eq!((cfg.config.0["VARIANT"], cfg.config.0["VEC"]), (1, 2));
 }
 
 #[test]
@@ -263,7 +263,7 @@ fn the_loop_never_repeats_a_configuration_and_ends_when_nothing_is_left() {
     else {
         panic!("no final comparison: {a:?}");
     };
-    assert_ne!(best, spec("softmax").baseline());
+    assert_ne!(best, spec("softmax").baseline().into());
     assert!(!c.stopped());
     a = hear(
         &mut c,
@@ -283,7 +283,7 @@ fn the_loop_never_repeats_a_configuration_and_ends_when_nothing_is_left() {
         "{a:?}"
     );
     assert!(c.stopped());
-    assert!(!seen.contains(&spec("softmax").baseline()));
+    assert!(!seen.contains(&spec("softmax").baseline().into()));
 }
 
 #[test]
@@ -320,7 +320,7 @@ fn an_underfilled_gpu_gets_parallelism_first() {
     );
     let (_, pattern, cfg) = evaluate_of(&a).unwrap();
     assert_eq!(pattern, "parallelism-first");
-    assert_eq!(cfg.0["SPLIT"], 2, "more CTAs per launch first: {cfg}");
+    assert_eq!(cfg.config.0["SPLIT"], 2, "more CTAs per launch first: {cfg}");
 }
 
 #[test]
@@ -642,7 +642,7 @@ fn an_underfilled_kernel_with_workload_axes_is_studied_before_it_is_done() {
             ..
         }] => {
             assert_eq!(pattern, "workload-batching");
-            assert_eq!(config, &spec("simsearch").baseline());
+            assert_eq!(config, &Candidate::from(spec("simsearch").baseline()));
             assert_eq!(axes, &vec!["Q".to_string()]);
             assert_eq!(scales, &vec![2, 4, 8]);
             assert_eq!(*budget_s, 600.0);
@@ -1037,7 +1037,7 @@ fn a_kernel_past_its_share_of_the_budget_is_paused_and_resumed_after_the_others(
         matches!(&hit, Action::KernelPaused { kernel: 0, reason } if reason.contains("share")),
         "{hit:?}"
     );
-    let evaluated_before: Vec<Config> = trail
+    let evaluated_before: Vec<Candidate> = trail
         .iter()
         .filter_map(|x| match x {
             Action::Evaluate {
@@ -1109,7 +1109,7 @@ fn a_together_pattern_steps_a_tile_and_its_warps_at_once() {
     assert_eq!(all.len(), 6, "{all:?}");
     for cfg in &all {
         let moved: Vec<&String> = cfg
-            .0
+            .config.0
             .iter()
             .filter(|(n, v)| base.0.get(*n) != Some(v))
             .map(|(n, _)| n)
@@ -1119,7 +1119,7 @@ fn a_together_pattern_steps_a_tile_and_its_warps_at_once() {
             .iter()
             .any(|n| ["BM", "BN", "BK"].contains(&n.as_str())));
         assert!(moved.iter().any(|n| ["WM", "WN"].contains(&n.as_str())));
-        assert!(moved.iter().all(|n| cfg.0[*n] > base.0[*n]), "{cfg}");
+        assert!(moved.iter().all(|n| cfg.config.0[*n] > base.0[*n]), "{cfg}");
     }
     // Not slower: the next step the same way, both tunables again, goes first.
     let target = |bm: i64, wm: i64| {
@@ -1139,8 +1139,8 @@ fn a_together_pattern_steps_a_tile_and_its_warps_at_once() {
             },
         );
         let (_, _, next) = evaluate_of(&a).unwrap();
-        if cur == target(64, 2) {
-            assert_eq!(next, target(128, 4));
+        if cur == target(64, 2).into() {
+            assert_eq!(next, target(128, 4).into());
             return;
         }
         cur = next;

@@ -11,11 +11,12 @@ pub trait Evaluator: Send + 'static {
     /// Compiles, validates and measures one configuration.
     fn evaluate(&mut self, spec: &KernelSpec, config: &Config) -> Result<Evaluation, EvalError>;
     /// Validates both and measures them interleaved; the speedup is `b` over `a`.
+    /// Each side is a version of the kernel (as written, or as rewritten) at a
+    /// configuration; both are validated against the spec's own reference.
     fn compare(
         &mut self,
-        spec: &KernelSpec,
-        a: &Config,
-        b: &Config,
+        a: (&KernelSpec, &Config),
+        b: (&KernelSpec, &Config),
     ) -> Result<(Evaluation, Evaluation, Option<AbResult>), EvalError>;
     /// The device, its measured ceilings and the measurement options, for the
     /// journal's `Machine` record (None: nothing to record).
@@ -46,11 +47,10 @@ impl Evaluator for Session {
     }
     fn compare(
         &mut self,
-        spec: &KernelSpec,
-        a: &Config,
-        b: &Config,
+        a: (&KernelSpec, &Config),
+        b: (&KernelSpec, &Config),
     ) -> Result<(Evaluation, Evaluation, Option<AbResult>), EvalError> {
-        Session::compare(self, spec, a, b)
+        Session::compare_kernels(self, a, b, false)
     }
     fn prefetch_target(&self) -> Option<(PathBuf, String)> {
         Some((self.opts.cache_dir.clone(), self.device.arch.clone()))

@@ -12,7 +12,7 @@ use crate::evaluate::{EvalError, Evaluation, Roofline, StageTimes};
 use crate::gpu::FunctionInfo;
 use crate::measure::stats::Summary;
 use crate::measure::{StopReason as SampleStop, TimingMethod, Verdict};
-use crate::spec::{plan, ComputeKind, Config, KernelSpec};
+use crate::spec::{plan, ComputeKind, Config, KernelSpec, REWRITE_SEPARATOR};
 use crate::vocab::{AbResult, Measurement, Occupancy, Outcome};
 
 use super::{Evaluator, FAKE_DEVICE};
@@ -154,8 +154,14 @@ impl FakeGpu {
         FakeGpu { delay }
     }
 
-    fn byte(config: &Config) -> u8 {
-        let d = crate::digest::of_parts([("config", config.to_string().as_bytes())]);
+    /// A made-up property of a configuration of a version of the kernel.
+    fn byte(spec: &KernelSpec, config: &Config) -> u8 {
+        let mut id = config.to_string();
+        for r in spec.rewritten.iter().flat_map(|r| &r.rewrites) {
+            id.push_str(REWRITE_SEPARATOR);
+            id.push_str(r);
+        }
+        let d = crate::digest::of_parts([("config", id.as_bytes())]);
         u8::from_str_radix(&d[..2], 16).unwrap_or(0)
     }
 
@@ -163,7 +169,7 @@ impl FakeGpu {
     fn timed(&self, spec: &KernelSpec, config: &Config, sides: u32) -> Evaluation {
         let t0 = Instant::now();
         std::thread::sleep(self.delay * sides);
-        let mut e = made_up(spec, config, !Self::byte(config).is_multiple_of(7));
+        let mut e = made_up(spec, config, !Self::byte(spec, config).is_multiple_of(7));
         let total_ms = t0.elapsed().as_secs_f64() * 1e3;
         e.times = StageTimes {
             compile_ms: total_ms * 0.1,
@@ -184,16 +190,15 @@ impl Evaluator for FakeGpu {
     }
     fn compare(
         &mut self,
-        spec: &KernelSpec,
-        a: &Config,
-        b: &Config,
+        (sa, a): (&KernelSpec, &Config),
+        (spec, b): (&KernelSpec, &Config),
     ) -> Result<(Evaluation, Evaluation, Option<AbResult>), EvalError> {
-        let ea = made_up(spec, a, true);
+        let ea = made_up(sa, a, true);
         let eb = self.timed(spec, b, 2);
         if eb.outcome != Outcome::Passed {
             return Ok((ea, eb, None));
         }
-        let ab = made_up_ab(Self::byte(b).is_multiple_of(3));
+        let ab = made_up_ab(Self::byte(spec, b).is_multiple_of(3));
         Ok((ea, eb, Some(ab)))
     }
     fn min_gain(&self) -> f64 {

@@ -46,7 +46,7 @@ use crate::journal::{Event as JEvent, Journal, Record};
 use crate::measure::Verdict;
 use crate::patterns::{Library, Prediction};
 use crate::profile::Profile;
-use crate::spec::{plan, Config, KernelSpec};
+use crate::spec::{plan, Candidate, Config, KernelSpec};
 use crate::state::RunState;
 use crate::study;
 use crate::tuned;
@@ -142,7 +142,9 @@ pub struct RunSummary {
 /// Evidence about the last candidate, for its commit message.
 struct Evidence {
     kernel: usize,
-    config: Config,
+    config: Candidate,
+    /// What its rewrites made of the kernel (None: the kernel as written).
+    rewritten: Option<(KernelSpec, crate::rewrite::Change)>,
     eval: Evaluation,
     ab: Option<AbFigures>,
 }
@@ -174,7 +176,7 @@ pub struct Dispatcher<E: Evaluator> {
     accounted_s: f64,
     last: Option<Evidence>,
     /// The (kernel, pattern, best) of the last proposal journaled.
-    proposed: Option<(usize, String, Config)>,
+    proposed: Option<(usize, String, Candidate)>,
     /// The run as its journal tells it: every record written is folded in.
     state: RunState,
     /// Per kernel: the timing method of its baseline, which all its measurements use.
@@ -291,7 +293,7 @@ impl<E: Evaluator> Dispatcher<E> {
 
     /// Whether the journal answers `action` (GPU work) without the GPU.
     fn answered(&self, action: &Action) -> bool {
-        let key = |k: usize, c: &Config| (self.name(k), c.to_string());
+        let key = |k: usize, c: &dyn std::fmt::Display| (self.name(k), c.to_string());
         match action {
             Action::MeasureBaseline { kernel, config } => {
                 self.replay.evaluated.contains_key(&key(*kernel, config))
@@ -324,6 +326,19 @@ impl<E: Evaluator> Dispatcher<E> {
 
     fn name(&self, kernel: usize) -> String {
         self.kernels[kernel].spec.name.clone()
+    }
+
+    /// The kernel of candidate `c`: the spec as its rewrites make it, and what they
+    /// changed (None without rewrites). The controller proposes only rewrites it
+    /// found to apply (the engine is pure), so an error here is a bug, not input.
+    fn version(
+        &self,
+        kernel: usize,
+        c: &Candidate,
+    ) -> Result<(KernelSpec, Option<crate::rewrite::Change>)> {
+        let spec = &self.kernels[kernel].spec;
+        crate::rewrite::version(spec, &c.rewrites)
+            .with_context(|| format!("rewriting {} for {c}", spec.name))
     }
 
     /// Appends to the journal, unless a resumed run already journaled this decision.
@@ -360,8 +375,8 @@ impl<E: Evaluator> Dispatcher<E> {
         let Some((cache, arch)) = self.ev.as_ref().and_then(|e| e.prefetch_target()) else {
             return;
         };
-        let spec = self.kernels[kernel].spec.clone();
-        let queued: Vec<Config> = self
+        let name = self.name(kernel);
+        let queued: Vec<(KernelSpec, Config)> = self
             .ctl
             .queued(kernel)
             .into_iter()
@@ -369,9 +384,10 @@ impl<E: Evaluator> Dispatcher<E> {
                 !self
                     .replay
                     .evaluated
-                    .contains_key(&(spec.name.clone(), c.to_string()))
+                    .contains_key(&(name.clone(), c.to_string()))
             })
             .take(4)
+            .filter_map(|c| Some((self.version(kernel, &c).ok()?.0, c.config)))
             .collect();
         if queued.is_empty() {
             return;
@@ -379,7 +395,7 @@ impl<E: Evaluator> Dispatcher<E> {
         std::thread::spawn(move || {
             let reqs: Vec<_> = queued
                 .iter()
-                .map(|c| compile_requests(&spec, c, &arch).0)
+                .map(|(spec, c)| compile_requests(spec, c, &arch).0)
                 .collect();
             let _ = compile_all(&reqs, &cache);
         });
@@ -553,6 +569,24 @@ impl<E: Evaluator> Dispatcher<E> {
                     self.ws.discard()?;
                     self.record(JEvent::Revert {
                         kernel: self.name(kernel),
+                        config: config.to_string(),
+                        reason,
+                    })?
+                }
+                Action::NotApplicable {
+                    kernel,
+                    pattern,
+                    config,
+                    reason,
+                } => {
+                    self.view.show(Seen::NotApplicable {
+                        kernel: &self.kernels[kernel].spec.name,
+                        config: &config.to_string(),
+                        reason: &reason,
+                    });
+                    self.record(JEvent::NotApplicable {
+                        kernel: self.name(kernel),
+                        pattern,
                         config: config.to_string(),
                         reason,
                     })?

@@ -9,7 +9,7 @@ impl<E: Evaluator> Dispatcher<E> {
         &mut self,
         kernel: usize,
         pattern: &str,
-        config: &Config,
+        config: &Candidate,
         scales: &[i64],
     ) {
         let spec = &self.kernels[kernel].spec;
@@ -31,7 +31,7 @@ impl<E: Evaluator> Dispatcher<E> {
         &mut self,
         kernel: usize,
         pattern: &str,
-        config: &Config,
+        config: &Candidate,
         scale: i64,
     ) -> Result<Option<Vec<(Stage, f64)>>> {
         let spec = self.kernels[kernel].spec.clone();
@@ -46,9 +46,10 @@ impl<E: Evaluator> Dispatcher<E> {
         } else {
             self.status(kernel, &format!("{pattern}: x{scale}"));
             self.charge_idle(Some(kernel))?;
+            let version = self.version(kernel, config)?.0;
             let (s2, c2, pin) = (
-                study::scaled(&spec, scale),
-                config.clone(),
+                study::scaled(&version, scale),
+                config.config.clone(),
                 self.pins[kernel],
             );
             let e = self
@@ -98,7 +99,7 @@ impl<E: Evaluator> Dispatcher<E> {
         &mut self,
         kernel: usize,
         pattern: &str,
-        config: &Config,
+        config: &Candidate,
         cut_short: Option<String>,
     ) -> Result<()> {
         let spec = self.kernels[kernel].spec.clone();

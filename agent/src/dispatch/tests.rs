@@ -69,6 +69,19 @@ impl Scripted {
     }
 }
 
+/// A configuration of a version of the kernel, as a candidate displays it.
+fn labelled(spec: &KernelSpec, config: &Config) -> String {
+    crate::spec::Candidate {
+        config: config.clone(),
+        rewrites: spec
+            .rewritten
+            .as_ref()
+            .map(|r| r.rewrites.clone())
+            .unwrap_or_default(),
+    }
+    .to_string()
+}
+
 impl Evaluator for Scripted {
     fn device_name(&self) -> String {
         "NVIDIA H100 80GB HBM3".into()
@@ -79,13 +92,12 @@ impl Evaluator for Scripted {
     }
     fn compare(
         &mut self,
-        spec: &KernelSpec,
-        a: &Config,
-        b: &Config,
+        (sa, a): (&KernelSpec, &Config),
+        (spec, b): (&KernelSpec, &Config),
     ) -> Result<(Evaluation, Evaluation, Option<AbResult>), EvalError> {
         // The pair: a candidate against the best, or (once) the best against the baseline.
-        self.called(format!("{b} vs {a}"));
-        let ea = made_up(spec, a, true);
+        self.called(format!("{} vs {}", labelled(spec, b), labelled(sa, a)));
+        let ea = made_up(sa, a, true);
         let eb = made_up(spec, b, !(self.broken)(b));
         if eb.outcome != Outcome::Passed {
             return Ok((ea, eb, None));

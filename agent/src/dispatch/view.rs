@@ -69,6 +69,11 @@ pub enum Seen<'a> {
         pattern: &'a str,
         reason: &'a str,
     },
+    NotApplicable {
+        kernel: &'a str,
+        config: &'a str,
+        reason: &'a str,
+    },
     Paused {
         kernel: &'a str,
         reason: &'a str,
@@ -195,6 +200,11 @@ impl Seen<'_> {
                 pattern,
                 reason,
             } => format!("{kernel:<10} pivot away from {pattern}: {reason}"),
+            Seen::NotApplicable {
+                kernel,
+                config,
+                reason,
+            } => format!("{kernel:<10}   not applicable: {config}: {reason}"),
             Seen::Paused { kernel, reason } => format!("{kernel:<10} paused: {reason}"),
             Seen::Done { kernel, reason } => format!("{kernel:<10} done: {reason}"),
             Seen::StudyBegin {

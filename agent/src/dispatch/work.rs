@@ -36,6 +36,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 outcome: e.outcome.name().into(),
                 median_us: e.median_us(),
                 evaluation: e.clone().into(),
+                rewritten: None,
             })?;
             e
         };
@@ -57,8 +58,8 @@ impl<E: Evaluator> Dispatcher<E> {
         &mut self,
         kernel: usize,
         pattern: &str,
-        config: &Config,
-        against: &Config,
+        config: &Candidate,
+        against: &Candidate,
         prediction: Option<&Prediction>,
     ) -> Result<()> {
         let key = (kernel, pattern.to_string(), against.clone());
@@ -90,8 +91,8 @@ impl<E: Evaluator> Dispatcher<E> {
         &mut self,
         kernel: usize,
         pattern: &str,
-        config: &Config,
-        against: &Config,
+        config: &Candidate,
+        against: &Candidate,
     ) -> Result<CandidateResult> {
         let spec = self.kernels[kernel].spec.clone();
         let key = (spec.name.clone(), config.to_string());
@@ -103,6 +104,8 @@ impl<E: Evaluator> Dispatcher<E> {
         let half = recorded
             .as_ref()
             .is_some_and(|e| e.value.outcome == Outcome::Passed && verdict.is_none());
+        let (version_a, _) = self.version(kernel, against)?;
+        let (version_b, change) = self.version(kernel, config)?;
         let (e, ab) = if let (Some(e), false) = (recorded, half) {
             self.replayed += 1;
             let last = verdict.as_ref().map_or(e.seq, |v| v.seq.max(e.seq));
@@ -112,12 +115,13 @@ impl<E: Evaluator> Dispatcher<E> {
             self.status(kernel, &format!("{pattern}: {config}"));
             self.prefetch(kernel);
             self.charge_idle(Some(kernel))?;
-            let (s2, a2, c2) = (spec.clone(), against.clone(), config.clone());
+            let (sa, a2) = (version_a, against.config.clone());
+            let (sb, b2) = (version_b.clone(), config.config.clone());
             let pin = self.pins[kernel];
             let (ea, eb, ab) = self
                 .on_gpu(move |ev| {
                     ev.pin_method(pin);
-                    ev.compare(&s2, &a2, &c2)
+                    ev.compare((&sa, &a2), (&sb, &b2))
                 })
                 .await?;
             self.evaluated += 1;
@@ -133,6 +137,7 @@ impl<E: Evaluator> Dispatcher<E> {
                     outcome: eb.outcome.name().into(),
                     median_us: eb.median_us(),
                     evaluation: eb.clone().into(),
+                    rewritten: change.clone(),
                 })?;
             }
             let ab = ab.as_ref().map(AbFigures::from);
@@ -165,13 +170,19 @@ impl<E: Evaluator> Dispatcher<E> {
         self.last = Some(Evidence {
             kernel,
             config: config.clone(),
+            rewritten: change.map(|c| (version_b, c)),
             eval: e,
             ab,
         });
         Ok(r)
     }
 
-    pub(super) fn commit(&mut self, kernel: usize, pattern: &str, config: &Config) -> Result<()> {
+    pub(super) fn commit(
+        &mut self,
+        kernel: usize,
+        pattern: &str,
+        config: &Candidate,
+    ) -> Result<()> {
         let name = self.name(kernel);
         let key = (name.clone(), config.to_string());
         if let Some(sha) = self.replay.commits.get(&key).cloned() {
@@ -195,6 +206,13 @@ impl<E: Evaluator> Dispatcher<E> {
                     .filter(|l| l.kernel == kernel && &l.config == config)
                     .ok_or_else(|| anyhow!("no evidence for the commit of {name} {config}"))?;
                 let entry = &self.kernels[kernel];
+                let rewritten = match &evidence.rewritten {
+                    None => None,
+                    Some((version, change)) => {
+                        let source = version.rewritten.as_ref().map_or("", |r| &r.source);
+                        Some((source_in_repo(entry, &self.ws)?, source, change))
+                    }
+                };
                 let (files, message) = tuned::commit_files(&tuned::Accepted {
                     run_id: &self.run_id,
                     device: &self.device,
@@ -203,6 +221,7 @@ impl<E: Evaluator> Dispatcher<E> {
                     pattern,
                     previous: &previous,
                     config,
+                    rewritten,
                     eval: &evidence.eval,
                     ab: evidence.ab,
                 });
@@ -231,10 +250,11 @@ impl<E: Evaluator> Dispatcher<E> {
         &mut self,
         kernel: usize,
         base: &Config,
-        best: &Config,
+        best: &Candidate,
     ) -> Result<Vec<(Stage, f64)>> {
         let spec = self.kernels[kernel].spec.clone();
         let (base, best) = (base.clone(), best.clone());
+        let (version_best, _) = self.version(kernel, &best)?;
         let (rec, cost) = if let Some(r) = self.replay.finals.get(&spec.name).cloned() {
             self.consumed(r.seq)?;
             // What it cost, as it was charged: the best's timers against the baseline's.
@@ -253,12 +273,13 @@ impl<E: Evaluator> Dispatcher<E> {
         } else {
             self.status(kernel, "final comparison with the baseline");
             self.charge_idle(Some(kernel))?;
-            let (s2, a2, b2) = (spec.clone(), base.clone(), best.clone());
+            let (sa, a2) = (spec.clone(), base.clone());
+            let (sb, b2) = (version_best, best.config.clone());
             let pin = self.pins[kernel];
             let (ea, eb, ab) = self
                 .on_gpu(move |ev| {
                     ev.pin_method(pin);
-                    ev.compare(&s2, &a2, &b2)
+                    ev.compare((&sa, &a2), (&sb, &b2))
                 })
                 .await?;
             let ab = ab.as_ref().map(AbFigures::from);
@@ -298,6 +319,23 @@ impl<E: Evaluator> Dispatcher<E> {
         }
         Ok(cost)
     }
+}
+
+/// A kernel's source file relative to the worktree's root (where a rewrite of it is
+/// committed).
+fn source_in_repo(entry: &KernelEntry, ws: &Workspace) -> Result<PathBuf> {
+    let spec = &entry.spec;
+    spec.source_path
+        .strip_prefix(&spec.dir)
+        .map(|p| entry.rel_dir.join(p))
+        .or_else(|_| spec.source_path.strip_prefix(&ws.root).map(PathBuf::from))
+        .map_err(|_| {
+            anyhow!(
+                "{} is outside the run's worktree {}: a rewrite of it cannot be committed",
+                spec.source_path.display(),
+                ws.root.display()
+            )
+        })
 }
 
 /// The launch of `config` at the spec's problem (for the profile's shared memory and

@@ -123,6 +123,17 @@ pub enum Event {
         /// The full evaluation record.
         #[serde(default)]
         evaluation: Typed<Evaluation>,
+        /// A rewritten candidate's rewrites, options and source diff.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rewritten: Option<crate::rewrite::Change>,
+    },
+    /// A rewrite candidate whose rewrites do not apply to the kernel (nothing to
+    /// change, or the edit would not parse): never compiled, no GPU time.
+    NotApplicable {
+        kernel: String,
+        pattern: String,
+        config: String,
+        reason: String,
     },
     /// An interleaved A/B comparison of a candidate against the current best.
     Verdict {

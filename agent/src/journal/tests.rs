@@ -61,6 +61,7 @@ fn every_event() -> Vec<Event> {
             outcome: "passed".into(),
             median_us: Some(12.5),
             evaluation: Typed::Unreadable(json!({"outcome": "passed", "max_rel_err": "nan"})),
+            rewritten: None,
         },
         Event::Evaluated {
             kernel: "softmax".into(),
@@ -69,6 +70,11 @@ fn every_event() -> Vec<Event> {
             outcome: "hung".into(),
             median_us: None,
             evaluation: Typed::Unread,
+            rewritten: Some(crate::rewrite::Change {
+                rewrites: vec!["launch-bounds:min_blocks=2".into()],
+                options: vec!["-std=c++17".into()],
+                diff: "--- a\n+++ b\n".into(),
+            }),
         },
         Event::Verdict {
             kernel: "softmax".into(),
@@ -168,6 +174,12 @@ fn every_event() -> Vec<Event> {
             pairs: None,
             baseline_evaluation: Typed::Unreadable(json!({"outcome": "passed"})),
             best_evaluation: Typed::Unread,
+        },
+        Event::NotApplicable {
+            kernel: "softmax".into(),
+            pattern: "unroll-pragma".into(),
+            config: "BLOCK=128 VEC=2 + unroll-pragma:factor=4".into(),
+            reason: "no inner loop without a pragma".into(),
         },
     ]
 }
@@ -327,6 +339,7 @@ fn a_record_whose_timing_is_not_a_time_is_an_error_naming_its_line() {
                 evaluation: Typed::Unreadable(
                     json!({"measurement": {"samples": [{"us": sample}]}}),
                 ),
+                rewritten: None,
             },
             9,
         )
@@ -552,6 +565,7 @@ fn resume_summarizes_what_a_crashed_run_did() {
         outcome: outcome.into(),
         median_us: (outcome == "passed").then_some(10.0),
         evaluation: Typed::Unread,
+        rewritten: None,
     };
     let commit = |config: &str, sha: &str| Event::Commit {
         kernel: "softmax".into(),

@@ -93,6 +93,8 @@ pub enum Body {
     WorkloadBatching {
         scale: Vec<i64>,
     },
+    /// Propose the built-in rewrite `rewrite` once per step.
+    Rewrite { rewrite: String, steps: Vec<String> },
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +117,17 @@ pub struct Pattern {
 }
 
 impl Pattern {
+    /// A rewrite pattern's candidates (stub until the pattern kind lands).
+    pub fn rewrite_texts(&self, _signals: &Signals, _config: &crate::spec::Config) -> Vec<String> {
+        match &self.body {
+            Body::Rewrite { rewrite, steps } => steps
+                .iter()
+                .map(|s| if s.is_empty() { rewrite.clone() } else { format!("{rewrite}:{s}") })
+                .collect(),
+            _ => vec![],
+        }
+    }
+
     /// Whether the pattern's condition holds for these signals. A condition that
     /// reads a signal the profile lacks (say, NVML was missing) does not hold.
     pub fn applies(&self, signals: &Signals) -> bool {

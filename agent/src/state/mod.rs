@@ -221,6 +221,7 @@ impl RunState {
             | Event::Study { .. }
             | Event::FinalComparison { .. }
             | Event::Charge(_)
+            | Event::NotApplicable { .. }
             | Event::Pivot { .. } => {}
         }
         self.kernel_fold(&rec.event);

@@ -38,6 +38,8 @@ pub struct Evaluated {
     pub pattern: Option<String>,
     /// None when this version cannot read the record (it is measured again).
     pub evaluation: Option<Evaluation>,
+    /// A rewritten candidate's rewrites, options and source diff.
+    pub rewritten: Option<crate::rewrite::Change>,
     pub verdict: Option<Judged>,
     pub decision: Option<Decision>,
 }
@@ -77,6 +79,15 @@ pub struct Proposed {
 pub struct Pivoted {
     pub kernel: String,
     pub pattern: String,
+    pub reason: String,
+}
+
+/// A rewrite candidate whose rewrites did not apply to the kernel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotApplied {
+    pub kernel: String,
+    pub pattern: String,
+    pub config: String,
     pub reason: String,
 }
 
@@ -120,6 +131,8 @@ pub struct Recorded {
     pub evaluations: Vec<Evaluated>,
     pub proposals: Vec<Proposed>,
     pub pivots: Vec<Pivoted>,
+    /// Rewrite candidates that did not apply, in order.
+    pub not_applicable: Vec<NotApplied>,
     /// Every `FinalComparison` record, in order ([`Recorded::final_of`]: a
     /// kernel's last).
     pub finals: Vec<At<Event>>,
@@ -155,6 +168,7 @@ pub fn decision_key(e: &Event) -> Option<String> {
             serde_json::to_string(&e).ok()
         }
         Event::Revert { .. }
+        | Event::NotApplicable { .. }
         | Event::Pivot { .. }
         | Event::KernelDone { .. }
         | Event::KernelPaused { .. } => serde_json::to_string(e).ok(),
@@ -250,6 +264,7 @@ impl Recorded {
                 config,
                 pattern,
                 evaluation,
+                rewritten,
                 ..
             } => self.evaluations.push(Evaluated {
                 seq,
@@ -257,6 +272,7 @@ impl Recorded {
                 config: config.clone(),
                 pattern: pattern.clone(),
                 evaluation: evaluation.get().cloned(),
+                rewritten: rewritten.clone(),
                 verdict: None,
                 decision: None,
             }),
@@ -289,6 +305,17 @@ impl Recorded {
                     });
                 }
             }
+            Event::NotApplicable {
+                kernel,
+                pattern,
+                config,
+                reason,
+            } => self.not_applicable.push(NotApplied {
+                kernel: kernel.clone(),
+                pattern: pattern.clone(),
+                config: config.clone(),
+                reason: reason.clone(),
+            }),
             Event::Pivot {
                 kernel,
                 pattern,

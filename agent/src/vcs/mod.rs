@@ -270,6 +270,26 @@ impl Workspace {
         Ok(())
     }
 
+    /// The text of `rel` (relative to the root) in the commit the run started from;
+    /// None when that commit has no such file.
+    pub fn read_at_base(&self, rel: &Path) -> Result<Option<String>, VcsError> {
+        let commit = self
+            .repo
+            .find_commit(self.base)
+            .map_err(git("read the commit the run started from"))?;
+        let tree = commit
+            .tree()
+            .map_err(git("read the commit the run started from"))?;
+        let Ok(entry) = tree.get_path(rel) else {
+            return Ok(None);
+        };
+        let blob = self
+            .repo
+            .find_blob(entry.id())
+            .map_err(git("read a file of the commit the run started from"))?;
+        Ok(Some(String::from_utf8_lossy(blob.content()).into_owned()))
+    }
+
     /// Commits on the run's branch since it started, newest first: (id, message).
     pub fn log(&self) -> Result<Vec<(git2::Oid, String)>, VcsError> {
         let mut walk = self.repo.revwalk().map_err(git("walk the branch"))?;

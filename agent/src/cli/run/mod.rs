@@ -147,12 +147,19 @@ fn open_worktree(p: &Prepared, wt: &std::path::Path) -> Result<(Workspace, Vec<K
     let mut kernels = Vec::new();
     for k in &p.kernels {
         let rel = PathBuf::from(&k.dir);
-        let spec = KernelSpec::load(&ws.root.join(&rel)).map_err(|e| {
+        let mut spec = KernelSpec::load(&ws.root.join(&rel)).map_err(|e| {
             anyhow!(
                 "{e}\n(the run measures its own worktree, {}, which is the commit it started from)",
                 ws.root.display()
             )
         })?;
+        // A resumed run's branch may carry its committed rewrites of the kernel: the
+        // run's rewrites apply to, and are validated against, the kernel as written.
+        if let Ok(src) = spec.source_path.strip_prefix(&ws.root) {
+            if let Some(text) = ws.read_at_base(src)? {
+                spec.source = text;
+            }
+        }
         kernels.push(KernelEntry { spec, rel_dir: rel });
     }
     Ok((ws, kernels))
