@@ -608,4 +608,6 @@ mod study;
 use study::StudyRun;
 
 #[cfg(test)]
+mod rewrite_tests;
+#[cfg(test)]
 mod tests;
