@@ -137,14 +137,20 @@ pub fn commit_files(a: &Accepted) -> (Vec<(PathBuf, String)>, String) {
         // What the kernel on this branch is: its source is committed beside this
         // file; its NVRTC options are these (the spec's, as the rewrites left them).
         toml.push_str(&format!("rewrites = {}\n", toml_strings(&change.rewrites)));
-        toml.push_str(&format!("nvrtc_options = {}\n", toml_strings(&change.options)));
+        toml.push_str(&format!(
+            "nvrtc_options = {}\n",
+            toml_strings(&change.options)
+        ));
     }
     toml.push_str("[config]\n");
     for (k, v) in &config.0 {
         toml.push_str(&format!("{k} = {v}\n"));
     }
     let what = if added.is_empty() {
-        changes(previous.split(REWRITE_SEPARATOR).next().unwrap_or(""), config)
+        changes(
+            previous.split(REWRITE_SEPARATOR).next().unwrap_or(""),
+            config,
+        )
     } else {
         let r: Vec<&str> = added.iter().map(|r| r.as_str()).collect();
         format!("rewrite {}", r.join(", "))

@@ -43,7 +43,11 @@ impl Controller {
         }
         k.compared = true;
         let baseline = k.spec.baseline();
-        let Some(best) = k.best.clone().filter(|b| b.config != baseline || !b.rewrites.is_empty()) else {
+        let Some(best) = k
+            .best
+            .clone()
+            .filter(|b| b.config != baseline || !b.rewrites.is_empty())
+        else {
             return false;
         };
         let name = k.spec.name.clone();

@@ -101,13 +101,19 @@ fn evaluated(c: &mut Controller, config: Candidate, v: Verdict) -> Vec<Action> {
 #[test]
 fn a_rewrite_candidate_is_the_best_plus_one_rewrite_and_a_fast_one_is_the_new_best() {
     let steps = ["min_blocks=2", "min_blocks=3"];
-    let mut c = controller("softmax", vec![rewrite_pattern("lb", "launch-bounds", &steps)]);
+    let mut c = controller(
+        "softmax",
+        vec![rewrite_pattern("lb", "launch-bounds", &steps)],
+    );
     let a = started(&mut c);
     let base = Candidate::from(spec("softmax").baseline());
     let (cand, against) = evaluate_of(&a).expect("a rewrite candidate");
     assert_eq!(against, base);
     assert_eq!(cand.config, base.config);
-    assert_eq!(cand.rewrites, vec!["launch-bounds:min_blocks=2".to_string()]);
+    assert_eq!(
+        cand.rewrites,
+        vec!["launch-bounds:min_blocks=2".to_string()]
+    );
 
     let a = evaluated(&mut c, cand.clone(), Verdict::Fast);
     assert!(
@@ -118,7 +124,10 @@ fn a_rewrite_candidate_is_the_best_plus_one_rewrite_and_a_fast_one_is_the_new_be
     // The next step replaces the attribute it set, measured against it.
     let (next, against) = evaluate_of(&a).expect("the next step");
     assert_eq!(against, cand);
-    assert_eq!(next.rewrites, vec!["launch-bounds:min_blocks=3".to_string()]);
+    assert_eq!(
+        next.rewrites,
+        vec!["launch-bounds:min_blocks=3".to_string()]
+    );
 }
 
 #[test]
@@ -149,7 +158,10 @@ fn a_rewrite_that_does_not_apply_is_recorded_without_gpu_work() {
     assert!(na.2.contains("__launch_bounds__"), "{}", na.2);
     // The loop goes on to the next pattern in the same decision.
     let (cand, _) = evaluate_of(&a).expect("launch-bounds next");
-    assert_eq!(cand.rewrites, vec!["launch-bounds:min_blocks=2".to_string()]);
+    assert_eq!(
+        cand.rewrites,
+        vec!["launch-bounds:min_blocks=2".to_string()]
+    );
 }
 
 #[test]

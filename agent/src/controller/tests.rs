@@ -111,7 +111,10 @@ fn a_step_that_is_not_slower_is_followed_by_the_next_one_the_same_way() {
     );
     // The launch tier first: the block size, both ways from 128.
     let (_, pattern, cfg) = evaluate_of(&a).unwrap();
-    assert_eq!((pattern.as_str(), cfg.config.0["BLOCK"]), ("block-size", 256));
+    assert_eq!(
+        (pattern.as_str(), cfg.config.0["BLOCK"]),
+        ("block-size", 256)
+    );
     assert_eq!(c.queued(0).len(), 1, "then 64");
     // SAME at 1.01x: not proven, not worse; 512 is tried before turning to 64.
     let mut same = result(true, Some(Verdict::Same), Some(memory_bound()), 2.0);
@@ -320,7 +323,10 @@ fn an_underfilled_gpu_gets_parallelism_first() {
     );
     let (_, pattern, cfg) = evaluate_of(&a).unwrap();
     assert_eq!(pattern, "parallelism-first");
-    assert_eq!(cfg.config.0["SPLIT"], 2, "more CTAs per launch first: {cfg}");
+    assert_eq!(
+        cfg.config.0["SPLIT"], 2,
+        "more CTAs per launch first: {cfg}"
+    );
 }
 
 #[test]
@@ -1109,7 +1115,8 @@ fn a_together_pattern_steps_a_tile_and_its_warps_at_once() {
     assert_eq!(all.len(), 6, "{all:?}");
     for cfg in &all {
         let moved: Vec<&String> = cfg
-            .config.0
+            .config
+            .0
             .iter()
             .filter(|(n, v)| base.0.get(*n) != Some(v))
             .map(|(n, _)| n)

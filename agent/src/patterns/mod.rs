@@ -94,7 +94,10 @@ pub enum Body {
         scale: Vec<i64>,
     },
     /// Propose the built-in rewrite `rewrite` once per step.
-    Rewrite { rewrite: String, steps: Vec<String> },
+    Rewrite {
+        rewrite: String,
+        steps: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -122,7 +125,13 @@ impl Pattern {
         match &self.body {
             Body::Rewrite { rewrite, steps } => steps
                 .iter()
-                .map(|s| if s.is_empty() { rewrite.clone() } else { format!("{rewrite}:{s}") })
+                .map(|s| {
+                    if s.is_empty() {
+                        rewrite.clone()
+                    } else {
+                        format!("{rewrite}:{s}")
+                    }
+                })
                 .collect(),
             _ => vec![],
         }

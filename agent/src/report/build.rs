@@ -68,6 +68,7 @@ pub fn build(run_id: &str, state: &RunState) -> Report {
             reason: p.reason.clone(),
         })
         .collect();
+    let rewrites = rewrites(rec, &iterations);
     let mut caveats = caveats(&kernels, &iterations, &studies, machine.as_ref());
     caveats.extend(evaluation_caveats(rec));
     Report {
@@ -95,6 +96,7 @@ pub fn build(run_id: &str, state: &RunState) -> Report {
         pivots,
         studies,
         caveats,
+        rewrites,
     }
 }
 
@@ -419,5 +421,68 @@ fn evaluation_caveats(rec: &Recorded) -> Vec<String> {
             nondeterministic.join("; ")
         ));
     }
+    out
+}
+
+/// The rewrites part of a candidate's display (empty for a configuration alone).
+fn rewrites_of(config: &str) -> &str {
+    config
+        .split_once(crate::spec::REWRITE_SEPARATOR)
+        .map_or("", |(_, r)| r)
+}
+
+/// Every rewrite candidate (one whose rewrites differ from those of the best it was
+/// measured against; knob moves of a rewritten kernel are iterations like any other),
+/// with the diff of the kept ones, then those that did not apply.
+fn rewrites(rec: &Recorded, iterations: &[Iteration]) -> Vec<RewriteReport> {
+    let mut out = Vec::new();
+    for ev in &rec.evaluations {
+        let (Some(pattern), Some(change)) = (&ev.pattern, &ev.rewritten) else {
+            continue;
+        };
+        let Some(it) = iterations
+            .iter()
+            .rev()
+            .find(|i| i.kernel == ev.kernel && i.config == ev.config)
+        else {
+            continue;
+        };
+        if it
+            .against
+            .as_deref()
+            .is_some_and(|a| rewrites_of(a) == rewrites_of(&ev.config))
+        {
+            continue;
+        }
+        let kept = matches!(ev.decision, Some(Decision::Committed { .. }));
+        out.push(RewriteReport {
+            kernel: ev.kernel.clone(),
+            pattern: pattern.clone(),
+            config: ev.config.clone(),
+            decision: match it.decision.strip_prefix("committed ") {
+                Some(sha) => format!("kept {sha}"),
+                None => it
+                    .decision
+                    .replacen("reverted: ", "rejected: ", 1)
+                    .to_string(),
+            },
+            speedup: it.speedup.clone(),
+            options: change.options.clone(),
+            diff: if kept {
+                change.diff.clone()
+            } else {
+                String::new()
+            },
+        });
+    }
+    out.extend(rec.not_applicable.iter().map(|n| RewriteReport {
+        kernel: n.kernel.clone(),
+        pattern: n.pattern.clone(),
+        config: n.config.clone(),
+        decision: format!("not applicable: {}", n.reason),
+        speedup: None,
+        options: vec![],
+        diff: String::new(),
+    }));
     out
 }

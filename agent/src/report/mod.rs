@@ -60,6 +60,28 @@ pub struct Report {
     pub studies: Vec<StudyReport>,
     pub caveats: Vec<String>,
     pub reproduce: Vec<String>,
+    /// Every rewrite candidate: kept (with its source diff), rejected, or not
+    /// applicable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rewrites: Vec<RewriteReport>,
+}
+
+/// A rewrite candidate and what came of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RewriteReport {
+    pub kernel: String,
+    pub pattern: String,
+    /// The candidate: configuration and rewrites.
+    pub config: String,
+    /// `kept <sha>`, `rejected: <outcome or verdict>`, `not applicable: <why>`.
+    pub decision: String,
+    pub speedup: Option<Speedup>,
+    /// The NVRTC options it was compiled with (none when it was not compiled).
+    #[serde(default)]
+    pub options: Vec<String>,
+    /// Its source's diff against the kernel as written (kept ones only).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub diff: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

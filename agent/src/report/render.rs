@@ -67,6 +67,7 @@ pub fn markdown(r: &Report, plots: &[String]) -> String {
         }
     }
     iterations_section(&mut o, r);
+    rewrites_section(&mut o, r);
     patterns_section(&mut o, r);
     predictions_section(&mut o, r);
     closing_section(&mut o, r);
@@ -295,6 +296,48 @@ fn iterations_section(o: &mut String, r: &Report) {
         ],
         &rows,
     ));
+}
+
+/// Every rewrite candidate and its fate, then the source diff of each kept one.
+fn rewrites_section(o: &mut String, r: &Report) {
+    if r.rewrites.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "\n## Source rewrites\n");
+    let rows: Vec<Vec<String>> = r
+        .rewrites
+        .iter()
+        .map(|w| {
+            vec![
+                w.kernel.clone(),
+                w.pattern.clone(),
+                format!("`{}`", w.config),
+                sx(&w.speedup),
+                w.decision.clone(),
+            ]
+        })
+        .collect();
+    o.push_str(&table(
+        &[
+            "kernel",
+            "pattern",
+            "candidate",
+            "against the best",
+            "decision",
+        ],
+        &rows,
+    ));
+    for w in r.rewrites.iter().filter(|w| w.decision.starts_with("kept")) {
+        let _ = writeln!(o, "\n### {} `{}` ({})\n", w.kernel, w.config, w.decision);
+        if !w.options.is_empty() {
+            let _ = writeln!(o, "NVRTC options: `{}`\n", w.options.join(" "));
+        }
+        if w.diff.is_empty() {
+            let _ = writeln!(o, "(compiler options only: the source is as written)");
+        } else {
+            let _ = writeln!(o, "```diff\n{}```", w.diff);
+        }
+    }
 }
 
 /// What each pattern bought, the pivots, and what did not work.
