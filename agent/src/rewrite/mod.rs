@@ -43,6 +43,66 @@ pub const NAMES: [&str; 6] = [
     "cache-policy",
 ];
 
+/// The parameters each built-in takes (`name:key=value,...`), as [`Rewrite::parse`]
+/// reads them; none for a name that is not a built-in.
+pub fn params(name: &str) -> &'static [&'static str] {
+    match name {
+        "launch-bounds" => &["max_threads", "min_blocks"],
+        "max-registers" => &["count"],
+        "restrict-const" => &["params"],
+        "unroll-pragma" => &["factor"],
+        "fast-math" => &["part"],
+        "cache-policy" => &["policy"],
+        _ => &[],
+    }
+}
+
+/// The values an integer parameter may take.
+fn int_range(name: &str, key: &str) -> Option<(i64, i64)> {
+    match (name, key) {
+        ("launch-bounds", "max_threads") => Some((1, 1024)),
+        ("launch-bounds", "min_blocks") => Some((1, 32)),
+        ("max-registers", "count") => Some((16, 255)),
+        ("unroll-pragma", "factor") => Some((1, 64)),
+        _ => None,
+    }
+}
+
+/// Whether [`Rewrite::parse`] takes `value` for parameter `key` of the built-in
+/// `name` (it checks every parameter with this); the message says why not.
+pub fn check_param(name: &str, key: &str, value: &str) -> Result<(), String> {
+    if !NAMES.contains(&name) {
+        return Err(format!(
+            "unknown rewrite `{name}` (known: {})",
+            NAMES.join(", ")
+        ));
+    }
+    if !params(name).contains(&key) {
+        return Err(format!(
+            "unknown parameter `{key}` ({name} takes: {})",
+            params(name).join(", ")
+        ));
+    }
+    if let Some((lo, hi)) = int_range(name, key) {
+        return match value.parse::<i64>() {
+            Ok(x) if (lo..=hi).contains(&x) => Ok(()),
+            _ => Err(format!(
+                "{key} = `{value}` is not an integer in {lo}..={hi}"
+            )),
+        };
+    }
+    match (name, key) {
+        ("fast-math", "part") if !FastMath::ALL.iter().any(|p| p.name() == value) => Err(format!(
+            "part `{value}`: one of all, ftz, prec-div, prec-sqrt, fmad"
+        )),
+        ("cache-policy", "policy") if !matches!(value, "cg" | "ca") => {
+            Err(format!("policy `{value}`: cg or ca"))
+        }
+        // restrict-const's `params`: pointer parameter names joined by `+`.
+        _ => Ok(()),
+    }
+}
+
 /// The parts of `-use_fast_math`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FastMath {
@@ -189,24 +249,31 @@ impl Rewrite {
             rewrite: name.to_string(),
             message,
         };
-        let int = |kv: &mut BTreeMap<&str, &str>, k: &str, lo: i64, hi: i64| {
+        if !NAMES.contains(&name) {
+            return Err(RewriteError::Unknown(name.to_string()));
+        }
+        for (k, v) in &kv {
+            check_param(name, k, v).map_err(bad)?;
+        }
+        // Every value is checked: an integer parameter parses, and is in its range.
+        let int = |kv: &mut BTreeMap<&str, &str>, k: &str| {
             kv.remove(k)
-                .map(|v| match v.parse::<i64>() {
-                    Ok(x) if (lo..=hi).contains(&x) => Ok(x),
-                    _ => Err(bad(format!("{k} = `{v}` is not an integer in {lo}..={hi}"))),
+                .map(|v| {
+                    v.parse::<i64>()
+                        .map_err(|_| bad(format!("{k} = `{v}` is not an integer")))
                 })
                 .transpose()
         };
         let r = match name {
             "launch-bounds" => Rewrite::LaunchBounds {
-                max_threads: int(&mut kv, "max_threads", 1, 1024)?,
+                max_threads: int(&mut kv, "max_threads")?,
                 default_threads: max_threads(spec).ok_or_else(|| {
                     bad("no configuration of the spec has a launch to bound".into())
                 })?,
-                min_blocks: int(&mut kv, "min_blocks", 1, 32)?.unwrap_or(1),
+                min_blocks: int(&mut kv, "min_blocks")?.unwrap_or(1),
             },
             "max-registers" => Rewrite::MaxRegisters {
-                count: int(&mut kv, "count", 16, 255)?
+                count: int(&mut kv, "count")?
                     .ok_or_else(|| bad("needs count=N (16..=255)".into()))?,
             },
             "restrict-const" => Rewrite::RestrictConst {
@@ -216,7 +283,7 @@ impl Rewrite {
                 },
             },
             "unroll-pragma" => Rewrite::UnrollPragma {
-                factor: int(&mut kv, "factor", 1, 64)?.unwrap_or(4),
+                factor: int(&mut kv, "factor")?.unwrap_or(4),
             },
             "fast-math" => {
                 let part = kv.remove("part").unwrap_or("all");

@@ -289,3 +289,40 @@ fn every_builtin_applies_or_says_why_on_every_bundled_kernel() {
     }
     assert!(applied >= 7 * 3, "only {applied} rewrites applied");
 }
+
+/// `params` and `check_param` say what `Rewrite::parse` takes: every rewrite's
+/// display names only its parameters, with values they accept.
+#[test]
+fn params_and_check_param_agree_with_parse() {
+    let spec = KernelSpec::load(&bundled().join("softmax")).unwrap();
+    for text in [
+        "launch-bounds",
+        "launch-bounds:max_threads=256,min_blocks=3",
+        "max-registers:count=40",
+        "restrict-const",
+        "restrict-const:params=x",
+        "unroll-pragma:factor=8",
+        "fast-math:part=prec-sqrt",
+        "cache-policy:policy=ca",
+    ] {
+        let r = Rewrite::parse(text, &spec).unwrap();
+        let shown = r.to_string();
+        let (name, rest) = shown.split_once(':').unwrap();
+        assert_eq!(name, r.name());
+        for kv in rest.split(',') {
+            let (k, v) = kv.split_once('=').unwrap();
+            assert!(params(name).contains(&k), "{shown}");
+            check_param(name, k, v).unwrap_or_else(|e| panic!("{shown}: {e}"));
+        }
+    }
+    for name in NAMES {
+        assert!(!params(name).is_empty(), "{name}");
+    }
+    assert!(params("launch-bound").is_empty());
+    assert!(check_param("max-registers", "count", "15").is_err());
+    assert!(check_param("max-registers", "counts", "40")
+        .unwrap_err()
+        .contains("takes: count"));
+    assert!(check_param("fast-math", "part", "ftz").is_ok());
+    assert!(check_param("cache-policy", "policy", "cs").is_err());
+}
