@@ -163,6 +163,23 @@ impl Expr {
     /// Evaluates a condition over real-valued signals (integers in the text compare
     /// with them as numbers).
     pub fn eval_bool_signals(&self, signals: &Signals) -> Result<bool, String> {
+        match self.eval_signals(signals)? {
+            Value::Boolean(b) => Ok(b),
+            other => Err(format!("`{}` is {other:?}, not true or false", self.src)),
+        }
+    }
+
+    /// Evaluates to a number over real-valued signals (whole signals are integers, so
+    /// `registers * 3 / 4` divides as integers do).
+    pub fn eval_number_signals(&self, signals: &Signals) -> Result<Number, String> {
+        match self.eval_signals(signals)? {
+            Value::Int(i) => Ok(Number::Int(i)),
+            Value::Float(f) => Ok(Number::Float(f)),
+            other => Err(format!("`{}` is {other:?}, not a number", self.src)),
+        }
+    }
+
+    fn eval_signals(&self, signals: &Signals) -> Result<Value<DefaultNumericTypes>, String> {
         let mut ctx = context(&Vars::new());
         for (k, v) in signals {
             // Whole numbers as integers, so that `memory_bound == 1` holds (evalexpr's
@@ -175,11 +192,9 @@ impl Expr {
             // Setting a variable on a fresh name cannot fail.
             let _ = ctx.set_value(k.clone(), value);
         }
-        match self.node.eval_with_context(&ctx) {
-            Ok(Value::Boolean(b)) => Ok(b),
-            Ok(other) => Err(format!("`{}` is {other:?}, not true or false", self.src)),
-            Err(e) => Err(format!("`{}`: {e}", self.src)),
-        }
+        self.node
+            .eval_with_context(&ctx)
+            .map_err(|e| format!("`{}`: {e}", self.src))
     }
 }
 
