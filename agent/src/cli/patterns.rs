@@ -11,6 +11,21 @@ fn moves(m: &[Move]) -> String {
         .join(", ")
 }
 
+/// A rewrite pattern's steps, `(defaults)` for an empty one.
+fn steps(rewrite: &str, steps: &[String]) -> String {
+    let shown: Vec<&str> = steps
+        .iter()
+        .map(|s| {
+            if s.is_empty() {
+                "(defaults)"
+            } else {
+                s.as_str()
+            }
+        })
+        .collect();
+    format!("{rewrite}: {}", shown.join(" | "))
+}
+
 pub fn run(args: &PatternsArgs) -> i32 {
     let lib = match Library::load(&args.dir) {
         Ok(l) => l,
@@ -40,9 +55,7 @@ pub fn run(args: &PatternsArgs) -> i32 {
                     "study",
                     format!("workload axes x {scale:?}: throughput per unit of work"),
                 ),
-                Body::Rewrite { rewrite, steps } => {
-                    ("rewrite", format!("{rewrite}: {}", steps.join(" | ")))
-                }
+                Body::Rewrite { rewrite, steps: s } => ("rewrite", steps(rewrite, s)),
             };
             let is_rule = kind == "rule";
             vec![
@@ -77,10 +90,17 @@ pub fn run(args: &PatternsArgs) -> i32 {
     if args.json {
         let v: Vec<serde_json::Value> = rows
             .iter()
-            .map(|r| {
+            .zip(&lib.patterns)
+            .map(|(r, p)| {
+                // A rewrite pattern's rewrite and steps as written (null for others).
+                let (rewrite, steps) = match &p.body {
+                    Body::Rewrite { rewrite, steps } => (Some(rewrite), Some(steps)),
+                    _ => (None, None),
+                };
                 serde_json::json!({
                     "name": r[0], "kind": r[1], "tier": r[2], "when": r[3],
                     "does": r[4], "budget": r[5], "predicted_speedup": r[6],
+                    "rewrite": rewrite, "steps": steps,
                 })
             })
             .collect();

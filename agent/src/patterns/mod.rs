@@ -2,14 +2,18 @@
 //! validated like kernel specs (errors name the file, the line and the key). Users add
 //! patterns without touching Rust.
 //!
-//! Three kinds of pattern:
+//! Four kinds of pattern:
 //! - `moves`: when its condition holds over the profile signals, step tunables of the
 //!   named roles in the named direction (a neighbourhood search along roles);
 //! - `rule`: how the loop chooses and drops lines of attack (`tier-order`: cheapest
 //!   tier first; `roi-pivot`: drop a pattern that spent `factor` x its budget without a
 //!   FAST verdict);
 //! - `study`: a measurement rather than a change (`workload-batching`: throughput per
-//!   unit of work at larger workload axes).
+//!   unit of work at larger workload axes);
+//! - `rewrite`: propose a built-in source or compiler-option rewrite of
+//!   [`crate::rewrite`] once per step, each step's parameters (`key=value,...`) with
+//!   `{expr}` values over the profile signals and the configuration's tunables
+//!   ([`Pattern::rewrite_texts`]).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -23,6 +27,8 @@ use crate::spec::toml_text::TomlText;
 use crate::profile::SIGNALS;
 use crate::spec::expr::{Expr, Signals};
 use crate::spec::{Role, SpecError};
+
+mod rewrite;
 
 /// What a change costs to try, cheapest first: launch parameters, compile-time
 /// constants, variant switches, source rewrites.
@@ -93,7 +99,8 @@ pub enum Body {
     WorkloadBatching {
         scale: Vec<i64>,
     },
-    /// Propose the built-in rewrite `rewrite` once per step.
+    /// Propose the built-in rewrite `rewrite` once per step (parameters `key=value,...`,
+    /// values may hold `{expr}` over profile signals and the configuration's tunables).
     Rewrite {
         rewrite: String,
         steps: Vec<String>,
@@ -120,23 +127,6 @@ pub struct Pattern {
 }
 
 impl Pattern {
-    /// A rewrite pattern's candidates (stub until the pattern kind lands).
-    pub fn rewrite_texts(&self, _signals: &Signals, _config: &crate::spec::Config) -> Vec<String> {
-        match &self.body {
-            Body::Rewrite { rewrite, steps } => steps
-                .iter()
-                .map(|s| {
-                    if s.is_empty() {
-                        rewrite.clone()
-                    } else {
-                        format!("{rewrite}:{s}")
-                    }
-                })
-                .collect(),
-            _ => vec![],
-        }
-    }
-
     /// Whether the pattern's condition holds for these signals. A condition that
     /// reads a signal the profile lacks (say, NVML was missing) does not hold.
     pub fn applies(&self, signals: &Signals) -> bool {
@@ -283,6 +273,8 @@ struct RawPattern {
     study: Option<Spanned<String>>,
     scale: Option<Spanned<Vec<i64>>>,
     together: Option<Spanned<bool>>,
+    rewrite: Option<Spanned<String>>,
+    steps: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -407,6 +399,10 @@ fn unexpected(
 
 /// What the pattern does, by its `kind`.
 fn parse_body(toml: &TomlText, raw: &RawPattern) -> Result<Body, SpecError> {
+    if raw.kind.get_ref() != "rewrite" {
+        unexpected(toml, raw, raw.rewrite.is_some(), "rewrite")?;
+        unexpected(toml, raw, raw.steps.is_some(), "steps")?;
+    }
     Ok(match raw.kind.get_ref().as_str() {
         "moves" => {
             unexpected(toml, raw, raw.rule.is_some(), "rule")?;
@@ -430,11 +426,14 @@ fn parse_body(toml: &TomlText, raw: &RawPattern) -> Result<Body, SpecError> {
             unexpected(toml, raw, raw.together.is_some(), "together")?;
             parse_study(toml, raw)?
         }
+        "rewrite" => rewrite::parse_rewrite(toml, raw)?,
         other => {
             return Err(toml.err(
                 Some(raw.kind.span()),
                 "kind",
-                format!("unknown kind `{other}`; a pattern is `moves`, `rule` or `study`"),
+                format!(
+                    "unknown kind `{other}`; a pattern is `moves`, `rule`, `study` or `rewrite`"
+                ),
             ))
         }
     })

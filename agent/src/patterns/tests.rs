@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::spec::Config;
 
 fn shipped() -> Library {
     Library::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../patterns"))
@@ -176,4 +177,132 @@ fn rules_and_studies_are_checked() {
     ];
     let e = Library::parse(&files).unwrap_err();
     assert!(e.message.contains("roi-pivot"), "{e}");
+}
+
+const REWRITE: &str = r#"name = "r"
+kind = "rewrite"
+tier = "source"
+when = "registers > 32"
+rationale = "because"
+rewrite = "max-registers"
+steps = ["count={max(32, registers * 3 / 4)}", "count={registers - 8}", "count={BLOCK / 2}", "count=64"]
+"#;
+
+fn config(pairs: &[(&str, i64)]) -> Config {
+    Config(pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect())
+}
+
+#[test]
+fn rewrite_steps_resolve_over_signals_and_tunables() {
+    let lib = one(REWRITE).unwrap();
+    let p = &lib.patterns[0];
+    assert!(
+        matches!(&p.body, Body::Rewrite { rewrite, steps } if rewrite == "max-registers" && steps.len() == 4)
+    );
+    let s = signals(&[("registers", 64.0)]);
+    assert_eq!(
+        p.rewrite_texts(&s, &config(&[("BLOCK", 256)])),
+        [
+            "max-registers:count=48",
+            "max-registers:count=56",
+            "max-registers:count=128",
+            "max-registers:count=64",
+        ]
+    );
+    // Duplicates dropped, order kept; a tunable the config lacks leaves its step out.
+    assert_eq!(
+        p.rewrite_texts(&signals(&[("registers", 72.0)]), &config(&[])),
+        ["max-registers:count=54", "max-registers:count=64"]
+    );
+    // A missing signal leaves its steps out; a value out of the rewrite's range too.
+    assert_eq!(
+        p.rewrite_texts(&signals(&[]), &config(&[("BLOCK", 20)])),
+        ["max-registers:count=64"]
+    );
+    // A fraction is not an integer: `floor` or integer division say how to round.
+    let frac = REWRITE.replace(
+        "\"count={registers - 8}\", \"count={BLOCK / 2}\", ",
+        "\"count={registers * 0.75}\", \"count={floor(registers * 0.75)}\", ",
+    );
+    let lib = one(&frac).unwrap();
+    assert_eq!(
+        lib.patterns[0].rewrite_texts(&signals(&[("registers", 63.0)]), &config(&[])),
+        ["max-registers:count=47", "max-registers:count=64"]
+    );
+    // Other kinds propose no rewrite; no steps is one step with the defaults.
+    assert!(one(MOVES).unwrap().patterns[0]
+        .rewrite_texts(&s, &config(&[]))
+        .is_empty());
+    let bare = REWRITE
+        .replace("max-registers", "restrict-const")
+        .lines()
+        .filter(|l| !l.starts_with("steps"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let lib = one(&bare).unwrap();
+    assert_eq!(
+        lib.patterns[0].rewrite_texts(&s, &config(&[])),
+        ["restrict-const"]
+    );
+}
+
+#[test]
+fn malformed_rewrite_patterns_name_the_key() {
+    let err = |text: &str| one(text).unwrap_err();
+    let e = err(&REWRITE.replace("rewrite = \"max-registers\"", "rewrite = \"max-regs\""));
+    assert_eq!(
+        (e.key.as_deref(), e.line),
+        (Some("rewrite"), Some(6)),
+        "{e}"
+    );
+    assert!(
+        e.message.contains("max-regs") && e.message.contains("launch-bounds"),
+        "{e}"
+    );
+    let e = err(&REWRITE.replace("rewrite = \"max-registers\"\n", ""));
+    assert_eq!(e.key.as_deref(), Some("rewrite"), "{e}");
+    // Steps: an unknown key, a bad expression, an unknown name, a literal out of range.
+    for (step, want) in [
+        (
+            "cnt=40",
+            "`cnt` is not a parameter of max-registers (it takes: count)",
+        ),
+        ("count={registers * (2}", "not an expression"),
+        ("count={registers *}", "expected 2 arguments"),
+        ("count={registers > 3}", "not a number"),
+        ("count={regs - 8}", "`regs`"),
+        ("count={Block}", "the signals are"),
+        ("count=8", "not an integer in 16..=255"),
+        ("count=40,count=48", "given twice"),
+        ("count", "not key=value"),
+        ("count={registers", "without its `}`"),
+        ("count={{registers}}", "do not nest"),
+    ] {
+        let e = err(&REWRITE.replace("\"count=64\"", &format!("{step:?}")));
+        assert_eq!(
+            (e.key.as_deref(), e.line),
+            (Some("steps"), Some(7)),
+            "{step}: {e}"
+        );
+        assert!(e.message.contains(want), "{step}: {e}");
+    }
+    let e = err(&REWRITE.replace("steps = [", "steps = [] #"));
+    assert_eq!(e.key.as_deref(), Some("steps"), "{e}");
+    let e = err(&REWRITE
+        .replace("\"max-registers\"", "\"fast-math\"")
+        .replace("steps = [", "steps = [\"part=fastest\"] #"));
+    assert!(e.message.contains("part `fastest`"), "{e}");
+    // Keys of other kinds in a rewrite pattern, and a rewrite's keys in other kinds.
+    let e = err(&format!(
+        "{REWRITE}\n[[move]]\nrole = \"block\"\ndirection = \"up\"\n"
+    ));
+    assert_eq!(e.key.as_deref(), Some("move"), "{e}");
+    let e = err(&REWRITE.replace("rationale", "together = true\nrationale"));
+    assert_eq!(e.key.as_deref(), Some("together"), "{e}");
+    let e = err(&MOVES.replace("rationale", "rewrite = \"fast-math\"\nrationale"));
+    assert_eq!(e.key.as_deref(), Some("rewrite"), "{e}");
+    let e = err(&MOVES.replace("rationale", "steps = [\"part=all\"]\nrationale"));
+    assert_eq!(e.key.as_deref(), Some("steps"), "{e}");
+    let e = err(&MOVES.replace("\"moves\"", "\"magic\""));
+    assert!(e.message.contains("`rewrite`"), "{e}");
 }
