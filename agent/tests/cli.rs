@@ -146,7 +146,13 @@ fn patterns_lists_the_library_and_rejects_a_malformed_pattern() {
     let dir = common::repo_root().join("patterns");
     let (code, out, err) = nightshift(&["patterns", "--dir", dir.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    for p in ["parallelism-first", "roi-pivot", "workload-batching"] {
+    for p in [
+        "parallelism-first",
+        "roi-pivot",
+        "workload-batching",
+        "launch-bounds: min_blocks=2 | min_blocks=3 | min_blocks=4",
+        "restrict-const: (defaults)",
+    ] {
         assert!(out.contains(p), "{out}");
     }
     let (code, out, _) = nightshift(&["patterns", "--dir", dir.to_str().unwrap(), "--json"]);
@@ -160,6 +166,18 @@ fn patterns_lists_the_library_and_rejects_a_malformed_pattern() {
         })
         .count();
     assert_eq!(v.as_array().map(|a| a.len()), Some(files));
+    // Rewrite patterns carry their rewrite and steps; other kinds null.
+    let by_name = |n: &str| {
+        v.as_array()
+            .and_then(|a| a.iter().find(|p| p["name"] == n))
+            .cloned()
+            .unwrap_or_else(|| panic!("{n} missing: {out}"))
+    };
+    let fm = by_name("fast-math");
+    assert_eq!(fm["kind"], "rewrite");
+    assert_eq!(fm["rewrite"], "fast-math");
+    assert_eq!(fm["steps"][0], "part=all");
+    assert!(by_name("occupancy")["rewrite"].is_null());
 
     let bad = tempfile::tempdir().unwrap();
     std::fs::write(

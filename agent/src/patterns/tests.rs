@@ -44,6 +44,12 @@ fn the_shipped_library_loads_with_the_required_patterns() {
         "unroll",
         "variant-select",
         "workload-batching",
+        "launch-bounds",
+        "max-registers",
+        "restrict-const",
+        "unroll-pragma",
+        "fast-math",
+        "cache-policy",
     ] {
         assert!(names.contains(&n), "{n} missing from {names:?}");
     }
@@ -244,6 +250,49 @@ fn rewrite_steps_resolve_over_signals_and_tunables() {
         lib.patterns[0].rewrite_texts(&s, &config(&[])),
         ["restrict-const"]
     );
+}
+
+#[test]
+fn every_shipped_rewrite_pattern_proposes_texts_the_rewrite_engine_parses() {
+    let lib = shipped();
+    let spec = crate::spec::KernelSpec::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernels/softmax"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // Every signal measured, the register-heavy profile the rewrites are for.
+    let mut s: Signals = crate::profile::SIGNALS
+        .iter()
+        .map(|(n, _)| (n.to_string(), 1.0))
+        .collect();
+    for (k, v) in [
+        ("registers", 64.0),
+        ("threads_per_block", 256.0),
+        ("active_blocks_per_sm", 4.0),
+        ("occupancy", 0.25),
+    ] {
+        s.insert(k.into(), v);
+    }
+    let mut covered = Vec::new();
+    for p in &lib.patterns {
+        let Body::Rewrite { rewrite, .. } = &p.body else {
+            continue;
+        };
+        covered.push(rewrite.as_str());
+        let texts = p.rewrite_texts(&s, &spec.baseline());
+        assert!(!texts.is_empty(), "{} proposes nothing", p.name);
+        for t in &texts {
+            let r = crate::rewrite::Rewrite::parse(t, &spec)
+                .unwrap_or_else(|e| panic!("{}: `{t}`: {e}", p.name));
+            assert_eq!(r.name(), rewrite);
+        }
+        if p.name == "max-registers" {
+            assert_eq!(texts, ["max-registers:count=48", "max-registers:count=32"]);
+        }
+    }
+    covered.sort();
+    let mut all = crate::rewrite::NAMES.to_vec();
+    all.sort();
+    assert_eq!(covered, all, "one shipped pattern per built-in");
 }
 
 #[test]
