@@ -168,12 +168,33 @@ proptest! {
     }
 
     #[test]
-    fn a_mutated_pattern_parses_or_names_its_file(e in edits(), which in 0usize..3) {
-        let name = ["block-size", "occupancy", "parallelism-first"][which];
+    fn a_mutated_pattern_parses_or_names_its_file(e in edits(), which in 0usize..5) {
+        let name = [
+            "block-size",
+            "occupancy",
+            "parallelism-first",
+            "rewrite-max-registers",
+            "rewrite-fast-math",
+        ][which];
         let path = PathBuf::from(format!("patterns/{name}.toml"));
         let text = mutate(&bundled(&format!("patterns/{name}.toml")), &e);
-        if let Err(err) = quick("a pattern", || Library::parse(&[(path.clone(), text.clone())])) {
-            prop_assert_eq!(&err.path, &path);
+        match quick("a pattern", || Library::parse(&[(path.clone(), text.clone())])) {
+            Err(err) => prop_assert_eq!(&err.path, &path),
+            // What parses proposes its rewrites without a panic, whatever the signals.
+            Ok(lib) => {
+                let config = nightshift::spec::Config(
+                    [("BLOCK".to_string(), 0), ("VEC".to_string(), i64::MAX)].into_iter().collect(),
+                );
+                for v in [0.0, -1.0, 0.5, 64.0, 1e300] {
+                    let signals = nightshift::profile::SIGNALS
+                        .iter()
+                        .map(|(n, _)| (n.to_string(), v))
+                        .collect();
+                    for p in &lib.patterns {
+                        let _ = quick("rewrite texts", || p.rewrite_texts(&signals, &config));
+                    }
+                }
+            }
         }
     }
 
