@@ -932,8 +932,9 @@ fn a_stop_during_a_study_resumes_it_where_it_stopped() {
     let reports = tempfile::tempdir().unwrap();
     let stop = StopFlag::default();
     let mut ev = Scripted::new(never, none_broken);
-    // Baseline, the VARIANT=1 candidate, then two study points.
-    ev.stop_after = Some((4, stop.clone()));
+    // Baseline, the VARIANT=1 candidate, the source tier's five (cache policy and
+    // unroll pragmas), then two study points.
+    ev.stop_after = Some((9, stop.clone()));
     let first = run_kernel("attention", repo.path(), reports.path(), ev, stop);
     assert!(matches!(
         first.summary.stop_reason,
@@ -952,7 +953,7 @@ fn a_stop_during_a_study_resumes_it_where_it_stopped() {
     );
     assert_eq!(
         first.calls.len() + second.calls.len(),
-        6,
+        11,
         "{:?} {:?}",
         first.calls,
         second.calls
