@@ -294,17 +294,46 @@ pub(super) fn reproduce(
     if let Some(b) = branch {
         out.push(format!("git worktree add /tmp/{run_id} {b}"));
     }
-    // The best measured interleaved with the baseline again, from the run's branch.
+    // The best measured interleaved with the baseline again, from the run's branch;
+    // a rewritten best from the commit the run started at (the rewrites edit the
+    // kernel as written), as written against as rewritten at the best configuration.
+    let mut base_added = false;
     for k in kernels.iter().filter(|k| k.commit.is_some()) {
-        let vs: Vec<String> = k
+        let (config, rewrites) = k
             .best_config
+            .split_once(crate::spec::REWRITE_SEPARATOR)
+            .unwrap_or((&k.best_config, ""));
+        if rewrites.is_empty() {
+            let vs: Vec<String> = config
+                .split_whitespace()
+                .map(|a| format!("--vs {a}"))
+                .collect();
+            out.push(format!(
+                "nightshift bench /tmp/{run_id}/kernels/{} {}",
+                k.kernel,
+                vs.join(" ")
+            ));
+            continue;
+        }
+        if let (Some(b), false) = (branch, base_added) {
+            out.push(format!(
+                "git worktree add /tmp/{run_id}-base $(git merge-base HEAD {b})"
+            ));
+            base_added = true;
+        }
+        let mut args: Vec<String> = config
             .split_whitespace()
-            .map(|a| format!("--vs {a}"))
+            .map(|a| format!("--set {a}"))
             .collect();
+        args.extend(
+            rewrites
+                .split(crate::spec::REWRITE_SEPARATOR)
+                .map(|r| format!("--rewrite {r}")),
+        );
         out.push(format!(
-            "nightshift bench /tmp/{run_id}/kernels/{} {}",
+            "nightshift bench /tmp/{run_id}-base/kernels/{} {}",
             k.kernel,
-            vs.join(" ")
+            args.join(" ")
         ));
     }
     out.push(format!("nightshift report {run_id} --verify"));

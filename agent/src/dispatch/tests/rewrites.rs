@@ -116,6 +116,13 @@ fn a_kept_rewrite_is_one_commit_of_the_kernel_source_with_its_evidence() {
     assert!(report.rewrites[0].decision.starts_with("kept "));
     assert!(report.rewrites[0].diff.contains("__launch_bounds__"));
     assert!(report.rewrites[1].decision.starts_with("rejected"));
+    assert!(
+        report.reproduce.iter().any(|l| l
+            .starts_with("nightshift bench /tmp/r1-base/kernels/softmax --set ")
+            && l.ends_with(" --rewrite launch-bounds:min_blocks=2")),
+        "{:?}",
+        report.reproduce
+    );
     let md = crate::report::markdown(&report, &[]);
     assert!(md.contains("## Source rewrites"), "{md}");
     assert!(md.contains("```diff"), "{md}");
