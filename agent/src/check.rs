@@ -64,17 +64,26 @@ fn kernel_dirs(named: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-/// The configuration committed for a kernel: its tuned.toml, else its baseline.
-fn committed(spec: &KernelSpec, dir: &Path) -> Result<Config> {
+/// The configuration committed for a kernel: its tuned.toml, else its baseline. A
+/// tuned.toml of a rewritten kernel also names the NVRTC options it was kept with:
+/// the kernel is checked compiled with them (its reference with the spec's own).
+fn committed(spec: &mut KernelSpec, dir: &Path) -> Result<Config> {
     let p = dir.join(tuned::FILE_NAME);
     // No tuned.toml: the baseline. One that cannot be read is an error, never a
     // silent fallback to the baseline.
-    let c = match crate::files::read_text(&p, crate::files::MAX_INPUT_BYTES) {
-        Ok(t) => tuned::read(&t).with_context(|| format!("reading {}", p.display()))?,
+    let t = match crate::files::read_text(&p, crate::files::MAX_INPUT_BYTES) {
+        Ok(t) => tuned::read_tuned(&t).with_context(|| format!("reading {}", p.display()))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(spec.baseline()),
         Err(e) => bail!("{}: {e}", p.display()),
     };
-    let sets: Vec<(String, i64)> = c.0.into_iter().collect();
+    if !t.nvrtc_options.is_empty() && t.nvrtc_options != spec.compile_options {
+        spec.rewritten = Some(crate::spec::Rewritten {
+            source: spec.source.clone(),
+            options: t.nvrtc_options.clone(),
+            rewrites: vec![format!("nvrtc_options of {}", p.display())],
+        });
+    }
+    let sets: Vec<(String, i64)> = t.config.0.into_iter().collect();
     let c = spec
         .with_overrides(&spec.baseline(), &sets)
         .map_err(|e| anyhow!("{}: {e}", p.display()))?;
@@ -96,8 +105,8 @@ pub fn plan(
 ) -> Result<Plan> {
     let mut kernels = Vec::new();
     for d in kernel_dirs(named)? {
-        let spec = KernelSpec::load(&d)?;
-        let config = committed(&spec, &d)?;
+        let mut spec = KernelSpec::load(&d)?;
+        let config = committed(&mut spec, &d)?;
         kernels.push(Kernel {
             spec,
             config,
@@ -345,5 +354,34 @@ mod tests {
             serde_json::from_str(&json("NVIDIA H200", &path, 0.05, &[d]).unwrap()).unwrap();
         assert_eq!(j["fails"], true);
         assert_eq!(j["decisions"][0]["outcome"], "incorrect");
+    }
+
+    /// A tuned.toml a kept rewrite wrote: its configuration, and the kernel compiled
+    /// with the options it was kept with (the spec's own without them).
+    #[test]
+    fn a_committed_rewrite_is_checked_with_its_nvrtc_options() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernels/softmax");
+        let dir = tempfile::tempdir().unwrap();
+        let k = dir.path().join("kernels/softmax");
+        crate::testutil::copy_dir(&src, &k);
+        crate::testutil::copy_dir(&src.join("../include"), &dir.path().join("kernels/include"));
+        std::fs::write(
+            k.join(tuned::FILE_NAME),
+            "rewrites = [\"fast-math:part=all\"]\nnvrtc_options = [\"-std=c++17\", \"--use_fast_math\"]\n[config]\nBLOCK = 256\n",
+        )
+        .unwrap();
+        let p = plan(std::slice::from_ref(&k), None, &mut |_| {}).unwrap();
+        let kernel = &p.kernels[0];
+        assert_eq!(kernel.config.0["BLOCK"], 256);
+        let r = kernel
+            .spec
+            .rewritten
+            .as_ref()
+            .expect("compiled with its options");
+        assert_eq!(r.options, ["-std=c++17", "--use_fast_math"]);
+        assert_eq!(r.source, kernel.spec.source);
+        std::fs::write(k.join(tuned::FILE_NAME), "[config]\nBLOCK = 256\n").unwrap();
+        let p = plan(&[k], None, &mut |_| {}).unwrap();
+        assert!(p.kernels[0].spec.rewritten.is_none());
     }
 }

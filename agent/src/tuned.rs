@@ -221,19 +221,26 @@ pub fn find_commit(
         .map(|(id, _)| id.to_string()))
 }
 
+/// What a `tuned.toml` holds.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tuned {
+    pub config: Config,
+    /// A rewritten kernel's rewrites (its source is committed beside it).
+    #[serde(default)]
+    pub rewrites: Vec<String>,
+    /// The NVRTC options the kernel was compiled with, when rewrites set them (in
+    /// place of the spec's `compile_options`).
+    #[serde(default)]
+    pub nvrtc_options: Vec<String>,
+}
+
+/// Reads a `tuned.toml`.
+pub fn read_tuned(text: &str) -> Result<Tuned> {
+    Ok(toml::from_str(text)?)
+}
+
 /// Reads the `[config]` of a `tuned.toml`.
 pub fn read(text: &str) -> Result<Config> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
-    struct Tuned {
-        config: std::collections::BTreeMap<String, i64>,
-        /// A rewritten kernel's rewrites and options (its source is committed).
-        #[serde(default)]
-        rewrites: Vec<String>,
-        #[serde(default)]
-        nvrtc_options: Vec<String>,
-    }
-    let t: Tuned = toml::from_str(text)?;
-    Ok(Config(t.config))
+    Ok(read_tuned(text)?.config)
 }
