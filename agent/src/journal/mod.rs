@@ -575,35 +575,6 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<JournalRead, JournalError> {
     Ok(out)
 }
 
-/// When the run of the journal at `path` started: its first record's time (None when
-/// the journal is unreadable, empty, or not a regular file).
-pub fn started_ms(path: &Path) -> Option<u64> {
-    use std::io::{BufRead, Read};
-    if !fs::metadata(path).ok()?.is_file() {
-        return None;
-    }
-    let mut line = String::new();
-    io::BufReader::new(File::open(path).ok()?.take(1 << 20))
-        .read_line(&mut line)
-        .ok()?;
-    serde_json::from_str::<Record>(line.trim_end())
-        .ok()
-        .map(|r| r.t_ms)
-}
-
-/// The run ids under `reports` with a journal, the latest started last (by the time
-/// in their journals, not by name: a run named `test` is not the latest for that).
-pub fn runs_by_start(reports: &Path) -> io::Result<Vec<String>> {
-    let mut runs: Vec<(u64, String)> = fs::read_dir(reports)?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|id| check_run_id(id).is_ok())
-        .filter_map(|id| Some((started_ms(&reports.join(&id).join(FILE_NAME))?, id)))
-        .collect();
-    runs.sort();
-    Ok(runs.into_iter().map(|(_, id)| id).collect())
-}
-
 /// A timing in a record that is not a time (non-positive or not finite): a journal
 /// that says a kernel took -16.58 µs is wrong, not a result to report.
 fn bad_timing(e: &Event) -> Option<String> {
@@ -663,24 +634,6 @@ fn bad_timing(e: &Event) -> Option<String> {
     }
 }
 
-/// Run ids name a directory under `reports/`: one plain path component.
-pub fn check_run_id(run_id: &str) -> io::Result<()> {
-    let ok = !run_id.is_empty()
-        && run_id != "."
-        && run_id != ".."
-        && run_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("`{run_id}` is not a run id: use letters, digits, `-`, `_` and `.`"),
-        ))
-    }
-}
-
 fn with_path(e: io::Error, action: &str, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{action} {}: {e}", path.display()))
 }
@@ -697,7 +650,10 @@ fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+mod listing;
 mod payload;
+
+pub use listing::{check_run_id, runs_by_start, started_ms};
 
 use payload::{final_verdict, opt_nonfinite};
 pub use payload::{final_verdict_name, Typed};

@@ -3,12 +3,12 @@
 //! interrupted sweep), and the outputs written from the points when it is done.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::run::{Plan, Swept};
+use super::plan::{Plan, Swept};
 use super::{c_defines, csv, render, rust_consts, Axis, Point};
 
 /// The first line of `sweep.jsonl`: what is being swept (a resume must match it).
@@ -36,21 +36,6 @@ pub(super) enum Line {
 pub struct Resumed {
     pub(super) header: Header,
     pub(super) points: Vec<Point>,
-}
-
-/// The output directory when none is given: `sweeps/<kernel>-<axes>[-over-<tunable>]`.
-pub fn default_out(kernel: &str, axes: &[Axis], over: Option<&str>) -> PathBuf {
-    let mut name = format!(
-        "{kernel}-{}",
-        axes.iter()
-            .map(|a| a.name.replace('_', ""))
-            .collect::<Vec<_>>()
-            .join("-")
-    );
-    if let Some(o) = over {
-        name.push_str(&format!("-over-{}", o.to_lowercase()));
-    }
-    PathBuf::from("sweeps").join(name)
 }
 
 fn read_lines(path: &Path) -> Result<(Header, Vec<Point>)> {

@@ -11,14 +11,16 @@
 
 mod file;
 mod measure;
+mod plan;
 mod render;
 mod run;
 #[cfg(test)]
 mod tests;
 
 pub use file::{resumed, Resumed};
+pub use plan::{Plan, Swept};
 pub use render::describe;
-pub use run::{run, Plan, Progress, Swept};
+pub use run::{run, Progress};
 
 use std::collections::BTreeMap;
 
