@@ -407,11 +407,24 @@ impl RewriteFlags {
         self.rewrite.is_empty() && self.nvrtc_option.is_empty()
     }
 
-    /// `spec` as these flags rewrite it (see `rewrite::rewritten`).
+    /// `spec` as these flags rewrite it (see `rewrite::rewritten`). A rewrite that
+    /// is not a built-in is a pattern's own: the library in `./patterns` says what.
     pub fn apply(
         &self,
-        spec: crate::spec::KernelSpec,
+        mut spec: crate::spec::KernelSpec,
     ) -> Result<crate::spec::KernelSpec, crate::rewrite::RewriteError> {
+        let builtin = |r: &String| {
+            let name = r.split(':').next().unwrap_or_default();
+            crate::rewrite::NAMES.contains(&name)
+        };
+        if !self.rewrite.iter().all(builtin) {
+            let lib = crate::patterns::Library::load(std::path::Path::new("patterns"))
+                .map_err(|e| crate::rewrite::RewriteError::Param {
+                    rewrite: "patterns".into(),
+                    message: format!("a rewrite that is not a built-in is a pattern's own, and ./patterns does not load: {e}"),
+                })?;
+            spec.edits = lib.edits();
+        }
         crate::rewrite::rewritten(spec, &self.rewrite, &self.nvrtc_option)
     }
 }

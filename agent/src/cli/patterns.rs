@@ -55,7 +55,9 @@ pub fn run(args: &PatternsArgs) -> i32 {
                     "study",
                     format!("workload axes x {scale:?}: throughput per unit of work"),
                 ),
-                Body::Rewrite { rewrite, steps: s } => ("rewrite", steps(rewrite, s)),
+                Body::Rewrite {
+                    rewrite, steps: s, ..
+                } => ("rewrite", steps(rewrite, s)),
             };
             let is_rule = kind == "rule";
             vec![
@@ -94,7 +96,7 @@ pub fn run(args: &PatternsArgs) -> i32 {
             .map(|(r, p)| {
                 // A rewrite pattern's rewrite and steps as written (null for others).
                 let (rewrite, steps) = match &p.body {
-                    Body::Rewrite { rewrite, steps } => (Some(rewrite), Some(steps)),
+                    Body::Rewrite { rewrite, steps, .. } => (Some(rewrite), Some(steps)),
                     _ => (None, None),
                 };
                 serde_json::json!({

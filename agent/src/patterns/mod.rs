@@ -104,6 +104,9 @@ pub enum Body {
     Rewrite {
         rewrite: String,
         steps: Vec<String>,
+        /// The pattern's own rewrite (named `rewrite`, the pattern's name), when it
+        /// declares one instead of naming a built-in.
+        edit: Option<crate::rewrite::edit::QueryEdit>,
     },
 }
 
@@ -226,6 +229,18 @@ impl Library {
             .unwrap_or_else(|| DEFAULT_TIER_ORDER.to_vec())
     }
 
+    /// The rewrites its patterns declare themselves (a query and a template), which a
+    /// spec is given so that rewrite texts can name them.
+    pub fn edits(&self) -> Vec<crate::rewrite::edit::QueryEdit> {
+        self.patterns
+            .iter()
+            .filter_map(|p| match &p.body {
+                Body::Rewrite { edit, .. } => edit.clone(),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// How many times its budget a line of attack may spend without a FAST verdict.
     pub fn pivot_factor(&self) -> f64 {
         self.patterns
@@ -275,6 +290,17 @@ struct RawPattern {
     together: Option<Spanned<bool>>,
     rewrite: Option<Spanned<String>>,
     steps: Option<Spanned<Vec<Spanned<String>>>>,
+    edit: Option<Spanned<RawEdit>>,
+}
+
+/// A rewrite pattern's own rewrite: a tree-sitter query and a template.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEdit {
+    query: String,
+    capture: Option<String>,
+    place: crate::rewrite::edit::Place,
+    template: String,
 }
 
 #[derive(Deserialize)]
@@ -402,6 +428,7 @@ fn parse_body(toml: &TomlText, raw: &RawPattern) -> Result<Body, SpecError> {
     if raw.kind.get_ref() != "rewrite" {
         unexpected(toml, raw, raw.rewrite.is_some(), "rewrite")?;
         unexpected(toml, raw, raw.steps.is_some(), "steps")?;
+        unexpected(toml, raw, raw.edit.is_some(), "edit")?;
     }
     Ok(match raw.kind.get_ref().as_str() {
         "moves" => {

@@ -31,6 +31,9 @@ pub(super) fn parse_rewrite(toml: &TomlText, raw: &RawPattern) -> Result<Body, S
     ] {
         unexpected(toml, raw, present, key)?;
     }
+    if let Some(edit) = &raw.edit {
+        return parse_edit(toml, raw, edit);
+    }
     let rewrite = raw.rewrite.as_ref().ok_or_else(|| {
         toml.err(
             Some(raw.kind.span()),
@@ -63,7 +66,8 @@ pub(super) fn parse_rewrite(toml: &TomlText, raw: &RawPattern) -> Result<Body, S
         }
         Some(s) => {
             for step in s.get_ref() {
-                check_step(name, step.get_ref())
+                let keys: Vec<String> = params(name).iter().map(|k| k.to_string()).collect();
+                check_step(name, &keys, step.get_ref(), &|k, v| check_param(name, k, v))
                     .map_err(|m| toml.err(Some(step.span()), "steps", m))?;
             }
             s.get_ref().iter().map(|s| s.get_ref().trim().to_string()).collect()
@@ -72,19 +76,90 @@ pub(super) fn parse_rewrite(toml: &TomlText, raw: &RawPattern) -> Result<Body, S
     Ok(Body::Rewrite {
         rewrite: name.to_string(),
         steps,
+        edit: None,
+    })
+}
+
+/// A rewrite pattern that declares its own rewrite (`[edit]`: a tree-sitter query,
+/// the capture edited, where the template goes, the template), named after the
+/// pattern; its steps give the template's `{key}` parameters.
+fn parse_edit(
+    toml: &TomlText,
+    raw: &RawPattern,
+    e: &toml::Spanned<super::RawEdit>,
+) -> Result<Body, SpecError> {
+    unexpected(toml, raw, raw.rewrite.is_some(), "rewrite")?;
+    let name = raw.name.clone();
+    if NAMES.contains(&name.as_str()) {
+        return Err(toml.err(
+            Some(e.span()),
+            "name",
+            format!(
+                "`{name}` is a built-in rewrite: a pattern with its own [edit] needs another name"
+            ),
+        ));
+    }
+    let r = e.get_ref();
+    let edit = crate::rewrite::edit::QueryEdit {
+        name: name.clone(),
+        query: r.query.clone(),
+        capture: r.capture.clone(),
+        place: r.place,
+        template: r.template.clone(),
+    };
+    edit.check()
+        .map_err(|m| toml.err(Some(e.span()), "edit.query", m))?;
+    let keys = edit.params();
+    let steps: Vec<String> = match &raw.steps {
+        None => vec![String::new()],
+        Some(s) => {
+            for step in s.get_ref() {
+                check_step(&name, &keys, step.get_ref(), &|_, _| Ok(()))
+                    .map_err(|m| toml.err(Some(step.span()), "steps", m))?;
+            }
+            s.get_ref()
+                .iter()
+                .map(|s| s.get_ref().trim().to_string())
+                .collect()
+        }
+    };
+    // Every step gives every parameter the template reads.
+    for step in &steps {
+        let given: Vec<&str> = pairs(step)
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.0)
+            .collect();
+        if let Some(k) = keys.iter().find(|k| !given.contains(&k.as_str())) {
+            return Err(toml.err(
+                raw.steps.as_ref().map(|s| s.span()).or(Some(e.span())),
+                "steps",
+                format!("step `{step}` does not give `{k}`, which the template reads as {{{k}}}"),
+            ));
+        }
+    }
+    Ok(Body::Rewrite {
+        rewrite: name,
+        steps,
+        edit: Some(edit),
     })
 }
 
 /// Why `step` is not a step of the rewrite `name`: a pair that is not `key=value`, a
 /// key the rewrite does not take (or given twice), a literal value it does not take,
 /// or an `{expr}` that does not parse, reads an unknown name or is not a number.
-fn check_step(name: &str, step: &str) -> Result<(), String> {
+fn check_step(
+    name: &str,
+    keys: &[String],
+    step: &str,
+    literal: &dyn Fn(&str, &str) -> Result<(), String>,
+) -> Result<(), String> {
     let mut seen = BTreeSet::new();
     for (key, value) in pairs(step).map_err(|m| format!("step `{step}`: {m}"))? {
-        if !params(name).contains(&key) {
+        if !keys.iter().any(|k| k == key) {
             return Err(format!(
                 "step `{step}`: `{key}` is not a parameter of {name} (it takes: {})",
-                params(name).join(", ")
+                keys.join(", ")
             ));
         }
         if !seen.insert(key) {
@@ -98,7 +173,7 @@ fn check_step(name: &str, step: &str) -> Result<(), String> {
             })
             .collect();
         if exprs.is_empty() {
-            check_param(name, key, value).map_err(|m| format!("step `{step}`: {m}"))?;
+            literal(key, value).map_err(|m| format!("step `{step}`: {m}"))?;
         }
         for src in exprs {
             check_expr(src).map_err(|m| format!("step `{step}`: `{{{src}}}` {m}"))?;
@@ -213,7 +288,12 @@ impl Pattern {
     /// gives a value the rewrite does not take (`count=8`). Empty for other kinds.
     /// Order kept, duplicates dropped.
     pub fn rewrite_texts(&self, signals: &Signals, config: &Config) -> Vec<String> {
-        let Body::Rewrite { rewrite, steps } = &self.body else {
+        let Body::Rewrite {
+            rewrite,
+            steps,
+            edit,
+        } = &self.body
+        else {
             return Vec::new();
         };
         let mut vars = signals.clone();
@@ -222,7 +302,7 @@ impl Pattern {
         }
         let mut out: Vec<String> = Vec::new();
         for step in steps {
-            if let Some(text) = resolve(rewrite, step, &vars) {
+            if let Some(text) = resolve(rewrite, step, &vars, edit.is_none()) {
                 if !out.contains(&text) {
                     out.push(text);
                 }
@@ -234,7 +314,7 @@ impl Pattern {
 
 /// `step` of the rewrite `name` as a rewrite text, its expressions evaluated over
 /// `vars`; None when one cannot be, or a value is not one the rewrite takes.
-fn resolve(name: &str, step: &str, vars: &Signals) -> Option<String> {
+fn resolve(name: &str, step: &str, vars: &Signals, builtin: bool) -> Option<String> {
     let pairs = pairs(step).ok()?;
     if pairs.is_empty() {
         return Some(name.to_string());
@@ -248,7 +328,9 @@ fn resolve(name: &str, step: &str, vars: &Signals) -> Option<String> {
                 Part::Expr(src) => v.push_str(&integer(src, vars)?.to_string()),
             }
         }
-        check_param(name, key, &v).ok()?;
+        if builtin {
+            check_param(name, key, &v).ok()?;
+        }
         kv.push(format!("{key}={v}"));
     }
     Some(format!("{name}:{}", kv.join(",")))

@@ -8,6 +8,7 @@
 //! Built-ins: `launch-bounds`, `max-registers`, `restrict-const`, `unroll-pragma`,
 //! `fast-math`, `cache-policy` (see [`Rewrite`]).
 
+pub mod edit;
 pub mod tree;
 
 use std::collections::BTreeMap;
@@ -178,6 +179,12 @@ pub enum Rewrite {
     CachePolicy {
         policy: String,
     },
+    /// A pattern's own rewrite (a tree-sitter query and a template), with the
+    /// step's values of its template's parameters.
+    Query {
+        edit: edit::QueryEdit,
+        values: BTreeMap<String, String>,
+    },
 }
 
 impl fmt::Display for Rewrite {
@@ -199,6 +206,13 @@ impl fmt::Display for Rewrite {
             Rewrite::UnrollPragma { factor } => write!(f, "unroll-pragma:factor={factor}"),
             Rewrite::FastMath(p) => write!(f, "fast-math:part={}", p.name()),
             Rewrite::CachePolicy { policy } => write!(f, "cache-policy:policy={policy}"),
+            Rewrite::Query { edit, values } => {
+                let kv: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                match kv.is_empty() {
+                    true => write!(f, "{}", edit.name),
+                    false => write!(f, "{}:{}", edit.name, kv.join(",")),
+                }
+            }
         }
     }
 }
@@ -221,8 +235,9 @@ pub struct Variant {
 }
 
 impl Rewrite {
-    pub fn name(&self) -> &'static str {
+    pub fn name(&self) -> &str {
         match self {
+            Rewrite::Query { edit, .. } => &edit.name,
             Rewrite::LaunchBounds { .. } => "launch-bounds",
             Rewrite::MaxRegisters { .. } => "max-registers",
             Rewrite::RestrictConst { .. } => "restrict-const",
@@ -250,7 +265,28 @@ impl Rewrite {
             message,
         };
         if !NAMES.contains(&name) {
-            return Err(RewriteError::Unknown(name.to_string()));
+            // A pattern's own rewrite, which the spec was given with the library.
+            let edit = spec
+                .edits
+                .iter()
+                .find(|e| e.name == name)
+                .ok_or_else(|| RewriteError::Unknown(name.to_string()))?;
+            let params = edit.params();
+            if let Some(k) = kv.keys().find(|k| !params.iter().any(|p| p == *k)) {
+                return Err(bad(format!(
+                    "unknown parameter `{k}` (its template reads: {})",
+                    params.join(", ")
+                )));
+            }
+            let values: BTreeMap<String, String> = kv
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            edit.render(&values).map_err(bad)?;
+            return Ok(Rewrite::Query {
+                edit: edit.clone(),
+                values,
+            });
         }
         for (k, v) in &kv {
             check_param(name, k, v).map_err(bad)?;
@@ -389,7 +425,13 @@ impl Rewrite {
         let e = parsed
             .entry(entry)
             .ok_or_else(|| RewriteError::NoEntry(entry.to_string()))?;
-        let edits = match self.edits(&e, source) {
+        let edits = match self {
+            Rewrite::Query { edit, values } => edit
+                .render(values)
+                .and_then(|text| edit.edits(&e, &parsed, &text)),
+            _ => self.edits(&e, source),
+        };
+        let edits = match edits {
             Ok(edits) => edits,
             Err(why) => return Ok(Applied::NotApplicable(why)),
         };

@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use tree_sitter::{Node, Parser, Tree};
+use tree_sitter::{Node, Parser, Query, QueryCursor, StreamingIterator, Tree};
 
 use super::RewriteError;
 
@@ -58,6 +58,20 @@ pub struct Entry {
     pub loops: Vec<Loop>,
 }
 
+/// Compiles a tree-sitter query against the CUDA grammar (what a pattern's `query`
+/// is checked with at load); the error says where it fails.
+pub fn query(text: &str) -> Result<Query, String> {
+    Query::new(&tree_sitter_cuda::LANGUAGE.into(), text).map_err(|e| {
+        format!(
+            "the query does not compile against the CUDA grammar at row {}, column {}: {:?} {}",
+            e.row + 1,
+            e.column + 1,
+            e.kind,
+            e.message
+        )
+    })
+}
+
 /// Parses CUDA C++ (the `tree-sitter-cuda` grammar).
 pub fn parse(text: &str) -> Result<Parsed<'_>, RewriteError> {
     let mut p = Parser::new();
@@ -97,6 +111,32 @@ impl Parsed<'_> {
             }
             n.has_error()
         });
+        out
+    }
+
+    /// The byte ranges of the nodes `query` captures as `capture` (every capture
+    /// when None) inside `within`, in source order, without duplicates.
+    pub fn captures(
+        &self,
+        query: &Query,
+        capture: Option<&str>,
+        within: Range<usize>,
+    ) -> Vec<Range<usize>> {
+        let index = capture.and_then(|c| query.capture_index_for_name(c));
+        let mut cursor = QueryCursor::new();
+        cursor.set_byte_range(within.clone());
+        let mut out: Vec<Range<usize>> = Vec::new();
+        let mut matches = cursor.matches(query, self.tree.root_node(), self.text.as_bytes());
+        while let Some(m) = matches.next() {
+            for c in m.captures {
+                let r = c.node.byte_range();
+                let wanted = index.is_none_or(|i| c.index == i);
+                if wanted && r.start >= within.start && r.end <= within.end && !out.contains(&r) {
+                    out.push(r);
+                }
+            }
+        }
+        out.sort_by_key(|r| (r.start, r.end));
         out
     }
 

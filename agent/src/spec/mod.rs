@@ -256,6 +256,9 @@ pub struct KernelSpec {
     /// its reference is always compiled from `source` and `compile_options` as the
     /// spec gives them, so a rewrite is checked against the original kernel.
     pub rewritten: Option<Rewritten>,
+    /// The rewrites the pattern library declares itself (a query and a template),
+    /// which rewrite texts may name; given to the spec with the library.
+    pub edits: Vec<crate::rewrite::edit::QueryEdit>,
 }
 
 /// A candidate's kernel after source or compiler-option rewrites.

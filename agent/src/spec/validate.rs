@@ -76,6 +76,7 @@ pub(super) fn validate(
         include_dirs,
         external,
         rewritten: None,
+        edits: Vec::new(),
     };
     check_baseline(ctx, &spec, &cspan)?;
     Ok(spec)

@@ -153,6 +153,8 @@ fn open_worktree(p: &Prepared, wt: &std::path::Path) -> Result<(Workspace, Vec<K
                 ws.root.display()
             )
         })?;
+        // The rewrites the library's patterns declare themselves.
+        spec.edits = p.library.edits();
         // A resumed run's branch may carry its committed rewrites of the kernel: the
         // run's rewrites apply to, and are validated against, the kernel as written.
         if let Ok(src) = spec.source_path.strip_prefix(&ws.root) {
