@@ -28,6 +28,7 @@ fn rewrite_pattern(name: &str, rewrite: &str, steps: &[&str]) -> Pattern {
         body: Body::Rewrite {
             rewrite: rewrite.into(),
             steps: steps.iter().map(|s| s.to_string()).collect(),
+            edit: None,
         },
     }
 }

@@ -203,7 +203,7 @@ fn rewrite_steps_resolve_over_signals_and_tunables() {
     let lib = one(REWRITE).unwrap();
     let p = &lib.patterns[0];
     assert!(
-        matches!(&p.body, Body::Rewrite { rewrite, steps } if rewrite == "max-registers" && steps.len() == 4)
+        matches!(&p.body, Body::Rewrite { rewrite, steps, .. } if rewrite == "max-registers" && steps.len() == 4)
     );
     let s = signals(&[("registers", 64.0)]);
     assert_eq!(
@@ -255,10 +255,12 @@ fn rewrite_steps_resolve_over_signals_and_tunables() {
 #[test]
 fn every_shipped_rewrite_pattern_proposes_texts_the_rewrite_engine_parses() {
     let lib = shipped();
-    let spec = crate::spec::KernelSpec::load(
+    let mut spec = crate::spec::KernelSpec::load(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernels/softmax"),
     )
     .unwrap_or_else(|e| panic!("{e}"));
+    // As a run gives it: the library's own rewrites.
+    spec.edits = lib.edits();
     // Every signal measured, the register-heavy profile the rewrites are for.
     let mut s: Signals = crate::profile::SIGNALS
         .iter()
@@ -274,10 +276,12 @@ fn every_shipped_rewrite_pattern_proposes_texts_the_rewrite_engine_parses() {
     }
     let mut covered = Vec::new();
     for p in &lib.patterns {
-        let Body::Rewrite { rewrite, .. } = &p.body else {
+        let Body::Rewrite { rewrite, edit, .. } = &p.body else {
             continue;
         };
-        covered.push(rewrite.as_str());
+        if edit.is_none() {
+            covered.push(rewrite.as_str());
+        }
         let texts = p.rewrite_texts(&s, &spec.baseline());
         assert!(!texts.is_empty(), "{} proposes nothing", p.name);
         for t in &texts {
@@ -354,4 +358,50 @@ fn malformed_rewrite_patterns_name_the_key() {
     assert_eq!(e.key.as_deref(), Some("steps"), "{e}");
     let e = err(&MOVES.replace("\"moves\"", "\"magic\""));
     assert!(e.message.contains("`rewrite`"), "{e}");
+}
+
+const EDIT: &str = r##"name = "outer"
+kind = "rewrite"
+tier = "source"
+rationale = "because"
+steps = ["factor=2", "factor={BLOCK / 64}"]
+
+[edit]
+query = "(for_statement body: (compound_statement (for_statement))) @loop"
+capture = "loop"
+place = "before"
+template = "#pragma unroll {factor}\n"
+"##;
+
+#[test]
+fn a_pattern_may_declare_its_own_rewrite_checked_at_load() {
+    let lib = one(EDIT).unwrap_or_else(|e| panic!("{e}"));
+    let edits = lib.edits();
+    assert_eq!(edits.len(), 1);
+    assert_eq!(edits[0].name, "outer");
+    let texts = lib.patterns[0].rewrite_texts(&Signals::new(), &config(&[("BLOCK", 256)]));
+    assert_eq!(texts, ["outer:factor=2", "outer:factor=4"]);
+
+    let err = |text: &str| one(text).unwrap_err();
+    let e = err(&EDIT.replace("(compound_statement (for_statement))", "(nope)"));
+    assert_eq!(e.key.as_deref(), Some("edit.query"), "{e}");
+    let e = err(&EDIT.replace("capture = \"loop\"", "capture = \"other\""));
+    assert!(e.message.contains("no capture `@other`"), "{e}");
+    let e = err(&EDIT.replace("factor=2", "unroll=2"));
+    assert_eq!(e.key.as_deref(), Some("steps"), "{e}");
+    let e = err(&EDIT.replace("steps = [\"factor=2\", \"factor={BLOCK / 64}\"]", ""));
+    assert!(e.message.contains("does not give `factor`"), "{e}");
+    let e = err(&EDIT.replace(
+        "name = \"outer\"",
+        "name = \"outer\"\nrewrite = \"unroll-pragma\"",
+    ));
+    assert_eq!(e.key.as_deref(), Some("rewrite"), "{e}");
+    let e = err(&EDIT.replace("name = \"outer\"", "name = \"unroll-pragma\""));
+    assert!(e.message.contains("built-in"), "{e}");
+    let e = err(&EDIT.replace("place = \"before\"", "place = \"around\""));
+    assert!(e.line.is_some(), "{e}");
+    let moves_with_edit = format!(
+        "{MOVES}\n[edit]\nquery = \"(for_statement) @l\"\nplace = \"before\"\ntemplate = \"x\"\n"
+    );
+    assert_eq!(err(&moves_with_edit).key.as_deref(), Some("edit"));
 }

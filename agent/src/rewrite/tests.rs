@@ -326,3 +326,122 @@ fn params_and_check_param_agree_with_parse() {
     assert!(check_param("fast-math", "part", "ftz").is_ok());
     assert!(check_param("cache-policy", "policy", "cs").is_err());
 }
+
+fn outer_unroll() -> edit::QueryEdit {
+    edit::QueryEdit {
+        name: "unroll-outer".into(),
+        query: "(for_statement body: (compound_statement (for_statement))) @outer".into(),
+        capture: Some("outer".into()),
+        place: edit::Place::Before,
+        template: "#pragma unroll {factor}\n".into(),
+    }
+}
+
+/// A spec of a bundled kernel given one query rewrite.
+fn with_edit(kernel: &str, e: edit::QueryEdit) -> KernelSpec {
+    let mut spec = KernelSpec::load(&bundled().join(kernel)).unwrap();
+    spec.edits = vec![e];
+    spec
+}
+
+#[test]
+fn a_query_rewrite_edits_what_its_query_captures_in_the_entry_kernel_only() {
+    let q = outer_unroll();
+    assert_eq!(q.params(), ["factor"]);
+    let mut spec = with_edit("gemm", q.clone());
+    spec.source = K.to_string();
+    spec.entry = "scale".into();
+    let r = Rewrite::parse("unroll-outer:factor=4", &spec).unwrap();
+    assert_eq!(r.to_string(), "unroll-outer:factor=4");
+    assert_eq!(r.name(), "unroll-outer");
+    let v = changed(r.apply("scale", K, &[]).unwrap());
+    // The outer loop of `scale`, at its indentation; not `other`'s loop, not the
+    // inner ones.
+    assert!(
+        v.source
+            .contains("    #pragma unroll 4\n    for (int i = 0; i < n; ++i) {"),
+        "{}",
+        v.source
+    );
+    assert_eq!(
+        v.source.matches("#pragma unroll 4").count(),
+        1,
+        "{}",
+        v.diff
+    );
+    // Applied again: the pragma is there, nothing to change.
+    let why = not_applicable(r.apply("scale", &v.source, &[]).unwrap());
+    assert!(why.contains("captures nothing to change"), "{why}");
+    // Nor over a pragma of the same kind with another factor.
+    let r2 = Rewrite::parse("unroll-outer:factor=2", &spec).unwrap();
+    not_applicable(r2.apply("scale", &v.source, &[]).unwrap());
+    // A missing or unknown parameter is named.
+    let e = Rewrite::parse("unroll-outer", &spec)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("needs factor="), "{e}");
+    let e = Rewrite::parse("unroll-outer:factor=2,x=1", &spec)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknown parameter `x`"), "{e}");
+    // Without the pattern's rewrite, the name is unknown.
+    spec.edits.clear();
+    assert!(matches!(
+        Rewrite::parse("unroll-outer:factor=2", &spec),
+        Err(RewriteError::Unknown(_))
+    ));
+}
+
+#[test]
+fn a_query_rewrite_that_breaks_the_parse_is_refused_and_a_bad_query_is_named() {
+    let mut q = outer_unroll();
+    q.place = edit::Place::Replace;
+    q.template = "for (;;) {".into();
+    q.query = "(for_statement) @outer".into();
+    let mut spec = with_edit("gemm", q);
+    spec.source = K.to_string();
+    spec.entry = "scale".into();
+    let r = Rewrite::parse("unroll-outer", &spec).unwrap();
+    assert!(matches!(
+        r.apply("scale", K, &[]),
+        Err(RewriteError::Broke { .. })
+    ));
+    let mut bad = outer_unroll();
+    bad.query = "(for_statement body: (no_such_node)) @outer".into();
+    assert!(bad.check().unwrap_err().contains("does not compile"));
+    let mut bad = outer_unroll();
+    bad.capture = Some("nope".into());
+    assert!(bad.check().unwrap_err().contains("no capture `@nope`"));
+}
+
+#[test]
+fn the_shipped_query_rewrite_applies_or_says_why_on_every_bundled_kernel() {
+    let lib = crate::patterns::Library::load(&bundled().join("../patterns")).unwrap();
+    let edits = lib.edits();
+    assert!(edits.iter().any(|e| e.name == "unroll-outer"), "{edits:?}");
+    let mut applied = 0;
+    for k in [
+        "attention",
+        "gemm",
+        "gemv",
+        "layernorm",
+        "rowsum",
+        "simsearch",
+        "softmax",
+    ] {
+        let mut spec = KernelSpec::load(&bundled().join(k)).unwrap();
+        spec.edits = edits.clone();
+        match rewritten(spec, &["unroll-outer:factor=2".to_string()], &[]) {
+            Ok(s) => {
+                let r = s.rewritten.unwrap();
+                assert!(r.source.contains("#pragma unroll 2"), "{k}");
+                applied += 1;
+            }
+            Err(e) => assert!(e.to_string().contains("captures nothing"), "{k}: {e}"),
+        }
+    }
+    assert!(
+        applied >= 3,
+        "gemm, attention and simsearch have outer loops"
+    );
+}

@@ -20,6 +20,7 @@ fn library(steps: &[&str]) -> Library {
             body: Body::Rewrite {
                 rewrite: "launch-bounds".into(),
                 steps: steps.iter().map(|s| s.to_string()).collect(),
+                edit: None,
             },
         }],
     }
