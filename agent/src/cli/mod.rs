@@ -417,8 +417,9 @@ impl RewriteFlags {
             let name = r.split(':').next().unwrap_or_default();
             crate::rewrite::NAMES.contains(&name)
         };
-        if !self.rewrite.iter().all(builtin) {
-            let lib = crate::patterns::Library::load(std::path::Path::new("patterns"))
+        let library = std::path::Path::new("patterns");
+        if !self.rewrite.iter().all(builtin) && library.is_dir() {
+            let lib = crate::patterns::Library::load(library)
                 .map_err(|e| crate::rewrite::RewriteError::Param {
                     rewrite: "patterns".into(),
                     message: format!("a rewrite that is not a built-in is a pattern's own, and ./patterns does not load: {e}"),
