@@ -14,7 +14,8 @@
 //! measurements, A/B results), `budget` (budgets.toml and the ledger), `journal` (the
 //! record a run resumes and reports from), `state` (the one fold of it), `vcs` (the
 //! run's branch and worktree), `report` (reports from that fold), `runs` (run
-//! directories), `bench` (one configuration validated and timed, or two compared),
+//! directories), `settings` (`nightshift.toml`: the proposer and notifications),
+//! `bench` (one configuration validated and timed, or two compared),
 //! `sweep` (sweeps over grids of problem sizes), `check` and `gate` (the regression
 //! check and its gate), `gpu` (the only code touching CUDA, NVRTC, NVML and `unsafe`),
 //! `files`, `digest` and `table` (reading input safely, content digests, plain-text
@@ -41,6 +42,7 @@ pub mod profile;
 pub mod report;
 pub mod rewrite;
 pub mod runs;
+pub mod settings;
 pub mod spec;
 pub mod state;
 pub mod study;
