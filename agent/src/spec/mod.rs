@@ -138,6 +138,8 @@ pub struct Tunable {
     pub values: Vec<i64>,
     pub role: Role,
     pub baseline: i64,
+    /// What it controls, in words (for a proposer), as the spec says.
+    pub description: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -234,6 +236,8 @@ pub struct Cost {
 #[derive(Debug, Clone)]
 pub struct KernelSpec {
     pub name: String,
+    /// The kernel in one line, as the spec says (for a proposer and the report).
+    pub description: Option<String>,
     pub dir: PathBuf,
     pub spec_path: PathBuf,
     pub source_path: PathBuf,

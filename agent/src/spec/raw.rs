@@ -17,7 +17,6 @@ pub(super) struct RawSpec {
     pub(super) source: String,
     pub(super) entry: String,
     #[serde(default)]
-    #[allow(dead_code)]
     pub(super) description: Option<String>,
     pub(super) problem: Spanned<BTreeMap<String, i64>>,
     #[serde(default)]
@@ -96,7 +95,6 @@ pub(super) struct RawTunable {
     pub(super) role: Role,
     pub(super) baseline: Option<i64>,
     #[serde(default)]
-    #[allow(dead_code)]
     pub(super) description: Option<String>,
 }
 

@@ -53,6 +53,7 @@ pub(super) fn validate(
     };
     let spec = KernelSpec {
         name: raw.name,
+        description: raw.description,
         dir: ctx
             .toml
             .path
@@ -168,6 +169,7 @@ fn tunables(ctx: &Ctx, tune: &RawTune, problem: &Vars) -> Result<Vec<Tunable>, S
             values: t.values.clone(),
             role: t.role,
             baseline,
+            description: t.description.clone(),
         });
     }
     Ok(tunables)
