@@ -56,6 +56,10 @@ pub struct Entry {
     pub launch_bounds: Option<(Range<usize>, Vec<String>)>,
     pub params: Vec<Param>,
     pub loops: Vec<Loop>,
+    /// Declared `__global__` (a kernel, not a device function).
+    pub global: bool,
+    /// Inside `extern "C"` (its name is not mangled, so the module exports it).
+    pub extern_c: bool,
 }
 
 /// Compiles a tree-sitter query against the CUDA grammar (what a pattern's `query`
@@ -190,6 +194,18 @@ impl Parsed<'_> {
             .child_by_field_name("body")
             .map(|b| self.loops(b))
             .unwrap_or_default();
+        let global = self.text[def.start_byte()..decl.start_byte()]
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .any(|w| w == "__global__");
+        let mut extern_c = false;
+        let mut up = def.parent();
+        while let Some(p) = up {
+            if p.kind() == "linkage_specification" {
+                let value = p.child_by_field_name("value").map(|v| self.text_of(v));
+                extern_c |= value == Some("\"C\"");
+            }
+            up = p.parent();
+        }
         Entry {
             name: name.to_string(),
             range: def.byte_range(),
@@ -197,6 +213,8 @@ impl Parsed<'_> {
             launch_bounds,
             params,
             loops,
+            global,
+            extern_c,
         }
     }
 
