@@ -3,9 +3,10 @@
 //! The modules, in the order of the pipeline of one candidate (ARCHITECTURE.md at the
 //! repository root says more): `spec` (what the kernel is: spec, expressions, search
 //! space, plans), `rewrite` (source and compiler-option rewrites on the kernel's parse
-//! tree), `patterns` (the pattern library), `controller` (the loop's decisions,
-//! without I/O), `dispatch` (the async loop that carries them out; replay on resume),
-//! `evaluate` (one candidate end to end, parent side), `worker` (the process that owns
+//! tree), `patterns` (the pattern library), `propose` (proposers that write code: a
+//! language model or a command, and the checks a proposal passes before the GPU),
+//! `controller` (the loop's decisions, without I/O), `dispatch` (the async loop that
+//! carries them out; replay on resume), `evaluate` (one candidate end to end, parent side), `worker` (the process that owns
 //! the GPU: validation and measurement), `validate` (what "correct" means; the device
 //! checks and their host mirror), `measure` (what "faster" means; the sequential A/B
 //! rule), `calibrate` (that rule's error rates, measured on the GPU), `profile`
@@ -39,6 +40,7 @@ pub mod measure;
 pub mod nonfinite;
 pub mod patterns;
 pub mod profile;
+pub mod propose;
 pub mod report;
 pub mod rewrite;
 pub mod runs;
