@@ -1,7 +1,8 @@
 //! Malformed input, generated: every parser nightshift has (specs, budgets, patterns,
-//! journals, baseline files, `tuned.toml`, expressions) gets mutations of real files
-//! and strings of the tokens that broke it before. None may panic or take long, and
-//! an error about a file names the file (and a line inside it, when it gives one).
+//! journals, baseline files, `tuned.toml`, expressions, `nightshift.toml`, proposals
+//! and a command proposer's answers) gets mutations of real files and strings of the
+//! tokens that broke it before. None may panic or take long, and an error about a
+//! file names the file (and a line inside it, when it gives one).
 //! A bounded run in CI; raise PROPTEST_CASES for a longer one.
 
 mod common;
@@ -216,6 +217,31 @@ proptest! {
         let _ = quick("a baseline", || nightshift::gate::BaselineFile::load(&p));
         let tuned = mutate("# tuned\nBLOCK = 256\nVEC = 4\n", &e);
         let _ = quick("tuned.toml", || nightshift::tuned::read(&tuned));
+    }
+
+    #[test]
+    fn a_mutated_settings_file_parses_or_names_its_line(e in edits()) {
+        let text = mutate(&bundled("nightshift.toml.example"), &e);
+        let lines = text.lines().count() + 1;
+        let path = Path::new("nightshift.toml");
+        if let Err(err) = quick("settings", || nightshift::settings::Settings::parse(&text, path)) {
+            prop_assert!(err.to_string().starts_with("nightshift.toml"), "{}", err);
+            prop_assert!(err.line.is_none_or(|l| l >= 1 && l <= lines), "{}", err);
+        }
+    }
+
+    #[test]
+    fn a_mutated_proposal_is_checked_or_refused_and_an_answer_read_or_refused(
+        e in edits(),
+        which in 0usize..7,
+    ) {
+        let dirs = common::bundled_kernels();
+        let spec = KernelSpec::load(&dirs[which % dirs.len()]).unwrap();
+        let text = mutate(&spec.source, &e);
+        let _ = quick("a proposal's check", || nightshift::propose::check(&spec, &text));
+        let answer = mutate("{\"source\": \"k\", \"explanation\": \"e\", \"input_tokens\": 1}", &e);
+        let _ = quick("an answer", || nightshift::propose::command::parse_answer(answer.as_bytes()));
+        let _ = quick("a fence", || nightshift::propose::openai::extract_code(&text));
     }
 
     #[test]
