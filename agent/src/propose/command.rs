@@ -120,13 +120,18 @@ impl CommandProposer {
     /// (killed past it, or past the stdout limit): how it ended, and the end of its
     /// stderr. Err: it could not be started.
     async fn run(&self, input: Vec<u8>) -> Result<(Ended, String), ProposalErrorKind> {
-        let program = &self.settings.argv[0];
+        let Some((program, args)) = self.settings.argv.split_first() else {
+            return Err(ProposalErrorKind::Spawn {
+                program: String::new(),
+                reason: "`argv` is empty".into(),
+            });
+        };
         let spawn_error = |reason: String| ProposalErrorKind::Spawn {
             program: program.clone(),
             reason,
         };
         let mut child = tokio::process::Command::new(program)
-            .args(&self.settings.argv[1..])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

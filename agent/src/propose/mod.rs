@@ -158,7 +158,10 @@ impl Proposer {
     pub fn label(&self) -> String {
         match self {
             Proposer::OpenAi(p) => format!("openai {}", p.settings().model),
-            Proposer::Command(p) => format!("command {}", p.settings().argv[0]),
+            Proposer::Command(p) => {
+                let program = p.settings().argv.first().map_or("", String::as_str);
+                format!("command {program}")
+            }
         }
     }
 }

@@ -161,6 +161,9 @@ async fn a_program_that_cannot_be_started_is_named() {
         "{e:?}"
     );
     assert_eq!(e.spent.dollars, 0.0, "never started: nothing charged");
+    let empty = CommandProposer::new(command_settings(&[], Duration::from_secs(5)));
+    let e = empty.propose(&request()).await.unwrap_err();
+    assert!(e.to_string().contains("`argv` is empty"), "{e}");
 }
 
 #[tokio::test]
