@@ -8,6 +8,7 @@ mod doctor;
 mod patterns;
 pub mod report;
 mod rewrite;
+pub use rewrite::{RewriteArgs, RewriteFlags};
 pub mod run;
 pub mod status;
 pub mod sweep;
@@ -380,63 +381,6 @@ pub struct ReportArgs {
     #[arg(long)]
     pub verify: bool,
     /// Print the report as JSON on stdout (as well as writing the files).
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// `--rewrite` and `--nvrtc-option`, as `bench`, `sweep` and `rewrite` take them.
-#[derive(Args, Debug, Clone, Default)]
-pub struct RewriteFlags {
-    /// The kernel as a rewrite makes it (`name` or `name:key=value,...`, e.g.
-    /// `launch-bounds:min_blocks=2`, `unroll-pragma:factor=8`, `fast-math:part=ftz`);
-    /// repeat to apply several in order. The reference stays the spec's own kernel.
-    #[arg(long = "rewrite", value_name = "REWRITE")]
-    pub rewrite: Vec<String>,
-    /// An extra NVRTC option for the kernel (not its reference), after the rewrites,
-    /// e.g. `--nvrtc-option=--maxrregcount=64`; repeatable.
-    #[arg(
-        long = "nvrtc-option",
-        value_name = "OPTION",
-        allow_hyphen_values = true
-    )]
-    pub nvrtc_option: Vec<String>,
-}
-
-impl RewriteFlags {
-    pub fn is_empty(&self) -> bool {
-        self.rewrite.is_empty() && self.nvrtc_option.is_empty()
-    }
-
-    /// `spec` as these flags rewrite it (see `rewrite::rewritten`). A rewrite that
-    /// is not a built-in is a pattern's own: the library in `./patterns` says what.
-    pub fn apply(
-        &self,
-        mut spec: crate::spec::KernelSpec,
-    ) -> Result<crate::spec::KernelSpec, crate::rewrite::RewriteError> {
-        let builtin = |r: &String| {
-            let name = r.split(':').next().unwrap_or_default();
-            crate::rewrite::NAMES.contains(&name)
-        };
-        let library = std::path::Path::new("patterns");
-        if !self.rewrite.iter().all(builtin) && library.is_dir() {
-            let lib = crate::patterns::Library::load(library)
-                .map_err(|e| crate::rewrite::RewriteError::Param {
-                    rewrite: "patterns".into(),
-                    message: format!("a rewrite that is not a built-in is a pattern's own, and ./patterns does not load: {e}"),
-                })?;
-            spec.edits = lib.edits();
-        }
-        crate::rewrite::rewritten(spec, &self.rewrite, &self.nvrtc_option)
-    }
-}
-
-#[derive(Args, Debug)]
-pub struct RewriteArgs {
-    /// The kernel's directory (holding kernel.toml).
-    pub kernel: PathBuf,
-    #[command(flatten)]
-    pub rewrites: RewriteFlags,
-    /// Print machine-readable JSON on stdout instead of text.
     #[arg(long)]
     pub json: bool,
 }
