@@ -325,17 +325,32 @@ impl<E: Evaluator> Dispatcher<E> {
 /// committed).
 fn source_in_repo(entry: &KernelEntry, ws: &Workspace) -> Result<PathBuf> {
     let spec = &entry.spec;
-    spec.source_path
+    let outside = || {
+        anyhow!(
+            "{} is outside the run's worktree {}, or a symbolic link: a rewrite of it cannot be committed",
+            spec.source_path.display(),
+            ws.root.display()
+        )
+    };
+    if std::fs::symlink_metadata(&spec.source_path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(outside());
+    }
+    let rel = spec
+        .source_path
         .strip_prefix(&spec.dir)
         .map(|p| entry.rel_dir.join(p))
         .or_else(|_| spec.source_path.strip_prefix(&ws.root).map(PathBuf::from))
-        .map_err(|_| {
-            anyhow!(
-                "{} is outside the run's worktree {}: a rewrite of it cannot be committed",
-                spec.source_path.display(),
-                ws.root.display()
-            )
-        })
+        .map_err(|_| outside())?;
+    // As git names it: `./` dropped; a `..` would leave the tree.
+    let mut clean = PathBuf::new();
+    for c in rel.components() {
+        match c {
+            std::path::Component::Normal(p) => clean.push(p),
+            std::path::Component::CurDir => {}
+            _ => return Err(outside()),
+        }
+    }
+    Ok(clean)
 }
 
 /// The launch of `config` at the spec's problem (for the profile's shared memory and

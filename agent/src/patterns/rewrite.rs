@@ -114,8 +114,10 @@ fn parse_edit(
         None => vec![String::new()],
         Some(s) => {
             for step in s.get_ref() {
-                check_step(&name, &keys, step.get_ref(), &|_, _| Ok(()))
-                    .map_err(|m| toml.err(Some(step.span()), "steps", m))?;
+                check_step(&name, &keys, step.get_ref(), &|_, v| {
+                    crate::rewrite::edit::check_value(v)
+                })
+                .map_err(|m| toml.err(Some(step.span()), "steps", m))?;
             }
             s.get_ref()
                 .iter()

@@ -89,7 +89,15 @@ pub fn build(run_id: &str, state: &RunState) -> Report {
         patterns: pattern_roi(&iterations),
         failures: failures(&iterations),
         predictions: predictions(&rec.proposals, &iterations),
-        reproduce: reproduce(run_id, state.git_branch.as_deref(), &kernels),
+        reproduce: reproduce(
+            run_id,
+            state.git_branch.as_deref(),
+            &kernels,
+            iterations
+                .iter()
+                .filter(|i| i.decision.starts_with("committed"))
+                .count(),
+        ),
         spend,
         kernels,
         iterations,

@@ -286,6 +286,7 @@ pub(super) fn reproduce(
     run_id: &str,
     branch: Option<&str>,
     kernels: &[KernelReport],
+    commits: usize,
 ) -> Vec<String> {
     let mut out = vec![format!(
         "git log {}",
@@ -316,9 +317,8 @@ pub(super) fn reproduce(
             continue;
         }
         if let (Some(b), false) = (branch, base_added) {
-            out.push(format!(
-                "git worktree add /tmp/{run_id}-base $(git merge-base HEAD {b})"
-            ));
+            // The run's commits sit on the commit it started from, one after another.
+            out.push(format!("git worktree add /tmp/{run_id}-base {b}~{commits}"));
             base_added = true;
         }
         let mut args: Vec<String> = config

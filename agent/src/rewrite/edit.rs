@@ -34,6 +34,22 @@ pub struct QueryEdit {
     pub template: String,
 }
 
+/// Whether `value` may be a parameter of a pattern's own rewrite: it becomes part of
+/// a candidate's name (journal keys, commit trailers, `--rewrite` arguments), so no
+/// spaces, control characters, `+`, `,`, `:` or `=`, and not empty.
+pub fn check_value(value: &str) -> Result<(), String> {
+    if value.is_empty()
+        || value
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '+' | ',' | ':' | '='))
+    {
+        return Err(format!(
+            "`{value}` is not a parameter value: no spaces, `+`, `,`, `:` or `=`"
+        ));
+    }
+    Ok(())
+}
+
 impl QueryEdit {
     /// The `{key}` names of its template, in order of first use.
     pub fn params(&self) -> Vec<String> {
@@ -102,24 +118,35 @@ impl QueryEdit {
             {
                 continue;
             }
+            let line = source[..r.start].rfind('\n').map_or(0, |i| i + 1);
+            let at_line_start = source[line..r.start].chars().all(char::is_whitespace);
             let edit = match self.place {
+                // A node that does not start its line (`x = 0; for (...)`): the
+                // template goes on a line of its own right before it.
+                Place::Before if text.ends_with('\n') && !at_line_start => {
+                    if source[..r.start].trim_end().ends_with(text.trim()) {
+                        continue;
+                    }
+                    Edit {
+                        range: r.start..r.start,
+                        text: format!("\n{text}"),
+                    }
+                }
                 Place::Before if text.ends_with('\n') => {
-                    let line = source[..r.start].rfind('\n').map_or(0, |i| i + 1);
-                    let indent: String = source[line..r.start]
-                        .chars()
-                        .take_while(|c| c.is_whitespace())
-                        .collect();
+                    let indent: String = source[line..r.start].to_string();
                     // Already there, or a line like it (`#pragma unroll 2` where the
                     // template is `#pragma unroll {factor}`): the author's or an earlier
                     // rewrite's, which a second one would contradict.
                     let before = source[..line].trim_end();
                     let prev = before.rsplit('\n').next().unwrap_or("").trim();
                     let stem = self.template.split('{').next().unwrap_or("").trim();
-                    if before.ends_with(text.trim()) || (!stem.is_empty() && prev.starts_with(stem))
+                    let lines: String = text.lines().map(|l| format!("{indent}{l}\n")).collect();
+                    if source[..line].ends_with(&lines)
+                        || before.ends_with(text.trim())
+                        || (!stem.is_empty() && prev.starts_with(stem))
                     {
                         continue;
                     }
-                    let lines: String = text.lines().map(|l| format!("{indent}{l}\n")).collect();
                     Edit {
                         range: line..line,
                         text: lines,

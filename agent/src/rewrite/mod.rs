@@ -281,6 +281,9 @@ impl Rewrite {
                     params.join(", ")
                 )));
             }
+            for v in kv.values() {
+                edit::check_value(v).map_err(bad)?;
+            }
             let values: BTreeMap<String, String> = kv
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -394,7 +397,7 @@ impl Rewrite {
             Rewrite::FastMath(part) => {
                 if options
                     .iter()
-                    .any(|o| o == part.option() || o == "-use_fast_math")
+                    .any(|o| o == part.option() || o == "-use_fast_math" || o == "--use_fast_math")
                 {
                     return Ok(Applied::NotApplicable(format!(
                         "{} is already set",

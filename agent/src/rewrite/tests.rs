@@ -445,3 +445,62 @@ fn the_shipped_query_rewrite_applies_or_says_why_on_every_bundled_kernel() {
         "gemm, attention and simsearch have outer loops"
     );
 }
+
+#[test]
+fn query_rewrites_are_idempotent_with_several_lines_and_replace_the_outer_node() {
+    let mut q = outer_unroll();
+    q.template = "// unrolled by nightshift\n#pragma unroll {factor}\n".into();
+    let mut spec = with_edit("gemm", q);
+    spec.source = K.to_string();
+    spec.entry = "scale".into();
+    let r = Rewrite::parse("unroll-outer:factor=4", &spec).unwrap();
+    let v = changed(r.apply("scale", K, &[]).unwrap());
+    assert_eq!(v.source.matches("// unrolled by nightshift").count(), 1);
+    not_applicable(r.apply("scale", &v.source, &[]).unwrap());
+    // A node that does not start its line gets the template on a line of its own.
+    let src = K.replace(
+        "    for (int i = 0; i < n; ++i) {",
+        "    int z = 0; for (int i = 0; i < n; ++i) {",
+    );
+    let v = changed(r.apply("scale", &src, &[]).unwrap());
+    assert!(
+        v.source
+            .contains("int z = 0; \n// unrolled by nightshift\n#pragma unroll 4\nfor (int i"),
+        "{}",
+        v.source
+    );
+    // Replacing nested nodes that start together replaces the outer one.
+    let e = edit::QueryEdit {
+        name: "zero-index".into(),
+        query: "(subscript_expression) @s".into(),
+        capture: Some("s".into()),
+        place: edit::Place::Replace,
+        template: "b[0]".into(),
+    };
+    let mut spec = with_edit("gemm", e);
+    let src = K.replace("b[i] *= s;", "b[i + a[0]] *= s;");
+    spec.source = src.clone();
+    spec.entry = "scale".into();
+    let r = Rewrite::parse("zero-index", &spec).unwrap();
+    let v = changed(r.apply("scale", &src, &[]).unwrap());
+    assert!(v.source.contains("b[0] *= s;"), "{}", v.diff);
+    // Values that would break a candidate's name are refused.
+    let spec = with_edit("gemm", outer_unroll());
+    for bad in ["a+b", "two words"] {
+        let e = Rewrite::parse(&format!("unroll-outer:factor={bad}"), &spec).unwrap_err();
+        assert!(e.to_string().contains("not a parameter value"), "{e}");
+    }
+}
+
+#[test]
+fn fast_math_parts_are_not_applicable_under_use_fast_math_either_spelling() {
+    let spec = KernelSpec::load(&bundled().join("softmax")).unwrap();
+    for all in ["--use_fast_math", "-use_fast_math"] {
+        let r = Rewrite::parse("fast-math:part=ftz", &spec).unwrap();
+        let why = not_applicable(
+            r.apply(&spec.entry, &spec.source, &[all.to_string()])
+                .unwrap(),
+        );
+        assert!(why.contains("already set"), "{why}");
+    }
+}

@@ -140,7 +140,8 @@ impl Parsed<'_> {
                 }
             }
         }
-        out.sort_by_key(|r| (r.start, r.end));
+        // Source order; of nodes that start together, the outer one first.
+        out.sort_by_key(|r| (r.start, std::cmp::Reverse(r.end)));
         out
     }
 

@@ -134,15 +134,10 @@ impl Workspace {
                 action: "find the run's branch".into(),
                 source: git2::Error::from_str(&branch),
             })?;
-        // Where the run forked from the user's history (also after a resume, when the
-        // branch already carries the run's commits).
-        let head = user
-            .head()
-            .and_then(|h| h.peel_to_commit())
-            .map_err(VcsError::NoHead)?;
-        let base = user
-            .merge_base(tip, head.id())
-            .map_err(git("find where the run started"))?;
+        // Where the run forked from the user's history: below the run's own commits
+        // (each says `Nightshift-Run: <id>`), whatever the user's HEAD is now (it may
+        // have moved onto the run's branch, or back).
+        let base = run_base(&user, tip, run_id)?;
         Ok(Workspace {
             repo,
             root: at.to_path_buf(),
@@ -280,9 +275,22 @@ impl Workspace {
         let tree = commit
             .tree()
             .map_err(git("read the commit the run started from"))?;
-        let Ok(entry) = tree.get_path(rel) else {
+        // `kernels/x/./k.cu` is `kernels/x/k.cu` to git; a path that leaves the root,
+        // or a symbolic link, is not a file of the tree.
+        let mut clean = PathBuf::new();
+        for c in rel.components() {
+            match c {
+                std::path::Component::Normal(p) => clean.push(p),
+                std::path::Component::CurDir => {}
+                _ => return Ok(None),
+            }
+        }
+        let Ok(entry) = tree.get_path(&clean) else {
             return Ok(None);
         };
+        if !matches!(entry.filemode(), 0o100644 | 0o100755) {
+            return Ok(None);
+        }
         let blob = self
             .repo
             .find_blob(entry.id())
@@ -303,6 +311,24 @@ impl Workspace {
         }
         Ok(out)
     }
+}
+
+/// The first commit below `tip`, along first parents, that is not one of the run's.
+fn run_base(repo: &Repository, tip: git2::Oid, run_id: &str) -> Result<git2::Oid, VcsError> {
+    let mark = format!("Nightshift-Run: {run_id}");
+    let mut c = repo
+        .find_commit(tip)
+        .map_err(git("find where the run started"))?;
+    while c
+        .message()
+        .is_some_and(|m| m.lines().any(|l| l.trim() == mark))
+    {
+        match c.parent(0) {
+            Ok(p) => c = p,
+            Err(_) => break,
+        }
+    }
+    Ok(c.id())
 }
 
 /// The root of the working tree of the repository that holds `inside`.

@@ -77,7 +77,8 @@ fn a_rejected_variant_is_discarded_and_a_resumed_run_finds_its_branch() {
     let ws = Workspace::open(p, "r2", &wt).unwrap();
     ws.commit(
         &[("kernels/k/tuned.toml".into(), "A = 1\n".into())],
-        "first\n",
+        // The run's commits say whose they are: the base lies below them.
+        "first\n\nNightshift-Run: r2\n",
     )
     .unwrap();
     // A candidate's edits, then rejected.

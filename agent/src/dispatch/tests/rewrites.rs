@@ -110,6 +110,18 @@ fn a_kept_rewrite_is_one_commit_of_the_kernel_source_with_its_evidence() {
         "{:?}",
         r.calls
     );
+    let finals: Vec<&str> = r
+        .records
+        .iter()
+        .filter_map(|x| match &x.event {
+            J::FinalComparison { best, .. } => Some(best.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        finals,
+        ["BLOCK=128 VARIANT=0 VEC=1 + launch-bounds:min_blocks=2"]
+    );
     // The report lists both and shows the kept one's diff.
     let state = crate::state::RunState::from_records(&r.records);
     let report = crate::report::build("r1", &state);
@@ -117,6 +129,13 @@ fn a_kept_rewrite_is_one_commit_of_the_kernel_source_with_its_evidence() {
     assert!(report.rewrites[0].decision.starts_with("kept "));
     assert!(report.rewrites[0].diff.contains("__launch_bounds__"));
     assert!(report.rewrites[1].decision.starts_with("rejected"));
+    assert!(
+        report
+            .reproduce
+            .contains(&"git worktree add /tmp/r1-base nightshift/r1~1".to_string()),
+        "{:?}",
+        report.reproduce
+    );
     assert!(
         report.reproduce.iter().any(|l| l
             .starts_with("nightshift bench /tmp/r1-base/kernels/softmax --set ")
@@ -163,4 +182,33 @@ fn a_resumed_run_rewrites_the_kernel_as_written_and_measures_nothing_twice() {
     assert_eq!(both, straight.calls);
     assert_eq!(decisions(&second.records), decisions(&straight.records));
     assert_eq!(branch_log(repo.path()), branch_log(straight_repo.path()));
+}
+
+#[test]
+fn a_resume_after_the_user_took_the_runs_branch_still_rewrites_the_kernel_as_written() {
+    let (straight_repo, reports0) = (user_repo(), tempfile::tempdir().unwrap());
+    let straight = run(
+        straight_repo.path(),
+        reports0.path(),
+        rewriting(),
+        StopFlag::default(),
+    );
+    let repo = user_repo();
+    let reports = tempfile::tempdir().unwrap();
+    let stop = StopFlag::default();
+    let mut ev = rewriting();
+    ev.stop_after = Some((2, stop.clone()));
+    let first = run(repo.path(), reports.path(), ev, stop);
+    // The user fast-forwards onto the run's partial result: HEAD is the run's tip.
+    sh(repo.path(), &["merge", "-q", "--ff-only", "nightshift/r1"]);
+    let second = run(
+        repo.path(),
+        reports.path(),
+        rewriting(),
+        StopFlag::default(),
+    );
+    assert_eq!(second.summary.stop_reason, Some(StopReason::NothingLeft));
+    let both: Vec<String> = first.calls.iter().chain(&second.calls).cloned().collect();
+    assert_eq!(both, straight.calls);
+    assert_eq!(decisions(&second.records), decisions(&straight.records));
 }
