@@ -277,14 +277,9 @@ impl Workspace {
             .map_err(git("read the commit the run started from"))?;
         // `kernels/x/./k.cu` is `kernels/x/k.cu` to git; a path that leaves the root,
         // or a symbolic link, is not a file of the tree.
-        let mut clean = PathBuf::new();
-        for c in rel.components() {
-            match c {
-                std::path::Component::Normal(p) => clean.push(p),
-                std::path::Component::CurDir => {}
-                _ => return Ok(None),
-            }
-        }
+        let Some(clean) = normalized(rel) else {
+            return Ok(None);
+        };
         let Ok(entry) = tree.get_path(&clean) else {
             return Ok(None);
         };
@@ -311,6 +306,59 @@ impl Workspace {
         }
         Ok(out)
     }
+}
+
+/// The text of `rel` at the commit a run started from, and at each of the run's own
+/// commits (newest first); empty when the repository has no branch for the run. What
+/// a resume reads to tell the run's own rewrites of a kernel from a user's edits.
+pub fn run_versions(
+    inside: &Path,
+    run_id: &str,
+    rel: &Path,
+) -> Result<(Option<String>, Vec<String>), VcsError> {
+    let repo = Repository::discover(inside).map_err(|source| VcsError::NoRepository {
+        path: inside.to_path_buf(),
+        source,
+    })?;
+    let Some(tip) = repo
+        .find_branch(&branch_name(run_id), BranchType::Local)
+        .ok()
+        .and_then(|b| b.get().target())
+    else {
+        return Ok((None, Vec::new()));
+    };
+    let base = run_base(&repo, tip, run_id)?;
+    let text_at = |id: git2::Oid| -> Option<String> {
+        let tree = repo.find_commit(id).ok()?.tree().ok()?;
+        let entry = tree.get_path(&normalized(rel)?).ok()?;
+        let blob = repo.find_blob(entry.id()).ok()?;
+        Some(String::from_utf8_lossy(blob.content()).into_owned())
+    };
+    let mut run = Vec::new();
+    let mut c = repo
+        .find_commit(tip)
+        .map_err(git("walk the run's branch"))?;
+    while c.id() != base {
+        run.extend(text_at(c.id()));
+        match c.parent(0) {
+            Ok(p) => c = p,
+            Err(_) => break,
+        }
+    }
+    Ok((text_at(base), run))
+}
+
+/// `rel` as git names a path: `./` dropped; None for one that leaves the root.
+fn normalized(rel: &Path) -> Option<PathBuf> {
+    let mut clean = PathBuf::new();
+    for c in rel.components() {
+        match c {
+            std::path::Component::Normal(p) => clean.push(p),
+            std::path::Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    Some(clean)
 }
 
 /// The first commit below `tip`, along first parents, that is not one of the run's.

@@ -157,3 +157,34 @@ fn locks_left_by_a_run_killed_mid_commit_do_not_stop_its_resume() {
         "two\none"
     );
 }
+
+#[test]
+fn a_runs_base_stays_below_its_commits_when_the_user_takes_them() {
+    let user = user_repo();
+    let p = user.path();
+    let rel = Path::new("kernels/k/kernel.toml");
+    let wt = p.join(".nightshift/worktrees/r3");
+    let ws = Workspace::open(p, "r3", &wt).unwrap();
+    ws.commit(
+        &[(rel.to_path_buf(), "name = \"k\"  # rewritten\n".into())],
+        "rewrite\n\nNightshift-Run: r3\n",
+    )
+    .unwrap();
+    let (base, run) = run_versions(p, "r3", rel).unwrap();
+    assert_eq!(base.as_deref(), Some("name = \"k\"\n"));
+    assert_eq!(run, ["name = \"k\"  # rewritten\n"]);
+    drop(ws);
+    // The user fast-forwards onto the run's commit: the base does not move.
+    sh(p, &["stash", "-q"]);
+    sh(p, &["merge", "-q", "--ff-only", "nightshift/r3"]);
+    let ws = Workspace::open(p, "r3", &wt).unwrap();
+    assert_eq!(ws.log().unwrap().len(), 1);
+    assert_eq!(
+        ws.read_at_base(Path::new("kernels/./k/kernel.toml"))
+            .unwrap()
+            .as_deref(),
+        Some("name = \"k\"\n")
+    );
+    assert_eq!(ws.read_at_base(Path::new("../x")).unwrap(), None);
+    assert_eq!(run_versions(p, "nope", rel).unwrap(), (None, vec![]));
+}

@@ -401,7 +401,7 @@ fn spec_drift(r: &RunState, kernels: &[RunKernel], repo: &Path, id: &str) -> Vec
         let Some(then) = recorded.get(k.dir.as_str()) else {
             continue;
         };
-        let now = KernelSpec::load(&repo.join(&k.dir)).map(|s| s.content_hash());
+        let now = KernelSpec::load(&repo.join(&k.dir)).map(|s| as_started(s, repo, id));
         let what = match now {
             Ok(h) if h == then.hash => continue,
             Ok(h) => format!(
@@ -418,6 +418,21 @@ fn spec_drift(r: &RunState, kernels: &[RunKernel], repo: &Path, id: &str) -> Vec
         ));
     }
     diffs
+}
+
+/// The hash of `spec` as the run started it: where the working tree holds the run's
+/// own rewrite of the kernel (the user took the run's commits), the source it was
+/// rewritten from counts, not the rewrite.
+fn as_started(mut spec: KernelSpec, repo: &Path, id: &str) -> String {
+    let Ok(rel) = spec.source_path.strip_prefix(repo) else {
+        return spec.content_hash();
+    };
+    if let Ok((Some(base), run)) = vcs::run_versions(repo, id, rel) {
+        if run.contains(&spec.source) {
+            spec.source = base;
+        }
+    }
+    spec.content_hash()
 }
 
 /// The options a resume runs with: the run's own, unless others are asked for (each
