@@ -29,3 +29,24 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A rewrite pattern of the source tier proposing the built-in `rewrite` once per
+/// step, always applicable (for tests of the loop's decisions and plumbing).
+pub fn rewrite_pattern(name: &str, rewrite: &str, steps: &[&str]) -> crate::patterns::Pattern {
+    crate::patterns::Pattern {
+        name: name.into(),
+        path: std::path::PathBuf::from(format!("patterns/{name}.toml")),
+        tier: crate::patterns::Tier::Source,
+        when: None,
+        budget_minutes: None,
+        rationale: "test".into(),
+        predict: None,
+        priority: 0,
+        together: false,
+        body: crate::patterns::Body::Rewrite {
+            rewrite: rewrite.into(),
+            steps: steps.iter().map(|s| s.to_string()).collect(),
+            edit: None,
+        },
+    }
+}

@@ -8,29 +8,11 @@ use std::path::{Path, PathBuf};
 use super::*;
 use crate::budget::DEFAULT_BUDGETS_TOML;
 use crate::patterns::Tier;
+use crate::testutil::rewrite_pattern;
 
 fn spec(name: &str) -> KernelSpec {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     KernelSpec::load(&root.join("kernels").join(name)).unwrap()
-}
-
-fn rewrite_pattern(name: &str, rewrite: &str, steps: &[&str]) -> Pattern {
-    Pattern {
-        name: name.into(),
-        path: PathBuf::from(format!("patterns/{name}.toml")),
-        tier: Tier::Source,
-        when: None,
-        budget_minutes: None,
-        rationale: "test".into(),
-        predict: None,
-        priority: 0,
-        together: false,
-        body: Body::Rewrite {
-            rewrite: rewrite.into(),
-            steps: steps.iter().map(|s| s.to_string()).collect(),
-            edit: None,
-        },
-    }
 }
 
 fn block_size() -> Pattern {

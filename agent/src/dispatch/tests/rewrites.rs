@@ -3,26 +3,11 @@
 //! resumed run rewrites the kernel as written, not as its branch committed it.
 
 use super::*;
-use crate::patterns::{Body, Pattern, Tier};
+use crate::testutil::rewrite_pattern;
 
 fn library(steps: &[&str]) -> Library {
     Library {
-        patterns: vec![Pattern {
-            name: "launch-bounds".into(),
-            path: PathBuf::from("patterns/launch-bounds.toml"),
-            tier: Tier::Source,
-            when: None,
-            budget_minutes: None,
-            rationale: "test".into(),
-            predict: None,
-            priority: 0,
-            together: false,
-            body: Body::Rewrite {
-                rewrite: "launch-bounds".into(),
-                steps: steps.iter().map(|s| s.to_string()).collect(),
-                edit: None,
-            },
-        }],
+        patterns: vec![rewrite_pattern("launch-bounds", "launch-bounds", steps)],
     }
 }
 
@@ -148,8 +133,11 @@ fn a_kept_rewrite_is_one_commit_of_the_kernel_source_with_its_evidence() {
     assert!(md.contains("```diff"), "{md}");
 }
 
-#[test]
-fn a_resumed_run_rewrites_the_kernel_as_written_and_measures_nothing_twice() {
+/// A run stopped right after its first rewrite was committed, `between` done to the
+/// user's repository, then resumed: it must end as a run never stopped did, measuring
+/// nothing twice and rewriting the kernel as written (the branch's source carries the
+/// attribute: stacked on it, launch-bounds would find it "already there").
+fn stopped_and_resumed(between: &dyn Fn(&Path)) {
     let (straight_repo, reports0) = (user_repo(), tempfile::tempdir().unwrap());
     let straight = run(
         straight_repo.path(),
@@ -157,7 +145,6 @@ fn a_resumed_run_rewrites_the_kernel_as_written_and_measures_nothing_twice() {
         rewriting(),
         StopFlag::default(),
     );
-
     let repo = user_repo();
     let reports = tempfile::tempdir().unwrap();
     let stop = StopFlag::default();
@@ -167,9 +154,7 @@ fn a_resumed_run_rewrites_the_kernel_as_written_and_measures_nothing_twice() {
     let first = run(repo.path(), reports.path(), ev, stop);
     assert_eq!(first.calls.len(), 2, "{:?}", first.calls);
     assert_eq!(branch_log(repo.path()).len(), 1);
-
-    // The branch's source now carries the attribute; the resume must not stack a
-    // second rewrite on it (launch-bounds would find it "already there").
+    between(repo.path());
     let second = run(
         repo.path(),
         reports.path(),
@@ -181,34 +166,19 @@ fn a_resumed_run_rewrites_the_kernel_as_written_and_measures_nothing_twice() {
     let both: Vec<String> = first.calls.iter().chain(&second.calls).cloned().collect();
     assert_eq!(both, straight.calls);
     assert_eq!(decisions(&second.records), decisions(&straight.records));
-    assert_eq!(branch_log(repo.path()), branch_log(straight_repo.path()));
+    let commits = |r: &Path| sh(r, &["log", "--format=%s", "nightshift/r1", "-2"]);
+    assert_eq!(commits(repo.path()), commits(straight_repo.path()));
+}
+
+#[test]
+fn a_resumed_run_rewrites_the_kernel_as_written_and_measures_nothing_twice() {
+    stopped_and_resumed(&|_| {});
 }
 
 #[test]
 fn a_resume_after_the_user_took_the_runs_branch_still_rewrites_the_kernel_as_written() {
-    let (straight_repo, reports0) = (user_repo(), tempfile::tempdir().unwrap());
-    let straight = run(
-        straight_repo.path(),
-        reports0.path(),
-        rewriting(),
-        StopFlag::default(),
-    );
-    let repo = user_repo();
-    let reports = tempfile::tempdir().unwrap();
-    let stop = StopFlag::default();
-    let mut ev = rewriting();
-    ev.stop_after = Some((2, stop.clone()));
-    let first = run(repo.path(), reports.path(), ev, stop);
     // The user fast-forwards onto the run's partial result: HEAD is the run's tip.
-    sh(repo.path(), &["merge", "-q", "--ff-only", "nightshift/r1"]);
-    let second = run(
-        repo.path(),
-        reports.path(),
-        rewriting(),
-        StopFlag::default(),
-    );
-    assert_eq!(second.summary.stop_reason, Some(StopReason::NothingLeft));
-    let both: Vec<String> = first.calls.iter().chain(&second.calls).cloned().collect();
-    assert_eq!(both, straight.calls);
-    assert_eq!(decisions(&second.records), decisions(&straight.records));
+    stopped_and_resumed(&|repo| {
+        sh(repo, &["merge", "-q", "--ff-only", "nightshift/r1"]);
+    });
 }
