@@ -30,23 +30,34 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A rewrite pattern of the source tier proposing the built-in `rewrite` once per
-/// step, always applicable (for tests of the loop's decisions and plumbing).
-pub fn rewrite_pattern(name: &str, rewrite: &str, steps: &[&str]) -> crate::patterns::Pattern {
+/// A pattern that always applies, with no budget or prediction of its own (for tests
+/// of the loop's decisions and plumbing).
+pub fn pattern(
+    name: &str,
+    tier: crate::patterns::Tier,
+    body: crate::patterns::Body,
+) -> crate::patterns::Pattern {
     crate::patterns::Pattern {
         name: name.into(),
         path: std::path::PathBuf::from(format!("patterns/{name}.toml")),
-        tier: crate::patterns::Tier::Source,
+        tier,
         when: None,
         budget_minutes: None,
         rationale: "test".into(),
         predict: None,
         priority: 0,
         together: false,
-        body: crate::patterns::Body::Rewrite {
-            rewrite: rewrite.into(),
-            steps: steps.iter().map(|s| s.to_string()).collect(),
-            edit: None,
-        },
+        body,
     }
+}
+
+/// A rewrite pattern of the source tier proposing the built-in `rewrite` once per
+/// step.
+pub fn rewrite_pattern(name: &str, rewrite: &str, steps: &[&str]) -> crate::patterns::Pattern {
+    let body = crate::patterns::Body::Rewrite {
+        rewrite: rewrite.into(),
+        steps: steps.iter().map(|s| s.to_string()).collect(),
+        edit: None,
+    };
+    pattern(name, crate::patterns::Tier::Source, body)
 }

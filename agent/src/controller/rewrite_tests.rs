@@ -3,12 +3,12 @@
 //! rewrites from then on), and a rewrite that does not apply is recorded without GPU
 //! time. The results fed in are made up for the decision logic only.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::*;
 use crate::budget::DEFAULT_BUDGETS_TOML;
 use crate::patterns::Tier;
-use crate::testutil::rewrite_pattern;
+use crate::testutil::{pattern, rewrite_pattern};
 
 fn spec(name: &str) -> KernelSpec {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -16,21 +16,11 @@ fn spec(name: &str) -> KernelSpec {
 }
 
 fn block_size() -> Pattern {
-    Pattern {
-        name: "block-size".into(),
-        path: PathBuf::from("patterns/block-size.toml"),
-        tier: Tier::Launch,
-        when: None,
-        budget_minutes: None,
-        rationale: "test".into(),
-        predict: None,
-        priority: 0,
-        together: false,
-        body: Body::Moves(vec![crate::patterns::Move {
-            role: crate::spec::Role::Block,
-            direction: Direction::Any,
-        }]),
-    }
+    let moves = vec![crate::patterns::Move {
+        role: crate::spec::Role::Block,
+        direction: Direction::Any,
+    }];
+    pattern("block-size", Tier::Launch, Body::Moves(moves))
 }
 
 fn controller(kernel: &str, patterns: Vec<Pattern>) -> Controller {
