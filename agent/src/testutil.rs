@@ -61,3 +61,12 @@ pub fn rewrite_pattern(name: &str, rewrite: &str, steps: &[&str]) -> crate::patt
     };
     pattern(name, crate::patterns::Tier::Source, body)
 }
+
+/// A proposal pattern of the source tier asking `attempts` proposals around a best.
+pub fn proposal_pattern(name: &str, attempts: usize) -> crate::patterns::Pattern {
+    let body = crate::patterns::Body::Proposal {
+        instruction: format!("{name}: make it faster"),
+        attempts,
+    };
+    pattern(name, crate::patterns::Tier::Source, body)
+}

@@ -60,6 +60,9 @@ pub struct Accepted<'a> {
     pub rewritten: Option<(PathBuf, &'a str, &'a Change)>,
     pub eval: &'a Evaluation,
     pub ab: Option<AbFigures>,
+    /// A proposer's source: who wrote it and what it cost (the
+    /// `Nightshift-Proposer` trailer).
+    pub proposer: Option<String>,
 }
 
 /// The rewrites of `config` that `previous` (a candidate's display) did not have.
@@ -85,6 +88,7 @@ pub fn commit_files(a: &Accepted) -> (Vec<(PathBuf, String)>, String) {
         ref rewritten,
         eval,
         ab,
+        ref proposer,
     } = *a;
     let config = &candidate.config;
     let added = added_rewrites(previous, candidate);
@@ -182,6 +186,9 @@ pub fn commit_files(a: &Accepted) -> (Vec<(PathBuf, String)>, String) {
     }
     for r in &added {
         trailers.push(("Nightshift-Rewrite", format!("{pattern} {r}")));
+    }
+    if let Some(p) = proposer {
+        trailers.push(("Nightshift-Proposer", p.clone()));
     }
     debug_assert_eq!(eval.outcome, Outcome::Passed);
     let mut files = vec![(rel_dir.join(FILE_NAME), toml)];

@@ -24,6 +24,10 @@ pub enum Stage {
     /// The GPU was held but did nothing (the loop deciding, a worker restarting):
     /// it is paid for all the same.
     Idle,
+    /// A code-writing proposer's bill (its tokens at the configured prices, or a
+    /// command's price per call): dollars, no GPU time (the GPU held meanwhile is
+    /// charged as idle).
+    Proposer,
 }
 
 /// One piece of GPU time, charged once it is spent.
@@ -48,6 +52,14 @@ pub struct Charge {
     /// Wall-clock time, in seconds.
     #[serde(with = "crate::nonfinite")]
     pub wall_s: f64,
+    /// Dollars spent beside GPU time (a proposer's bill); 0 for GPU work, which is
+    /// priced from `gpu_s`.
+    #[serde(default, skip_serializing_if = "is_zero", with = "crate::nonfinite")]
+    pub dollars: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// A charge the ledger refused: a NaN would poison every total after it.
@@ -67,6 +79,9 @@ pub struct Spend {
     pub gpu_s: f64,
     #[serde(with = "crate::nonfinite")]
     pub dollars: f64,
+    /// Of `dollars`, a code-writing proposer's bill.
+    #[serde(default, skip_serializing_if = "is_zero", with = "crate::nonfinite")]
+    pub proposer_dollars: f64,
 }
 
 /// The ledger's breakdowns as a journal `budget` record holds them, each by name
@@ -90,6 +105,7 @@ impl Stage {
             Stage::Profile => "profile",
             Stage::External => "external",
             Stage::Idle => "idle",
+            Stage::Proposer => "proposer",
         }
     }
 }
@@ -123,12 +139,20 @@ pub struct Projection {
 struct Totals {
     gpu_s: f64,
     wall_s: f64,
+    /// Dollars beside GPU time (a proposer's bill).
+    dollars: f64,
+    /// Proposer calls charged.
+    calls: usize,
 }
 
 impl Totals {
     fn add(&mut self, c: &Charge) {
         self.gpu_s += c.gpu_s;
         self.wall_s += c.wall_s;
+        self.dollars += c.dollars;
+        if c.stage == Stage::Proposer {
+            self.calls += 1;
+        }
     }
 }
 
@@ -201,12 +225,16 @@ impl Ledger {
     /// Adds spent time. Negative or non-finite times are refused, leaving the
     /// ledger unchanged.
     pub fn charge(&mut self, c: &Charge) -> Result<(), ChargeError> {
-        for (what, x) in [("gpu_s", c.gpu_s), ("wall_s", c.wall_s)] {
+        for (what, x, unit) in [
+            ("gpu_s", c.gpu_s, "seconds"),
+            ("wall_s", c.wall_s, "seconds"),
+            ("dollars", c.dollars, "dollars"),
+        ] {
             if !(x.is_finite() && x >= 0.0) {
                 return Err(ChargeError {
                     stage: c.stage,
                     message: format!(
-                        "{what} must be a finite number of seconds, 0 or more, got {x}"
+                        "{what} must be a finite number of {unit}, 0 or more, got {x}"
                     ),
                 });
             }
@@ -242,7 +270,33 @@ impl Ledger {
         Spend {
             wall_s: t.wall_s,
             gpu_s: t.gpu_s,
-            dollars: t.gpu_s * self.price_per_gpu_hour / 3600.0,
+            dollars: t.gpu_s * self.price_per_gpu_hour / 3600.0 + t.dollars,
+            proposer_dollars: t.dollars,
+        }
+    }
+
+    /// The mean bill of one proposer call so far (0 before the first): what the
+    /// next one is projected to cost.
+    pub fn proposer_mean(&self) -> f64 {
+        let t = self
+            .by_stage
+            .get(&Stage::Proposer)
+            .copied()
+            .unwrap_or_default();
+        if t.calls == 0 {
+            0.0
+        } else {
+            t.dollars / t.calls as f64
+        }
+    }
+
+    /// Dollars as GPU seconds at the device's price (the ROI rule counts a
+    /// proposer's bill in the time it could have bought); 0 on a free device.
+    pub fn dollars_as_gpu_s(&self, dollars: f64) -> f64 {
+        if self.price_per_gpu_hour > 0.0 && dollars.is_finite() {
+            dollars / self.price_per_gpu_hour * 3600.0
+        } else {
+            0.0
         }
     }
 
@@ -317,6 +371,8 @@ impl Ledger {
             Some(d) if self.price_per_gpu_hour > 0.0 => {
                 (d - spent.dollars) / self.price_per_gpu_hour * 3600.0
             }
+            // Free GPU time: only a proposer's bill can reach the limit.
+            Some(d) if spent.dollars >= d => 0.0,
             _ => f64::INFINITY,
         };
         let binding = [
@@ -404,6 +460,23 @@ impl Ledger {
         projected_s: f64,
         now_wall_s: f64,
     ) -> Result<(), StopReason> {
+        self.admit_spending(budgets, projected_s, 0.0, now_wall_s)
+    }
+
+    /// [`Ledger::admit`] for work that also spends `dollars` beside its GPU time (a
+    /// proposer's call, projected at [`Ledger::proposer_mean`]).
+    pub fn admit_spending(
+        &self,
+        budgets: &Budgets,
+        projected_s: f64,
+        dollars: f64,
+        now_wall_s: f64,
+    ) -> Result<(), StopReason> {
+        let dollars = if dollars.is_finite() {
+            dollars.max(0.0)
+        } else {
+            f64::INFINITY
+        };
         let reserve = budgets.limits.candidate_watchdog.as_secs_f64();
         let needed_s = if projected_s.is_finite() {
             projected_s.max(0.0) + reserve
@@ -411,14 +484,32 @@ impl Ledger {
             f64::INFINITY
         };
         let left = self.remaining(budgets, now_wall_s);
-        let Some(binding) = left.binding else {
+        let spent = self.spent();
+        // The dollars limit less what the work spends beside its GPU time, in GPU
+        // seconds at the price (free GPU time: all or nothing).
+        let dollars_s = match budgets.run.dollars {
+            Some(_) if dollars == 0.0 => left.dollars_s,
+            Some(d) if self.price_per_gpu_hour > 0.0 => {
+                (d - spent.dollars - dollars) / self.price_per_gpu_hour * 3600.0
+            }
+            Some(d) if spent.dollars + dollars > d => f64::NEG_INFINITY,
+            _ => left.dollars_s,
+        };
+        let Some(binding) = [
+            (Limit::WallTime, left.wall_s, budgets.run.wall.is_some()),
+            (Limit::GpuHours, left.gpu_s, budgets.run.gpu.is_some()),
+            (Limit::Dollars, dollars_s, budgets.run.dollars.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, _, set)| *set)
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(l, _, _)| l) else {
             return Ok(());
         };
-        let headroom = left.wall_s.min(left.gpu_s).min(left.dollars_s);
+        let headroom = left.wall_s.min(left.gpu_s).min(dollars_s);
         if needed_s <= headroom {
             return Ok(());
         }
-        let spent = self.spent();
         Err(match binding {
             Limit::WallTime => StopReason::WallTime {
                 limit_s: budgets.run.wall.map_or(f64::INFINITY, |w| w.as_secs_f64()),
@@ -433,7 +524,7 @@ impl Ledger {
             Limit::Dollars => StopReason::Dollars {
                 limit: budgets.run.dollars.unwrap_or(f64::INFINITY),
                 spent: spent.dollars,
-                needed: needed_s * self.price_per_gpu_hour / 3600.0,
+                needed: needed_s * self.price_per_gpu_hour / 3600.0 + dollars,
             },
         })
     }

@@ -52,6 +52,7 @@ fn charge(kernel: &str, pattern: Option<&str>, config: &str, stage: Stage, s: f6
         stage,
         gpu_s: s,
         wall_s: s,
+        dollars: 0.0,
     }
 }
 
@@ -292,6 +293,7 @@ fn ledger_totals_by_stage_kernel_and_pattern() {
         stage: Stage::Idle,
         gpu_s: 4.0,
         wall_s: 5.0,
+        dollars: 0.0,
     })
     .unwrap();
     let s = l.spent();

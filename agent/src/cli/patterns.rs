@@ -58,6 +58,10 @@ pub fn run(args: &PatternsArgs) -> i32 {
                 Body::Rewrite {
                     rewrite, steps: s, ..
                 } => ("rewrite", steps(rewrite, s)),
+                Body::Proposal { attempts, .. } => (
+                    "proposal",
+                    format!("ask the proposer (nightshift.toml), {attempts} proposal(s) per best"),
+                ),
             };
             let is_rule = kind == "rule";
             vec![

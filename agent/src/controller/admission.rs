@@ -111,6 +111,29 @@ impl Controller {
         self.refused_except(now_s, kernel, pattern, None, out)
     }
 
+    /// [`Controller::refused`] for work that also spends `dollars` beside GPU time
+    /// (a question to the proposer, then its candidate).
+    pub(super) fn refused_spending(
+        &mut self,
+        now_s: f64,
+        kernel: &str,
+        pattern: Option<&str>,
+        dollars: f64,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let projected = self.ledger.project(kernel, pattern, 1) + self.finals_owed_s(None);
+        match self
+            .ledger
+            .admit_spending(&self.budgets, projected, dollars, now_s)
+        {
+            Ok(()) => false,
+            Err(reason) => {
+                self.stop_on(now_s, reason, out);
+                true
+            }
+        }
+    }
+
     /// [`Controller::refused`], owing no final comparison for kernel `except`.
     pub(super) fn refused_except(
         &mut self,

@@ -43,11 +43,29 @@ pub enum Event {
     Interrupted {
         signal: String,
     },
+    /// The proposer answered a [`Action::Propose`] (or the journal did, on resume):
+    /// the whole new source, or why there is none (the proposer failed). `dollars`
+    /// is what the call cost, already charged to the ledger.
+    Proposed {
+        kernel: usize,
+        pattern: String,
+        answer: Result<Answer, String>,
+        dollars: f64,
+    },
     /// A resumed run's replay of its journal ended: the work asked for last was
     /// admitted on the ledger and clock of the moment it was first asked for; it is
     /// admitted again now on everything the run spent (the daemon may have been
     /// down past a limit). Answered with nothing, or with a stop.
     Resumed,
+}
+
+/// A proposer's source and what the checks before the GPU found
+/// ([`crate::propose::check`]: it parses, keeps the entry and its parameters,
+/// includes only allowed headers; `Err` says why not).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub source: String,
+    pub checked: Result<(), String>,
 }
 
 /// One configuration's result, as the dispatcher reports it.
@@ -93,6 +111,25 @@ pub enum Action {
         kernel: usize,
         pattern: String,
         config: Candidate,
+        reason: String,
+    },
+    /// Ask the code-writing proposer for a new source of `kernel` under the proposal
+    /// pattern `pattern`, written from the current best `against` (its `attempt`-th
+    /// question around this best). Answered with [`Event::Proposed`].
+    Propose {
+        kernel: usize,
+        pattern: String,
+        against: Candidate,
+        attempt: usize,
+    },
+    /// A proposal that cannot be a candidate (it fails the checks before the GPU,
+    /// repeats an earlier one, or the proposer failed): recorded and told to the
+    /// proposer next time, never an error of the run.
+    ProposalInvalid {
+        kernel: usize,
+        pattern: String,
+        /// The proposal's candidate name, when there was a source.
+        config: Option<Candidate>,
         reason: String,
     },
     /// A rewrite candidate's rewrites do not apply to the kernel (nothing to change,

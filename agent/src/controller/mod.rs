@@ -28,7 +28,8 @@ use crate::patterns::{Body, Direction, Library, Pattern};
 use crate::profile::Profile;
 use crate::spec::{Candidate, KernelSpec};
 
-pub use interface::{Action, CandidateResult, Event};
+pub use interface::{Action, Answer, CandidateResult, Event};
+pub use proposal::proposal_digest;
 
 /// GPU work the controller asked for.
 #[derive(Debug, Clone)]
@@ -41,6 +42,8 @@ enum Asked {
     StudyPoint(usize),
     /// A kernel's final comparison: admitted on its own projection.
     Final(usize),
+    /// A question to the proposer for a kernel under a proposal pattern.
+    Propose(usize, String),
 }
 
 /// The line of attack in progress on a kernel.
@@ -82,6 +85,8 @@ struct KernelState {
     /// Candidates evaluated since it started or resumed (a resumed kernel makes
     /// progress before it can be paused again).
     since_resume: usize,
+    /// Per proposal pattern: questions asked around the current best.
+    asks: BTreeMap<String, usize>,
 }
 
 /// What a pattern's candidates have bought, over every kernel (the bandit's arms).
@@ -110,6 +115,8 @@ pub struct Controller {
     credit: BTreeMap<String, Credit>,
     /// The run's budget in GPU seconds (the tightest limit; infinite without one).
     total_s: f64,
+    /// A code-writing proposer is configured: proposal patterns may be chosen.
+    proposer: bool,
 }
 
 impl Controller {
@@ -134,6 +141,7 @@ impl Controller {
                     spent_s: 0.0,
                     share_until_s: f64::INFINITY,
                     since_resume: 0,
+                    asks: BTreeMap::new(),
                 })
                 .collect(),
             total_s: Ledger::new(ledger.price_per_gpu_hour())
@@ -147,7 +155,15 @@ impl Controller {
             stopped: false,
             finishing: None,
             credit: BTreeMap::new(),
+            proposer: false,
         }
+    }
+
+    /// With a code-writing proposer (`nightshift.toml`): proposal patterns are
+    /// chosen like the others; without one they are passed over.
+    pub fn with_proposer(mut self, on: bool) -> Self {
+        self.proposer = on;
+        self
     }
 
     /// The current best candidate of a kernel.
@@ -163,6 +179,16 @@ impl Controller {
             .and_then(|k| k.attack.as_ref())
             .map(|a| a.queue.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// The measured profile of a kernel's current best.
+    pub fn profile(&self, kernel: usize) -> Option<&Profile> {
+        self.kernels.get(kernel)?.profile.as_ref()
+    }
+
+    /// The library's pattern named `name`.
+    pub fn pattern_of(&self, name: &str) -> Option<&Pattern> {
+        self.pattern(name)
     }
 
     /// The spec of a kernel.
@@ -252,6 +278,12 @@ impl Controller {
                 config,
                 result,
             } => self.evaluated(now_s, kernel, config, result, &mut out),
+            Event::Proposed {
+                kernel,
+                pattern,
+                answer,
+                dollars,
+            } => self.proposed(now_s, kernel, &pattern, answer, dollars, &mut out),
         }
         out
     }
@@ -268,6 +300,11 @@ impl Controller {
             Some(Asked::Work(kernel, pattern)) => {
                 let name = self.kernels[kernel].spec.name.clone();
                 self.refused(now_s, &name, Some(&pattern), out);
+            }
+            Some(Asked::Propose(kernel, pattern)) => {
+                let name = self.kernels[kernel].spec.name.clone();
+                let dollars = self.ledger.proposer_mean();
+                self.refused_spending(now_s, &name, Some(&pattern), dollars, out);
             }
             Some(Asked::StudyPoint(kernel)) => {
                 if let Err(reason) = self.study_admit(now_s, kernel) {
@@ -335,6 +372,7 @@ impl Controller {
             }
             // A new best has a new neighbourhood: every pattern may try again.
             k.exhausted.clear();
+            k.asks.clear();
             if let Some(a) = k.attack.as_mut() {
                 // ROI counts what a line of attack spent since its last gain.
                 a.gained = true;
@@ -447,6 +485,19 @@ impl Controller {
         });
     }
 
+    /// Pauses `kernel`, past its share while others wait (its line of attack kept),
+    /// and moves on.
+    fn pause(&mut self, now_s: f64, kernel: usize, out: &mut Vec<Action>) {
+        let k = &mut self.kernels[kernel];
+        k.paused = true;
+        let reason = format!(
+            "spent {:.0} s, its share of the budget, while other kernels wait; it resumes with what they leave",
+            k.spent_s
+        );
+        out.push(Action::KernelPaused { kernel, reason });
+        self.advance(now_s, out);
+    }
+
     fn done(&mut self, now_s: f64, kernel: usize, out: &mut Vec<Action>) {
         self.kernels[kernel].done = true;
         out.push(Action::KernelDone {
@@ -474,6 +525,12 @@ impl Controller {
                     a.queue = fresh.into();
                 }
             }
+            // A proposal pattern's queue is filled by the proposer: ask when it is
+            // empty and questions are left.
+            if let Some((pattern, attempt)) = self.ask_due(kernel) {
+                self.ask(now_s, kernel, pattern, attempt, out);
+                return;
+            }
             let k = &mut self.kernels[kernel];
             let mut picked = None;
             if let Some(a) = k.attack.as_mut() {
@@ -500,17 +557,10 @@ impl Controller {
                     continue;
                 }
                 if self.over_share(kernel) {
-                    let k = &mut self.kernels[kernel];
-                    if let Some(a) = k.attack.as_mut() {
+                    if let Some(a) = self.kernels[kernel].attack.as_mut() {
                         a.queue.push_front(config);
                     }
-                    k.paused = true;
-                    let reason = format!(
-                        "spent {:.0} s, its share of the budget, while other kernels wait; it resumes with what they leave",
-                        k.spent_s
-                    );
-                    out.push(Action::KernelPaused { kernel, reason });
-                    self.advance(now_s, out);
+                    self.pause(now_s, kernel, out);
                     return;
                 }
                 let name = self.kernels[kernel].spec.name.clone();
@@ -602,11 +652,14 @@ impl Controller {
 
 mod admission;
 mod interface;
+mod proposal;
 mod search;
 mod study;
 
 use study::StudyRun;
 
+#[cfg(test)]
+mod proposal_tests;
 #[cfg(test)]
 mod rewrite_tests;
 #[cfg(test)]

@@ -17,8 +17,9 @@ impl Controller {
             + EXPLORATION * ((total.max(1) as f64).ln() / c.tries as f64).sqrt()
     }
 
-    /// The first applicable moves pattern (tier order, then priority) that is neither
-    /// dropped nor exhausted and has an untried neighbour; patterns found empty are
+    /// The first applicable moves, rewrite or (with a proposer) proposal pattern
+    /// (tier order, then priority) that is neither dropped nor exhausted and has an
+    /// untried neighbour (a proposal pattern: a question left); patterns found empty are
     /// marked exhausted on the way.
     pub(super) fn choose(&mut self, kernel: usize) -> Option<(String, Vec<Candidate>)> {
         let signals = self.signals(kernel);
@@ -28,7 +29,11 @@ impl Controller {
             .library
             .applicable(&signals)
             .into_iter()
-            .filter(|p| matches!(p.body, Body::Moves(_) | Body::Rewrite { .. }))
+            .filter(|p| match p.body {
+                Body::Moves(_) | Body::Rewrite { .. } => true,
+                Body::Proposal { .. } => self.proposer,
+                _ => false,
+            })
             .map(|p| {
                 (
                     rank(p.tier),
@@ -44,6 +49,14 @@ impl Controller {
         for name in names {
             let k = &self.kernels[kernel];
             if k.dropped.contains(&name) || k.exhausted.contains(&name) {
+                continue;
+            }
+            if self.proposal_attempts(&name).is_some() {
+                // Its candidates are the proposer's answers, asked for by `next`.
+                if self.may_ask(kernel, &name) {
+                    return Some((name, vec![]));
+                }
+                self.kernels[kernel].exhausted.insert(name);
                 continue;
             }
             let queue = self.candidates(kernel, &name);

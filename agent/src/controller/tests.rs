@@ -507,6 +507,7 @@ fn a_final_comparison_that_no_longer_fits_on_resume_is_skipped_with_its_reason()
         stage: Stage::Idle,
         gpu_s: 10.0,
         wall_s: 10.0,
+        dollars: 0.0,
     })
     .unwrap();
     let a = c.handle(3.0, Event::Resumed);
@@ -833,6 +834,7 @@ fn a_resumed_run_stops_when_the_work_it_asked_for_no_longer_fits() {
         stage: Stage::Idle,
         gpu_s: 20.0,
         wall_s: 20.0,
+        dollars: 0.0,
     })
     .unwrap();
     let a = c.handle(3.0, Event::Resumed);
@@ -916,6 +918,7 @@ fn hear(c: &mut Controller, now: f64, e: Event) -> Vec<Action> {
             stage,
             gpu_s: s,
             wall_s: s,
+            dollars: 0.0,
         })
         .unwrap();
     }

@@ -71,6 +71,7 @@ impl<E: Evaluator> Dispatcher<E> {
             stage: Stage::Idle,
             gpu_s: idle,
             wall_s: idle,
+            dollars: 0.0,
         })
     }
 
@@ -97,6 +98,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 stage,
                 gpu_s: s,
                 wall_s: s,
+                dollars: 0.0,
             })?;
         }
         Ok(())

@@ -22,8 +22,10 @@ mod charges;
 mod evaluator;
 #[cfg(any(test, debug_assertions))]
 pub mod fake;
+mod proposals;
 mod replay;
 mod studies;
+mod summary;
 pub mod view;
 mod work;
 
@@ -55,6 +57,7 @@ use crate::vocab::{AbFigures, AbResult, MethodChoice, Outcome};
 
 pub use evaluator::Evaluator;
 use replay::Replay;
+pub use summary::{KernelSummary, RunSummary};
 use view::{Seen, Status, View};
 
 /// The device name of a run driven by the test double of debug builds
@@ -97,46 +100,8 @@ pub struct Setup<E: Evaluator> {
     pub previous: Vec<Record>,
     pub stop: StopFlag,
     pub view: View,
-}
-
-/// One kernel's result, for the closing summary (the report reads the journal).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct KernelSummary {
-    pub kernel: String,
-    pub baseline: Option<String>,
-    pub baseline_us: Option<f64>,
-    pub best: Option<String>,
-    pub best_us: Option<f64>,
-    /// The best measured interleaved with the baseline at the end of the kernel.
-    pub final_speedup: Option<(f64, f64, f64)>,
-    pub final_verdict: Option<String>,
-    pub commits: Vec<String>,
-    pub outcomes: BTreeMap<String, usize>,
-    pub done: Option<String>,
-    /// The workload-batching study's conclusion, when one was carried out.
-    pub study: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct RunSummary {
-    pub run_id: String,
-    pub device: String,
-    pub branch: String,
-    pub stop: String,
-    pub stop_reason: Option<StopReason>,
-    pub kernels: Vec<KernelSummary>,
-    pub spent: Spend,
-    pub dollars: f64,
-    /// Candidates evaluated on the GPU in this process (not replayed).
-    pub evaluated: usize,
-    /// Candidates answered from the journal on resume.
-    pub replayed: usize,
-    /// Wall seconds of this process's part of the run.
-    pub wall_s: f64,
-    /// Of that, seconds the GPU spent validating and measuring.
-    pub gpu_busy_s: f64,
-    /// Past the wall budget, seconds (0 when inside).
-    pub overrun_s: f64,
+    /// The code-writing proposer of `nightshift.toml`, if one is configured.
+    pub proposer: Option<crate::propose::Proposer>,
 }
 
 /// Evidence about the last candidate, for its commit message.
@@ -188,6 +153,9 @@ pub struct Dispatcher<E: Evaluator> {
     gpu_busy_s: f64,
     /// Per kernel: warned already that its cost model overcounts.
     warned: Vec<bool>,
+    proposer: Option<crate::propose::Proposer>,
+    /// Per kernel: its proposals so far, as the next request tells them.
+    history: Vec<Vec<proposals::Past>>,
 }
 
 /// Now, in milliseconds since the Unix epoch (the journal's clock).
@@ -202,7 +170,8 @@ impl<E: Evaluator> Dispatcher<E> {
         let device = setup.evaluator.device_name();
         let ledger = crate::budget::Ledger::for_device(&setup.budgets, &device);
         let specs = setup.kernels.iter().map(|k| k.spec.clone()).collect();
-        let ctl = Controller::new(specs, setup.library, setup.budgets.clone(), ledger);
+        let ctl = Controller::new(specs, setup.library, setup.budgets.clone(), ledger)
+            .with_proposer(setup.proposer.is_some());
         let start_ms = setup.previous.first().map(|r| r.t_ms);
         let wall_offset_s = start_ms.map_or(0.0, |s| now_ms().saturating_sub(s) as f64 / 1e3);
         let state = RunState::from_records(&setup.previous);
@@ -236,6 +205,8 @@ impl<E: Evaluator> Dispatcher<E> {
             study_points: BTreeMap::new(),
             gpu_busy_s: 0.0,
             warned: vec![false; n_kernels],
+            proposer: setup.proposer,
+            history: vec![Vec::new(); n_kernels],
         })
     }
 
@@ -249,30 +220,6 @@ impl<E: Evaluator> Dispatcher<E> {
             };
         }
         self.wall_offset_s + self.clock.elapsed().as_secs_f64()
-    }
-
-    /// Each kernel's result, from the run's fold of its journal.
-    fn kernel_summaries(&self) -> Vec<KernelSummary> {
-        self.kernels
-            .iter()
-            .map(|k| {
-                let name = &k.spec.name;
-                let s = self.state.kernel_states.iter().find(|s| &s.kernel == name);
-                KernelSummary {
-                    kernel: name.clone(),
-                    baseline: s.and_then(|s| s.baseline.clone()),
-                    baseline_us: s.and_then(|s| s.baseline_us),
-                    best: s.and_then(|s| s.best.clone()),
-                    best_us: s.and_then(|s| s.best_us),
-                    final_speedup: s.and_then(|s| s.final_speedup),
-                    final_verdict: s.and_then(|s| s.final_verdict.clone()),
-                    commits: s.map(|s| s.commits.clone()).unwrap_or_default(),
-                    outcomes: s.map(|s| s.outcomes.clone()).unwrap_or_default(),
-                    done: s.and_then(|s| s.done.clone()),
-                    study: s.and_then(|s| s.study.clone()),
-                }
-            })
-            .collect()
     }
 
     /// Journals `event` and folds it into the run's state: the one way a record is
@@ -320,6 +267,14 @@ impl<E: Evaluator> Dispatcher<E> {
             Action::FinalComparison { kernel, .. } => {
                 self.replay.finals.contains_key(&self.name(*kernel))
             }
+            Action::Propose {
+                kernel, pattern, ..
+            } => self
+                .replay
+                .answers
+                .get(&self.name(*kernel))
+                .and_then(|q| q.front())
+                .is_some_and(|a| &a.value.pattern == pattern),
             _ => true,
         }
     }
@@ -505,6 +460,7 @@ impl<E: Evaluator> Dispatcher<E> {
                     | Action::Evaluate { .. }
                     | Action::StudyPoint { .. }
                     | Action::FinalComparison { .. }
+                    | Action::Propose { .. }
             );
             if gpu_work {
                 if let Some(signal) = self.stop.get() {
@@ -543,6 +499,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 } => {
                     self.propose(kernel, &pattern, &config, &against, prediction.as_ref())?;
                     let result = self.candidate(kernel, &pattern, &config, &against).await?;
+                    self.learned(kernel, &config, false);
                     let now = self.now_s();
                     pending.extend(self.ctl.handle(
                         now,
@@ -558,7 +515,28 @@ impl<E: Evaluator> Dispatcher<E> {
                     pattern,
                     config,
                     ..
-                } => self.commit(kernel, &pattern, &config)?,
+                } => {
+                    self.commit(kernel, &pattern, &config)?;
+                    self.learned(kernel, &config, true);
+                }
+                Action::Propose {
+                    kernel,
+                    pattern,
+                    against,
+                    attempt,
+                } => {
+                    let event = self
+                        .ask_proposer(kernel, &pattern, &against, attempt)
+                        .await?;
+                    let now = self.now_s();
+                    pending.extend(self.ctl.handle(now, event));
+                }
+                Action::ProposalInvalid {
+                    kernel,
+                    pattern,
+                    config,
+                    reason,
+                } => self.proposal_invalid(kernel, pattern, config, reason)?,
                 Action::Revert {
                     kernel,
                     config,

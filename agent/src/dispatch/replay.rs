@@ -33,6 +33,8 @@ pub(super) struct Replay {
     pub study_points: HashMap<(String, String, i64), At<Evaluation>>,
     /// Kernels whose study was concluded (a `Study` record).
     pub studies: HashMap<String, At<Event>>,
+    /// By kernel: the proposer's answers, in the order they were asked.
+    pub answers: HashMap<String, VecDeque<At<crate::journal::ProposerAnswer>>>,
     /// By (kernel, config): the commit's id.
     pub commits: HashMap<(String, String), At<String>>,
     /// Decisions already journaled (as their JSON): the seq of each copy, in order.
@@ -80,6 +82,12 @@ impl Replay {
                     to.insert(kernel.clone(), f.clone());
                 }
             }
+        }
+        for a in &rec.answers {
+            r.answers
+                .entry(a.value.kernel.clone())
+                .or_default()
+                .push_back(a.clone());
         }
         r.seen = rec.decisions.clone();
         r.charges = rec.charges.clone();

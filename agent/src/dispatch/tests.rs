@@ -41,6 +41,9 @@ struct Scripted {
     broken: fn(&Config) -> bool,
     /// A rewritten kernel is FAST against the kernel as written.
     rewrites_win: bool,
+    /// Read a proposal's source: `MARK_FAST` is FAST against a source without it,
+    /// `MARK_BROKEN` fails validation, `MARK_NOCOMPILE` does not compile.
+    marks: bool,
     /// Requests a stop (as SIGINT would) after this many calls.
     stop_after: Option<(usize, StopFlag)>,
     /// The timing method pinned before each call.
@@ -54,6 +57,7 @@ impl Scripted {
             fast,
             broken,
             rewrites_win: false,
+            marks: false,
             stop_after: None,
             pins: Arc::default(),
         }
@@ -101,12 +105,23 @@ impl Evaluator for Scripted {
         // The pair: a candidate against the best, or (once) the best against the baseline.
         self.called(format!("{} vs {}", labelled(spec, b), labelled(sa, a)));
         let ea = made_up(sa, a, true);
-        let eb = made_up(spec, b, !(self.broken)(b));
+        fn source(s: &KernelSpec) -> &str {
+            s.rewritten.as_ref().map_or("", |r| r.source.as_str())
+        }
+        let marked = |m: &str| self.marks && source(spec).contains(m);
+        let mut eb = made_up(spec, b, !(self.broken)(b) && !marked("MARK_BROKEN"));
+        if marked("MARK_NOCOMPILE") {
+            eb.outcome = Outcome::CompileFailed {
+                log: "kernel.cu(3): error: identifier \"MARK_NOCOMPILE\" is undefined".into(),
+            };
+            eb.measurement = None;
+        }
         if eb.outcome != Outcome::Passed {
             return Ok((ea, eb, None));
         }
         let rewritten = |s: &KernelSpec| s.rewritten.as_ref().map(|r| r.rewrites.len());
-        let gained = self.rewrites_win && rewritten(spec) > rewritten(sa);
+        let gained = (self.rewrites_win && rewritten(spec) > rewritten(sa))
+            || (marked("MARK_FAST") && !source(sa).contains("MARK_FAST"));
         let ab = made_up_ab((self.fast)(a, b) || gained);
         Ok((ea, eb, Some(ab)))
     }
@@ -164,9 +179,22 @@ fn run_with_library(
     kernel: &str,
     budgets_toml: &str,
     library: Library,
+    dirs: (&Path, &Path),
+    ev: Scripted,
+    stop: StopFlag,
+) -> Run {
+    run_full(kernel, budgets_toml, library, dirs, ev, stop, None)
+}
+
+/// A run with a code-writing proposer, or none.
+fn run_full(
+    kernel: &str,
+    budgets_toml: &str,
+    library: Library,
     (repo, reports): (&Path, &Path),
     ev: Scripted,
     stop: StopFlag,
+    proposer: Option<crate::propose::Proposer>,
 ) -> Run {
     let id = "r1";
     let path = reports.join(id).join(journal::FILE_NAME);
@@ -222,6 +250,7 @@ fn run_with_library(
         previous,
         stop,
         view: View::quiet(),
+        proposer,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -255,6 +284,7 @@ fn decisions(records: &[Record]) -> Vec<String> {
             | J::Evaluated { .. }
             | J::Verdict { .. }
             | J::Revert { .. }
+            | J::ProposalInvalid { .. }
             | J::Pivot { .. }
             | J::KernelDone { .. }
             | J::KernelPaused { .. }
@@ -1075,4 +1105,5 @@ fn every_charge_is_what_its_evaluation_timers_say_and_verify_checks_it() {
     assert!(e.contains("charged as"), "{e}");
 }
 
+mod proposals;
 mod rewrites;

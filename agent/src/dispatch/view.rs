@@ -74,6 +74,13 @@ pub enum Seen<'a> {
         config: &'a str,
         reason: &'a str,
     },
+    /// A code-writing proposer answered (or the journal did).
+    Asked {
+        kernel: &'a str,
+        pattern: &'a str,
+        proposer: &'a str,
+        outcome: String,
+    },
     Paused {
         kernel: &'a str,
         reason: &'a str,
@@ -205,6 +212,12 @@ impl Seen<'_> {
                 config,
                 reason,
             } => format!("{kernel:<10}   not applicable: {config}: {reason}"),
+            Seen::Asked {
+                kernel,
+                pattern,
+                proposer,
+                outcome,
+            } => format!("{kernel:<10} {pattern}: asked {proposer}: {outcome}"),
             Seen::Paused { kernel, reason } => format!("{kernel:<10} paused: {reason}"),
             Seen::Done { kernel, reason } => format!("{kernel:<10} done: {reason}"),
             Seen::StudyBegin {

@@ -205,6 +205,7 @@ impl<E: Evaluator> Dispatcher<E> {
                     .as_ref()
                     .filter(|l| l.kernel == kernel && &l.config == config)
                     .ok_or_else(|| anyhow!("no evidence for the commit of {name} {config}"))?;
+                let proposer = self.proposer_trailer(kernel, config);
                 let entry = &self.kernels[kernel];
                 let rewritten = match &evidence.rewritten {
                     None => None,
@@ -224,6 +225,7 @@ impl<E: Evaluator> Dispatcher<E> {
                     rewritten,
                     eval: &evidence.eval,
                     ab: evidence.ab,
+                    proposer,
                 });
                 self.ws
                     .commit(&files, &message)

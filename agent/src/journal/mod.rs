@@ -158,6 +158,20 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Typed::is_null")]
         against: Typed<Evaluation>,
     },
+    /// A question to a code-writing proposer and its answer.
+    ProposerAnswer(ProposerAnswer),
+    /// A proposal that could not be a candidate (the proposer failed, it failed the
+    /// checks before the GPU, or it repeats an earlier one): never compiled.
+    ProposalInvalid {
+        kernel: String,
+        pattern: String,
+        /// The candidate it would have been, when there was a source.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        config: Option<String>,
+        reason: String,
+    },
+    /// A notification was sent (see [`Notified`]).
+    Notified(Notified),
     /// A winner was committed on the run's branch.
     Commit {
         kernel: String,
@@ -650,8 +664,11 @@ fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+mod answers;
 mod listing;
 mod payload;
+
+pub use answers::{Notified, ProposerAnswer};
 
 pub use listing::{check_run_id, runs_by_start, started_ms};
 

@@ -12,6 +12,7 @@ fn charge(kernel: &str, config: &str, stage: Stage, s: f64) -> Charge {
         stage,
         gpu_s: s,
         wall_s: s,
+        dollars: 0.0,
     }
 }
 
@@ -110,12 +111,14 @@ fn every_event() -> Vec<Event> {
             stage: Stage::Idle,
             gpu_s: 1.5,
             wall_s: f64::NAN,
+            dollars: 0.0,
         }),
         Event::Budget {
             spent: Spend {
                 wall_s: 10.0,
                 gpu_s: 9.0,
                 dollars: 0.01,
+                proposer_dollars: 0.0,
             },
             remaining: Some(Remaining {
                 seconds: 100.0,
@@ -590,6 +593,7 @@ fn resume_summarizes_what_a_crashed_run_did() {
                 wall_s: 34.0,
                 gpu_s: 34.0,
                 dollars: 34.0 / 900.0,
+                proposer_dollars: 0.0,
             },
             remaining: None,
             breakdown: None,

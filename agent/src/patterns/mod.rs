@@ -2,7 +2,7 @@
 //! validated like kernel specs (errors name the file, the line and the key). Users add
 //! patterns without touching Rust.
 //!
-//! Four kinds of pattern:
+//! Five kinds of pattern:
 //! - `moves`: when its condition holds over the profile signals, step tunables of the
 //!   named roles in the named direction (a neighbourhood search along roles);
 //! - `rule`: how the loop chooses and drops lines of attack (`tier-order`: cheapest
@@ -13,7 +13,10 @@
 //! - `rewrite`: propose a built-in source or compiler-option rewrite of
 //!   [`crate::rewrite`] once per step, each step's parameters (`key=value,...`) with
 //!   `{expr}` values over the profile signals and the configuration's tunables
-//!   ([`Pattern::rewrite_texts`]).
+//!   ([`Pattern::rewrite_texts`]);
+//! - `proposal`: ask the code-writing proposer configured in `nightshift.toml` for a
+//!   new source, with the pattern's instruction (`[proposal] instruction`, up to
+//!   `attempts` proposals around one best). Without a proposer it is skipped.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -107,6 +110,12 @@ pub enum Body {
         /// The pattern's own rewrite (named `rewrite`, the pattern's name), when it
         /// declares one instead of naming a built-in.
         edit: Option<crate::rewrite::edit::QueryEdit>,
+    },
+    /// Ask the configured code-writing proposer (`nightshift.toml`) for a new source,
+    /// with `instruction`; up to `attempts` proposals around one best.
+    Proposal {
+        instruction: String,
+        attempts: usize,
     },
 }
 
@@ -291,6 +300,15 @@ struct RawPattern {
     rewrite: Option<Spanned<String>>,
     steps: Option<Spanned<Vec<Spanned<String>>>>,
     edit: Option<Spanned<RawEdit>>,
+    proposal: Option<Spanned<RawProposal>>,
+}
+
+/// A proposal pattern's question to the proposer.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProposal {
+    instruction: String,
+    attempts: Option<i64>,
 }
 
 /// A rewrite pattern's own rewrite: a tree-sitter query and a template.
@@ -430,6 +448,9 @@ fn parse_body(toml: &TomlText, raw: &RawPattern) -> Result<Body, SpecError> {
         unexpected(toml, raw, raw.steps.is_some(), "steps")?;
         unexpected(toml, raw, raw.edit.is_some(), "edit")?;
     }
+    if raw.kind.get_ref() != "proposal" {
+        unexpected(toml, raw, raw.proposal.is_some(), "proposal")?;
+    }
     Ok(match raw.kind.get_ref().as_str() {
         "moves" => {
             unexpected(toml, raw, raw.rule.is_some(), "rule")?;
@@ -454,15 +475,72 @@ fn parse_body(toml: &TomlText, raw: &RawPattern) -> Result<Body, SpecError> {
             parse_study(toml, raw)?
         }
         "rewrite" => rewrite::parse_rewrite(toml, raw)?,
+        "proposal" => parse_proposal(toml, raw)?,
         other => {
             return Err(toml.err(
                 Some(raw.kind.span()),
                 "kind",
                 format!(
-                    "unknown kind `{other}`; a pattern is `moves`, `rule`, `study` or `rewrite`"
+                    "unknown kind `{other}`; a pattern is `moves`, `rule`, `study`, `rewrite` or `proposal`"
                 ),
             ))
         }
+    })
+}
+
+/// The most proposals a pattern may ask for around one best.
+pub const MAX_ATTEMPTS: usize = 10;
+
+/// A `proposal` pattern: `[proposal]` with its `instruction` and `attempts`; its tier
+/// is `source` (it changes the code).
+fn parse_proposal(toml: &TomlText, raw: &RawPattern) -> Result<Body, SpecError> {
+    for (present, key) in [
+        (!raw.moves.is_empty(), "move"),
+        (raw.rule.is_some(), "rule"),
+        (raw.order.is_some(), "order"),
+        (raw.factor.is_some(), "factor"),
+        (raw.study.is_some(), "study"),
+        (raw.scale.is_some(), "scale"),
+        (raw.together.is_some(), "together"),
+    ] {
+        unexpected(toml, raw, present, key)?;
+    }
+    if raw.tier.is_some_and(|t| t != Tier::Source) {
+        return Err(toml.err(
+            Some(raw.kind.span()),
+            "tier",
+            "a `proposal` pattern changes the source: its tier is `source`",
+        ));
+    }
+    let p = raw.proposal.as_ref().ok_or_else(|| {
+        toml.err(
+            Some(raw.kind.span()),
+            "proposal",
+            "a `proposal` pattern needs a [proposal] table with the `instruction` given to the proposer",
+        )
+    })?;
+    let instruction = p.get_ref().instruction.trim().to_string();
+    if instruction.is_empty() {
+        return Err(toml.err(
+            Some(p.span()),
+            "proposal.instruction",
+            "the instruction is empty: say what the proposer is to try",
+        ));
+    }
+    let attempts = match p.get_ref().attempts {
+        None => 2,
+        Some(a) if (1..=MAX_ATTEMPTS as i64).contains(&a) => a as usize,
+        Some(a) => {
+            return Err(toml.err(
+                Some(p.span()),
+                "proposal.attempts",
+                format!("{a}: proposals around one best, 1 to {MAX_ATTEMPTS}"),
+            ))
+        }
+    };
+    Ok(Body::Proposal {
+        instruction,
+        attempts,
     })
 }
 

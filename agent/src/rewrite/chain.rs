@@ -15,6 +15,31 @@ pub fn slot(text: &str) -> &str {
     }
 }
 
+/// A proposer's source in a chain: `proposal:<digest>`, the digest of a source the
+/// spec holds in [`KernelSpec::proposals`]. It replaces the whole source (the NVRTC
+/// options the chain set before it stay).
+pub const PROPOSAL: &str = "proposal:";
+
+/// The rewrites that change only NVRTC options, which a proposal (written from the
+/// source the rest of the chain made) keeps.
+const OPTION_ONLY: [&str; 3] = ["max-registers", "fast-math", "cache-policy"];
+
+/// The chain of a proposal `digest` written from the kernel `chain` makes: the
+/// chain's option rewrites, then the proposal (its source already holds what the
+/// source rewrites did).
+pub fn proposed(chain: &[String], digest: &str) -> Vec<String> {
+    let mut out: Vec<String> = chain
+        .iter()
+        .filter(|r| {
+            let name = r.split_once(':').map_or(r.as_str(), |(n, _)| n);
+            OPTION_ONLY.contains(&name)
+        })
+        .cloned()
+        .collect();
+    out.push(format!("{PROPOSAL}{digest}"));
+    out
+}
+
 /// `chain` with `text` added: in place of the rewrite of the same kind, if the chain
 /// has one (a later `launch-bounds:min_blocks=3` replaces `min_blocks=2`, applied to
 /// the source as written), else at the end.
@@ -43,6 +68,24 @@ pub fn rewritten(
     let mut opts = spec.compile_options.clone();
     let mut names = Vec::new();
     for text in rewrites {
+        if let Some(id) = text.strip_prefix(PROPOSAL) {
+            let proposed = spec.proposals.get(id).ok_or_else(|| RewriteError::Param {
+                rewrite: text.clone(),
+                message: "no proposal of this run has this digest".into(),
+            })?;
+            if *proposed == source {
+                return Err(RewriteError::Param {
+                    rewrite: text.clone(),
+                    message: format!(
+                        "not applicable to {}: the proposal is the source as it is",
+                        spec.name
+                    ),
+                });
+            }
+            source = proposed.clone();
+            names.push(text.clone());
+            continue;
+        }
         let r = Rewrite::parse(text, &spec)?;
         match r.apply(&spec.entry, &source, &opts)? {
             Applied::Changed(v) => {

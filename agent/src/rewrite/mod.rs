@@ -12,7 +12,7 @@ mod chain;
 pub mod edit;
 pub mod tree;
 
-pub use chain::{chained, rewritten, slot, version, Change};
+pub use chain::{chained, proposed, rewritten, slot, version, Change, PROPOSAL};
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -263,6 +263,9 @@ pub struct KernelSpec {
     /// The rewrites the pattern library declares itself (a query and a template),
     /// which rewrite texts may name; given to the spec with the library.
     pub edits: Vec<crate::rewrite::edit::QueryEdit>,
+    /// Sources a code-writing proposer answered in this run, by digest, which a
+    /// candidate's `proposal:<digest>` rewrite names.
+    pub proposals: std::collections::BTreeMap<String, String>,
 }
 
 /// A candidate's kernel after source or compiler-option rewrites.

@@ -78,6 +78,7 @@ pub(super) fn validate(
         external,
         rewritten: None,
         edits: Vec::new(),
+        proposals: Default::default(),
     };
     check_baseline(ctx, &spec, &cspan)?;
     Ok(spec)

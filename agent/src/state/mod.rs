@@ -222,6 +222,9 @@ impl RunState {
             | Event::FinalComparison { .. }
             | Event::Charge(_)
             | Event::NotApplicable { .. }
+            | Event::ProposerAnswer(_)
+            | Event::ProposalInvalid { .. }
+            | Event::Notified(_)
             | Event::Pivot { .. } => {}
         }
         self.kernel_fold(&rec.event);

@@ -146,6 +146,12 @@ pub struct Recorded {
     pub seed: Option<u64>,
     /// Every charge with the record that holds it.
     pub charges: Vec<At<Charge>>,
+    /// Every question to a code-writing proposer, with its answer, in order.
+    pub answers: Vec<At<crate::journal::ProposerAnswer>>,
+    /// Proposals that could not be candidates: (kernel, pattern, candidate, reason).
+    pub invalid: Vec<NotApplied>,
+    /// The keys of the notifications already sent.
+    pub notified: Vec<String>,
     /// Decisions journaled (as their JSON, see [`decision_key`]): the seq of each
     /// copy, in order.
     pub decisions: HashMap<String, VecDeque<u64>>,
@@ -169,6 +175,7 @@ pub fn decision_key(e: &Event) -> Option<String> {
         }
         Event::Revert { .. }
         | Event::NotApplicable { .. }
+        | Event::ProposalInvalid { .. }
         | Event::Pivot { .. }
         | Event::KernelDone { .. }
         | Event::KernelPaused { .. } => serde_json::to_string(e).ok(),
@@ -316,6 +323,19 @@ impl Recorded {
                 config: config.clone(),
                 reason: reason.clone(),
             }),
+            Event::ProposerAnswer(a) => self.answers.push(At::of(seq, a.clone())),
+            Event::ProposalInvalid {
+                kernel,
+                pattern,
+                config,
+                reason,
+            } => self.invalid.push(NotApplied {
+                kernel: kernel.clone(),
+                pattern: pattern.clone(),
+                config: config.clone().unwrap_or_default(),
+                reason: reason.clone(),
+            }),
+            Event::Notified(n) => self.notified.push(n.key.clone()),
             Event::Pivot {
                 kernel,
                 pattern,

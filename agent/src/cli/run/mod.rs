@@ -45,6 +45,8 @@ fn session_options(mut opts: Options, o: &RunOptions, watchdog: Duration) -> Opt
 
 fn run_inner(a: &RunArgs, opts: Options) -> Result<i32> {
     let p = prepare(a)?;
+    // nightshift.toml (a proposer, notifications) is checked before the GPU too.
+    let settings = crate::settings::Settings::load_optional(&p.repo)?;
     let opts = session_options(opts, &p.options, p.budgets.limits.candidate_watchdog);
     let view = if a.common.json {
         View::quiet()
@@ -58,7 +60,7 @@ fn run_inner(a: &RunArgs, opts: Options) -> Result<i32> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(20);
         let fake = crate::dispatch::fake::FakeGpu::new(Duration::from_millis(ms));
-        return carry_out(a, p, fake, view);
+        return carry_out(a, p, &settings, fake, view);
     }
     // The GPU last: nothing above spent any of its time.
     let session = match Session::start(opts, view.progress()) {
@@ -70,12 +72,30 @@ fn run_inner(a: &RunArgs, opts: Options) -> Result<i32> {
             return Ok(exit::NO_GPU);
         }
     };
-    carry_out(a, p, session, view)
+    carry_out(a, p, &settings, session, view)
 }
 
 /// The run itself, on `ev`: the journal opened or started, the worktree, the loop.
-fn carry_out<E: Evaluator>(a: &RunArgs, p: Prepared, ev: E, view: View) -> Result<i32> {
+fn carry_out<E: Evaluator>(
+    a: &RunArgs,
+    p: Prepared,
+    settings: &crate::settings::Settings,
+    ev: E,
+    view: View,
+) -> Result<i32> {
     let device = ev.device_name();
+    let proposer = match settings
+        .proposer
+        .as_ref()
+        .map(crate::propose::Proposer::new)
+    {
+        None => None,
+        Some(Ok(p)) => Some(p),
+        Some(Err(e)) => {
+            ev.shutdown();
+            bail!("the proposer of {}: {e}", crate::settings::FILE_NAME);
+        }
+    };
     if let Some(r) = &p.resume {
         let recorded = RunState::from_records(&r.records)
             .device
@@ -118,6 +138,7 @@ fn carry_out<E: Evaluator>(a: &RunArgs, p: Prepared, ev: E, view: View) -> Resul
         previous,
         stop: stop.clone(),
         view: view.clone(),
+        proposer,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,0 +1,308 @@
+//! Questions to a code-writing proposer carried out: the request built from the
+//! current best's source, the spec, its profile, the pattern's instruction and the
+//! kernel's history of proposals; the answer checked before any GPU sees it, its
+//! bill charged to the ledger, the question and answer journaled (no headers, no
+//! key), and on resume answered from the journal instead of asked again.
+//!
+//! The history a proposer is told is kept here as the run goes (and rebuilt by the
+//! replay, which goes through the same steps): each proposal's outcome, its compile
+//! log, the first failing check, its verdict, and whether it was kept.
+
+use super::*;
+use crate::controller::Answer;
+use crate::journal::ProposerAnswer;
+use crate::propose::{self, PastProposal, PatternBrief, ProposalRequest, Usage};
+use crate::rewrite::PROPOSAL;
+
+/// The most of a compile log kept in a kernel's history.
+const HISTORY_LOG: usize = 16 << 10;
+
+/// One proposal in a kernel's history: its digest (None: the proposer failed) and
+/// what the next request tells of it.
+#[derive(Debug, Clone)]
+pub(super) struct Past {
+    digest: Option<String>,
+    told: PastProposal,
+}
+
+/// The digest a candidate's proposal rewrite names, if it has one (its last).
+pub(super) fn digest_of(c: &Candidate) -> Option<&str> {
+    c.rewrites
+        .iter()
+        .rev()
+        .find_map(|r| r.strip_prefix(PROPOSAL))
+}
+
+impl<E: Evaluator> Dispatcher<E> {
+    /// Asks the proposer (or the journal, on resume) and says what came back.
+    pub(super) async fn ask_proposer(
+        &mut self,
+        kernel: usize,
+        pattern: &str,
+        against: &Candidate,
+        attempt: usize,
+    ) -> Result<CEvent> {
+        let name = self.name(kernel);
+        let recorded = self
+            .replay
+            .answers
+            .get_mut(&name)
+            .filter(|q| q.front().is_some_and(|a| a.value.pattern == pattern))
+            .and_then(|q| q.pop_front());
+        let answer = match recorded {
+            Some(a) => {
+                self.replayed += 1;
+                self.consumed(a.seq)?;
+                a.value
+            }
+            None => {
+                self.go_live()?;
+                self.asked(kernel, pattern, against, attempt).await?
+            }
+        };
+        if let (Some(d), Some(s)) = (&answer.digest, &answer.source) {
+            self.kernels[kernel]
+                .spec
+                .proposals
+                .insert(d.clone(), s.clone());
+        }
+        let summary = answer
+            .explanation
+            .as_deref()
+            .or(answer.error.as_deref())
+            .and_then(|t| t.lines().find(|l| !l.trim().is_empty()))
+            .map_or_else(
+                || format!("a proposal for {pattern}"),
+                |l| propose::truncate(l.trim(), 200),
+            );
+        self.history[kernel].push(Past {
+            digest: answer.digest.clone(),
+            told: PastProposal {
+                summary: format!("{pattern} #{attempt}: {summary}"),
+                outcome: "asked".into(),
+                compile_log: None,
+                first_failing_check: None,
+                verdict: None,
+            },
+        });
+        self.view.show(Seen::Asked {
+            kernel: &name,
+            pattern,
+            proposer: &answer.proposer,
+            outcome: match (&answer.error, &answer.check) {
+                (Some(e), _) => format!("failed: {e}"),
+                (None, Some(c)) => format!("proposal_invalid: {c}"),
+                (None, None) => format!(
+                    "proposal:{} (${:.4}, {:.1} s)",
+                    answer.digest.as_deref().unwrap_or("?"),
+                    answer.usage.dollars,
+                    answer.usage.latency_s
+                ),
+            },
+        });
+        let dollars = answer.usage.dollars;
+        let reply = match (answer.source, answer.error) {
+            (Some(source), _) => Ok(Answer {
+                source,
+                checked: answer.check.map_or(Ok(()), Err),
+            }),
+            (None, e) => Err(e.unwrap_or_else(|| "no source and no error".into())),
+        };
+        Ok(CEvent::Proposed {
+            kernel,
+            pattern: pattern.to_string(),
+            answer: reply,
+            dollars,
+        })
+    }
+
+    /// Asks the proposer for real: the request, the answer checked, the bill charged
+    /// and the question journaled.
+    async fn asked(
+        &mut self,
+        kernel: usize,
+        pattern: &str,
+        against: &Candidate,
+        attempt: usize,
+    ) -> Result<ProposerAnswer> {
+        let proposer = self
+            .proposer
+            .clone()
+            .ok_or_else(|| anyhow!("a proposal pattern asked with no proposer configured"))?;
+        let (version, _) = self.version(kernel, against)?;
+        let spec = &self.kernels[kernel].spec;
+        let source = version
+            .rewritten
+            .as_ref()
+            .map_or_else(|| spec.source.clone(), |r| r.source.clone());
+        let p = self.ctl.pattern_of(pattern);
+        let brief = PatternBrief {
+            name: pattern.to_string(),
+            instruction: match p.map(|p| &p.body) {
+                Some(crate::patterns::Body::Proposal { instruction, .. }) => instruction.clone(),
+                _ => String::new(),
+            },
+            rationale: p.map(|p| p.rationale.clone()).unwrap_or_default(),
+        };
+        let req = ProposalRequest {
+            kernel: spec.name.clone(),
+            entry: spec.entry.clone(),
+            source,
+            config: against.config.0.clone(),
+            spec: propose::describe(spec),
+            signals: self
+                .ctl
+                .profile(kernel)
+                .map(|p| p.signals.clone())
+                .unwrap_or_default(),
+            pattern: brief,
+            history: self.history[kernel]
+                .iter()
+                .map(|p| p.told.clone())
+                .collect(),
+        };
+        let label = proposer.label();
+        self.status(kernel, &format!("{pattern}: asking {label}"));
+        self.charge_idle(Some(kernel))?;
+        let answered = proposer.propose(&req).await;
+        let (usage, source, explanation, error) = match answered {
+            Ok(p) => (p.usage, Some(p.source), Some(p.explanation), None),
+            Err(e) => (e.spent, None, None, Some(e.kind.to_string())),
+        };
+        let spec = &self.kernels[kernel].spec;
+        let check = source.as_ref().and_then(|s| propose::check(spec, s).err());
+        let digest = source.as_deref().map(crate::controller::proposal_digest);
+        let usage = Usage {
+            dollars: if usage.dollars.is_finite() && usage.dollars >= 0.0 {
+                usage.dollars
+            } else {
+                0.0
+            },
+            ..usage
+        };
+        // The bill first: a resume that replays the answer releases its charge.
+        self.charge(Charge {
+            kernel: Some(spec.name.clone()),
+            pattern: Some(pattern.to_string()),
+            config: None,
+            stage: Stage::Proposer,
+            gpu_s: 0.0,
+            wall_s: 0.0,
+            dollars: usage.dollars,
+        })?;
+        let answer = ProposerAnswer {
+            kernel: self.name(kernel),
+            pattern: pattern.to_string(),
+            attempt,
+            against: against.to_string(),
+            proposer: label,
+            request: serde_json::to_value(&req).unwrap_or(Value::Null),
+            source,
+            digest,
+            explanation,
+            error,
+            check,
+            usage,
+        };
+        self.write(&JEvent::ProposerAnswer(answer.clone()))?;
+        Ok(answer)
+    }
+
+    /// A proposal that could not be a candidate: shown, told next time, journaled.
+    pub(super) fn proposal_invalid(
+        &mut self,
+        kernel: usize,
+        pattern: String,
+        config: Option<Candidate>,
+        reason: String,
+    ) -> Result<()> {
+        if let Some(p) = self.history[kernel].last_mut() {
+            p.told.outcome = "proposal_invalid".into();
+            p.told.first_failing_check = Some(reason.clone());
+        }
+        self.view.show(Seen::NotApplicable {
+            kernel: &self.kernels[kernel].spec.name,
+            config: &config
+                .as_ref()
+                .map_or_else(|| format!("{pattern} (no source)"), |c| c.to_string()),
+            reason: &reason,
+        });
+        self.record(JEvent::ProposalInvalid {
+            kernel: self.name(kernel),
+            pattern,
+            config: config.map(|c| c.to_string()),
+            reason,
+        })
+    }
+
+    /// What became of a proposal's candidate, for the next request: its outcome,
+    /// compile log, first failing check and verdict (`kept` once committed).
+    pub(super) fn learned(&mut self, kernel: usize, config: &Candidate, kept: bool) {
+        let Some(digest) = digest_of(config) else {
+            return;
+        };
+        let Some(p) = self.history[kernel]
+            .iter_mut()
+            .rev()
+            .find(|p| p.digest.as_deref() == Some(digest))
+        else {
+            return;
+        };
+        if kept {
+            p.told.outcome = "kept".into();
+            return;
+        }
+        let Some(ev) = self.last.as_ref().filter(|l| &l.config == config) else {
+            return;
+        };
+        let e = &ev.eval;
+        p.told.outcome = e.outcome.name().to_string();
+        if let Outcome::CompileFailed { log } = &e.outcome {
+            p.told.compile_log = Some(propose::truncate(log, HISTORY_LOG));
+        } else if e.outcome != Outcome::Passed {
+            p.told.first_failing_check = Some(e.outcome.describe());
+        }
+        p.told.verdict = ev.ab.map(|a| {
+            format!(
+                "{} {:.3}x [{:.3}, {:.3}] against the best of its time",
+                a.verdict.as_str(),
+                a.speedup,
+                a.ci_lo,
+                a.ci_hi
+            )
+        });
+        if e.outcome == Outcome::Passed {
+            p.told.outcome = match ev.ab.map(|a| a.verdict) {
+                Some(Verdict::Fast) => "faster",
+                Some(Verdict::Slow) => "slower",
+                Some(Verdict::Same) => "same",
+                _ => "not_proven_faster",
+            }
+            .into();
+        }
+    }
+
+    /// The `Nightshift-Proposer` trailer of a candidate written by a proposer: who,
+    /// with which tokens, for how much.
+    pub(super) fn proposer_trailer(&self, kernel: usize, config: &Candidate) -> Option<String> {
+        let digest = digest_of(config)?;
+        let name = self.name(kernel);
+        let a = self
+            .state
+            .recorded
+            .answers
+            .iter()
+            .rev()
+            .find(|a| a.value.kernel == name && a.value.digest.as_deref() == Some(digest))?;
+        let u = &a.value.usage;
+        Some(format!(
+            "{}; {} input + {} output tokens{}; ${:.4}; {:.1} s",
+            a.value.proposer,
+            u.input_tokens,
+            u.output_tokens,
+            if u.estimated { " (estimated)" } else { "" },
+            u.dollars,
+            u.latency_s
+        ))
+    }
+}

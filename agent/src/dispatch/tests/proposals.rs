@@ -1,0 +1,253 @@
+//! A night with a code-writing proposer, through the dispatcher: a `command`
+//! proposer (a shell script in the test) serves answers in turn; what becomes of
+//! each is journaled and told in the next request (a refused proposal's reason, a
+//! compile log, a failed validation); a kept one is a commit of the kernel's source
+//! with a `Nightshift-Proposer` trailer; every call's bill is in the ledger; a
+//! resumed run answers the questions it asked from the journal. The evaluator's
+//! figures are made up for the decision logic only.
+
+use std::time::Duration;
+
+use super::*;
+use crate::propose::{command::CommandProposer, Proposer};
+use crate::settings::CommandSettings;
+use crate::testutil::proposal_pattern;
+
+/// The proposer's script: the n-th request (n = outcomes in its history) is saved
+/// as `req<n>.json` and answered with `answer<n>.json`, or fails when there is none;
+/// every call is counted in `calls`.
+const SCRIPT: &str = r#"dir=$(dirname "$0")
+cat > "$dir/req.tmp"
+echo x >> "$dir/calls"
+n=$(grep -o '"outcome":' "$dir/req.tmp" | wc -l | tr -d ' ')
+cp "$dir/req.tmp" "$dir/req$n.json"
+if [ -f "$dir/answer$n.json" ]; then cat "$dir/answer$n.json"; else echo "no more proposals" >&2; exit 3; fi
+"#;
+
+/// A directory with the script and its answers for the bundled softmax: a renamed
+/// entry (refused before the GPU), one that does not compile, one that fails
+/// validation, one that is faster.
+fn proposer_dir() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("serve.sh"), SCRIPT).unwrap();
+    let source = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernels/softmax/softmax.cu"),
+    )
+    .unwrap();
+    let answers = [
+        source.replacen("softmax_rows(", "softmax_v2(", 1),
+        format!("// MARK_NOCOMPILE\n{source}"),
+        format!("// MARK_BROKEN\n{source}"),
+        format!("// MARK_FAST\n{source}"),
+    ];
+    for (i, a) in answers.iter().enumerate() {
+        let body = serde_json::json!({"source": a, "explanation": format!("answer {i}")});
+        std::fs::write(d.path().join(format!("answer{i}.json")), body.to_string()).unwrap();
+    }
+    d
+}
+
+fn proposer(dir: &Path) -> Proposer {
+    Proposer::Command(CommandProposer::new(CommandSettings {
+        argv: vec!["sh".into(), dir.join("serve.sh").display().to_string()],
+        timeout: Duration::from_secs(30),
+        price_per_call: 0.05,
+    }))
+}
+
+fn marking() -> Scripted {
+    let mut ev = Scripted::new(|_, _| false, |_| false);
+    ev.marks = true;
+    ev
+}
+
+fn night(repo: &Path, reports: &Path, dir: &Path, ev: Scripted, stop: StopFlag) -> Run {
+    let library = Library {
+        patterns: vec![proposal_pattern("ask", 4)],
+    };
+    let budgets = "[run]\ngpu_hours = 10\n[price]\ndefault_per_gpu_hour = 3.0\n";
+    run_full(
+        "softmax",
+        budgets,
+        library,
+        (repo, reports),
+        ev,
+        stop,
+        Some(proposer(dir)),
+    )
+}
+
+fn answers(records: &[Record]) -> Vec<journal::ProposerAnswer> {
+    records
+        .iter()
+        .filter_map(|r| match &r.event {
+            J::ProposerAnswer(a) => Some(a.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn invalid(records: &[Record]) -> Vec<String> {
+    records
+        .iter()
+        .filter_map(|r| match &r.event {
+            J::ProposalInvalid { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn request(dir: &Path, n: usize) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join(format!("req{n}.json"))).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn a_night_with_a_proposer_keeps_the_faster_source_and_tells_it_what_failed() {
+    let repo = user_repo();
+    let reports = tempfile::tempdir().unwrap();
+    let dir = proposer_dir();
+    let r = night(
+        repo.path(),
+        reports.path(),
+        dir.path(),
+        marking(),
+        StopFlag::default(),
+    );
+    assert_eq!(r.summary.stop_reason, Some(StopReason::NothingLeft));
+
+    // Four questions around the baseline, four around the kept proposal (the script
+    // has no fifth answer: each fails).
+    let a = answers(&r.records);
+    assert_eq!(a.len(), 8, "{a:?}");
+    assert!(
+        a[0].check
+            .as_deref()
+            .unwrap()
+            .contains("defines no kernel `softmax_rows`"),
+        "{:?}",
+        a[0].check
+    );
+    assert!(a[1..4]
+        .iter()
+        .all(|x| x.check.is_none() && x.source.is_some()));
+    assert!(a[4..]
+        .iter()
+        .all(|x| x.source.is_none() && x.error.as_deref().unwrap().contains("no more proposals")));
+    assert!(a.iter().all(|x| x.proposer == "command sh"));
+    let bad = invalid(&r.records);
+    assert_eq!(bad.len(), 5, "{bad:?}");
+
+    // What failed reaches the next request: the refused entry, the compile log, the
+    // failed validation.
+    let h = &request(dir.path(), 3)["history"];
+    assert_eq!(h[0]["outcome"], "proposal_invalid", "{h}");
+    assert!(
+        h[0]["first_failing_check"]
+            .as_str()
+            .unwrap()
+            .contains("softmax"),
+        "{h}"
+    );
+    assert_eq!(h[1]["outcome"], "compile_failed", "{h}");
+    assert!(
+        h[1]["compile_log"]
+            .as_str()
+            .unwrap()
+            .contains("MARK_NOCOMPILE"),
+        "{h}"
+    );
+    assert_eq!(h[2]["outcome"], "crashed", "{h}");
+    assert!(
+        h[2]["first_failing_check"]
+            .as_str()
+            .unwrap()
+            .contains("scripted failure"),
+        "{h}"
+    );
+    let h = &request(dir.path(), 4)["history"];
+    assert_eq!(h[3]["outcome"], "kept", "{h}");
+    assert!(h[3]["verdict"].as_str().unwrap().starts_with("FAST"), "{h}");
+    // The question after the gain is asked about the kept source.
+    let after = request(dir.path(), 4);
+    assert!(after["source"].as_str().unwrap().contains("MARK_FAST"));
+
+    // The kept proposal: one commit of the kernel's source, with who wrote it.
+    let log = branch_log(repo.path());
+    assert_eq!(log.len(), 1, "{log:?}");
+    let msg = sh(repo.path(), &["log", "-1", "--format=%B", "nightshift/r1"]);
+    assert!(
+        msg.contains("Nightshift-Proposer: command sh; 0 input + 0 output tokens; $0.0500"),
+        "{msg}"
+    );
+    let show = sh(repo.path(), &["show", "--format=", "nightshift/r1"]);
+    assert!(show.contains("+// MARK_FAST"), "{show}");
+
+    // Every call is billed: 8 x $0.05 beside the GPU time.
+    let spent = r.summary.spent;
+    assert!((spent.proposer_dollars - 0.40).abs() < 1e-9, "{spent:?}");
+    assert!(spent.dollars > spent.proposer_dollars);
+    let billed: f64 = r
+        .records
+        .iter()
+        .filter_map(|x| match &x.event {
+            J::Charge(c) if c.stage == Stage::Proposer => Some(c.dollars),
+            _ => None,
+        })
+        .sum();
+    assert!((billed - 0.40).abs() < 1e-9);
+}
+
+#[test]
+fn a_resumed_night_does_not_ask_again_what_its_journal_answered() {
+    let (repo1, reports1, dir1) = (user_repo(), tempfile::tempdir().unwrap(), proposer_dir());
+    let straight = night(
+        repo1.path(),
+        reports1.path(),
+        dir1.path(),
+        marking(),
+        StopFlag::default(),
+    );
+
+    let repo = user_repo();
+    let reports = tempfile::tempdir().unwrap();
+    let dir = proposer_dir();
+    let stop = StopFlag::default();
+    let mut ev = marking();
+    // Stopped after the baseline and two candidates (the compile failure, the
+    // broken one): three questions were asked.
+    ev.stop_after = Some((3, stop.clone()));
+    let first = night(repo.path(), reports.path(), dir.path(), ev, stop);
+    assert!(matches!(
+        first.summary.stop_reason,
+        Some(StopReason::Signal { .. })
+    ));
+    let asked_before = std::fs::read_to_string(dir.path().join("calls"))
+        .unwrap()
+        .lines()
+        .count();
+    let resumed = night(
+        repo.path(),
+        reports.path(),
+        dir.path(),
+        marking(),
+        StopFlag::default(),
+    );
+    let calls = std::fs::read_to_string(dir.path().join("calls"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(
+        calls, 8,
+        "every question asked once ({asked_before} before the stop)"
+    );
+    assert_eq!(decisions(&resumed.records), decisions(&straight.records));
+    assert_eq!(branch_log(repo.path()), branch_log(repo1.path()));
+    let billed = |recs: &[Record]| -> usize {
+        recs.iter()
+            .filter(|x| matches!(&x.event, J::Charge(c) if c.stage == Stage::Proposer))
+            .count()
+    };
+    assert_eq!(billed(&resumed.records), 8);
+    assert!((resumed.summary.spent.proposer_dollars - 0.40).abs() < 1e-9);
+}
