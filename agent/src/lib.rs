@@ -19,8 +19,8 @@
 //! `bench` (one configuration validated and timed, or two compared),
 //! `sweep` (sweeps over grids of problem sizes), `check` and `gate` (the regression
 //! check and its gate), `gpu` (the only code touching CUDA, NVRTC, NVML and `unsafe`),
-//! `files`, `digest` and `table` (reading input safely, content digests, plain-text
-//! tables), `cli` (the commands: a thin file each over the modules above).
+//! `files`, `digest`, `table` and `http` (reading input safely, content digests,
+//! plain-text tables, what the HTTP clients share), `cli` (the commands: a thin file each over the modules above).
 
 pub mod bench;
 pub mod budget;
@@ -35,6 +35,7 @@ pub mod files;
 pub mod gate;
 #[allow(unsafe_code)] // the one module that touches CUDA, NVRTC and NVML
 pub mod gpu;
+pub mod http;
 pub mod journal;
 pub mod measure;
 pub mod nonfinite;

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::header::{HeaderValue, AUTHORIZATION};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -14,6 +14,7 @@ use super::{
     messages, redact, token_dollars, truncate, Proposal, ProposalError, ProposalErrorKind,
     ProposalRequest, Usage, MAX_ANSWER_BYTES, MAX_ERROR_TEXT,
 };
+use crate::http::{error_chain, read_limited, retry_after, retry_wait};
 use crate::settings::OpenAiSettings;
 
 /// Languages a fenced block may be tagged with to be taken as the kernel.
@@ -163,8 +164,7 @@ impl OpenAiProposer {
             if attempt >= attempts {
                 return Err(ProposalError::new(kind, spent(Usage::default())));
             }
-            let backoff = self.backoff.saturating_mul(1 << (attempt - 1).min(16));
-            tokio::time::sleep(wait.unwrap_or(backoff).min(self.max_wait)).await;
+            tokio::time::sleep(retry_wait(attempt, wait, self.backoff, self.max_wait)).await;
         };
         let (proposal, usage) = self.read_answer(&answer, prompt_bytes, key.as_deref());
         match proposal {
@@ -212,12 +212,7 @@ impl OpenAiProposer {
         };
         let resp = rb.send().await.map_err(transport)?;
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(resp.headers());
         if status.is_success() {
             return read_limited(resp, self.limit).await.map_err(|e| match e {
                 Some(e) => transport(e),
@@ -308,36 +303,6 @@ impl OpenAiProposer {
         };
         (result, usage)
     }
-}
-
-/// Reads a body chunk by chunk: Err(None) past `limit` bytes (nothing more is read).
-async fn read_limited(
-    mut resp: reqwest::Response,
-    limit: usize,
-) -> Result<Vec<u8>, Option<reqwest::Error>> {
-    if resp.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(None);
-    }
-    let mut out = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(Some)? {
-        if out.len() + chunk.len() > limit {
-            return Err(None);
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
-}
-
-/// An error and its causes, on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// The kernel in a model's answer: the longest fenced block tagged as CUDA or C++
