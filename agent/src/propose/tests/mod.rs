@@ -8,7 +8,6 @@ mod command;
 mod openai;
 mod request;
 mod secret;
-mod server;
 
 use std::collections::BTreeMap;
 use std::path::Path;

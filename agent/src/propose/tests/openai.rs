@@ -2,9 +2,9 @@
 
 use std::time::Instant;
 
-use super::server::{completion, http, Reply, Server};
 use super::*;
 use crate::propose::openai::extract_code;
+use crate::testutil::server::{completion, http, Reply, Server};
 
 fn answer() -> String {
     format!("Here is the kernel:\n\n```cuda\n{KERNEL}```\n\nEach row is split across CTAs.\n")

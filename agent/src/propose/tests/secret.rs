@@ -3,8 +3,8 @@
 //! into its answers, and the key is searched for in every error's message and
 //! Debug output and in every value returned.
 
-use super::server::{completion, http, Reply, Server};
 use super::*;
+use crate::testutil::server::{completion, http, Reply, Server};
 
 const VAR: &str = "NIGHTSHIFT_TEST_SECRET_KEY";
 

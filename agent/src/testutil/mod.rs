@@ -1,4 +1,7 @@
-//! Helpers shared by the crate's unit tests that need a throwaway git repository.
+//! Helpers shared by the crate's unit tests: throwaway git repositories, patterns
+//! that always apply, and ([`server`]) a scripted HTTP server on 127.0.0.1.
+
+pub mod server;
 
 use std::path::Path;
 
