@@ -14,8 +14,8 @@
 //! (what a winner commits), `vocab` (the words every stage speaks: outcomes,
 //! measurements, A/B results), `budget` (budgets.toml and the ledger), `journal` (the
 //! record a run resumes and reports from), `state` (the one fold of it), `vcs` (the
-//! run's branch and worktree), `report` (reports from that fold), `runs` (run
-//! directories), `settings` (`nightshift.toml`: the proposer and notifications),
+//! run's branch and worktree), `report` (reports from that fold), `notify` (run
+//! notifications to webhooks), `runs` (run directories), `settings` (`nightshift.toml`: the proposer and notifications),
 //! `bench` (one configuration validated and timed, or two compared),
 //! `sweep` (sweeps over grids of problem sizes), `check` and `gate` (the regression
 //! check and its gate), `gpu` (the only code touching CUDA, NVRTC, NVML and `unsafe`),
@@ -39,6 +39,7 @@ pub mod http;
 pub mod journal;
 pub mod measure;
 pub mod nonfinite;
+pub mod notify;
 pub mod patterns;
 pub mod profile;
 pub mod propose;
