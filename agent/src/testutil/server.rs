@@ -21,6 +21,8 @@ pub enum Reply {
     Echo { status: u16, prefix: String },
     /// Wait, then close without a word.
     Sleep(Duration),
+    /// Wait, then answer the inner reply (a slow server that does answer).
+    Late(Duration, Box<Reply>),
     /// 200 and `len` bytes of body, written 64 KiB at a time until the client hangs
     /// up; with or without a Content-Length saying so.
     Huge { len: usize, content_length: bool },
@@ -76,6 +78,12 @@ impl Server {
             base_url: format!("http://127.0.0.1:{port}/v1"),
             received,
         }
+    }
+
+    /// A URL on this server: `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        let origin = self.base_url.trim_end_matches("/v1");
+        format!("{origin}{path}")
     }
 
     pub fn requests(&self) -> Vec<Received> {
@@ -143,9 +151,12 @@ fn serve(conn: TcpStream, reply: &Reply, rec: &Mutex<Vec<Received>>) {
     }
     let received = Received { head, body };
     rec.lock().unwrap().push(received.clone());
-    let mut out = conn;
     // Errors writing mean the client hung up, which some tests expect.
-    let _ = match reply {
+    let _ = answer(conn, reply, &received);
+}
+
+fn answer(mut out: TcpStream, reply: &Reply, received: &Received) -> std::io::Result<()> {
+    match reply {
         Reply::Http {
             status,
             headers,
@@ -159,11 +170,15 @@ fn serve(conn: TcpStream, reply: &Reply, rec: &Mutex<Vec<Received>>) {
             std::thread::sleep(*d);
             Ok(())
         }
+        Reply::Late(d, inner) => {
+            std::thread::sleep(*d);
+            answer(out, inner, received)
+        }
         Reply::Huge {
             len,
             content_length,
         } => write_huge(&mut out, *len, *content_length),
-    };
+    }
 }
 
 fn write_reply(
