@@ -22,6 +22,7 @@ mod charges;
 mod evaluator;
 #[cfg(any(test, debug_assertions))]
 pub mod fake;
+mod notices;
 mod proposals;
 mod replay;
 mod studies;
@@ -102,6 +103,8 @@ pub struct Setup<E: Evaluator> {
     pub view: View,
     /// The code-writing proposer of `nightshift.toml`, if one is configured.
     pub proposer: Option<crate::propose::Proposer>,
+    /// Where a kernel's first gain is told (`[notify]`), if anywhere.
+    pub notifier: Option<crate::notify::Notifier>,
 }
 
 /// Evidence about the last candidate, for its commit message.
@@ -156,6 +159,12 @@ pub struct Dispatcher<E: Evaluator> {
     proposer: Option<crate::propose::Proposer>,
     /// Per kernel: its proposals so far, as the next request tells them.
     history: Vec<Vec<proposals::Past>>,
+    notifier: Option<crate::notify::Notifier>,
+    /// Notices being sent in the background, by key.
+    sending: Vec<(
+        String,
+        tokio::task::JoinHandle<Vec<crate::notify::Delivery>>,
+    )>,
 }
 
 /// Now, in milliseconds since the Unix epoch (the journal's clock).
@@ -207,6 +216,8 @@ impl<E: Evaluator> Dispatcher<E> {
             warned: vec![false; n_kernels],
             proposer: setup.proposer,
             history: vec![Vec::new(); n_kernels],
+            notifier: setup.notifier,
+            sending: Vec::new(),
         })
     }
 
@@ -415,6 +426,8 @@ impl<E: Evaluator> Dispatcher<E> {
         // (A limit stops the controller only after the final comparisons it kept room
         // for: they are actions like any other.)
         let ended = self.drive().await;
+        // The notices still on their way: what became of them is journaled.
+        let _ = self.sent(true).await;
         let (reason, stop) = match &ended {
             Ok(stop) => (stop.describe(), Some(stop.clone())),
             Err(e) => (format!("stopped by an error: {e:#}"), None),
@@ -454,6 +467,7 @@ impl<E: Evaluator> Dispatcher<E> {
     async fn drive(&mut self) -> Result<StopReason> {
         let mut pending: VecDeque<Action> = self.ctl.handle(self.now_s(), CEvent::Started).into();
         while let Some(action) = pending.pop_front() {
+            self.sent(false).await?;
             let gpu_work = matches!(
                 action,
                 Action::MeasureBaseline { .. }
@@ -518,6 +532,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 } => {
                     self.commit(kernel, &pattern, &config)?;
                     self.learned(kernel, &config, true);
+                    self.first_gain(kernel, &config)?;
                 }
                 Action::Propose {
                     kernel,

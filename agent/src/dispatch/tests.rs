@@ -183,10 +183,25 @@ fn run_with_library(
     ev: Scripted,
     stop: StopFlag,
 ) -> Run {
-    run_full(kernel, budgets_toml, library, dirs, ev, stop, None)
+    run_full(
+        kernel,
+        budgets_toml,
+        library,
+        dirs,
+        ev,
+        stop,
+        Extras::default(),
+    )
 }
 
-/// A run with a code-writing proposer, or none.
+/// What `nightshift.toml` may add to a run.
+#[derive(Default)]
+struct Extras {
+    proposer: Option<crate::propose::Proposer>,
+    notifier: Option<crate::notify::Notifier>,
+}
+
+/// A run with a code-writing proposer or webhooks, or neither.
 fn run_full(
     kernel: &str,
     budgets_toml: &str,
@@ -194,7 +209,7 @@ fn run_full(
     (repo, reports): (&Path, &Path),
     ev: Scripted,
     stop: StopFlag,
-    proposer: Option<crate::propose::Proposer>,
+    extras: Extras,
 ) -> Run {
     let id = "r1";
     let path = reports.join(id).join(journal::FILE_NAME);
@@ -250,7 +265,8 @@ fn run_full(
         previous,
         stop,
         view: View::quiet(),
-        proposer,
+        proposer: extras.proposer,
+        notifier: extras.notifier,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -1105,5 +1121,6 @@ fn every_charge_is_what_its_evaluation_timers_say_and_verify_checks_it() {
     assert!(e.contains("charged as"), "{e}");
 }
 
+mod notices;
 mod proposals;
 mod rewrites;

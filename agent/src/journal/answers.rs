@@ -44,6 +44,7 @@ pub struct ProposerAnswer {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notified {
     pub key: String,
-    /// Per webhook (its URL with the path cut): whether it was delivered.
-    pub deliveries: Vec<Value>,
+    /// Per webhook (its URL with the path cut): whether it was delivered. Empty in
+    /// the record written before sending (the intent: never sent twice).
+    pub deliveries: Vec<crate::notify::Delivery>,
 }

@@ -21,6 +21,7 @@
 //! is the caller's to keep, by [`Notice::key`].
 
 mod notice;
+mod of_run;
 
 #[cfg(test)]
 mod tests;
@@ -36,6 +37,7 @@ use crate::http::{error_chain, read_limited, retry_after, retry_wait};
 use crate::settings::{Notify, Webhook};
 
 pub use notice::{Gain, Notice, SpendLine};
+pub use of_run::{commit_gain, end_notice, gains, notify_end, spend_line};
 
 /// Attempts after the first.
 pub const DEFAULT_RETRIES: u32 = 3;

@@ -76,6 +76,8 @@ pub struct RunState {
     pub committed: BTreeMap<String, Committed>,
     /// Set when the journal ends with a `RunFinished` (not followed by `Resumed`).
     pub finished: Option<String>,
+    /// The seq of the last `RunFinished` record (the end a notification tells of).
+    pub finished_seq: Option<u64>,
     pub stop: Option<StopReason>,
     /// The last ledger snapshot recorded.
     pub last_budget: Option<Spend>,
@@ -208,6 +210,7 @@ impl RunState {
             }
             Event::Budget { spent, .. } => self.last_budget = Some(*spent),
             Event::RunFinished { reason, stop } => {
+                self.finished_seq = Some(rec.seq);
                 self.finished = Some(reason.clone());
                 self.stop.clone_from(stop);
             }

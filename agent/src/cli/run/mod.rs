@@ -139,6 +139,7 @@ fn carry_out<E: Evaluator>(
         stop: stop.clone(),
         view: view.clone(),
         proposer,
+        notifier: Some(crate::notify::Notifier::new(&settings.notify)).filter(|n| !n.is_empty()),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -150,7 +151,7 @@ fn carry_out<E: Evaluator>(
         Dispatcher::new(setup)?.run().await
     });
     let _ = std::fs::remove_file(&lock);
-    finish(a, &p.run_id, &p.repo, &wt, summary, &view)
+    finish(a, settings, &p.run_id, &p.repo, &wt, summary, &view)
 }
 
 /// The run's worktree (git's stale locks cleared, leftovers discarded) and its
@@ -252,6 +253,7 @@ fn open_journal(
 /// the summary printed, and the exit code.
 fn finish(
     a: &RunArgs,
+    settings: &crate::settings::Settings,
     run_id: &str,
     repo: &std::path::Path,
     wt: &std::path::Path,
@@ -260,6 +262,20 @@ fn finish(
 ) -> Result<i32> {
     // The report, however the run ended (its journal is complete either way).
     let report = super::report::write(&a.reports, run_id);
+    // Then the webhooks, once per end of the run (never failing it).
+    let notifier = crate::notify::Notifier::new(&settings.notify);
+    if !notifier.is_empty() {
+        let path = a.reports.join(run_id).join(journal::FILE_NAME);
+        let report_path = report
+            .as_ref()
+            .ok()
+            .and_then(|(_, files)| files.first())
+            .map(|f| f.display().to_string());
+        let error = summary.as_ref().err().map(|e| format!("{e:#}"));
+        if let Err(e) = crate::notify::notify_end(&notifier, &path, error.as_deref(), report_path) {
+            eprintln!("warning: the end of the run was not notified: {e:#}");
+        }
+    }
     // A failure once the run is under way (a journal write, git, the worker) is the
     // infrastructure's, not bad input: exit 3, and the run can be resumed.
     let summary = match summary {

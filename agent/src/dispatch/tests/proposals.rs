@@ -73,7 +73,10 @@ fn night(repo: &Path, reports: &Path, dir: &Path, ev: Scripted, stop: StopFlag) 
         (repo, reports),
         ev,
         stop,
-        Some(proposer(dir)),
+        Extras {
+            proposer: Some(proposer(dir)),
+            notifier: None,
+        },
     )
 }
 
