@@ -90,8 +90,11 @@ impl<E: Evaluator> Dispatcher<E> {
             pattern,
             proposer: &answer.proposer,
             outcome: match (&answer.error, &answer.check) {
-                (Some(e), _) => format!("failed: {e}"),
-                (None, Some(c)) => format!("proposal_invalid: {c}"),
+                (Some(_), _) => "no proposal".to_string(),
+                (None, Some(_)) => format!(
+                    "proposal:{} refused before the GPU",
+                    answer.digest.as_deref().unwrap_or("?")
+                ),
                 (None, None) => format!(
                     "proposal:{} (${:.4}, {:.1} s)",
                     answer.digest.as_deref().unwrap_or("?"),
@@ -220,11 +223,9 @@ impl<E: Evaluator> Dispatcher<E> {
             p.told.outcome = "proposal_invalid".into();
             p.told.first_failing_check = Some(reason.clone());
         }
-        self.view.show(Seen::NotApplicable {
+        self.view.show(Seen::ProposalInvalid {
             kernel: &self.kernels[kernel].spec.name,
-            config: &config
-                .as_ref()
-                .map_or_else(|| format!("{pattern} (no source)"), |c| c.to_string()),
+            pattern: &pattern,
             reason: &reason,
         });
         self.record(JEvent::ProposalInvalid {

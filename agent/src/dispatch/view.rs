@@ -74,6 +74,12 @@ pub enum Seen<'a> {
         config: &'a str,
         reason: &'a str,
     },
+    /// A proposal that cannot be a candidate.
+    ProposalInvalid {
+        kernel: &'a str,
+        pattern: &'a str,
+        reason: &'a str,
+    },
     /// A code-writing proposer answered (or the journal did).
     Asked {
         kernel: &'a str,
@@ -212,6 +218,11 @@ impl Seen<'_> {
                 config,
                 reason,
             } => format!("{kernel:<10}   not applicable: {config}: {reason}"),
+            Seen::ProposalInvalid {
+                kernel,
+                pattern,
+                reason,
+            } => format!("{kernel:<10}   {pattern}: proposal_invalid: {reason}"),
             Seen::Asked {
                 kernel,
                 pattern,

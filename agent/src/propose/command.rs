@@ -136,6 +136,8 @@ impl CommandProposer {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
+            // Its own process group: on a timeout the programs it started go too.
+            .process_group(0)
             .spawn()
             .map_err(|e| spawn_error(e.to_string()))?;
         let (Some(mut stdin), Some(stdout), Some(stderr)) =
@@ -167,6 +169,7 @@ impl CommandProposer {
             .await
             .unwrap_or(Ended::TimedOut);
         if !matches!(ended, Ended::Exited(..)) {
+            kill_group(child.id());
             let _ = child.kill().await;
         }
         writer.abort();
@@ -174,6 +177,18 @@ impl CommandProposer {
         let tail = tokio::time::timeout(Duration::from_secs(1), &mut err_reader).await;
         err_reader.abort();
         Ok((ended, tail.ok().and_then(Result::ok).unwrap_or_default()))
+    }
+}
+
+/// Kills the process group `pid` leads (the program and what it started), by the
+/// system's `kill`: no signal call of our own outside `gpu/`.
+fn kill_group(pid: Option<u32>) {
+    if let Some(pid) = pid {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

@@ -260,22 +260,26 @@ fn finish(
     summary: Result<RunSummary>,
     view: &View,
 ) -> Result<i32> {
-    // The report, however the run ended (its journal is complete either way).
-    let report = super::report::write(&a.reports, run_id);
-    // Then the webhooks, once per end of the run (never failing it).
+    // The webhooks first, once per end of the run (never failing it), so the report
+    // written next covers the whole journal, its notices included.
     let notifier = crate::notify::Notifier::new(&settings.notify);
     if !notifier.is_empty() {
         let path = a.reports.join(run_id).join(journal::FILE_NAME);
-        let report_path = report
-            .as_ref()
-            .ok()
-            .and_then(|(_, files)| files.first())
-            .map(|f| f.display().to_string());
+        let report_path = a
+            .reports
+            .join(run_id)
+            .join("report.md")
+            .display()
+            .to_string();
         let error = summary.as_ref().err().map(|e| format!("{e:#}"));
-        if let Err(e) = crate::notify::notify_end(&notifier, &path, error.as_deref(), report_path) {
+        if let Err(e) =
+            crate::notify::notify_end(&notifier, &path, error.as_deref(), Some(report_path))
+        {
             eprintln!("warning: the end of the run was not notified: {e:#}");
         }
     }
+    // The report, however the run ended (its journal is complete either way).
+    let report = super::report::write(&a.reports, run_id);
     // A failure once the run is under way (a journal write, git, the worker) is the
     // infrastructure's, not bad input: exit 3, and the run can be resumed.
     let summary = match summary {

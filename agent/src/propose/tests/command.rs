@@ -123,6 +123,38 @@ async fn a_program_past_its_timeout_is_killed() {
 }
 
 #[tokio::test]
+async fn what_the_program_started_is_killed_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("grandchild");
+    // An agent that starts a helper of its own and hangs.
+    let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+    let e = sh(&script, Duration::from_millis(500))
+        .propose(&request())
+        .await
+        .unwrap_err();
+    assert!(matches!(e.kind, ProposalErrorKind::Timeout { .. }), "{e:?}");
+    let pid = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    // Give the kill a moment to land, then the helper is gone.
+    let mut alive = true;
+    for _ in 0..50 {
+        // Gone, or a zombie no one reaped (a container's init may not): not running.
+        alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| !r.trim_start().starts_with('Z'))
+        });
+        if !alive {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive, "the helper {pid} outlived its program");
+}
+
+#[tokio::test]
 async fn endless_output_is_too_large_and_the_program_killed() {
     let t = Instant::now();
     let e = sh("exec yes '{\"source\": \"'", Duration::from_secs(30))
