@@ -46,5 +46,20 @@ pub struct Notified {
     pub key: String,
     /// Per webhook (its URL with the path cut): whether it was delivered. Empty in
     /// the record written before sending (the intent: never sent twice).
-    pub deliveries: Vec<crate::notify::Delivery>,
+    pub deliveries: Vec<Delivery>,
+}
+
+/// What became of one notice at one webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The webhook as `crate::notify::redact_url` shows it: `scheme://host[:port]/…`.
+    pub url: String,
+    /// A 2xx answer came back.
+    pub ok: bool,
+    /// POSTs made (0: none could be, see `error`).
+    pub attempts: u32,
+    /// The last answer's HTTP status; None when none came back.
+    pub status: Option<u16>,
+    /// Why the last attempt failed; None when delivered. Holds no URL.
+    pub error: Option<String>,
 }

@@ -668,7 +668,7 @@ mod answers;
 mod listing;
 mod payload;
 
-pub use answers::{Notified, ProposerAnswer};
+pub use answers::{Delivery, Notified, ProposerAnswer};
 
 pub use listing::{check_run_id, runs_by_start, started_ms};
 

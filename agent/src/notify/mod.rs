@@ -29,7 +29,6 @@ mod tests;
 use std::fmt;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -52,20 +51,8 @@ pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
 const MAX_ERROR_BODY_READ: usize = 64 << 10;
 const MAX_ERROR_BODY_KEPT: usize = 300;
 
-/// What became of one notice at one webhook.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Delivery {
-    /// The webhook as [`redact_url`] shows it: `scheme://host[:port]/…`.
-    pub url: String,
-    /// A 2xx answer came back.
-    pub ok: bool,
-    /// POSTs made (0: none could be, see `error`).
-    pub attempts: u32,
-    /// The last answer's HTTP status; None when none came back.
-    pub status: Option<u16>,
-    /// Why the last attempt failed; None when delivered. Holds no URL.
-    pub error: Option<String>,
-}
+/// What became of one notice at one webhook (journaled as it is).
+pub use crate::journal::Delivery;
 
 /// Sends notices to the configured webhooks. Cheap to clone.
 #[derive(Clone)]
