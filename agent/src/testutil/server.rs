@@ -19,6 +19,15 @@ pub enum Reply {
     },
     /// 200 with a body echoing the request's head (its headers) and `prefix`.
     Echo { status: u16, prefix: String },
+    /// A 200 chat-completions answer (see [`completion`]) whose content is `content`
+    /// with each `{head}` replaced by the request's head and each `{authorization}`
+    /// by its `Authorization` header's value: an endpoint that puts what it was
+    /// sent, the key among it, into the model's answer.
+    EchoCompletion {
+        content: String,
+        prompt_tokens: u64,
+        completion_tokens: u64,
+    },
     /// Wait, then close without a word.
     Sleep(Duration),
     /// Wait, then answer the inner reply (a slow server that does answer).
@@ -93,7 +102,16 @@ impl Server {
 
 /// A 200 chat-completions answer with `content` and the token counts.
 pub fn completion(content: &str, prompt_tokens: u64, completion_tokens: u64) -> Reply {
-    let body = serde_json::json!({
+    http(
+        200,
+        &[],
+        &completion_body(content, prompt_tokens, completion_tokens),
+    )
+}
+
+/// The body of a chat-completions answer with `content` and the token counts.
+pub fn completion_body(content: &str, prompt_tokens: u64, completion_tokens: u64) -> Vec<u8> {
+    serde_json::json!({
         "id": "chatcmpl-1",
         "object": "chat.completion",
         "model": "test-model",
@@ -107,8 +125,9 @@ pub fn completion(content: &str, prompt_tokens: u64, completion_tokens: u64) -> 
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
         },
-    });
-    http(200, &[], body.to_string().as_bytes())
+    })
+    .to_string()
+    .into_bytes()
 }
 
 pub fn http(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Reply {
@@ -165,6 +184,18 @@ fn answer(mut out: TcpStream, reply: &Reply, received: &Received) -> std::io::Re
         Reply::Echo { status, prefix } => {
             let body = format!("{prefix}{}", received.head);
             write_reply(&mut out, *status, &[], body.as_bytes())
+        }
+        Reply::EchoCompletion {
+            content,
+            prompt_tokens,
+            completion_tokens,
+        } => {
+            let content = content.replace("{head}", &received.head).replace(
+                "{authorization}",
+                &received.header("authorization").unwrap_or_default(),
+            );
+            let body = completion_body(&content, *prompt_tokens, *completion_tokens);
+            write_reply(&mut out, 200, &[], &body)
         }
         Reply::Sleep(d) => {
             std::thread::sleep(*d);
