@@ -1124,3 +1124,4 @@ fn every_charge_is_what_its_evaluation_timers_say_and_verify_checks_it() {
 mod notices;
 mod proposals;
 mod rewrites;
+mod secret;
