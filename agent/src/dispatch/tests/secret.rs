@@ -1,8 +1,9 @@
 //! Issue 17's promises about the `openai` proposer, kept over a whole night through
 //! the dispatcher against a chat-completions server in the test process (no GPU, no
 //! network): the API key is written nowhere (journal, report, git, the run's
-//! summary) even by an endpoint that echoes it back. The evaluator's figures are
-//! made up for the decision logic only.
+//! summary) even by an endpoint that echoes it back; and every answer is billed its
+//! tokens at the configured prices, to the cent. The evaluator's figures are made
+//! up for the decision logic only.
 
 use std::time::Duration;
 
@@ -42,6 +43,11 @@ fn fenced(source: &str) -> String {
 fn cut_answer(source: &str) -> String {
     let whole = String::from_utf8(completion_body(&fenced(source), 900, 700)).unwrap();
     whole[..whole.len() / 2].to_string()
+}
+
+/// Dollars for the tokens at [`PRICES`], computed here in floating point.
+fn price(input: u64, output: u64) -> f64 {
+    (input as f64 * 2.5 + output as f64 * 10.0) / 1e6
 }
 
 fn openai(server: &Server, key_var: Option<&str>) -> Proposer {
@@ -91,6 +97,17 @@ fn answers(records: &[Record]) -> Vec<journal::ProposerAnswer> {
         .iter()
         .filter_map(|r| match &r.event {
             J::ProposerAnswer(a) => Some(a.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The dollars of each proposer charge, in journal order.
+fn proposer_charges(records: &[Record]) -> Vec<f64> {
+    records
+        .iter()
+        .filter_map(|r| match &r.event {
+            J::Charge(c) if c.stage == Stage::Proposer => Some(c.dollars),
             _ => None,
         })
         .collect()
@@ -307,4 +324,98 @@ fn the_api_key_is_written_nowhere_over_a_night_an_echoing_endpoint_and_its_repor
     std::fs::write(reports.path().join("r1").join("planted.txt"), &bearer).unwrap();
     let all = everything(repo.path(), reports.path(), &r.summary);
     assert_eq!(leaks(&all, &key).len(), 1);
+}
+
+#[test]
+fn every_answer_is_billed_its_tokens_at_the_prices_through_the_ledger() {
+    let src = softmax();
+    let cut = cut_answer(&src);
+    let server = Server::start(vec![
+        Reply::Echo {
+            status: 500,
+            prefix: String::new(),
+        },
+        completion(&fenced(&format!("// tidied\n{src}")), 12_345, 6_789),
+        // Billed though it holds no code.
+        completion("I would split each row across two warps.", 1_001, 333),
+        // Not JSON: no usage, so estimated at a token per 4 bytes each way.
+        http(200, &[], cut.as_bytes()),
+        completion(&fenced(&format!("// MARK_FAST\n{src}")), 54_321, 9_876),
+        // A refusal has no usage: nothing billed.
+        Reply::Echo {
+            status: 400,
+            prefix: String::new(),
+        },
+    ]);
+    let (repo, reports) = (user_repo(), tempfile::tempdir().unwrap());
+    let r = night(repo.path(), reports.path(), openai(&server, None), ROOMY);
+    assert_eq!(
+        r.summary.stop_reason,
+        Some(StopReason::NothingLeft),
+        "{}",
+        r.summary.stop
+    );
+    let reqs = server.requests();
+    let a = answers(&r.records);
+    assert_eq!(a.len(), 8, "{a:#?}");
+    assert_eq!(reqs.len(), 9);
+    // The cut answer's request is the fourth sent (the first question was sent twice).
+    let (ei, eo) = (
+        reqs[3].body.len().div_ceil(4) as u64,
+        cut.len().div_ceil(4) as u64,
+    );
+    let mut expected = vec![
+        (12_345, 6_789, false),
+        (1_001, 333, false),
+        (ei, eo, true),
+        (54_321, 9_876, false),
+    ];
+    expected.resize(a.len(), (0, 0, false));
+    let charges = proposer_charges(&r.records);
+    assert_eq!(charges.len(), a.len(), "one charge per question");
+    for (i, (x, (input, output, estimated))) in a.iter().zip(&expected).enumerate() {
+        let u = &x.usage;
+        assert_eq!(
+            (u.input_tokens, u.output_tokens, u.estimated),
+            (*input, *output, *estimated),
+            "question {}",
+            i + 1
+        );
+        let bill = price(*input, *output);
+        assert!(
+            (u.dollars - bill).abs() < 1e-12,
+            "question {}: {u:?}",
+            i + 1
+        );
+        assert!(
+            (charges[i] - bill).abs() < 1e-12,
+            "question {}: charged {}, billed {bill}",
+            i + 1,
+            charges[i]
+        );
+    }
+    // $0.0987525 + $0.0058325 + the estimate + $0.2345625.
+    let total = 0.098_752_5 + 0.005_832_5 + price(ei, eo) + 0.234_562_5;
+    let spent = r.summary.spent;
+    assert!(
+        (spent.proposer_dollars - total).abs() < 1e-9,
+        "{spent:?} against {total}"
+    );
+    assert_eq!(
+        (spent.proposer_dollars * 100.0).round(),
+        (total * 100.0).round()
+    );
+    // The run's dollars are its GPU time at $3/h and the proposer's bill.
+    assert!(
+        (spent.dollars - (spent.gpu_s * 3.0 / 3600.0 + total)).abs() < 1e-9,
+        "{spent:?}"
+    );
+    // The kept proposal's commit says what it cost.
+    let msg = sh(repo.path(), &["log", "-1", "--format=%B", "nightshift/r1"]);
+    assert!(
+        msg.contains(
+            "Nightshift-Proposer: openai test-model; 54321 input + 9876 output tokens; $0.2346;"
+        ),
+        "{msg}"
+    );
 }
