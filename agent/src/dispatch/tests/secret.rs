@@ -1,9 +1,10 @@
 //! Issue 17's promises about the `openai` proposer, kept over a whole night through
 //! the dispatcher against a chat-completions server in the test process (no GPU, no
 //! network): the API key is written nowhere (journal, report, git, the run's
-//! summary) even by an endpoint that echoes it back; and every answer is billed its
-//! tokens at the configured prices, to the cent. The evaluator's figures are made
-//! up for the decision logic only.
+//! summary) even by an endpoint that echoes it back; every answer is billed its
+//! tokens at the configured prices, to the cent; and a dollar budget stops a run
+//! whose proposer is expensive before a question it could not pay. The evaluator's
+//! figures are made up for the decision logic only.
 
 use std::time::Duration;
 
@@ -418,4 +419,47 @@ fn every_answer_is_billed_its_tokens_at_the_prices_through_the_ledger() {
         ),
         "{msg}"
     );
+}
+
+#[test]
+fn a_dollar_budget_stops_an_expensive_proposer_before_a_question_it_cannot_pay() {
+    let src = softmax();
+    let budgets = "[run]\ndollars = 1.0\n[price]\ndefault_per_gpu_hour = 3.0\n";
+    // Tokens per answer, what that costs, and the questions $1.00 pays for: the first
+    // is asked before any bill is known; each next one at the mean bill so far.
+    for ((input, output), cost, questions) in
+        [((40_000, 50_000), 0.60, 1), ((20_000, 40_000), 0.45, 2)]
+    {
+        assert!((price(input, output) - cost).abs() < 1e-12);
+        let replies = (0..6)
+            .map(|i| completion(&fenced(&format!("// try {i}\n{src}")), input, output))
+            .collect();
+        let server = Server::start(replies);
+        let (repo, reports) = (user_repo(), tempfile::tempdir().unwrap());
+        let r = night(repo.path(), reports.path(), openai(&server, None), budgets);
+        let spent = r.summary.spent;
+        assert!(
+            matches!(r.summary.stop_reason, Some(StopReason::Dollars { .. })),
+            "${cost}: {}",
+            r.summary.stop
+        );
+        assert!(spent.dollars <= 1.0, "${cost}: {spent:?}");
+        assert_eq!(server.requests().len(), questions, "${cost}");
+        assert_eq!(answers(&r.records).len(), questions, "${cost}");
+        assert!(
+            (spent.proposer_dollars - cost * questions as f64).abs() < 1e-9,
+            "${cost}: {spent:?}"
+        );
+        // Each answer's candidate was evaluated; one more question would have broken
+        // the budget (the stop was not early).
+        let evaluated = r
+            .records
+            .iter()
+            .filter(
+                |x| matches!(&x.event, J::Evaluated { config, .. } if config.contains("proposal:")),
+            )
+            .count();
+        assert_eq!(evaluated, questions, "${cost}");
+        assert!(spent.dollars + cost > 1.0, "${cost}: {spent:?}");
+    }
 }
