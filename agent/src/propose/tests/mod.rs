@@ -5,6 +5,7 @@
 
 mod check;
 mod command;
+mod example;
 mod openai;
 mod request;
 mod secret;
