@@ -148,8 +148,9 @@ pub struct Recorded {
     pub charges: Vec<At<Charge>>,
     /// Every question to a code-writing proposer, with its answer, in order.
     pub answers: Vec<At<crate::journal::ProposerAnswer>>,
-    /// Proposals that could not be candidates: (kernel, pattern, candidate, reason).
-    pub invalid: Vec<NotApplied>,
+    /// Proposals that could not be candidates: (kernel, pattern, candidate, reason),
+    /// with the record that holds each (a report pairs it with its question).
+    pub invalid: Vec<At<NotApplied>>,
     /// The keys of the notifications already sent.
     pub notified: Vec<String>,
     /// Decisions journaled (as their JSON, see [`decision_key`]): the seq of each
@@ -329,12 +330,15 @@ impl Recorded {
                 pattern,
                 config,
                 reason,
-            } => self.invalid.push(NotApplied {
-                kernel: kernel.clone(),
-                pattern: pattern.clone(),
-                config: config.clone().unwrap_or_default(),
-                reason: reason.clone(),
-            }),
+            } => self.invalid.push(At::of(
+                seq,
+                NotApplied {
+                    kernel: kernel.clone(),
+                    pattern: pattern.clone(),
+                    config: config.clone().unwrap_or_default(),
+                    reason: reason.clone(),
+                },
+            )),
             Event::Notified(n) => self.notified.push(n.key.clone()),
             Event::Pivot {
                 kernel,
