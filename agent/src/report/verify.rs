@@ -1,6 +1,7 @@
 //! `nightshift report --verify`: the report rebuilt from the journal's raw samples
-//! and compared figure by figure, the journal's own summaries recomputed, and every
-//! evaluation's charges checked against its timers.
+//! and compared figure by figure, the journal's own summaries recomputed, every
+//! evaluation's charges checked against its timers, and every proposer's bill
+//! against the answer it paid for.
 
 use std::collections::BTreeMap;
 
@@ -70,6 +71,7 @@ pub fn verify(report: &Value, run_id: &str, records: &[Record]) -> Result<usize,
         }
     }
     checked += verify_charges(records)?;
+    checked += verify_proposer_charges(records)?;
     let rebuilt = serde_json::to_value(build(run_id, &state))
         .map_err(|e| ReportError::Journal(e.to_string()))?;
     diff(report, &rebuilt, "report", &mut checked)?;
@@ -164,6 +166,57 @@ pub(crate) fn verify_charges(records: &[Record]) -> Result<usize, ReportError> {
                 ),
                 found: format!("{} s", charged[extra]),
                 expected: "no such stage in the evaluation's timers".into(),
+            });
+        }
+    }
+    Ok(checked)
+}
+
+/// Each proposer's bill against the answer it paid for: a run charges a question
+/// right before it journals the answer, so the charge before each `proposer_answer`
+/// record must be the proposer's, of its kernel and pattern, for the dollars its
+/// usage says. Returns the figures checked.
+pub(crate) fn verify_proposer_charges(records: &[Record]) -> Result<usize, ReportError> {
+    let mut checked = 0;
+    for (i, rec) in records.iter().enumerate() {
+        let Event::ProposerAnswer(a) = &rec.event else {
+            continue;
+        };
+        let want = a.usage.dollars;
+        let label = format!(
+            "journal record {}: {} {} question {} ({})",
+            rec.seq, a.kernel, a.pattern, a.attempt, a.proposer
+        );
+        checked += 1;
+        let charge = i.checked_sub(1).and_then(|j| match &records[j].event {
+            Event::Charge(c) if c.stage == crate::budget::Stage::Proposer => Some(c),
+            _ => None,
+        });
+        let Some(c) = charge else {
+            return Err(ReportError::Differs {
+                figure: format!("{label} charged"),
+                found: "no proposer charge right before it".into(),
+                expected: format!("${want} by the answer's usage"),
+            });
+        };
+        if c.kernel.as_deref() != Some(a.kernel.as_str())
+            || c.pattern.as_deref() != Some(a.pattern.as_str())
+        {
+            return Err(ReportError::Differs {
+                figure: format!("{label} charged to"),
+                found: format!(
+                    "{} {}",
+                    c.kernel.as_deref().unwrap_or("no kernel"),
+                    c.pattern.as_deref().unwrap_or("no pattern")
+                ),
+                expected: format!("{} {}", a.kernel, a.pattern),
+            });
+        }
+        if (c.dollars - want).abs() > 1e-12 * want.abs().max(1e-12) {
+            return Err(ReportError::Differs {
+                figure: format!("{label} charged"),
+                found: format!("${}", c.dollars),
+                expected: format!("${want} by the answer's usage"),
             });
         }
     }
