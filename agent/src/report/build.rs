@@ -13,6 +13,7 @@ use crate::state::{KernelState, RunState};
 use crate::vocab::Outcome;
 
 use super::derive::{caveats, failures, lines, pattern_roi, predictions, reproduce};
+use super::proposals;
 use super::*;
 
 /// The report of run `run_id`, from its journal's fold.
@@ -58,6 +59,7 @@ pub fn build(run_id: &str, state: &RunState) -> Report {
         dollars_limit: budgets.as_ref().and_then(|b| b.run.dollars),
         by_stage: charged.by_stage,
         by_kernel: charged.by_kernel,
+        proposer: proposals::spend(rec, price, charged.gpu_s * price / 3600.0),
     };
     let pivots: Vec<Pivot> = rec
         .pivots
@@ -71,6 +73,19 @@ pub fn build(run_id: &str, state: &RunState) -> Report {
     let rewrites = rewrites(rec, &iterations);
     let mut caveats = caveats(&kernels, &iterations, &studies, machine.as_ref());
     caveats.extend(evaluation_caveats(rec));
+    // The proposer's questions and bills, beside the candidates they became.
+    let measured: Vec<(&Evaluated, &Iteration)> = iterated(rec)
+        .map(|(ev, _, _)| ev)
+        .zip(&iterations)
+        .collect();
+    let proposals = proposals::proposals(rec, &measured);
+    let mut lines = lines(&rec.proposals, &iterations, &pivots);
+    proposals::bill_lines(rec, &measured, &mut lines);
+    let mut patterns = pattern_roi(&iterations);
+    if let Some(p) = &spend.proposer {
+        proposals::bill_patterns(&mut patterns, p);
+        caveats.extend(proposals::caveats(p));
+    }
     Report {
         schema_version: SCHEMA_VERSION,
         run_id: run_id.to_string(),
@@ -85,8 +100,8 @@ pub fn build(run_id: &str, state: &RunState) -> Report {
             "did not finish: killed or crashed; `nightshift run --resume` continues it".into()
         }),
         machine,
-        lines: lines(&rec.proposals, &iterations, &pivots),
-        patterns: pattern_roi(&iterations),
+        lines,
+        patterns,
         failures: failures(&iterations),
         predictions: predictions(&rec.proposals, &iterations),
         reproduce: reproduce(
@@ -105,6 +120,7 @@ pub fn build(run_id: &str, state: &RunState) -> Report {
         studies,
         caveats,
         rewrites,
+        proposals,
     }
 }
 
@@ -138,14 +154,18 @@ impl Charged {
     }
 }
 
+/// The evaluations that are candidates of a pattern, readable: one iteration each.
+fn iterated(rec: &Recorded) -> impl Iterator<Item = (&Evaluated, &String, &Evaluation)> {
+    rec.evaluations
+        .iter()
+        .filter_map(|ev| Some((ev, ev.pattern.as_ref()?, ev.evaluation.as_ref()?)))
+}
+
 /// Every candidate the journal holds a readable evaluation of, with its verdict
 /// and what became of it.
 fn iterations(rec: &Recorded, seed: u64) -> Vec<Iteration> {
     let mut out = Vec::new();
-    for ev in &rec.evaluations {
-        let (Some(pattern), Some(e)) = (&ev.pattern, &ev.evaluation) else {
-            continue;
-        };
+    for (ev, pattern, e) in iterated(rec) {
         let mut it = Iteration {
             kernel: ev.kernel.clone(),
             pattern: pattern.clone(),
@@ -441,13 +461,18 @@ fn rewrites_of(config: &str) -> &str {
 
 /// Every rewrite candidate (one whose rewrites differ from those of the best it was
 /// measured against; knob moves of a rewritten kernel are iterations like any other),
-/// with the diff of the kept ones, then those that did not apply.
+/// with the diff of the kept ones, then those that did not apply. A proposer's
+/// sources are not among them: each is reported with its question.
 fn rewrites(rec: &Recorded, iterations: &[Iteration]) -> Vec<RewriteReport> {
     let mut out = Vec::new();
     for ev in &rec.evaluations {
         let (Some(pattern), Some(change)) = (&ev.pattern, &ev.rewritten) else {
             continue;
         };
+        // A proposer's source is reported with its question, under Proposals.
+        if proposals::digest_of(&ev.config).is_some() {
+            continue;
+        }
         let Some(it) = iterations
             .iter()
             .rev()

@@ -15,7 +15,11 @@ pub struct Side {
     pub device: String,
     pub stop: String,
     pub gpu_s: f64,
+    /// GPU time at the device's price.
     pub dollars: f64,
+    /// A code-writing proposer's bills, apart from the GPU's.
+    #[serde(default)]
+    pub proposer_dollars: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,6 +120,7 @@ pub fn compare(a: &Report, b: &Report, force: bool) -> Result<Comparison, String
         stop: r.stop.clone(),
         gpu_s: r.spend.gpu_s,
         dollars: r.spend.dollars,
+        proposer_dollars: r.spend.proposer.as_ref().map_or(0.0, |p| p.dollars),
     };
     Ok(Comparison {
         a: side(a),
@@ -157,6 +162,14 @@ pub fn render(c: &Comparison) -> String {
         c.b.gpu_s,
         c.b.dollars
     ));
+    if c.a.proposer_dollars > 0.0 || c.b.proposer_dollars > 0.0 {
+        // Apart from the GPU's cost above, never summed into it.
+        o.truncate(o.len() - 1);
+        o.push_str(&format!(
+            "| proposer cost | ${:.4} | ${:.4} |\n\n",
+            c.a.proposer_dollars, c.b.proposer_dollars
+        ));
+    }
     o.push_str("| kernel | run | best configuration | baseline µs [95% CI] | best µs [95% CI] | best vs baseline (interleaved) | GPU s |\n| --- | --- | --- | --- | --- | --- | --- |\n");
     for r in &c.rows {
         for (id, k, s) in [

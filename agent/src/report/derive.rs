@@ -49,6 +49,7 @@ pub(super) fn lines(
                 decision: String::new(),
                 gpu_s: 0.0,
                 dollars: 0.0,
+                proposer_dollars: 0.0,
             });
             commits.push(Vec::new());
         }
@@ -93,6 +94,7 @@ pub(super) fn pattern_roi(iterations: &[Iteration]) -> Vec<PatternRoi> {
             gpu_s: 0.0,
             dollars: 0.0,
             gain: 1.0,
+            proposer_dollars: 0.0,
         });
         p.candidates += 1;
         p.gpu_s += it.gpu_s;

@@ -10,6 +10,7 @@ mod build;
 pub mod compare;
 mod derive;
 pub(crate) mod plot;
+mod proposals;
 mod render;
 #[cfg(test)]
 mod tests;
@@ -29,6 +30,7 @@ use crate::vocab::Outcome;
 
 pub use build::build;
 pub use plot::plots;
+pub use proposals::{Money, ProposalReport, ProposerSpend};
 pub use render::{markdown, samples_csv};
 pub use verify::verify;
 
@@ -64,6 +66,14 @@ pub struct Report {
     /// applicable.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rewrites: Vec<RewriteReport>,
+    /// Every question to a code-writing proposer, in order, and what came of it
+    /// (its candidate is also among `iterations`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proposals: Vec<ProposalReport>,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// A rewrite candidate and what came of it.
@@ -119,6 +129,7 @@ pub struct SpendReport {
     #[serde(default)]
     pub resumes: usize,
     pub gpu_s: f64,
+    /// GPU time at the device's price; a proposer's bills are apart, in `proposer`.
     pub dollars: f64,
     pub price_per_gpu_hour: f64,
     pub wall_limit_s: Option<f64>,
@@ -129,6 +140,10 @@ pub struct SpendReport {
     /// GPU seconds by kernel (its candidates, final comparison, study and idle time);
     /// `run` for time charged to no kernel.
     pub by_kernel: BTreeMap<String, f64>,
+    /// What a code-writing proposer cost beside the GPU, and the total the dollar
+    /// budget counts (None: the run asked no proposer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposer: Option<ProposerSpend>,
 }
 
 /// A median with its 95% interval, µs.
@@ -195,7 +210,11 @@ pub struct Line {
     /// What came of it: the commits, or why nothing was kept.
     pub decision: String,
     pub gpu_s: f64,
+    /// Its GPU time at the device's price.
     pub dollars: f64,
+    /// The bills of the proposer's questions on it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub proposer_dollars: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -204,9 +223,13 @@ pub struct PatternRoi {
     pub candidates: usize,
     pub fast: usize,
     pub gpu_s: f64,
+    /// Its candidates' GPU time at the device's price.
     pub dollars: f64,
     /// Product of the speedups of its commits (1 when none).
     pub gain: f64,
+    /// The bills of the proposer's questions under it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub proposer_dollars: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

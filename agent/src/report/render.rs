@@ -27,7 +27,7 @@ fn opt<T: std::fmt::Display>(x: &Option<T>) -> String {
 }
 
 /// A Markdown table; `|` in cells is escaped.
-fn table(head: &[&str], rows: &[Vec<String>]) -> String {
+pub(super) fn table(head: &[&str], rows: &[Vec<String>]) -> String {
     let esc = |s: &str| s.replace('|', "\\|").replace('\n', " ");
     let mut out = format!("| {} |\n", head.join(" | "));
     out.push_str(&format!("|{}\n", " --- |".repeat(head.len())));
@@ -38,6 +38,15 @@ fn table(head: &[&str], rows: &[Vec<String>]) -> String {
         ));
     }
     out
+}
+
+/// GPU time and its price, and a proposer's bills beside them when there are any.
+fn cost(gpu_s: f64, dollars: f64, proposer: f64) -> String {
+    if proposer > 0.0 {
+        format!("{gpu_s:.1} s, ${dollars:.3} GPU + ${proposer:.4} proposer")
+    } else {
+        format!("{gpu_s:.1} s, ${dollars:.3}")
+    }
 }
 
 fn hours(s: f64) -> String {
@@ -68,6 +77,7 @@ pub fn markdown(r: &Report, plots: &[String]) -> String {
     }
     iterations_section(&mut o, r);
     rewrites_section(&mut o, r);
+    super::proposals::proposals_section(&mut o, r);
     patterns_section(&mut o, r);
     predictions_section(&mut o, r);
     closing_section(&mut o, r);
@@ -152,7 +162,13 @@ fn spend_section(o: &mut String, r: &Report) {
         ],
         vec![
             "dollars".into(),
-            format!("${:.2} at ${:.2}/GPU-h", s.dollars, s.price_per_gpu_hour),
+            match &s.proposer {
+                None => format!("${:.2} at ${:.2}/GPU-h", s.dollars, s.price_per_gpu_hour),
+                Some(p) => format!(
+                    "${:.4} GPU (at ${:.2}/GPU-h) + ${:.4} proposer = ${:.4}",
+                    s.dollars, s.price_per_gpu_hour, p.dollars, p.total_dollars
+                ),
+            },
             lim(s.dollars_limit, &|l| format!("${l:.2}")),
         ],
     ];
@@ -167,15 +183,36 @@ fn spend_section(o: &mut String, r: &Report) {
             crate::runs::human_duration(s.down_s)
         );
     }
+    let billed = |k: &str| -> String {
+        let m = s.proposer.as_ref().and_then(|p| p.by_kernel.get(k));
+        match m.filter(|m| m.proposer_dollars > 0.0) {
+            Some(m) => format!(" GPU + ${:.4} proposer", m.proposer_dollars),
+            None => String::new(),
+        }
+    };
     let stages: Vec<String> = s
         .by_stage
         .iter()
-        .map(|(k, v)| format!("{k} {v:.1} s"))
+        .map(|(k, v)| match &s.proposer {
+            Some(p) if k == "proposer" => {
+                format!(
+                    "{k} {v:.1} s (its bills, ${:.4}, are in dollars)",
+                    p.dollars
+                )
+            }
+            _ => format!("{k} {v:.1} s"),
+        })
         .collect();
     let kernels: Vec<String> = s
         .by_kernel
         .iter()
-        .map(|(k, v)| format!("{k} {v:.1} s (${:.3})", v * s.price_per_gpu_hour / 3600.0))
+        .map(|(k, v)| {
+            format!(
+                "{k} {v:.1} s (${:.3}{})",
+                v * s.price_per_gpu_hour / 3600.0,
+                billed(k)
+            )
+        })
         .collect();
     let _ = writeln!(
         o,
@@ -184,6 +221,7 @@ fn spend_section(o: &mut String, r: &Report) {
         kernels.join(", "),
         r.stop
     );
+    super::proposals::money_tables(o, r);
 }
 
 /// One row per kernel: baseline, best, the interleaved comparison.
@@ -249,7 +287,7 @@ fn iterations_section(o: &mut String, r: &Report) {
                     .collect::<Vec<_>>()
                     .join(", "),
                 l.decision.clone(),
-                format!("{:.1} s, ${:.3}", l.gpu_s, l.dollars),
+                cost(l.gpu_s, l.dollars, l.proposer_dollars),
             ]
         })
         .collect();
@@ -343,21 +381,37 @@ fn rewrites_section(o: &mut String, r: &Report) {
 /// What each pattern bought, the pivots, and what did not work.
 fn patterns_section(o: &mut String, r: &Report) {
     let _ = writeln!(o, "\n## Pattern ROI\n");
+    // The proposer's bills get a column of their own when the run had any.
+    let billed = r.spend.proposer.is_some();
     let rows: Vec<Vec<String>> = r
         .patterns
         .iter()
         .map(|p| {
-            vec![
+            let mut row = vec![
                 p.pattern.clone(),
                 p.candidates.to_string(),
                 p.fast.to_string(),
                 format!("{:.1} s", p.gpu_s),
                 format!("${:.3}", p.dollars),
-                format!("{:.3}x", p.gain),
-            ]
+            ];
+            if billed {
+                row.push(format!("${:.4}", p.proposer_dollars));
+            }
+            row.push(format!("{:.3}x", p.gain));
+            row
         })
         .collect();
-    o.push_str(&table(
+    let head: &[&str] = if billed {
+        &[
+            "pattern",
+            "candidates",
+            "committed",
+            "GPU time",
+            "GPU cost",
+            "proposer cost",
+            "gain bought",
+        ]
+    } else {
         &[
             "pattern",
             "candidates",
@@ -365,9 +419,9 @@ fn patterns_section(o: &mut String, r: &Report) {
             "GPU time",
             "cost",
             "gain bought",
-        ],
-        &rows,
-    ));
+        ]
+    };
+    o.push_str(&table(head, &rows));
     if !r.pivots.is_empty() {
         let _ = writeln!(o, "\nPivots:\n");
         for p in &r.pivots {
