@@ -201,6 +201,72 @@ fn a_night_with_a_proposer_keeps_the_faster_source_and_tells_it_what_failed() {
     assert!((billed - 0.40).abs() < 1e-9);
 }
 
+/// The report of such a night, from its journal: every question in order with what
+/// came of it, the kept source's diff, the proposer's bills apart from the GPU's and
+/// adding up to what the ledger spent, and `--verify` agreeing with all of it.
+#[test]
+fn the_report_of_a_night_with_a_proposer_shows_every_question_and_its_bill() {
+    let repo = user_repo();
+    let reports = tempfile::tempdir().unwrap();
+    let dir = proposer_dir();
+    let r = night(
+        repo.path(),
+        reports.path(),
+        dir.path(),
+        marking(),
+        StopFlag::default(),
+    );
+    let report = crate::report::build("r1", &crate::state::RunState::from_records(&r.records));
+    let p = &report.proposals;
+    let outcomes: Vec<&str> = p.iter().map(|q| q.outcome.as_str()).collect();
+    assert_eq!(
+        outcomes,
+        [
+            "proposal_invalid",
+            "compile_failed",
+            "crashed",
+            "passed",
+            "proposer_failed",
+            "proposer_failed",
+            "proposer_failed",
+            "proposer_failed"
+        ]
+    );
+    assert!(
+        p[0].detail.contains("defines no kernel `softmax_rows`"),
+        "{:?}",
+        p[0]
+    );
+    assert!(p[1].compile_log[0].contains("MARK_NOCOMPILE"), "{:?}", p[1]);
+    assert!(p[2].detail.contains("scripted failure"), "{:?}", p[2]);
+    assert!(p[3].decision.starts_with("kept ") && p[3].diff.contains("+// MARK_FAST"));
+    assert!(p[4..]
+        .iter()
+        .all(|q| q.detail.contains("no more proposals") && q.decision == "-"));
+    assert!(p.iter().all(|q| (q.dollars - 0.05).abs() < 1e-12));
+    // The bills, apart from the GPU's, add up to what the ledger spent.
+    let bills = report.spend.proposer.as_ref().unwrap();
+    let spent = r.summary.spent;
+    assert!(
+        (bills.dollars - spent.proposer_dollars).abs() < 1e-9,
+        "{bills:?}"
+    );
+    assert!(
+        (bills.total_dollars - spent.dollars).abs() < 1e-9,
+        "{bills:?}"
+    );
+    assert!((report.spend.dollars + bills.dollars - spent.dollars).abs() < 1e-9);
+    assert_eq!((bills.questions, bills.unanswered), (8, 0));
+    let md = crate::report::markdown(&report, &[]);
+    assert!(
+        md.contains("## Proposals") && md.contains("+// MARK_FAST"),
+        "{md}"
+    );
+    assert!(md.contains("+ $0.4000 proposer = $"), "{md}");
+    let json = serde_json::to_value(&report).unwrap();
+    crate::report::verify(&json, "r1", &r.records).unwrap();
+}
+
 #[test]
 fn a_resumed_night_does_not_ask_again_what_its_journal_answered() {
     let (repo1, reports1, dir1) = (user_repo(), tempfile::tempdir().unwrap(), proposer_dir());
@@ -253,4 +319,10 @@ fn a_resumed_night_does_not_ask_again_what_its_journal_answered() {
     };
     assert_eq!(billed(&resumed.records), 8);
     assert!((resumed.summary.spent.proposer_dollars - 0.40).abs() < 1e-9);
+    // Its report has each question once, and verifies.
+    let state = crate::state::RunState::from_records(&resumed.records);
+    let report = crate::report::build("r1", &state);
+    assert_eq!(report.proposals.len(), 8);
+    let json = serde_json::to_value(&report).unwrap();
+    crate::report::verify(&json, "r1", &resumed.records).unwrap();
 }
