@@ -284,6 +284,15 @@ impl Controller {
                 answer,
                 dollars,
             } => self.proposed(now_s, kernel, &pattern, answer, dollars, &mut out),
+            Event::Priced {
+                kernel,
+                pattern,
+                bound,
+            } => {
+                let name = self.kernels[kernel].spec.name.clone();
+                let dollars = bound.max(self.ledger.proposer_mean());
+                self.refused_spending(now_s, &name, Some(&pattern), dollars, &mut out);
+            }
         }
         out
     }

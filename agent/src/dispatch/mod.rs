@@ -540,11 +540,10 @@ impl<E: Evaluator> Dispatcher<E> {
                     against,
                     attempt,
                 } => {
-                    let event = self
+                    let next = self
                         .ask_proposer(kernel, &pattern, &against, attempt)
                         .await?;
-                    let now = self.now_s();
-                    pending.extend(self.ctl.handle(now, event));
+                    pending.extend(next);
                 }
                 Action::ProposalInvalid {
                     kernel,

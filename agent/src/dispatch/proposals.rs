@@ -34,14 +34,16 @@ pub(super) fn digest_of(c: &Candidate) -> Option<&str> {
 }
 
 impl<E: Evaluator> Dispatcher<E> {
-    /// Asks the proposer (or the journal, on resume) and says what came back.
+    /// Asks the proposer (or the journal, on resume) and hands what came back to
+    /// the controller: its next actions (a stop, when the question's bill bound
+    /// does not fit the budget and it was not sent).
     pub(super) async fn ask_proposer(
         &mut self,
         kernel: usize,
         pattern: &str,
         against: &Candidate,
         attempt: usize,
-    ) -> Result<CEvent> {
+    ) -> Result<Vec<Action>> {
         let name = self.name(kernel);
         let recorded = self
             .replay
@@ -57,7 +59,10 @@ impl<E: Evaluator> Dispatcher<E> {
             }
             None => {
                 self.go_live()?;
-                self.asked(kernel, pattern, against, attempt).await?
+                match self.asked(kernel, pattern, against, attempt).await? {
+                    Ok(a) => a,
+                    Err(stop) => return Ok(stop),
+                }
             }
         };
         if let (Some(d), Some(s)) = (&answer.digest, &answer.source) {
@@ -111,23 +116,28 @@ impl<E: Evaluator> Dispatcher<E> {
             }),
             (None, e) => Err(e.unwrap_or_else(|| "no source and no error".into())),
         };
-        Ok(CEvent::Proposed {
-            kernel,
-            pattern: pattern.to_string(),
-            answer: reply,
-            dollars,
-        })
+        let now = self.now_s();
+        Ok(self.ctl.handle(
+            now,
+            CEvent::Proposed {
+                kernel,
+                pattern: pattern.to_string(),
+                answer: reply,
+                dollars,
+            },
+        ))
     }
 
-    /// Asks the proposer for real: the request, the answer checked, the bill charged
-    /// and the question journaled.
+    /// Asks the proposer for real: the request, its bill bound admitted by the
+    /// controller (Err: the controller's stop instead), the answer checked, the bill
+    /// charged and the question journaled.
     async fn asked(
         &mut self,
         kernel: usize,
         pattern: &str,
         against: &Candidate,
         attempt: usize,
-    ) -> Result<ProposerAnswer> {
+    ) -> Result<Result<ProposerAnswer, Vec<Action>>> {
         let proposer = self
             .proposer
             .clone()
@@ -164,6 +174,19 @@ impl<E: Evaluator> Dispatcher<E> {
                 .map(|p| p.told.clone())
                 .collect(),
         };
+        let bound = proposer.bill_bound(&req);
+        let now = self.now_s();
+        let stop = self.ctl.handle(
+            now,
+            CEvent::Priced {
+                kernel,
+                pattern: pattern.to_string(),
+                bound,
+            },
+        );
+        if !stop.is_empty() {
+            return Ok(Err(stop));
+        }
         let label = proposer.label();
         self.status(kernel, &format!("{pattern}: asking {label}"));
         self.charge_idle(Some(kernel))?;
@@ -208,7 +231,7 @@ impl<E: Evaluator> Dispatcher<E> {
             usage,
         };
         self.write(&JEvent::ProposerAnswer(answer.clone()))?;
-        Ok(answer)
+        Ok(Ok(answer))
     }
 
     /// A proposal that could not be a candidate: shown, told next time, journaled.

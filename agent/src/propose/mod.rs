@@ -40,6 +40,10 @@ pub use request::{
 /// The largest answer read from a proposer (an HTTP body, a command's stdout).
 pub const MAX_ANSWER_BYTES: usize = 4 << 20;
 
+/// The answer's length assumed for a model's bill bound when `max_tokens` is not
+/// set (set it for a bound that holds whatever the model does).
+pub const ASSUMED_MAX_OUTPUT: u64 = 32_768;
+
 /// The most of a failing answer's body or a command's stderr kept in an error.
 pub const MAX_ERROR_TEXT: usize = 2048;
 
@@ -150,6 +154,24 @@ impl Proposer {
         match self {
             Proposer::OpenAi(p) => p.propose(req).await,
             Proposer::Command(p) => p.propose(req).await,
+        }
+    }
+
+    /// The most the question `req` can cost: a command's price per call; for a
+    /// model, every byte of the prompt as a token (a token covers at least a byte)
+    /// and `max_tokens` of answer ([`ASSUMED_MAX_OUTPUT`] when unset) at the prices.
+    /// What the budget must be able to pay before the question is sent.
+    pub fn bill_bound(&self, req: &ProposalRequest) -> f64 {
+        match self {
+            Proposer::Command(p) => p.settings().price_per_call.max(0.0),
+            Proposer::OpenAi(p) => {
+                let s = p.settings();
+                let (system, user) = messages(req);
+                // A few tokens of chat framing per message.
+                let prompt = (system.len() + user.len()) as u64 + 64;
+                let output = s.max_tokens.map_or(ASSUMED_MAX_OUTPUT, u64::from);
+                token_dollars(prompt, output, &s.prices)
+            }
         }
     }
 

@@ -323,6 +323,36 @@ pub(super) fn reproduce(
             out.push(format!("git worktree add /tmp/{run_id}-base {b}~{commits}"));
             base_added = true;
         }
+        if rewrites.contains(crate::rewrite::PROPOSAL) {
+            // A proposer's source exists only on the branch: each side measured apart
+            // (its options' rewrites given again; `check` reads them from tuned.toml).
+            let mut best: Vec<String> = config
+                .split_whitespace()
+                .map(|a| format!("--set {a}"))
+                .collect();
+            best.extend(
+                rewrites
+                    .split(crate::spec::REWRITE_SEPARATOR)
+                    .filter(|r| crate::rewrite::options_only(r))
+                    .map(|r| format!("--rewrite {r}")),
+            );
+            let base: Vec<String> = k
+                .baseline_config
+                .split_whitespace()
+                .map(|a| format!("--set {a}"))
+                .collect();
+            out.push(format!(
+                "nightshift bench /tmp/{run_id}/kernels/{} {}   # the kept proposal, as committed",
+                k.kernel,
+                best.join(" ")
+            ));
+            out.push(format!(
+                "nightshift bench /tmp/{run_id}-base/kernels/{} {}   # the kernel as written (measured apart: not interleaved)",
+                k.kernel,
+                base.join(" ")
+            ));
+            continue;
+        }
         let mut args: Vec<String> = config
             .split_whitespace()
             .map(|a| format!("--set {a}"))

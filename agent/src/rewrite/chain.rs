@@ -24,18 +24,17 @@ pub const PROPOSAL: &str = "proposal:";
 /// source the rest of the chain made) keeps.
 const OPTION_ONLY: [&str; 3] = ["max-registers", "fast-math", "cache-policy"];
 
+/// Whether the rewrite `text` changes only NVRTC options (not the source).
+pub fn options_only(text: &str) -> bool {
+    let name = text.split_once(':').map_or(text, |(n, _)| n);
+    OPTION_ONLY.contains(&name)
+}
+
 /// The chain of a proposal `digest` written from the kernel `chain` makes: the
 /// chain's option rewrites, then the proposal (its source already holds what the
 /// source rewrites did).
 pub fn proposed(chain: &[String], digest: &str) -> Vec<String> {
-    let mut out: Vec<String> = chain
-        .iter()
-        .filter(|r| {
-            let name = r.split_once(':').map_or(r.as_str(), |(n, _)| n);
-            OPTION_ONLY.contains(&name)
-        })
-        .cloned()
-        .collect();
+    let mut out: Vec<String> = chain.iter().filter(|r| options_only(r)).cloned().collect();
     out.push(format!("{PROPOSAL}{digest}"));
     out
 }

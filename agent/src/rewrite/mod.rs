@@ -12,7 +12,7 @@ mod chain;
 pub mod edit;
 pub mod tree;
 
-pub use chain::{chained, proposed, rewritten, slot, version, Change, PROPOSAL};
+pub use chain::{chained, options_only, proposed, rewritten, slot, version, Change, PROPOSAL};
 
 use std::collections::BTreeMap;
 use std::fmt;

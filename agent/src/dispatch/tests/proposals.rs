@@ -326,3 +326,42 @@ fn a_resumed_night_does_not_ask_again_what_its_journal_answered() {
     let json = serde_json::to_value(&report).unwrap();
     crate::report::verify(&json, "r1", &resumed.records).unwrap();
 }
+
+#[test]
+fn a_question_whose_bill_could_pass_the_budget_is_not_sent() {
+    // $0.50 in all, a proposer that charges $0.60 a call: the first question's bound
+    // ($0.60) does not fit, whatever the (empty) mean says, so it is never asked.
+    let repo = user_repo();
+    let reports = tempfile::tempdir().unwrap();
+    let dir = proposer_dir();
+    let expensive = Proposer::Command(CommandProposer::new(CommandSettings {
+        argv: vec![
+            "sh".into(),
+            dir.path().join("serve.sh").display().to_string(),
+        ],
+        timeout: Duration::from_secs(30),
+        price_per_call: 0.60,
+    }));
+    let r = run_full(
+        "softmax",
+        "[run]\ndollars = 0.5\n[price]\ndefault_per_gpu_hour = 3.0\n",
+        Library {
+            patterns: vec![proposal_pattern("ask", 4)],
+        },
+        (repo.path(), reports.path()),
+        marking(),
+        StopFlag::default(),
+        Extras {
+            proposer: Some(expensive),
+            notifier: None,
+        },
+    );
+    assert!(
+        matches!(r.summary.stop_reason, Some(StopReason::Dollars { .. })),
+        "{:?}",
+        r.summary.stop_reason
+    );
+    assert!(!dir.path().join("calls").exists(), "the proposer was asked");
+    assert!(answers(&r.records).is_empty());
+    assert!(r.summary.spent.dollars <= 0.5);
+}
