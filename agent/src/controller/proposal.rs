@@ -104,12 +104,24 @@ impl Controller {
                     config: best.config.clone(),
                     rewrites: proposed(&best.rewrites, &digest),
                 };
-                k.spec.proposals.insert(digest, source);
+                // The source the proposer was shown: the best's, its rewrites applied.
+                let shown = crate::rewrite::version(&k.spec, &best.rewrites)
+                    .ok()
+                    .and_then(|(v, _)| v.rewritten.map(|r| r.source))
+                    .unwrap_or_else(|| k.spec.source.clone());
+                let same = shown == source;
+                let fresh = k.spec.proposals.insert(digest.clone(), source).is_none();
                 let why = if k.tried.contains(&c) {
                     Err("the same source as an earlier proposal".to_string())
+                } else if same {
+                    Err("the proposal is the source it was given, unchanged".to_string())
                 } else {
                     checked.and_then(|()| self.applies(kernel, &c))
                 };
+                if why.is_err() && fresh {
+                    // Only a candidate's source is kept (an answer may be MiBs).
+                    self.kernels[kernel].spec.proposals.remove(&digest);
+                }
                 match why {
                     Ok(()) => {
                         if let Some(a) = self.kernels[kernel]

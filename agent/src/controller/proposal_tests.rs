@@ -178,7 +178,7 @@ fn an_answer_that_cannot_be_a_candidate_is_recorded_and_the_next_question_follow
     // The source as it is: nothing to measure.
     let a = answer(&mut c, Ok(spec().source), 0.0);
     assert!(
-        matches!(&a[0], Action::ProposalInvalid { reason, .. } if reason.contains("source as it is")),
+        matches!(&a[0], Action::ProposalInvalid { reason, .. } if reason.contains("unchanged")),
         "{a:?}"
     );
     // Three questions around one best: the pattern has nothing left.
@@ -258,4 +258,41 @@ fn the_proposers_bill_counts_toward_the_patterns_roi() {
         "{a:?}"
     );
     assert!(asked(&a).is_none(), "{a:?}");
+}
+
+#[test]
+fn the_source_it_was_shown_handed_back_is_refused_when_the_best_is_rewritten() {
+    // The best carries a source rewrite: the proposer is shown the rewritten source,
+    // and handing it back unchanged is no proposal (not a comparison of the kernel
+    // with itself).
+    let mut patterns = vec![crate::testutil::rewrite_pattern(
+        "lb",
+        "launch-bounds",
+        &["min_blocks=2"],
+    )];
+    patterns.push(proposal_pattern("ask", 2));
+    let mut c = controller(patterns);
+    let a = started(&mut c);
+    let lb = evaluate_of(&a).expect("the rewrite first");
+    let a = c.handle(
+        3.0,
+        Event::Evaluated {
+            kernel: 0,
+            config: lb.clone(),
+            result: result(Verdict::Fast),
+        },
+    );
+    assert_eq!(asked(&a).map(|x| x.0), Some(lb.clone()), "{a:?}");
+    let shown = crate::rewrite::version(&spec(), &lb.rewrites)
+        .unwrap()
+        .0
+        .rewritten
+        .unwrap()
+        .source;
+    let a = answer(&mut c, Ok(shown), 0.0);
+    assert!(
+        matches!(&a[0], Action::ProposalInvalid { reason, .. } if reason.contains("unchanged")),
+        "{a:?}"
+    );
+    assert!(evaluate_of(&a).is_none(), "{a:?}");
 }

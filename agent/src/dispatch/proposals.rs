@@ -12,25 +12,32 @@ use super::*;
 use crate::controller::Answer;
 use crate::journal::ProposerAnswer;
 use crate::propose::{self, PastProposal, PatternBrief, ProposalRequest, Usage};
-use crate::rewrite::PROPOSAL;
 
 /// The most of a compile log kept in a kernel's history.
 const HISTORY_LOG: usize = 16 << 10;
 
-/// One proposal in a kernel's history: its digest (None: the proposer failed) and
-/// what the next request tells of it.
+/// One proposal in a kernel's history: the candidate it became (None: the
+/// proposer failed) and what the next request tells of it.
 #[derive(Debug, Clone)]
 pub(super) struct Past {
-    digest: Option<String>,
+    candidate: Option<String>,
     told: PastProposal,
 }
 
-/// The digest a candidate's proposal rewrite names, if it has one (its last).
-pub(super) fn digest_of(c: &Candidate) -> Option<&str> {
-    c.rewrites
-        .iter()
-        .rev()
-        .find_map(|r| r.strip_prefix(PROPOSAL))
+/// The candidate (as displayed) that the answer `digest` to a question written
+/// from `against` (a candidate's display) becomes: the controller's rule,
+/// [`crate::rewrite::proposed`]. Later candidates built on it carry its rewrite
+/// too; only this one is the proposal itself.
+pub(super) fn answer_candidate(against: &str, digest: &str) -> String {
+    let mut parts = against.split(crate::spec::REWRITE_SEPARATOR);
+    let config = parts.next().unwrap_or("");
+    let chain: Vec<String> = parts.map(str::to_string).collect();
+    let mut out = config.to_string();
+    for r in crate::rewrite::proposed(&chain, digest) {
+        out.push_str(crate::spec::REWRITE_SEPARATOR);
+        out.push_str(&r);
+    }
+    out
 }
 
 impl<E: Evaluator> Dispatcher<E> {
@@ -65,7 +72,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 }
             }
         };
-        if let (Some(d), Some(s)) = (&answer.digest, &answer.source) {
+        if let (Some(d), Some(s), None) = (&answer.digest, &answer.source, &answer.check) {
             self.kernels[kernel]
                 .spec
                 .proposals
@@ -81,7 +88,10 @@ impl<E: Evaluator> Dispatcher<E> {
                 |l| propose::truncate(l.trim(), 200),
             );
         self.history[kernel].push(Past {
-            digest: answer.digest.clone(),
+            candidate: answer
+                .digest
+                .as_deref()
+                .map(|d| answer_candidate(&answer.against, d)),
             told: PastProposal {
                 summary: format!("{pattern} #{attempt}: {summary}"),
                 outcome: "asked".into(),
@@ -262,13 +272,11 @@ impl<E: Evaluator> Dispatcher<E> {
     /// What became of a proposal's candidate, for the next request: its outcome,
     /// compile log, first failing check and verdict (`kept` once committed).
     pub(super) fn learned(&mut self, kernel: usize, config: &Candidate, kept: bool) {
-        let Some(digest) = digest_of(config) else {
-            return;
-        };
+        let name = config.to_string();
         let Some(p) = self.history[kernel]
             .iter_mut()
             .rev()
-            .find(|p| p.digest.as_deref() == Some(digest))
+            .find(|p| p.candidate.as_deref() == Some(name.as_str()))
         else {
             return;
         };
@@ -309,15 +317,15 @@ impl<E: Evaluator> Dispatcher<E> {
     /// The `Nightshift-Proposer` trailer of a candidate written by a proposer: who,
     /// with which tokens, for how much.
     pub(super) fn proposer_trailer(&self, kernel: usize, config: &Candidate) -> Option<String> {
-        let digest = digest_of(config)?;
         let name = self.name(kernel);
-        let a = self
-            .state
-            .recorded
-            .answers
-            .iter()
-            .rev()
-            .find(|a| a.value.kernel == name && a.value.digest.as_deref() == Some(digest))?;
+        let shown = config.to_string();
+        let a = self.state.recorded.answers.iter().rev().find(|a| {
+            a.value.kernel == name
+                && a.value
+                    .digest
+                    .as_deref()
+                    .is_some_and(|d| answer_candidate(&a.value.against, d) == shown)
+        })?;
         let u = &a.value.usage;
         Some(format!(
             "{}; {} input + {} output tokens{}; ${:.4}; {:.1} s",

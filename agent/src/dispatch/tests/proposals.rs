@@ -365,3 +365,79 @@ fn a_question_whose_bill_could_pass_the_budget_is_not_sent() {
     assert!(answers(&r.records).is_empty());
     assert!(r.summary.spent.dollars <= 0.5);
 }
+
+#[test]
+fn later_candidates_built_on_a_kept_proposal_do_not_rewrite_what_it_is_told() {
+    // After the kept proposal, knob moves around it carry its `proposal:` rewrite;
+    // the next pattern's request still says the proposal was kept.
+    let repo = user_repo();
+    let reports = tempfile::tempdir().unwrap();
+    let dir = proposer_dir();
+    let moves = vec![crate::patterns::Move {
+        role: crate::spec::Role::Block,
+        direction: crate::patterns::Direction::Any,
+    }];
+    let mut block = crate::testutil::pattern(
+        "block-size",
+        crate::patterns::Tier::Source,
+        crate::patterns::Body::Moves(moves),
+    );
+    block.priority = -1;
+    let mut ask2 = proposal_pattern("ask2", 1);
+    ask2.priority = -2;
+    let library = Library {
+        patterns: vec![proposal_pattern("ask", 4), block, ask2],
+    };
+    let r = run_full(
+        "softmax",
+        "[run]\ngpu_hours = 10\n[price]\ndefault_per_gpu_hour = 3.0\n",
+        library,
+        (repo.path(), reports.path()),
+        marking(),
+        StopFlag::default(),
+        Extras {
+            proposer: Some(proposer(dir.path())),
+            notifier: None,
+        },
+    );
+    assert_eq!(r.summary.stop_reason, Some(StopReason::NothingLeft));
+    let moved = r
+        .records
+        .iter()
+        .filter(|x| matches!(&x.event, J::Evaluated { pattern: Some(p), .. } if p == "block-size"))
+        .count();
+    assert!(moved > 0, "knob moves ran around the kept proposal");
+    let asked_after = |name: &str| {
+        r.records
+            .iter()
+            .position(|x| matches!(&x.event, J::ProposerAnswer(a) if a.pattern == name))
+    };
+    let first_move = r
+        .records
+        .iter()
+        .position(
+            |x| matches!(&x.event, J::Evaluated { pattern: Some(p), .. } if p == "block-size"),
+        )
+        .unwrap();
+    let seq: Vec<String> = r
+        .records
+        .iter()
+        .filter_map(|x| match &x.event {
+            J::ProposerAnswer(a) => Some(format!("ask {}", a.pattern)),
+            J::Evaluated {
+                pattern, config, ..
+            } => Some(format!("eval {pattern:?} {config}")),
+            J::Commit { config, .. } => Some(format!("commit {config}")),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        asked_after("ask2").unwrap() > first_move,
+        "ask2 asks after the moves: {seq:#?}"
+    );
+    // ask2's question is the ninth: its history tells the fourth as kept.
+    let last = answers(&r.records).len() - 1;
+    let h = &request(dir.path(), last)["history"];
+    assert_eq!(h[3]["outcome"], "kept", "{h}");
+    assert!(h[3]["verdict"].as_str().unwrap().starts_with("FAST"), "{h}");
+}
