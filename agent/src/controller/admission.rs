@@ -112,16 +112,22 @@ impl Controller {
     }
 
     /// [`Controller::refused`] for work that also spends `dollars` beside GPU time
-    /// (a question to the proposer, then its candidate).
+    /// and holds the GPU `wait_s` more (a question to the proposer, then its
+    /// candidate).
     pub(super) fn refused_spending(
         &mut self,
         now_s: f64,
         kernel: &str,
         pattern: Option<&str>,
-        dollars: f64,
+        (dollars, wait_s): (f64, f64),
         out: &mut Vec<Action>,
     ) -> bool {
-        let projected = self.ledger.project(kernel, pattern, 1) + self.finals_owed_s(None);
+        let wait_s = if wait_s.is_finite() {
+            wait_s.max(0.0)
+        } else {
+            f64::INFINITY
+        };
+        let projected = self.ledger.project(kernel, pattern, 1) + wait_s + self.finals_owed_s(None);
         match self
             .ledger
             .admit_spending(&self.budgets, projected, dollars, now_s)

@@ -52,13 +52,15 @@ pub enum Event {
         answer: Result<Answer, String>,
         dollars: f64,
     },
-    /// The question asked for is written: the most it can cost (`bound`, dollars).
-    /// Answered with nothing (send it) or a stop: the budget must be able to pay
-    /// the larger of the bound and the mean bill so far.
+    /// The question asked for is written: the most it can cost (`bound`, dollars)
+    /// and the longest it can hold the GPU idle (`wait_s`). Answered with nothing
+    /// (send it) or a stop: the budget must be able to pay the larger of the bound
+    /// and the mean bill so far, and hold the wait beside the candidate's time.
     Priced {
         kernel: usize,
         pattern: String,
         bound: f64,
+        wait_s: f64,
     },
     /// A resumed run's replay of its journal ended: the work asked for last was
     /// admitted on the ledger and clock of the moment it was first asked for; it is

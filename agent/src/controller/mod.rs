@@ -288,10 +288,11 @@ impl Controller {
                 kernel,
                 pattern,
                 bound,
+                wait_s,
             } => {
                 let name = self.kernels[kernel].spec.name.clone();
                 let dollars = bound.max(self.ledger.proposer_mean());
-                self.refused_spending(now_s, &name, Some(&pattern), dollars, &mut out);
+                self.refused_spending(now_s, &name, Some(&pattern), (dollars, wait_s), &mut out);
             }
         }
         out
@@ -313,7 +314,7 @@ impl Controller {
             Some(Asked::Propose(kernel, pattern)) => {
                 let name = self.kernels[kernel].spec.name.clone();
                 let dollars = self.ledger.proposer_mean();
-                self.refused_spending(now_s, &name, Some(&pattern), dollars, out);
+                self.refused_spending(now_s, &name, Some(&pattern), (dollars, 0.0), out);
             }
             Some(Asked::StudyPoint(kernel)) => {
                 if let Err(reason) = self.study_admit(now_s, kernel) {

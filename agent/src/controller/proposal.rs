@@ -64,7 +64,7 @@ impl Controller {
         }
         let name = self.kernels[kernel].spec.name.clone();
         let dollars = self.ledger.proposer_mean();
-        if self.refused_spending(now_s, &name, Some(&pattern), dollars, out) {
+        if self.refused_spending(now_s, &name, Some(&pattern), (dollars, 0.0), out) {
             return;
         }
         let k = &mut self.kernels[kernel];

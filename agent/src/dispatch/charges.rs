@@ -58,7 +58,7 @@ impl<E: Evaluator> Dispatcher<E> {
     /// Charges the wall time since the last charge that no stage accounted for: the
     /// GPU was held all the same.
     pub(super) fn charge_idle(&mut self, kernel: Option<usize>) -> Result<()> {
-        let now = self.clock.elapsed().as_secs_f64();
+        let now = self.clock.elapsed_s();
         let idle = now - self.accounted_s;
         self.accounted_s = now;
         if idle <= 0.0 {

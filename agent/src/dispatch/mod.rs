@@ -73,6 +73,28 @@ pub struct KernelEntry {
     pub rel_dir: PathBuf,
 }
 
+/// The dispatcher's clock: real time, or (for tests of the loop's decisions whose
+/// figures are made up) a clock that stands still, so that no decision depends on
+/// how fast the test machine is.
+#[derive(Debug, Clone, Copy)]
+pub enum Clock {
+    Real(Instant),
+    Frozen,
+}
+
+impl Clock {
+    pub fn real() -> Clock {
+        Clock::Real(Instant::now())
+    }
+
+    fn elapsed_s(&self) -> f64 {
+        match self {
+            Clock::Real(t) => t.elapsed().as_secs_f64(),
+            Clock::Frozen => 0.0,
+        }
+    }
+}
+
 /// A stop requested from outside (SIGINT, SIGTERM): honoured before the next
 /// candidate starts, so the one in flight is finished and journaled.
 #[derive(Debug, Clone, Default)]
@@ -105,6 +127,8 @@ pub struct Setup<E: Evaluator> {
     pub proposer: Option<crate::propose::Proposer>,
     /// Where a kernel's first gain is told (`[notify]`), if anywhere.
     pub notifier: Option<crate::notify::Notifier>,
+    /// [`Clock::real`] but in tests.
+    pub clock: Clock,
 }
 
 /// Evidence about the last candidate, for its commit message.
@@ -129,7 +153,7 @@ pub struct Dispatcher<E: Evaluator> {
     device: String,
     stop: StopFlag,
     view: View,
-    clock: Instant,
+    clock: Clock,
     /// Wall seconds from the run's start to when this process took it over (the
     /// time the daemon was down included: the night passes all the same).
     wall_offset_s: f64,
@@ -204,7 +228,7 @@ impl<E: Evaluator> Dispatcher<E> {
             device,
             stop: setup.stop,
             view: setup.view,
-            clock: Instant::now(),
+            clock: setup.clock,
             accounted_s: 0.0,
             last: None,
             proposed: None,
@@ -230,7 +254,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 _ => 0.0,
             };
         }
-        self.wall_offset_s + self.clock.elapsed().as_secs_f64()
+        self.wall_offset_s + self.clock.elapsed_s()
     }
 
     /// Journals `event` and folds it into the run's state: the one way a record is
@@ -279,13 +303,22 @@ impl<E: Evaluator> Dispatcher<E> {
                 self.replay.finals.contains_key(&self.name(*kernel))
             }
             Action::Propose {
-                kernel, pattern, ..
+                kernel,
+                pattern,
+                against,
+                attempt,
             } => self
                 .replay
                 .answers
                 .get(&self.name(*kernel))
-                .and_then(|q| q.front())
-                .is_some_and(|a| &a.value.pattern == pattern),
+                .is_some_and(|q| {
+                    let shown = against.to_string();
+                    q.iter().any(|a| {
+                        &a.value.pattern == pattern
+                            && a.value.attempt == *attempt
+                            && a.value.against == shown
+                    })
+                }),
             _ => true,
         }
     }
@@ -458,7 +491,7 @@ impl<E: Evaluator> Dispatcher<E> {
             dollars: spent.dollars,
             evaluated: self.evaluated,
             replayed: self.replayed,
-            wall_s: self.clock.elapsed().as_secs_f64(),
+            wall_s: self.clock.elapsed_s(),
             gpu_busy_s: self.gpu_busy_s,
             overrun_s: wall_limit.map_or(0.0, |l| (self.now_s() - l).max(0.0)),
         })

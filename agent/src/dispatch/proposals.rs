@@ -52,12 +52,13 @@ impl<E: Evaluator> Dispatcher<E> {
         attempt: usize,
     ) -> Result<Vec<Action>> {
         let name = self.name(kernel);
-        let recorded = self
-            .replay
-            .answers
-            .get_mut(&name)
-            .filter(|q| q.front().is_some_and(|a| a.value.pattern == pattern))
-            .and_then(|q| q.pop_front());
+        let shown = against.to_string();
+        let recorded = self.replay.answers.get_mut(&name).and_then(|q| {
+            let i = q.iter().position(|a| {
+                a.value.pattern == pattern && a.value.attempt == attempt && a.value.against == shown
+            })?;
+            q.remove(i)
+        });
         let answer = match recorded {
             Some(a) => {
                 self.replayed += 1;
@@ -192,6 +193,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 kernel,
                 pattern: pattern.to_string(),
                 bound,
+                wait_s: proposer.wait_bound_s(),
             },
         );
         if !stop.is_empty() {

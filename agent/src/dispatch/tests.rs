@@ -199,6 +199,8 @@ fn run_with_library(
 struct Extras {
     proposer: Option<crate::propose::Proposer>,
     notifier: Option<crate::notify::Notifier>,
+    /// The clock stands still: decisions do not depend on the machine's speed.
+    frozen: bool,
 }
 
 /// A run with a code-writing proposer or webhooks, or neither.
@@ -267,6 +269,11 @@ fn run_full(
         view: View::quiet(),
         proposer: extras.proposer,
         notifier: extras.notifier,
+        clock: if extras.frozen {
+            Clock::Frozen
+        } else {
+            Clock::real()
+        },
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -559,6 +566,34 @@ fn folded_work(records: &[Record], budgets_toml: &str) -> crate::budget::Ledger 
     folded(&work, budgets_toml)
 }
 
+/// [`run_with`] on a clock that stands still: no idle time is charged, so the
+/// journal (its records and the decisions the budget allows) does not depend on
+/// how loaded the test machine is.
+fn run_frozen(
+    kernel: &str,
+    budgets_toml: &str,
+    repo: &Path,
+    reports: &Path,
+    ev: Scripted,
+    stop: StopFlag,
+) -> Run {
+    let library =
+        Library::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../patterns")).unwrap();
+    let extras = Extras {
+        frozen: true,
+        ..Extras::default()
+    };
+    run_full(
+        kernel,
+        budgets_toml,
+        library,
+        (repo, reports),
+        ev,
+        stop,
+        extras,
+    )
+}
+
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
 }
@@ -571,7 +606,7 @@ fn close(a: f64, b: f64) -> bool {
 fn killed_at_every_record(budgets_toml: &str, step: usize) -> Run {
     let straight_repo = user_repo();
     let straight_reports = tempfile::tempdir().unwrap();
-    let straight = run_with(
+    let straight = run_frozen(
         "softmax",
         budgets_toml,
         straight_repo.path(),
@@ -592,7 +627,7 @@ fn killed_at_every_record(budgets_toml: &str, step: usize) -> Run {
         let what = format!("cut after record {cut}");
         let repo = user_repo();
         let reports = tempfile::tempdir().unwrap();
-        run_with(
+        run_frozen(
             "softmax",
             budgets_toml,
             repo.path(),
@@ -613,7 +648,7 @@ fn killed_at_every_record(budgets_toml: &str, step: usize) -> Run {
             .collect();
         std::fs::write(&path, format!("{kept}{torn}")).unwrap();
 
-        let resumed = run_with(
+        let resumed = run_frozen(
             "softmax",
             budgets_toml,
             repo.path(),

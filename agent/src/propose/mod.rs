@@ -175,6 +175,21 @@ impl Proposer {
         }
     }
 
+    /// The longest a question can hold the GPU idle: a command's timeout; a
+    /// model's timeout per attempt, every attempt, and the longest wait between
+    /// them. The budget must hold this much GPU time too before it is sent.
+    pub fn wait_bound_s(&self) -> f64 {
+        match self {
+            Proposer::Command(p) => p.settings().timeout.as_secs_f64(),
+            Proposer::OpenAi(p) => {
+                let s = p.settings();
+                let attempts = f64::from(s.retries + 1);
+                attempts * s.timeout.as_secs_f64()
+                    + f64::from(s.retries) * p.max_wait().as_secs_f64()
+            }
+        }
+    }
+
     /// `openai <model>` or `command <program>`: for a commit's `Nightshift-Proposer`
     /// trailer and the report (no URL, no key).
     pub fn label(&self) -> String {

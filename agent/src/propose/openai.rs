@@ -20,6 +20,9 @@ use crate::settings::OpenAiSettings;
 /// Languages a fenced block may be tagged with to be taken as the kernel.
 const FENCE_LANGUAGES: [&str; 7] = ["cuda", "cu", "c++", "cpp", "cxx", "c", ""];
 
+/// The longest wait between two attempts (a `Retry-After` is honoured up to it).
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
 /// A client for one configured endpoint. Holds no key: the key is read from its
 /// environment variable for each call.
 #[derive(Debug, Clone)]
@@ -53,7 +56,7 @@ impl OpenAiProposer {
             settings,
             client,
             backoff: Duration::from_secs(1),
-            max_wait: Duration::from_secs(60),
+            max_wait: MAX_WAIT,
             limit: MAX_ANSWER_BYTES,
         })
     }
@@ -78,6 +81,11 @@ impl OpenAiProposer {
             self.client = c;
         }
         self
+    }
+
+    /// The longest wait between two attempts.
+    pub fn max_wait(&self) -> Duration {
+        self.max_wait
     }
 
     pub fn settings(&self) -> &OpenAiSettings {

@@ -158,6 +158,7 @@ impl RunState {
                 self.device = Some(device.clone());
                 self.resumes += 1;
                 self.finished = None;
+                self.finished_seq = None;
                 self.stop = None;
                 // Journals before `down_s` was recorded: from the last record.
                 let gap = self

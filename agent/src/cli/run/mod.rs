@@ -140,6 +140,7 @@ fn carry_out<E: Evaluator>(
         view: view.clone(),
         proposer,
         notifier: Some(crate::notify::Notifier::new(&settings.notify)).filter(|n| !n.is_empty()),
+        clock: crate::dispatch::Clock::real(),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -150,8 +151,11 @@ fn carry_out<E: Evaluator>(
         tokio::spawn(watch_signals(stop, run_id));
         Dispatcher::new(setup)?.run().await
     });
+    // The lock is held until the end is notified and the report written: both
+    // append to or read the journal.
+    let done = finish(a, settings, &p.run_id, &p.repo, &wt, summary, &view);
     let _ = std::fs::remove_file(&lock);
-    finish(a, settings, &p.run_id, &p.repo, &wt, summary, &view)
+    done
 }
 
 /// The run's worktree (git's stale locks cleared, leftovers discarded) and its

@@ -41,6 +41,7 @@ fn with_webhook(repo: &Path, reports: &Path, server: &Server) -> Run {
         Extras {
             proposer: None,
             notifier: Some(notifier(server)),
+            frozen: false,
         },
     )
 }

@@ -76,6 +76,7 @@ fn night(repo: &Path, reports: &Path, dir: &Path, ev: Scripted, stop: StopFlag) 
         Extras {
             proposer: Some(proposer(dir)),
             notifier: None,
+            frozen: false,
         },
     )
 }
@@ -354,6 +355,7 @@ fn a_question_whose_bill_could_pass_the_budget_is_not_sent() {
         Extras {
             proposer: Some(expensive),
             notifier: None,
+            frozen: false,
         },
     );
     assert!(
@@ -398,6 +400,7 @@ fn later_candidates_built_on_a_kept_proposal_do_not_rewrite_what_it_is_told() {
         Extras {
             proposer: Some(proposer(dir.path())),
             notifier: None,
+            frozen: false,
         },
     );
     assert_eq!(r.summary.stop_reason, Some(StopReason::NothingLeft));
@@ -440,4 +443,42 @@ fn later_candidates_built_on_a_kept_proposal_do_not_rewrite_what_it_is_told() {
     let h = &request(dir.path(), last)["history"];
     assert_eq!(h[3]["outcome"], "kept", "{h}");
     assert!(h[3]["verdict"].as_str().unwrap().starts_with("FAST"), "{h}");
+}
+
+#[test]
+fn a_question_that_could_hold_the_gpu_past_the_budget_is_not_sent() {
+    // 36 GPU seconds in all; a proposer that may take 600 s holds the GPU idle that
+    // long: the question does not fit, however cheap it is.
+    let repo = user_repo();
+    let reports = tempfile::tempdir().unwrap();
+    let dir = proposer_dir();
+    let slow = Proposer::Command(CommandProposer::new(CommandSettings {
+        argv: vec![
+            "sh".into(),
+            dir.path().join("serve.sh").display().to_string(),
+        ],
+        timeout: Duration::from_secs(600),
+        price_per_call: 0.0,
+    }));
+    let r = run_full(
+        "softmax",
+        "[run]\ngpu_hours = 0.01\n[price]\ndefault_per_gpu_hour = 3.0\n",
+        Library {
+            patterns: vec![proposal_pattern("ask", 4)],
+        },
+        (repo.path(), reports.path()),
+        marking(),
+        StopFlag::default(),
+        Extras {
+            proposer: Some(slow),
+            notifier: None,
+            frozen: false,
+        },
+    );
+    assert!(
+        matches!(r.summary.stop_reason, Some(StopReason::GpuHours { .. })),
+        "{:?}",
+        r.summary.stop_reason
+    );
+    assert!(!dir.path().join("calls").exists(), "the proposer was asked");
 }

@@ -89,6 +89,7 @@ fn night(repo: &Path, reports: &Path, proposer: Proposer, budgets: &str) -> Run 
         Extras {
             proposer: Some(proposer),
             notifier: None,
+            frozen: false,
         },
     )
 }
