@@ -51,6 +51,8 @@ pub enum Event {
         pattern: String,
         answer: Result<Answer, String>,
         dollars: f64,
+        /// Seconds the call took: the GPU was held idle meanwhile.
+        wait_s: f64,
     },
     /// The question asked for is written: the most it can cost (`bound`, dollars)
     /// and the longest it can hold the GPU idle (`wait_s`). Answered with nothing

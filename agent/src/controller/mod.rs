@@ -283,7 +283,8 @@ impl Controller {
                 pattern,
                 answer,
                 dollars,
-            } => self.proposed(now_s, kernel, &pattern, answer, dollars, &mut out),
+                wait_s,
+            } => self.proposed(now_s, kernel, &pattern, answer, (dollars, wait_s), &mut out),
             Event::Priced {
                 kernel,
                 pattern,

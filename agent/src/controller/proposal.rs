@@ -86,10 +86,18 @@ impl Controller {
         kernel: usize,
         pattern: &str,
         answer: Result<Answer, String>,
-        dollars: f64,
+        (dollars, wait_s): (f64, f64),
         out: &mut Vec<Action>,
     ) {
-        let as_s = self.ledger.dollars_as_gpu_s(dollars);
+        // The bill at the GPU's price, and the GPU held idle while it was written
+        // (on a free GPU the wait alone keeps a pattern that buys nothing from being
+        // asked forever).
+        let wait_s = if wait_s.is_finite() {
+            wait_s.max(0.0)
+        } else {
+            0.0
+        };
+        let as_s = self.ledger.dollars_as_gpu_s(dollars) + wait_s;
         let k = &mut self.kernels[kernel];
         k.spent_s += as_s;
         if let Some(a) = k.attack.as_mut().filter(|a| a.pattern == pattern) {

@@ -84,6 +84,7 @@ fn answer(c: &mut Controller, source: Result<String, String>, dollars: f64) -> V
                 checked: Ok(()),
             }),
             dollars,
+            wait_s: 0.0,
         },
     )
 }
@@ -167,6 +168,7 @@ fn an_answer_that_cannot_be_a_candidate_is_recorded_and_the_next_question_follow
                 checked: Err("the source defines no kernel `softmax`".into()),
             }),
             dollars: 0.0,
+            wait_s: 0.0,
         },
     );
     assert!(
@@ -295,4 +297,32 @@ fn the_source_it_was_shown_handed_back_is_refused_when_the_best_is_rewritten() {
         "{a:?}"
     );
     assert!(evaluate_of(&a).is_none(), "{a:?}");
+}
+
+#[test]
+fn on_a_free_gpu_the_time_a_proposer_holds_it_counts_toward_the_roi() {
+    // GPU time is free: the bills are $0, but each failed question held the GPU
+    // 200 s; past 2 x the 5-minute budget the pattern is dropped.
+    let budgets =
+        "[run]\ngpu_hours = 10\n[price]\ndefault_per_gpu_hour = 0\n[limits]\npattern_minutes = 5\n";
+    let mut c = controller_with(budgets, vec![proposal_pattern("ask", 10)], true);
+    started(&mut c);
+    let mut pivoted = false;
+    for _ in 0..4 {
+        let a = c.handle(
+            2.0,
+            Event::Proposed {
+                kernel: 0,
+                pattern: "ask".into(),
+                answer: Err("no".into()),
+                dollars: 0.0,
+                wait_s: 200.0,
+            },
+        );
+        if a.iter().any(|x| matches!(x, Action::Pivot { .. })) {
+            pivoted = true;
+            break;
+        }
+    }
+    assert!(pivoted, "a pattern that only holds the GPU is dropped");
 }

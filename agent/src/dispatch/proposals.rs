@@ -119,7 +119,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 ),
             },
         });
-        let dollars = answer.usage.dollars;
+        let (dollars, wait_s) = (answer.usage.dollars, answer.usage.latency_s);
         let reply = match (answer.source, answer.error) {
             (Some(source), _) => Ok(Answer {
                 source,
@@ -135,6 +135,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 pattern: pattern.to_string(),
                 answer: reply,
                 dollars,
+                wait_s,
             },
         ))
     }

@@ -90,6 +90,13 @@ fn parse_edit(
 ) -> Result<Body, SpecError> {
     unexpected(toml, raw, raw.rewrite.is_some(), "rewrite")?;
     let name = raw.name.clone();
+    if name == crate::rewrite::PROPOSAL.trim_end_matches(':') {
+        return Err(toml.err(
+            Some(e.span()),
+            "name",
+            "`proposal` names a proposer's source in a candidate: a pattern with its own [edit] needs another name",
+        ));
+    }
     if NAMES.contains(&name.as_str()) {
         return Err(toml.err(
             Some(e.span()),
