@@ -21,11 +21,9 @@ impl Controller {
         let k = &self.kernels[kernel];
         k.spent_s > k.share_until_s
             && k.since_resume > 0
-            && self
-                .kernels
-                .iter()
-                .enumerate()
-                .any(|(i, o)| i != kernel && !o.done && (!o.started || o.paused))
+            && self.kernels.iter().enumerate().any(|(i, o)| {
+                i != kernel && !o.done && (!o.started || o.paused || o.awaiting.is_some())
+            })
     }
 
     /// Asks for the final comparison of `kernel` when its best moved from its
@@ -128,10 +126,12 @@ impl Controller {
             f64::INFINITY
         };
         let projected = self.ledger.project(kernel, pattern, 1) + wait_s + self.finals_owed_s(None);
-        match self
-            .ledger
-            .admit_spending(&self.budgets, projected, dollars, now_s)
-        {
+        match self.ledger.admit_spending(
+            &self.budgets,
+            projected,
+            dollars + self.in_flight(),
+            now_s,
+        ) {
             Ok(()) => false,
             Err(reason) => {
                 self.stop_on(now_s, reason, out);
@@ -150,13 +150,22 @@ impl Controller {
         out: &mut Vec<Action>,
     ) -> bool {
         let projected = self.ledger.project(kernel, pattern, 1) + self.finals_owed_s(except);
-        match self.ledger.admit(&self.budgets, projected, now_s) {
+        match self
+            .ledger
+            .admit_spending(&self.budgets, projected, self.in_flight(), now_s)
+        {
             Ok(()) => false,
             Err(reason) => {
                 self.stop_on(now_s, reason, out);
                 true
             }
         }
+    }
+
+    /// The most the questions sent and not answered yet can cost: spent already,
+    /// as far as a budget knows.
+    pub(super) fn in_flight(&self) -> f64 {
+        self.kernels.iter().filter_map(|k| k.awaiting).sum()
     }
 
     /// Projected cost of the final best-vs-baseline comparisons of the kernels started

@@ -125,14 +125,26 @@ pub enum Action {
         config: Candidate,
         reason: String,
     },
-    /// Ask the code-writing proposer for a new source of `kernel` under the proposal
-    /// pattern `pattern`, written from the current best `against` (its `attempt`-th
-    /// question around this best). Answered with [`Event::Proposed`].
+    /// Write the question to the code-writing proposer for a new source of `kernel`
+    /// under the proposal pattern `pattern`, from the current best `against` (its
+    /// `attempt`-th question around this best), and price it. Answered with
+    /// [`Event::Priced`].
     Propose {
         kernel: usize,
         pattern: String,
         against: Candidate,
         attempt: usize,
+    },
+    /// The question priced for `kernel` was admitted: send it. Its answer is taken
+    /// by [`Action::Await`], at once or (other kernels running meanwhile) when the
+    /// kernel's turn comes again.
+    Send {
+        kernel: usize,
+    },
+    /// Take the answer to the question sent for `kernel` (waiting for it if need
+    /// be). Answered with [`Event::Proposed`].
+    Await {
+        kernel: usize,
     },
     /// A proposal that cannot be a candidate (it fails the checks before the GPU,
     /// repeats an earlier one, or the proposer failed): recorded and told to the

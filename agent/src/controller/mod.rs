@@ -87,6 +87,9 @@ struct KernelState {
     since_resume: usize,
     /// Per proposal pattern: questions asked around the current best.
     asks: BTreeMap<String, usize>,
+    /// A question was sent and its answer is not taken yet (other kernels run
+    /// meanwhile): the most it can cost.
+    awaiting: Option<f64>,
 }
 
 /// What a pattern's candidates have bought, over every kernel (the bandit's arms).
@@ -142,6 +145,7 @@ impl Controller {
                     share_until_s: f64::INFINITY,
                     since_resume: 0,
                     asks: BTreeMap::new(),
+                    awaiting: None,
                 })
                 .collect(),
             total_s: Ledger::new(ledger.price_per_gpu_hour())
@@ -290,11 +294,7 @@ impl Controller {
                 pattern,
                 bound,
                 wait_s,
-            } => {
-                let name = self.kernels[kernel].spec.name.clone();
-                let dollars = bound.max(self.ledger.proposer_mean());
-                self.refused_spending(now_s, &name, Some(&pattern), (dollars, wait_s), &mut out);
-            }
+            } => self.priced(now_s, kernel, &pattern, (bound, wait_s), &mut out),
         }
         out
     }
@@ -482,11 +482,17 @@ impl Controller {
         }
         let paused = (1..=n)
             .map(|d| (self.current + d) % n)
-            .find(|&i| self.kernels[i].paused);
+            .find(|&i| self.kernels[i].paused || self.kernels[i].awaiting.is_some());
         if let Some(i) = paused {
             self.current = i;
             self.kernels[i].paused = false;
             self.give_share(i);
+            if self.kernels[i].awaiting.take().is_some() {
+                // Its question was sent when it stepped aside: take the answer.
+                self.asked = None;
+                out.push(Action::Await { kernel: i });
+                return;
+            }
             self.next(now_s, i, out);
             return;
         }

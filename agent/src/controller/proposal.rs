@@ -79,6 +79,42 @@ impl Controller {
         });
     }
 
+    /// The question is written and priced: sent if the budget can pay the larger of
+    /// its bound and the mean bill and hold its wait. While it is out, another
+    /// kernel that can run does (the answer is taken when this kernel's turn comes
+    /// back); with none, the answer is awaited at once.
+    pub(super) fn priced(
+        &mut self,
+        now_s: f64,
+        kernel: usize,
+        pattern: &str,
+        (bound, wait_s): (f64, f64),
+        out: &mut Vec<Action>,
+    ) {
+        let name = self.kernels[kernel].spec.name.clone();
+        let dollars = if bound.is_finite() {
+            bound.max(0.0)
+        } else {
+            f64::INFINITY
+        }
+        .max(self.ledger.proposer_mean());
+        if self.refused_spending(now_s, &name, Some(pattern), (dollars, wait_s), out) {
+            return;
+        }
+        out.push(Action::Send { kernel });
+        let other = self
+            .kernels
+            .iter()
+            .enumerate()
+            .any(|(i, k)| i != kernel && !k.done && (!k.started || k.paused));
+        if other {
+            self.kernels[kernel].awaiting = Some(dollars);
+            self.advance(now_s, out);
+        } else {
+            out.push(Action::Await { kernel });
+        }
+    }
+
     /// The proposer answered: queue its candidate, or record why there is none.
     pub(super) fn proposed(
         &mut self,
@@ -98,7 +134,9 @@ impl Controller {
             0.0
         };
         let as_s = self.ledger.dollars_as_gpu_s(dollars) + wait_s;
+        self.current = kernel;
         let k = &mut self.kernels[kernel];
+        k.awaiting = None;
         k.spent_s += as_s;
         if let Some(a) = k.attack.as_mut().filter(|a| a.pattern == pattern) {
             a.spent_s += as_s;

@@ -183,6 +183,8 @@ pub struct Dispatcher<E: Evaluator> {
     proposer: Option<crate::propose::Proposer>,
     /// Per kernel: its proposals so far, as the next request tells them.
     history: Vec<Vec<proposals::Past>>,
+    /// Per kernel: the question written and not answered yet.
+    questions: Vec<Option<proposals::Question>>,
     notifier: Option<crate::notify::Notifier>,
     /// Notices being sent in the background, by key.
     sending: Vec<(
@@ -240,6 +242,7 @@ impl<E: Evaluator> Dispatcher<E> {
             warned: vec![false; n_kernels],
             proposer: setup.proposer,
             history: vec![Vec::new(); n_kernels],
+            questions: (0..n_kernels).map(|_| None).collect(),
             notifier: setup.notifier,
             sending: Vec::new(),
         })
@@ -302,23 +305,10 @@ impl<E: Evaluator> Dispatcher<E> {
             Action::FinalComparison { kernel, .. } => {
                 self.replay.finals.contains_key(&self.name(*kernel))
             }
-            Action::Propose {
-                kernel,
-                pattern,
-                against,
-                attempt,
-            } => self
-                .replay
-                .answers
-                .get(&self.name(*kernel))
-                .is_some_and(|q| {
-                    let shown = against.to_string();
-                    q.iter().any(|a| {
-                        &a.value.pattern == pattern
-                            && a.value.attempt == *attempt
-                            && a.value.against == shown
-                    })
-                }),
+            Action::Await { kernel } => matches!(
+                self.questions.get(*kernel),
+                Some(Some(proposals::Question::Answered(_)))
+            ),
             _ => true,
         }
     }
@@ -507,7 +497,7 @@ impl<E: Evaluator> Dispatcher<E> {
                     | Action::Evaluate { .. }
                     | Action::StudyPoint { .. }
                     | Action::FinalComparison { .. }
-                    | Action::Propose { .. }
+                    | Action::Await { .. }
             );
             if gpu_work {
                 if let Some(signal) = self.stop.get() {
@@ -573,9 +563,12 @@ impl<E: Evaluator> Dispatcher<E> {
                     against,
                     attempt,
                 } => {
-                    let next = self
-                        .ask_proposer(kernel, &pattern, &against, attempt)
-                        .await?;
+                    let next = self.write_question(kernel, &pattern, &against, attempt)?;
+                    pending.extend(next);
+                }
+                Action::Send { kernel } => self.send_question(kernel),
+                Action::Await { kernel } => {
+                    let next = self.await_answer(kernel).await?;
                     pending.extend(next);
                 }
                 Action::ProposalInvalid {

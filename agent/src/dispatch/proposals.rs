@@ -13,6 +13,26 @@ use crate::controller::Answer;
 use crate::journal::ProposerAnswer;
 use crate::propose::{self, PastProposal, PatternBrief, ProposalRequest, Usage};
 
+/// A question to the proposer between its writing and its answer.
+#[derive(Debug)]
+pub(super) enum Question {
+    /// The journal holds its answer (a resumed run).
+    Answered(Box<crate::state::recorded::At<ProposerAnswer>>),
+    /// Written and priced; `sent` once it is on its way.
+    Written {
+        req: Box<ProposalRequest>,
+        pattern: String,
+        attempt: usize,
+        against: String,
+        priced: (f64, f64),
+        sent: Option<
+            tokio::task::JoinHandle<
+                Result<crate::propose::Proposal, crate::propose::ProposalError>,
+            >,
+        >,
+    },
+}
+
 /// The most of a compile log kept in a kernel's history.
 const HISTORY_LOG: usize = 16 << 10;
 
@@ -41,10 +61,10 @@ pub(super) fn answer_candidate(against: &str, digest: &str) -> String {
 }
 
 impl<E: Evaluator> Dispatcher<E> {
-    /// Asks the proposer (or the journal, on resume) and hands what came back to
-    /// the controller: its next actions (a stop, when the question's bill bound
-    /// does not fit the budget and it was not sent).
-    pub(super) async fn ask_proposer(
+    /// Writes the question (or finds its answer in the journal, on resume) and
+    /// prices it: the controller's next actions (send it, or a stop when its bill
+    /// bound or its wait does not fit the budget).
+    pub(super) fn write_question(
         &mut self,
         kernel: usize,
         pattern: &str,
@@ -59,20 +79,103 @@ impl<E: Evaluator> Dispatcher<E> {
             })?;
             q.remove(i)
         });
-        let answer = match recorded {
+        let (bound, wait_s) = match recorded {
+            // As priced when it was asked.
             Some(a) => {
+                let priced = (a.value.bound, a.value.wait_s);
+                self.questions[kernel] = Some(Question::Answered(Box::new(a)));
+                priced
+            }
+            None => {
+                let proposer = self.proposer.clone().ok_or_else(|| {
+                    anyhow!("a proposal pattern asked with no proposer configured")
+                })?;
+                let req = self.request(kernel, pattern, against)?;
+                let priced = (proposer.bill_bound(&req), proposer.wait_bound_s());
+                self.questions[kernel] = Some(Question::Written {
+                    req: Box::new(req),
+                    pattern: pattern.to_string(),
+                    attempt,
+                    against: shown,
+                    priced,
+                    sent: None,
+                });
+                priced
+            }
+        };
+        let now = self.now_s();
+        Ok(self.ctl.handle(
+            now,
+            CEvent::Priced {
+                kernel,
+                pattern: pattern.to_string(),
+                bound,
+                wait_s,
+            },
+        ))
+    }
+
+    /// Sends the question written for `kernel` (in the background: the GPU goes on
+    /// with other work); one the journal answered is not sent again.
+    pub(super) fn send_question(&mut self, kernel: usize) {
+        let Some(proposer) = self.proposer.clone() else {
+            return;
+        };
+        if let Some(Question::Written { req, sent, .. }) = self.questions[kernel].as_mut() {
+            if sent.is_none() {
+                let req = (**req).clone();
+                *sent = Some(tokio::spawn(async move { proposer.propose(&req).await }));
+            }
+        }
+    }
+
+    /// Takes the answer to the question sent for `kernel` (from the journal, or
+    /// waiting for the proposer), and hands it to the controller.
+    pub(super) async fn await_answer(&mut self, kernel: usize) -> Result<Vec<Action>> {
+        let question = self.questions[kernel]
+            .take()
+            .ok_or_else(|| anyhow!("an answer awaited for a question never written"))?;
+        let answer = match question {
+            Question::Answered(a) => {
                 self.replayed += 1;
                 self.consumed(a.seq)?;
                 a.value
             }
-            None => {
+            Question::Written {
+                req,
+                pattern,
+                attempt,
+                against,
+                priced,
+                sent,
+            } => {
                 self.go_live()?;
-                match self.asked(kernel, pattern, against, attempt).await? {
-                    Ok(a) => a,
-                    Err(stop) => return Ok(stop),
-                }
+                let sent = match sent {
+                    Some(h) => h,
+                    None => {
+                        self.questions[kernel] = Some(Question::Written {
+                            req,
+                            pattern,
+                            attempt,
+                            against,
+                            priced,
+                            sent: None,
+                        });
+                        self.send_question(kernel);
+                        return Box::pin(self.await_answer(kernel)).await;
+                    }
+                };
+                self.status(kernel, &format!("{pattern}: waiting for the proposer"));
+                self.charge_idle(Some(kernel))?;
+                let answered = sent
+                    .await
+                    .map_err(|e| anyhow!("the proposer's task failed: {e}"))?;
+                self.take_answer(kernel, *req, (&pattern, attempt, against), priced, answered)?
             }
         };
+        let pattern = answer.pattern.clone();
+        let attempt = answer.attempt;
+        let name = self.name(kernel);
         if let (Some(d), Some(s), None) = (&answer.digest, &answer.source, &answer.check) {
             self.kernels[kernel]
                 .spec
@@ -103,7 +206,7 @@ impl<E: Evaluator> Dispatcher<E> {
         });
         self.view.show(Seen::Asked {
             kernel: &name,
-            pattern,
+            pattern: &pattern,
             proposer: &answer.proposer,
             outcome: match (&answer.error, &answer.check) {
                 (Some(_), _) => "no proposal".to_string(),
@@ -132,7 +235,7 @@ impl<E: Evaluator> Dispatcher<E> {
             now,
             CEvent::Proposed {
                 kernel,
-                pattern: pattern.to_string(),
+                pattern,
                 answer: reply,
                 dollars,
                 wait_s,
@@ -140,20 +243,14 @@ impl<E: Evaluator> Dispatcher<E> {
         ))
     }
 
-    /// Asks the proposer for real: the request, its bill bound admitted by the
-    /// controller (Err: the controller's stop instead), the answer checked, the bill
-    /// charged and the question journaled.
-    async fn asked(
-        &mut self,
+    /// The request for a question about `kernel` under `pattern`, written from the
+    /// best `against`.
+    fn request(
+        &self,
         kernel: usize,
         pattern: &str,
         against: &Candidate,
-        attempt: usize,
-    ) -> Result<Result<ProposerAnswer, Vec<Action>>> {
-        let proposer = self
-            .proposer
-            .clone()
-            .ok_or_else(|| anyhow!("a proposal pattern asked with no proposer configured"))?;
+    ) -> Result<ProposalRequest> {
         let (version, _) = self.version(kernel, against)?;
         let spec = &self.kernels[kernel].spec;
         let source = version
@@ -169,7 +266,7 @@ impl<E: Evaluator> Dispatcher<E> {
             },
             rationale: p.map(|p| p.rationale.clone()).unwrap_or_default(),
         };
-        let req = ProposalRequest {
+        Ok(ProposalRequest {
             kernel: spec.name.clone(),
             entry: spec.entry.clone(),
             source,
@@ -185,25 +282,23 @@ impl<E: Evaluator> Dispatcher<E> {
                 .iter()
                 .map(|p| p.told.clone())
                 .collect(),
-        };
-        let bound = proposer.bill_bound(&req);
-        let now = self.now_s();
-        let stop = self.ctl.handle(
-            now,
-            CEvent::Priced {
-                kernel,
-                pattern: pattern.to_string(),
-                bound,
-                wait_s: proposer.wait_bound_s(),
-            },
-        );
-        if !stop.is_empty() {
-            return Ok(Err(stop));
-        }
-        let label = proposer.label();
-        self.status(kernel, &format!("{pattern}: asking {label}"));
-        self.charge_idle(Some(kernel))?;
-        let answered = proposer.propose(&req).await;
+        })
+    }
+
+    /// An answer that came back: checked, its bill charged, the question journaled.
+    fn take_answer(
+        &mut self,
+        kernel: usize,
+        req: ProposalRequest,
+        (pattern, attempt, against): (&str, usize, String),
+        (bound, wait_s): (f64, f64),
+        answered: Result<crate::propose::Proposal, crate::propose::ProposalError>,
+    ) -> Result<ProposerAnswer> {
+        let label = self
+            .proposer
+            .as_ref()
+            .map(|p| p.label())
+            .unwrap_or_default();
         let (usage, source, explanation, error) = match answered {
             Ok(p) => (p.usage, Some(p.source), Some(p.explanation), None),
             Err(e) => (e.spent, None, None, Some(e.kind.to_string())),
@@ -233,7 +328,7 @@ impl<E: Evaluator> Dispatcher<E> {
             kernel: self.name(kernel),
             pattern: pattern.to_string(),
             attempt,
-            against: against.to_string(),
+            against,
             proposer: label,
             request: serde_json::to_value(&req).unwrap_or(Value::Null),
             source,
@@ -242,9 +337,11 @@ impl<E: Evaluator> Dispatcher<E> {
             error,
             check,
             usage,
+            bound,
+            wait_s,
         };
         self.write(&JEvent::ProposerAnswer(answer.clone()))?;
-        Ok(Ok(answer))
+        Ok(answer)
     }
 
     /// A proposal that could not be a candidate: shown, told next time, journaled.

@@ -22,7 +22,9 @@ fn user_repo_of(kernel: &str) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernels");
-    copy_dir(&src.join(kernel), &p.join(format!("kernels/{kernel}")));
+    for kernel in kernel.split(',') {
+        copy_dir(&src.join(kernel), &p.join(format!("kernels/{kernel}")));
+    }
     copy_dir(&src.join("include"), &p.join("kernels/include"));
     sh(p, &["init", "-q", "-b", "main"]);
     sh(p, &["config", "user.email", "u@example.com"]);
@@ -246,19 +248,27 @@ fn run_full(
     }
     let wt = crate::vcs::worktree_dir(repo, id).unwrap();
     let ws = Workspace::open(repo, id, &wt).unwrap();
-    let rel = PathBuf::from("kernels").join(kernel);
-    let mut spec = KernelSpec::load(&ws.root.join(&rel)).unwrap();
-    // As `nightshift run` does: the kernel as written, whatever the branch committed.
-    let src = spec
-        .source_path
-        .strip_prefix(&ws.root)
-        .unwrap()
-        .to_path_buf();
-    spec.source = ws.read_at_base(&src).unwrap().unwrap();
+    // `kernel` may name several, separated by commas.
+    let kernels: Vec<KernelEntry> = kernel
+        .split(',')
+        .map(|kernel| {
+            let rel = PathBuf::from("kernels").join(kernel);
+            let mut spec = KernelSpec::load(&ws.root.join(&rel)).unwrap();
+            // As `nightshift run` does: the kernel as written, whatever the branch
+            // committed.
+            let src = spec
+                .source_path
+                .strip_prefix(&ws.root)
+                .unwrap()
+                .to_path_buf();
+            spec.source = ws.read_at_base(&src).unwrap().unwrap();
+            KernelEntry { spec, rel_dir: rel }
+        })
+        .collect();
     let probe = ev.clone();
     let setup = Setup {
         run_id: id.into(),
-        kernels: vec![KernelEntry { spec, rel_dir: rel }],
+        kernels,
         library,
         budgets,
         workspace: ws,

@@ -36,6 +36,12 @@ pub struct ProposerAnswer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<String>,
     pub usage: Usage,
+    /// What it was priced at before it was sent: the most it could cost, dollars...
+    #[serde(default)]
+    pub bound: f64,
+    /// ... and the longest it could hold the GPU, seconds.
+    #[serde(default)]
+    pub wait_s: f64,
 }
 
 /// A notification sent (or given up on) for a run event, by its key

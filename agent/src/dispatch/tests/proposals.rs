@@ -482,3 +482,76 @@ fn a_question_that_could_hold_the_gpu_past_the_budget_is_not_sent() {
     );
     assert!(!dir.path().join("calls").exists(), "the proposer was asked");
 }
+
+/// A proposer that thinks 0.3 s and has nothing to propose.
+fn slow_refusing_dir() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let script = "cat > /dev/null\necho x >> \"$(dirname \"$0\")/calls\"\nsleep 0.3\necho nothing >&2\nexit 3\n";
+    std::fs::write(d.path().join("serve.sh"), script).unwrap();
+    d
+}
+
+fn two_kernels(repo: &Path, reports: &Path, dir: &Path) -> Run {
+    run_full(
+        "softmax,rowsum",
+        "[run]\ngpu_hours = 10\n[price]\ndefault_per_gpu_hour = 3.0\n",
+        Library {
+            patterns: vec![proposal_pattern("ask", 1)],
+        },
+        (repo, reports),
+        marking(),
+        StopFlag::default(),
+        Extras {
+            proposer: Some(proposer(dir)),
+            notifier: None,
+            frozen: true,
+        },
+    )
+}
+
+#[test]
+fn while_a_question_is_out_another_kernel_uses_the_gpu_and_a_kill_anywhere_resumes_the_same() {
+    let (repo, reports, dir) = (
+        user_repo_of("softmax,rowsum"),
+        tempfile::tempdir().unwrap(),
+        slow_refusing_dir(),
+    );
+    let straight = two_kernels(repo.path(), reports.path(), dir.path());
+    assert_eq!(straight.summary.stop_reason, Some(StopReason::NothingLeft));
+    let at = |f: &dyn Fn(&J) -> bool| straight.records.iter().position(|r| f(&r.event)).unwrap();
+    let softmax_asked = at(&|e| matches!(e, J::ProposerAnswer(a) if a.kernel == "softmax"));
+    let rowsum_baseline = at(&|e| matches!(e, J::Evaluated { kernel, .. } if kernel == "rowsum"));
+    // softmax's question was out while rowsum's baseline was measured (and rowsum's
+    // own question asked): its answer is taken after them.
+    assert!(
+        rowsum_baseline < softmax_asked,
+        "{:?}",
+        decisions(&straight.records)
+    );
+    let rowsum_asked = at(&|e| matches!(e, J::ProposerAnswer(a) if a.kernel == "rowsum"));
+    assert!(rowsum_asked < softmax_asked);
+    assert_eq!(answers(&straight.records).len(), 2);
+
+    // Killed after any record and resumed: the same decisions, each question answered
+    // once in the journal.
+    let n = straight.records.len();
+    for cut in 1..n {
+        let (repo, reports, dir) = (
+            user_repo_of("softmax,rowsum"),
+            tempfile::tempdir().unwrap(),
+            slow_refusing_dir(),
+        );
+        two_kernels(repo.path(), reports.path(), dir.path());
+        let path = reports.path().join("r1").join(journal::FILE_NAME);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let kept: String = text.lines().take(cut).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&path, kept).unwrap();
+        let resumed = two_kernels(repo.path(), reports.path(), dir.path());
+        assert_eq!(
+            decisions(&resumed.records),
+            decisions(&straight.records),
+            "cut after record {cut}"
+        );
+        assert_eq!(answers(&resumed.records).len(), 2, "cut after record {cut}");
+    }
+}

@@ -94,6 +94,8 @@ impl Journal {
             error: answer.error.map(str::to_string),
             check: answer.check.map(str::to_string),
             usage: answer.usage,
+            bound: 0.0,
+            wait_s: 0.0,
         }));
     }
 
