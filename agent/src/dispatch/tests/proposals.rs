@@ -48,11 +48,37 @@ fn proposer_dir() -> tempfile::TempDir {
 }
 
 fn proposer(dir: &Path) -> Proposer {
+    command_at(dir, 30, 0.05)
+}
+
+/// The script of `dir` as a command proposer with this timeout and price.
+fn command_at(dir: &Path, timeout_s: u64, price_per_call: f64) -> Proposer {
     Proposer::Command(CommandProposer::new(CommandSettings {
         argv: vec!["sh".into(), dir.join("serve.sh").display().to_string()],
-        timeout: Duration::from_secs(30),
-        price_per_call: 0.05,
+        timeout: Duration::from_secs(timeout_s),
+        price_per_call,
     }))
+}
+
+/// A night of softmax with one proposal pattern, `proposer` and `budgets`.
+fn one_pattern(budgets: &str, proposer: Proposer) -> (Run, tempfile::TempDir) {
+    let repo = user_repo();
+    let reports = tempfile::tempdir().unwrap();
+    let r = run_full(
+        "softmax",
+        budgets,
+        Library {
+            patterns: vec![proposal_pattern("ask", 4)],
+        },
+        (repo.path(), reports.path()),
+        marking(),
+        StopFlag::default(),
+        Extras {
+            proposer: Some(proposer),
+            ..Extras::default()
+        },
+    );
+    (r, repo)
 }
 
 fn marking() -> Scripted {
@@ -332,31 +358,10 @@ fn a_resumed_night_does_not_ask_again_what_its_journal_answered() {
 fn a_question_whose_bill_could_pass_the_budget_is_not_sent() {
     // $0.50 in all, a proposer that charges $0.60 a call: the first question's bound
     // ($0.60) does not fit, whatever the (empty) mean says, so it is never asked.
-    let repo = user_repo();
-    let reports = tempfile::tempdir().unwrap();
     let dir = proposer_dir();
-    let expensive = Proposer::Command(CommandProposer::new(CommandSettings {
-        argv: vec![
-            "sh".into(),
-            dir.path().join("serve.sh").display().to_string(),
-        ],
-        timeout: Duration::from_secs(30),
-        price_per_call: 0.60,
-    }));
-    let r = run_full(
-        "softmax",
+    let (r, _repo) = one_pattern(
         "[run]\ndollars = 0.5\n[price]\ndefault_per_gpu_hour = 3.0\n",
-        Library {
-            patterns: vec![proposal_pattern("ask", 4)],
-        },
-        (repo.path(), reports.path()),
-        marking(),
-        StopFlag::default(),
-        Extras {
-            proposer: Some(expensive),
-            notifier: None,
-            frozen: false,
-        },
+        command_at(dir.path(), 30, 0.60),
     );
     assert!(
         matches!(r.summary.stop_reason, Some(StopReason::Dollars { .. })),
@@ -449,31 +454,10 @@ fn later_candidates_built_on_a_kept_proposal_do_not_rewrite_what_it_is_told() {
 fn a_question_that_could_hold_the_gpu_past_the_budget_is_not_sent() {
     // 36 GPU seconds in all; a proposer that may take 600 s holds the GPU idle that
     // long: the question does not fit, however cheap it is.
-    let repo = user_repo();
-    let reports = tempfile::tempdir().unwrap();
     let dir = proposer_dir();
-    let slow = Proposer::Command(CommandProposer::new(CommandSettings {
-        argv: vec![
-            "sh".into(),
-            dir.path().join("serve.sh").display().to_string(),
-        ],
-        timeout: Duration::from_secs(600),
-        price_per_call: 0.0,
-    }));
-    let r = run_full(
-        "softmax",
+    let (r, _repo) = one_pattern(
         "[run]\ngpu_hours = 0.01\n[price]\ndefault_per_gpu_hour = 3.0\n",
-        Library {
-            patterns: vec![proposal_pattern("ask", 4)],
-        },
-        (repo.path(), reports.path()),
-        marking(),
-        StopFlag::default(),
-        Extras {
-            proposer: Some(slow),
-            notifier: None,
-            frozen: false,
-        },
+        command_at(dir.path(), 600, 0.0),
     );
     assert!(
         matches!(r.summary.stop_reason, Some(StopReason::GpuHours { .. })),
