@@ -306,6 +306,17 @@ fn branch_log(repo: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Every question to a proposer a journal holds, with its answer, in order.
+fn answers(records: &[Record]) -> Vec<journal::ProposerAnswer> {
+    records
+        .iter()
+        .filter_map(|r| match &r.event {
+            J::ProposerAnswer(a) => Some(a.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// What a run decided, without the records that differ between a straight run and
 /// one that was interrupted and resumed (times, charges, budget snapshots, the start
 /// and end markers).

@@ -107,16 +107,6 @@ fn night(repo: &Path, reports: &Path, dir: &Path, ev: Scripted, stop: StopFlag) 
     )
 }
 
-fn answers(records: &[Record]) -> Vec<journal::ProposerAnswer> {
-    records
-        .iter()
-        .filter_map(|r| match &r.event {
-            J::ProposerAnswer(a) => Some(a.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 fn invalid(records: &[Record]) -> Vec<String> {
     records
         .iter()

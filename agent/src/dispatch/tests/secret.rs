@@ -94,16 +94,6 @@ fn night(repo: &Path, reports: &Path, proposer: Proposer, budgets: &str) -> Run 
     )
 }
 
-fn answers(records: &[Record]) -> Vec<journal::ProposerAnswer> {
-    records
-        .iter()
-        .filter_map(|r| match &r.event {
-            J::ProposerAnswer(a) => Some(a.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 /// The dollars of each proposer charge, in journal order.
 fn proposer_charges(records: &[Record]) -> Vec<f64> {
     records
