@@ -9,7 +9,7 @@ use crate::journal;
 use crate::report::{self, Report};
 
 /// The files a report writes, under `reports/<run-id>/`.
-pub const FILES: [&str; 3] = ["report.md", "report.json", "samples.csv"];
+pub const FILES: [&str; 4] = ["report.md", "report.html", "report.json", "samples.csv"];
 
 /// Builds the report of `run_id` under `reports` and writes its files (each written
 /// to a temporary name and renamed, so a crash leaves the previous one whole).
@@ -35,6 +35,7 @@ pub fn write(reports: &Path, run_id: &str) -> Result<(Report, Vec<PathBuf>)> {
         .map(|n| n.to_string())
         .zip([
             report::markdown(&r, &names),
+            report::html(&r, &plots),
             json,
             report::samples_csv(&state),
         ])
@@ -107,7 +108,7 @@ pub fn run(a: &ReportArgs) -> i32 {
 }
 
 fn verify(reports: &Path, id: &str) -> i32 {
-    let go = || -> Result<usize> {
+    let go = || -> Result<(usize, Vec<String>)> {
         let dir = reports.join(id);
         let rp = dir.join("report.json");
         let text =
@@ -120,14 +121,47 @@ fn verify(reports: &Path, id: &str) -> i32 {
         let report: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("{} is not JSON", rp.display()))?;
         let read = journal::read(&dir.join(journal::FILE_NAME))?;
-        match report::verify(&report, id, &read.records) {
-            Ok(n) => Ok(n),
+        let mut n = match report::verify(&report, id, &read.records) {
+            Ok(n) => n,
             Err(e) => bail!("{e}"),
+        };
+        // The pages a person reads, rendered again from the journal.
+        let state = crate::state::RunState::from_records(&read.records);
+        let r = report::build(id, &state);
+        let plots = report::plots(&r, &state);
+        let names: Vec<String> = plots.iter().map(|p| p.0.clone()).collect();
+        let mut pages = vec!["report.json".to_string()];
+        for (name, expected) in [
+            ("report.md", report::markdown(&r, &names)),
+            ("report.html", report::html(&r, &plots)),
+        ] {
+            let p = dir.join(name);
+            if !p.is_file() {
+                continue;
+            }
+            let found = crate::files::read_text(&p, crate::files::MAX_JOURNAL_BYTES)
+                .with_context(|| format!("reading {}", p.display()))?;
+            n +=
+                report::verify_page(name, &found, &expected).map_err(|e| anyhow::anyhow!("{e}"))?;
+            pages.push(name.to_string());
         }
+        for (name, expected) in &plots {
+            let p = dir.join("plots").join(name);
+            if let Ok(found) = crate::files::read_text(&p, crate::files::MAX_JOURNAL_BYTES) {
+                let label = format!("plots/{name}");
+                n += report::verify_page(&label, &found, expected)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                pages.push(label);
+            }
+        }
+        Ok((n, pages))
     };
     match go() {
-        Ok(n) => {
-            println!("verified: {n} figures of reports/{id}/report.json and the journal's summaries recomputed from the raw samples, all equal");
+        Ok((n, pages)) => {
+            println!(
+                "verified: {n} figures and lines of reports/{id}/ ({}) and the journal's summaries, recomputed from the raw samples, all equal",
+                pages.join(", ")
+            );
             exit::OK
         }
         Err(e) => {

@@ -121,6 +121,7 @@ pub fn build(run_id: &str, state: &RunState) -> Report {
         caveats,
         rewrites,
         proposals,
+        evidence: super::evidence::evidence(rec, seed),
     }
 }
 

@@ -7,8 +7,12 @@
 //! printed as a percentage: it is a flagged anomaly.
 
 mod build;
+mod by_kernel;
+pub(crate) mod chart;
 pub mod compare;
 mod derive;
+mod evidence;
+mod html;
 pub(crate) mod plot;
 mod proposals;
 mod render;
@@ -29,10 +33,12 @@ use crate::study::StudyResult;
 use crate::vocab::Outcome;
 
 pub use build::build;
+pub use evidence::{Arm, Evidence};
+pub use html::html;
 pub use plot::plots;
 pub use proposals::{Money, ProposalReport, ProposerSpend};
 pub use render::{markdown, samples_csv};
-pub use verify::verify;
+pub use verify::{verify, verify_page};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -70,6 +76,10 @@ pub struct Report {
     /// (its candidate is also among `iterations`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub proposals: Vec<ProposalReport>,
+    /// The samples behind every kept change and every final comparison, drawn in
+    /// the report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<Evidence>,
 }
 
 fn is_zero(x: &f64) -> bool {

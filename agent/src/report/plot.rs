@@ -1,76 +1,66 @@
-//! The report's plots, drawn with plotters' SVG backend: the best time of each kernel
-//! over the GPU time spent, every candidate's speedup with its outcome, and each
-//! kernel's position on the roofline of the measured ceilings (and, for sweeps, time
-//! over an axis). Every point is a figure of the report (recomputed from the raw
-//! samples); a plot without data is not drawn. No font is needed: the SVG carries
-//! its text as `<text>` for the viewer to render.
+//! The report's plots (drawn by [`super::chart`]): each kernel's best time over the
+//! GPU time spent, every candidate's speedup (colour: kernel, shape: verdict), each
+//! kernel's place on the roofline of the measured ceilings, the samples behind
+//! every kept change and final comparison, and, for sweeps, time over an axis.
+//! Every point is a figure of the report (recomputed from the raw samples) and
+//! carries a title naming it; a plot without data is not drawn.
 
-use plotters::coord::Shift;
-use plotters::prelude::*;
-
-use super::{Report, Timing};
+use super::chart::{self, Axis, Chart, Key, Line, Mark, Scale, Shape, Unit};
+use super::{evidence, Iteration, Report, Timing};
 use crate::state::RunState;
 
-const SIZE: (u32, u32) = (760, 420);
-
-fn color(i: usize) -> RGBColor {
-    const C: [(u8, u8, u8); 8] = [
-        (31, 119, 180),
-        (214, 39, 40),
-        (44, 160, 44),
-        (148, 103, 189),
-        (255, 127, 14),
-        (140, 86, 75),
-        (227, 119, 194),
-        (23, 190, 207),
-    ];
-    let (r, g, b) = C[i % C.len()];
-    RGBColor(r, g, b)
+/// The colour of each kernel, in the report's order (kernels only iterations name
+/// come after).
+fn kernel_colors(r: &Report) -> Vec<(String, &'static str)> {
+    let mut names: Vec<String> = r.kernels.iter().map(|k| k.kernel.clone()).collect();
+    for i in &r.iterations {
+        if !names.contains(&i.kernel) {
+            names.push(i.kernel.clone());
+        }
+    }
+    names
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| (n, chart::color(i)))
+        .collect()
 }
 
-/// Bounds of the finite (and, on a log axis, positive) values, padded.
-fn bounds(values: impl Iterator<Item = f64>, log: bool) -> Option<(f64, f64)> {
-    let (lo, hi) = values
-        .filter(|x| x.is_finite() && (!log || *x > 0.0))
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
-            (a.min(x), b.max(x))
-        });
-    if !lo.is_finite() {
-        return None;
-    }
-    Some(if log {
-        (lo / 1.5, hi * 1.5)
-    } else {
-        let pad = ((hi - lo) * 0.05).max(hi.abs() * 0.05).max(1e-9);
-        (
-            if lo >= 0.0 {
-                (lo - pad).max(0.0)
-            } else {
-                lo - pad
-            },
-            hi + pad,
-        )
-    })
+fn color_of(colors: &[(String, &'static str)], kernel: &str) -> &'static str {
+    colors
+        .iter()
+        .find(|c| c.0 == kernel)
+        .map_or(chart::GREY, |c| c.1)
 }
 
-/// Renders into an SVG string; None if plotters reports an error.
-fn svg(draw: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> Option<()>) -> Option<String> {
-    let mut buf = String::new();
-    {
-        let root = SVGBackend::with_string(&mut buf, SIZE).into_drawing_area();
-        root.fill(&WHITE).ok()?;
-        draw(&root)?;
-        root.present().ok()?;
-    }
-    Some(buf)
+/// `1.237x [1.233, 1.238] FAST`.
+fn speedup_text(s: &super::Speedup) -> String {
+    format!(
+        "{}x [{}, {}] {}",
+        chart::number(s.x),
+        chart::number(s.ci_lo),
+        chart::number(s.ci_hi),
+        s.verdict
+    )
 }
 
 /// Each kernel's best time relative to its baseline (1 = baseline) after each
 /// commit, over the run's cumulative GPU seconds (the product of the committed
 /// steps' measured speedups).
 pub fn progress(r: &Report, gpu_at: &[(String, String, f64)]) -> Option<String> {
-    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    let colors = kernel_colors(r);
+    let mut c = Chart::new(
+        "Each kernel's best time relative to its baseline, over the GPU time spent",
+        Axis::new("GPU time into the run", Unit::Si("s"), Scale::Lin).including([0.0]),
+        Axis::new(
+            "best time / baseline time (lower is faster)",
+            Unit::Plain(""),
+            Scale::Lin,
+        )
+        .including([0.0, 1.0]),
+    )
+    .note("a step down is a kept change (hover it for its commit and speedup)");
     for k in &r.kernels {
+        let col = color_of(&colors, &k.kernel);
         let mut rel = 1.0;
         let mut pts = vec![];
         let mut started = None;
@@ -79,13 +69,27 @@ pub fn progress(r: &Report, gpu_at: &[(String, String, f64)]) -> Option<String> 
             let committed = r.iterations.iter().find(|i| {
                 &i.kernel == kernel && &i.config == config && i.decision.starts_with("committed")
             });
-            if let Some(s) = committed.and_then(|i| i.speedup.as_ref()) {
+            if let Some((it, s)) = committed.and_then(|i| Some((i, i.speedup.as_ref()?))) {
                 if pts.is_empty() {
                     pts.push((started.unwrap_or(*at), 1.0));
                 }
                 pts.push((*at, rel));
                 rel /= s.x;
                 pts.push((*at, rel));
+                c.marks.push(Mark::new(
+                    *at,
+                    rel,
+                    col,
+                    format!(
+                        "{}: {} `{}` ({}), {}; best now {} of the baseline's time",
+                        k.kernel,
+                        it.decision,
+                        it.config,
+                        it.pattern,
+                        speedup_text(s),
+                        chart::number(rel)
+                    ),
+                ));
             }
         }
         if let (Some(s), true) = (started, pts.is_empty()) {
@@ -99,267 +103,252 @@ pub fn progress(r: &Report, gpu_at: &[(String, String, f64)]) -> Option<String> 
         if end.is_finite() {
             pts.push((end, rel));
         }
-        if !pts.is_empty() {
-            series.push((k.kernel.clone(), pts));
+        if pts.is_empty() {
+            continue;
         }
-    }
-    let (x0, x1) = bounds(
-        series
-            .iter()
-            .flat_map(|s| s.1.iter().map(|p| p.0))
-            .chain([0.0]),
-        false,
-    )?;
-    let (y0, y1) = bounds(
-        series
-            .iter()
-            .flat_map(|s| s.1.iter().map(|p| p.1))
-            .chain([1.0]),
-        false,
-    )?;
-    svg(|root| {
-        let mut c = ChartBuilder::on(root)
-            .caption(
-                "Best time relative to the baseline, over GPU time spent",
-                ("sans-serif", 18),
+        let first = pts[0];
+        c.marks.push(
+            Mark::new(
+                first.0,
+                first.1,
+                col,
+                format!("{}: baseline `{}`", k.kernel, k.baseline_config),
             )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .ok()?;
-        c.configure_mesh()
-            .x_desc("GPU seconds into the run")
-            .y_desc("best / baseline time")
-            .draw()
-            .ok()?;
-        for (i, (name, pts)) in series.iter().enumerate() {
-            let col = color(i);
-            c.draw_series(LineSeries::new(pts.iter().copied(), col.stroke_width(2)))
-                .ok()?
-                .label(name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2))
-                });
-            let ends = [pts[0], pts[pts.len() - 1]];
-            c.draw_series(ends.into_iter().map(|p| Circle::new(p, 4, col.filled())))
-                .ok()?;
-        }
-        c.configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .ok()
-    })
+            .hollow(true),
+        );
+        c.lines.push(Line::new(pts, col, k.kernel.clone()));
+        c.legend.push((k.kernel.clone(), Key::Line(col, false)));
+    }
+    c.svg()
+}
+
+/// How a candidate's verdict is drawn: (shape, legend name).
+fn verdict_shape(verdict: &str) -> (Shape, &'static str) {
+    match verdict {
+        "FAST" => (Shape::Up, "faster (FAST)"),
+        "SLOW" => (Shape::Down, "slower (SLOW)"),
+        "SAME" => (Shape::Circle, "same (SAME)"),
+        _ => (Shape::Diamond, "not proven either way"),
+    }
+}
+
+fn candidate_title(n: usize, it: &Iteration) -> String {
+    let verdict = it
+        .speedup
+        .as_ref()
+        .map_or_else(|| it.outcome.replace('_', " "), speedup_text);
+    format!(
+        "#{n} {} `{}` ({}): {verdict}; {}",
+        it.kernel, it.config, it.pattern, it.decision
+    )
 }
 
 /// Every candidate's measured speedup against the best of its time (log scale),
-/// coloured by outcome; candidates that failed sit on the bottom edge, hollow.
+/// coloured by kernel, shaped by verdict; candidates without a speedup (failed, or
+/// not compared) sit in a lane under the plot.
 pub fn candidates(r: &Report) -> Option<String> {
     if r.iterations.is_empty() {
         return None;
     }
-    let (y0, y1) = bounds(
-        r.iterations
-            .iter()
-            .filter_map(|i| i.speedup.as_ref().map(|s| s.x))
-            .chain([0.9, 1.1]),
-        true,
-    )?;
+    let colors = kernel_colors(r);
     let n = r.iterations.len() as f64;
-    let class = |v: &str| match v {
-        "FAST" => ("faster (committed)", RGBColor(44, 160, 44)),
-        "SLOW" => ("slower", RGBColor(214, 39, 40)),
-        "SAME" => ("same", RGBColor(127, 127, 127)),
-        _ => ("ambiguous", RGBColor(255, 127, 14)),
-    };
-    svg(|root| {
-        let mut c = ChartBuilder::on(root)
-            .caption(
-                "Every candidate against the best of its time",
-                ("sans-serif", 18),
-            )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0.5..n + 0.5, (y0..y1).log_scale())
-            .ok()?;
-        c.configure_mesh()
-            .x_desc("candidate (in order)")
-            .y_desc("speedup over the best (log)")
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .draw()
-            .ok()?;
-        c.draw_series(LineSeries::new(
-            [(0.5, 1.0), (n + 0.5, 1.0)],
-            BLACK.mix(0.4).stroke_width(1),
-        ))
-        .ok()?;
-        let mut seen: Vec<&str> = Vec::new();
-        for (i, it) in r.iterations.iter().enumerate() {
-            let x = i as f64 + 1.0;
-            let (name, col, y, hollow) = match &it.speedup {
-                Some(s) => {
-                    let (a, b) = class(&s.verdict);
-                    (a, b, s.x, false)
+    let mut c = Chart::new(
+        "Every candidate's speedup over the best of its time",
+        Axis::new("candidate, in the order measured", Unit::Count, Scale::Lin)
+            .including([0.5, n + 0.5]),
+        Axis::new("speedup over the best (log)", Unit::Plain("x"), Scale::Log).including([1.0]),
+    )
+    .note(
+        "colour: kernel; shape: verdict; hover a mark for its configuration, pattern and interval",
+    );
+    c.lines.push(
+        Line::new(
+            vec![(0.5, 1.0), (n + 0.5, 1.0)],
+            chart::GREY,
+            "1x: as fast as the best of its time",
+        )
+        .dashed(),
+    );
+    let mut lane = Vec::new();
+    let mut shapes: Vec<(Shape, &'static str)> = Vec::new();
+    for (i, it) in r.iterations.iter().enumerate() {
+        let col = color_of(&colors, &it.kernel);
+        let title = candidate_title(i + 1, it);
+        match &it.speedup {
+            Some(s) => {
+                let (shape, name) = verdict_shape(&s.verdict);
+                if !shapes.iter().any(|x| x.1 == name) {
+                    shapes.push((shape, name));
                 }
-                None => ("failed or not compared", BLACK, y0 * 1.05, true),
-            };
-            let style = if hollow {
-                col.stroke_width(1)
-            } else {
-                col.filled()
-            };
-            let s = c
-                .draw_series(std::iter::once(Circle::new((x, y), 4, style)))
-                .ok()?;
-            if !seen.contains(&name) {
-                seen.push(name);
-                s.label(name)
-                    .legend(move |(x, y)| Circle::new((x + 8, y), 4, style));
+                c.marks
+                    .push(Mark::new(i as f64 + 1.0, s.x, col, title).shape(shape));
             }
+            None => lane.push(Mark::new(i as f64 + 1.0, 0.0, col, title).shape(Shape::Cross)),
         }
-        c.configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .ok()
-    })
+    }
+    c.legend = colors
+        .iter()
+        .filter(|(k, _)| r.iterations.iter().any(|i| &i.kernel == k))
+        .map(|(k, col)| (k.clone(), Key::Swatch(col)))
+        .collect();
+    shapes.sort_by_key(|s| s.1);
+    c.legend.extend(
+        shapes
+            .into_iter()
+            .map(|(shape, name)| (name.to_string(), Key::Mark(shape, chart::GREY, true))),
+    );
+    if !lane.is_empty() {
+        c.legend.push((
+            "failed or not compared (lane below)".into(),
+            Key::Mark(Shape::Cross, chart::GREY, false),
+        ));
+        c.lane = Some(("failed".into(), lane));
+    }
+    c.legend.push((
+        "1x: as fast as the best".into(),
+        Key::Line(chart::GREY, true),
+    ));
+    c.svg()
 }
 
+/// A roofline point: (kernel, is the best, bytes, FLOPs, its configuration, timing).
+pub type RoofPoint = (String, bool, f64, f64, String, Timing);
+
 /// Each kernel's baseline (hollow) and best (filled) on the roofline of the measured
-/// ceilings: (kernel, is best, bytes, FLOPs, timing).
-pub fn roofline(r: &Report, points: &[(String, bool, f64, f64, Timing)]) -> Option<String> {
+/// ceilings, labelled with its kernel.
+pub fn roofline(r: &Report, points: &[RoofPoint]) -> Option<String> {
     let m = r.machine.as_ref()?;
-    let dram = m.dram_measured_gbs?;
+    let dram = m.dram_measured_gbs? * 1e9;
     let ceilings: Vec<(&str, f64)> = [
         ("FP32", m.fp32_measured_gflops),
         ("FP16 tensor", m.tensor_f16_measured_gflops),
     ]
     .into_iter()
-    .filter_map(|(n, c)| c.map(|c| (n, c)))
+    .filter_map(|(n, c)| c.map(|c| (n, c * 1e9)))
     .collect();
     let peak = ceilings.iter().map(|c| c.1).fold(f64::NAN, f64::max);
-    if points.is_empty() || !peak.is_finite() {
+    if points.is_empty() || !peak.is_finite() || dram <= 0.0 {
         return None;
     }
+    let colors = kernel_colors(r);
     let ai: Vec<f64> = points.iter().map(|p| p.3 / p.2).collect();
     let perf: Vec<f64> = points
         .iter()
-        .map(|p| p.3 / (p.4.median_us * 1e-6) / 1e9)
+        .map(|p| p.3 / (p.5.median_us * 1e-6))
         .collect();
-    let (x0, x1) = bounds(ai.iter().copied().chain([peak / dram * 4.0]), true)?;
-    let (y0, y1) = bounds(perf.iter().copied().chain([peak]), true)?;
-    svg(|root| {
-        let mut c = ChartBuilder::on(root)
-            .caption("Roofline of the measured ceilings", ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
-            .ok()?;
-        c.configure_mesh()
-            .x_desc("arithmetic intensity (FLOP per byte, cost model)")
-            .y_desc("GFLOP/s achieved")
-            .draw()
-            .ok()?;
-        // The bandwidth slope from where it enters the plot, then each ceiling.
-        let start = x0.max(y0 / dram);
-        for (i, (name, ceil)) in ceilings.iter().enumerate() {
-            let ridge = ceil / dram;
-            let style = BLACK.mix(if i == 0 { 0.8 } else { 0.5 }).stroke_width(1);
-            c.draw_series(LineSeries::new(
-                [(start, dram * start), (ridge, *ceil), (x1, *ceil)],
-                style,
-            ))
-            .ok()?
-            .label(format!("measured {name} and DRAM ceilings"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+    let low_ridge = ceilings.iter().map(|c| c.1).fold(f64::INFINITY, f64::min) / dram;
+    let x_lo = ai.iter().copied().fold(low_ridge, f64::min) / 3.0;
+    let x_hi = ai.iter().copied().fold(peak / dram, f64::max) * 4.0;
+    let mut c = Chart::new(
+        "Each kernel on the roofline of the device's measured ceilings",
+        Axis::new(
+            "arithmetic intensity (FLOP per byte of DRAM traffic, from the cost model)",
+            Unit::Plain(""),
+            Scale::Log,
+        ),
+        Axis::new("achieved (log)", Unit::Si("FLOP/s"), Scale::Log),
+    )
+    .note("hollow: baseline; filled: best; the ceilings were measured on this device");
+    c.lines.push(
+        Line::new(
+            vec![(x_lo, dram * x_lo), (peak / dram, peak)],
+            "#000000",
+            format!("DRAM {} (measured)", chart::si(dram, "B/s")),
+        )
+        .width(1.5),
+    );
+    c.legend.push((
+        format!("DRAM {} (measured)", chart::si(dram, "B/s")),
+        Key::Line("#000000", false),
+    ));
+    for (i, (name, ceil)) in ceilings.iter().enumerate() {
+        let label = format!("{name} {} (measured)", chart::si(*ceil, "FLOP/s"));
+        let line = Line::new(
+            vec![(ceil / dram, *ceil), (x_hi, *ceil)],
+            "#000000",
+            label.clone(),
+        )
+        .width(1.5);
+        let dashed = i > 0;
+        c.lines.push(if dashed { line.dashed() } else { line });
+        c.legend.push((label, Key::Line("#000000", dashed)));
+    }
+    let mut named: Vec<&str> = Vec::new();
+    for (i, (k, best, _, _, config, t)) in points.iter().enumerate() {
+        let col = color_of(&colors, k);
+        let has_best = points.iter().any(|p| &p.0 == k && p.1);
+        let mut mark = Mark::new(
+            ai[i],
+            perf[i],
+            col,
+            format!(
+                "{k} {} `{config}`: {} at {} FLOP/B; median {} [{}, {}]",
+                if *best { "best" } else { "baseline" },
+                chart::si(perf[i], "FLOP/s"),
+                chart::number(ai[i]),
+                chart::si(t.median_us * 1e-6, "s"),
+                chart::si(t.ci_lo_us * 1e-6, "s"),
+                chart::si(t.ci_hi_us * 1e-6, "s"),
+            ),
+        )
+        .hollow(!best)
+        .size(5.0);
+        if *best || !has_best {
+            mark = mark.label(k.clone());
         }
-        let mut names: Vec<&str> = Vec::new();
-        for (i, (k, best, _, _, _)) in points.iter().enumerate() {
-            let first = !names.contains(&k.as_str());
-            if first {
-                names.push(k);
-            }
-            let col = color(names.iter().position(|n| n == k).unwrap_or(0));
-            let style = if *best {
-                col.filled()
-            } else {
-                col.stroke_width(2)
-            };
-            let s = c
-                .draw_series(std::iter::once(Circle::new((ai[i], perf[i]), 5, style)))
-                .ok()?;
-            if first {
-                s.label(format!("{k} (hollow: baseline, filled: best)"))
-                    .legend(move |(x, y)| Circle::new((x + 8, y), 4, col.filled()));
-            }
+        c.marks.push(mark);
+        if !named.contains(&k.as_str()) {
+            named.push(k);
+            c.legend.push((k.clone(), Key::Swatch(col)));
         }
-        c.configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .ok()
-    })
+    }
+    c.legend.push((
+        "baseline".into(),
+        Key::Mark(Shape::Circle, chart::GREY, false),
+    ));
+    c.legend
+        .push(("best".into(), Key::Mark(Shape::Circle, chart::GREY, true)));
+    c.svg()
 }
 
-/// A line per series over shared axes (log where asked): for sweeps.
+/// A line per series over shared axes: for sweeps.
 pub(crate) fn series(
     title: &str,
-    x_label: &str,
-    y_label: &str,
+    x: Axis,
+    y: Axis,
     lines: &[(String, Vec<(f64, f64)>)],
-    log_x: bool,
-    log_y: bool,
 ) -> Option<String> {
-    let (x0, x1) = bounds(lines.iter().flat_map(|l| l.1.iter().map(|p| p.0)), log_x)?;
-    let (y0, y1) = bounds(lines.iter().flat_map(|l| l.1.iter().map(|p| p.1)), log_y)?;
-    // The four combinations of scales are four coordinate types in plotters.
-    macro_rules! draw {
-        ($xr:expr, $yr:expr) => {
-            svg(|root| {
-                let mut c = ChartBuilder::on(root)
-                    .caption(title, ("sans-serif", 18))
-                    .margin(12)
-                    .x_label_area_size(40)
-                    .y_label_area_size(70)
-                    .build_cartesian_2d($xr, $yr)
-                    .ok()?;
-                c.configure_mesh()
-                    .x_desc(x_label)
-                    .y_desc(y_label)
-                    .draw()
-                    .ok()?;
-                for (i, (name, pts)) in lines.iter().enumerate() {
-                    let col = color(i);
-                    c.draw_series(LineSeries::new(pts.iter().copied(), col.stroke_width(2)))
-                        .ok()?
-                        .label(name.as_str())
-                        .legend(move |(x, y)| {
-                            PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2))
-                        });
-                    c.draw_series(pts.iter().map(|p| Circle::new(*p, 3, col.filled())))
-                        .ok()?;
-                }
-                c.configure_series_labels()
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(BLACK)
-                    .position(SeriesLabelPosition::UpperLeft)
-                    .draw()
-                    .ok()
-            })
-        };
+    let mut c = Chart::new(title, x, y);
+    for (i, (name, pts)) in lines.iter().enumerate() {
+        let col = chart::color(i);
+        c.lines.push(Line::new(pts.clone(), col, name.clone()));
+        for p in pts {
+            c.marks.push(
+                Mark::new(
+                    p.0,
+                    p.1,
+                    col,
+                    format!(
+                        "{name}: {} at {} = {}",
+                        chart::number(p.1),
+                        c.x.label,
+                        chart::number(p.0)
+                    ),
+                )
+                .size(3.0),
+            );
+        }
+        c.legend.push((name.clone(), Key::Line(col, false)));
     }
-    match (log_x, log_y) {
-        (true, true) => draw!((x0..x1).log_scale(), (y0..y1).log_scale()),
-        (true, false) => draw!((x0..x1).log_scale(), y0..y1),
-        (false, true) => draw!(x0..x1, (y0..y1).log_scale()),
-        (false, false) => draw!(x0..x1, y0..y1),
-    }
+    c.svg()
+}
+
+/// The file name of evidence `i`'s samples and pairs plots.
+pub fn evidence_names(i: usize) -> [String; 2] {
+    [
+        format!("evidence-{}-samples.svg", i + 1),
+        format!("evidence-{}-pairs.svg", i + 1),
+    ]
 }
 
 /// The report's plots as (file name, SVG), from the report and the run's fold; a
@@ -394,18 +383,25 @@ pub fn plots(r: &Report, state: &RunState) -> Vec<(String, String)> {
             continue;
         };
         if let Some(t) = &k.baseline {
-            points.push((k.kernel.clone(), false, bytes, flops, t.clone()));
+            let cfg = k.baseline_config.clone();
+            points.push((k.kernel.clone(), false, bytes, flops, cfg, t.clone()));
         }
         if let (Some(t), true) = (&k.best, k.best_config != k.baseline_config) {
-            points.push((k.kernel.clone(), true, bytes, flops, t.clone()));
+            let cfg = k.best_config.clone();
+            points.push((k.kernel.clone(), true, bytes, flops, cfg, t.clone()));
         }
     }
-    [
-        ("progress.svg", progress(r, &gpu_at)),
-        ("candidates.svg", candidates(r)),
-        ("roofline.svg", roofline(r, &points)),
-    ]
-    .into_iter()
-    .filter_map(|(n, svg)| svg.map(|s| (n.to_string(), s)))
-    .collect()
+    let mut out: Vec<(String, Option<String>)> = vec![
+        ("progress.svg".into(), progress(r, &gpu_at)),
+        ("candidates.svg".into(), candidates(r)),
+        ("roofline.svg".into(), roofline(r, &points)),
+    ];
+    for (i, e) in r.evidence.iter().enumerate() {
+        let [s, p] = evidence_names(i);
+        out.push((s, evidence::samples_chart(e)));
+        out.push((p, evidence::pairs_chart(e)));
+    }
+    out.into_iter()
+        .filter_map(|(n, svg)| svg.map(|s| (n, s)))
+        .collect()
 }

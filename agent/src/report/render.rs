@@ -7,7 +7,7 @@ use crate::state::RunState;
 
 use super::*;
 
-fn t(x: &Option<Timing>) -> String {
+pub(super) fn t(x: &Option<Timing>) -> String {
     x.as_ref().map_or("-".into(), |t| {
         format!(
             "{:.2} [{:.2}, {:.2}] {}",
@@ -16,7 +16,7 @@ fn t(x: &Option<Timing>) -> String {
     })
 }
 
-fn sx(x: &Option<Speedup>) -> String {
+pub(super) fn sx(x: &Option<Speedup>) -> String {
     x.as_ref().map_or("-".into(), |s| {
         format!("{:.3}x [{:.3}, {:.3}] {}", s.x, s.ci_lo, s.ci_hi, s.verdict)
     })
@@ -69,12 +69,17 @@ pub fn markdown(r: &Report, plots: &[String]) -> String {
     machine_section(&mut o, r);
     spend_section(&mut o, r);
     kernels_section(&mut o, r);
-    if !plots.is_empty() {
+    let main: Vec<&String> = plots
+        .iter()
+        .filter(|p| !p.starts_with("evidence-"))
+        .collect();
+    if !main.is_empty() {
         let _ = writeln!(o, "\n## Plots\n");
-        for p in plots {
+        for p in main {
             let _ = writeln!(o, "![{}](plots/{p})\n", p.trim_end_matches(".svg"));
         }
     }
+    super::by_kernel::kernel_sections(&mut o, r, plots);
     iterations_section(&mut o, r);
     rewrites_section(&mut o, r);
     super::proposals::proposals_section(&mut o, r);
@@ -373,7 +378,11 @@ fn rewrites_section(o: &mut String, r: &Report) {
         if w.diff.is_empty() {
             let _ = writeln!(o, "(compiler options only: the source is as written)");
         } else {
-            let _ = writeln!(o, "```diff\n{}```", w.diff);
+            let _ = writeln!(
+                o,
+                "Its source diff is under \"Kernel {}\", with the samples its verdict came from.",
+                w.kernel
+            );
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::chart::{Axis, Scale, Unit};
 use super::*;
 use crate::journal::{self, Event, Record};
 use crate::state::RunState;
@@ -72,8 +73,32 @@ fn reports_of_real_journals_match_their_snapshots_and_verify() {
                 md.contains(&format!("(plots/{file})")),
                 "{name}: {file} not embedded"
             );
-            snapshot(&format!("{name}.{file}"), svg);
+            // No legend on a mark, every mark inside the axes and named.
+            let marks =
+                chart::geometry::check(svg).unwrap_or_else(|e| panic!("{name} {file}: {e}"));
+            assert!(marks > 0, "{name} {file}: no mark");
+            if !file.starts_with("evidence-") {
+                snapshot(&format!("{name}.{file}"), svg);
+            }
         }
+        // The samples of every kept change and final comparison are drawn.
+        let kept = r
+            .iterations
+            .iter()
+            .filter(|i| i.decision.starts_with("committed"))
+            .count();
+        let finals = r.kernels.iter().filter(|k| k.speedup.is_some()).count();
+        assert!(
+            r.evidence.len() >= kept + finals,
+            "{name}: {} evidence",
+            r.evidence.len()
+        );
+        for i in 0..r.evidence.len() {
+            for f in plot::evidence_names(i) {
+                assert!(names.contains(&f), "{name}: {f} missing");
+            }
+        }
+        html_matches_markdown(&name, &r, &svgs, &md);
         assert!(
             names.contains(&"candidates.svg".to_string()),
             "{name}: {names:?}"
@@ -352,10 +377,78 @@ fn a_sweep_plot_is_svg_on_every_combination_of_scales() {
         ),
     ];
     for (lx, ly) in [(true, true), (true, false), (false, true), (false, false)] {
-        let svg = plot::series("t", "seq_k", "µs", &lines, lx, ly).unwrap();
+        let scale = |log| if log { Scale::Log } else { Scale::Lin };
+        let x = Axis::new("seq_k", Unit::Plain(""), scale(lx));
+        let y = Axis::new("time", Unit::Si("s"), scale(ly));
+        let svg = plot::series("t", x, y, &lines).unwrap();
+        chart::geometry::check(&svg).unwrap();
         let doc = roxmltree::Document::parse(&svg).unwrap();
         assert_eq!(doc.root_element().tag_name().name(), "svg");
         assert!(svg.contains("VARIANT=1"));
     }
-    assert!(plot::series("t", "x", "y", &[], true, true).is_none());
+    let axis = || Axis::new("x", Unit::Plain(""), Scale::Log);
+    assert!(plot::series("t", axis(), axis(), &[]).is_none());
+}
+
+/// The HTML page holds the Markdown report's sections, tables and plots, inline and
+/// self-contained.
+fn html_matches_markdown(name: &str, r: &Report, svgs: &[(String, String)], md: &str) {
+    let page = html(r, svgs);
+    for h in md.lines().filter_map(|l| l.strip_prefix("## ")) {
+        let h = h.replace('`', "");
+        assert!(
+            page.contains(&format!("\">{}</h2>", chart::esc(&h))) || page.contains(&chart::esc(&h)),
+            "{name}: section {h} not in the page"
+        );
+    }
+    let md_tables = md.lines().filter(|l| l.starts_with("| --- |")).count();
+    assert_eq!(page.matches("<table>").count(), md_tables, "{name}: tables");
+    for (file, svg) in svgs {
+        let first = svg.lines().nth(2).unwrap_or_default();
+        assert!(page.contains(first), "{name}: {file} not inline");
+    }
+    assert_eq!(
+        page.matches("<figure class=\"plot\">").count(),
+        svgs.len(),
+        "{name}"
+    );
+    // Nothing fetched: no external address but the SVG namespace.
+    for bad in ["src=\"http", "href=\"http", "<link", "@import", "url("] {
+        assert!(!page.contains(bad), "{name}: `{bad}` in the page");
+    }
+    assert!(page.contains("<nav class=\"toc\">") && page.contains("data-ready"));
+    assert_eq!(
+        verify_page("report.html", &page, &page).unwrap(),
+        page.lines().count()
+    );
+}
+
+#[test]
+fn a_page_changed_by_hand_fails_verification_naming_the_line() {
+    let recs = records("h100-softmax-finished");
+    let state = st(&recs);
+    let r = build("s", &state);
+    let svgs = plots(&r, &state);
+    let page = html(&r, &svgs);
+    let median = format!("{:.2}", r.kernels[0].baseline.as_ref().unwrap().median_us);
+    let tampered = page.replacen(&median, "1.00", 1);
+    assert_ne!(tampered, page);
+    let e = verify_page("report.html", &tampered, &page)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("report.html line") && e.contains("1.00"), "{e}");
+    // Another version's page is named as such, not compared.
+    let old = page.replace(html::GENERATOR, "nightshift 0.0.1");
+    let e = verify_page("report.html", &old, &page)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("nightshift 0.0.1") && e.contains("write it again"),
+        "{e}"
+    );
+    // A plot changed: its point moved.
+    let (file, svg) = &svgs[0];
+    let moved = svg.replacen("cx=\"", "cx=\"1", 1);
+    let e = verify_page(file, &moved, svg).unwrap_err().to_string();
+    assert!(e.contains(file.as_str()), "{e}");
 }

@@ -78,6 +78,48 @@ pub fn verify(report: &Value, run_id: &str, records: &[Record]) -> Result<usize,
     Ok(checked)
 }
 
+/// A page of the report (`report.md`, `report.html`, a plot) against the page the
+/// journal renders now: equal line by line, or the first line that differs named.
+/// A page written by another version of nightshift is named as such: it cannot be
+/// checked until it is written again. Returns the lines compared.
+pub fn verify_page(name: &str, found: &str, expected: &str) -> Result<usize, ReportError> {
+    if name.ends_with(".html") {
+        let generator = |t: &str| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("<meta name=\"generator\" content=\""))
+                .map(|l| l.trim_end_matches("\">").to_string())
+        };
+        if generator(found) != generator(expected) {
+            return Err(ReportError::Journal(format!(
+                "{name} was written by {}, this is {}: write it again with `nightshift report <run-id>` to check it",
+                generator(found).unwrap_or_else(|| "something else".into()),
+                super::html::GENERATOR
+            )));
+        }
+    }
+    let (mut f, mut e) = (found.lines(), expected.lines());
+    let mut n = 0;
+    loop {
+        match (f.next(), e.next()) {
+            (None, None) => return Ok(n),
+            (a, b) if a == b => n += 1,
+            (a, b) => {
+                let cut = |s: Option<&str>| {
+                    s.map_or("(the end of the file)".to_string(), |s| {
+                        let s: String = s.chars().take(160).collect();
+                        format!("`{s}`")
+                    })
+                };
+                return Err(ReportError::Differs {
+                    figure: format!("{name} line {}", n + 1),
+                    found: cut(a),
+                    expected: cut(b),
+                });
+            }
+        }
+    }
+}
+
 /// Each evaluation's charges, by stage, against its own timers: the charges a run
 /// journals right before an evaluation's record must be what its timers say
 /// (`evaluate::cost_of`). Journals that charged after the record (before that was

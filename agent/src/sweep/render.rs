@@ -55,19 +55,20 @@ pub fn plot(points: &[Point], axes: &[Axis], over: Option<&str>, kernel: &str) -
             if !rest.is_empty() {
                 name = format!("{name} {}", rest.join(" "));
             }
+            // Seconds, so the axis writes SI ticks (`12 µs`, `1.5 ms`).
+            let m = m * 1e-6;
             match lines.iter_mut().find(|l| l.0 == name) {
                 Some(l) => l.1.push((x, m)),
                 None => lines.push((name, vec![(x, m)])),
             }
         }
     }
+    use crate::report::chart::{Axis, Scale, Unit};
     crate::report::plot::series(
         &format!("{kernel}: median time per launch over {}", x_axis.name),
-        &x_axis.name,
-        "µs per launch (median)",
+        Axis::new(x_axis.name.clone(), Unit::Plain(""), Scale::Log),
+        Axis::new("time per launch (median, log)", Unit::Si("s"), Scale::Log),
         &lines,
-        true,
-        true,
     )
 }
 

@@ -105,7 +105,11 @@ pub(in crate::report) fn proposals_section(o: &mut String, r: &Report) {
             if p.diff.is_empty() {
                 let _ = writeln!(o, "(no diff recorded)");
             } else {
-                let _ = writeln!(o, "```diff\n{}```", p.diff);
+                let _ = writeln!(
+                    o,
+                    "Its source diff is under \"Kernel {}\", with the samples its verdict came from.",
+                    p.kernel
+                );
             }
         }
     }
