@@ -61,10 +61,12 @@ pub enum Command {
     /// read from its journal.
     #[command(after_help = EXIT_READ)]
     Status(StatusArgs),
-    /// Write a run's report from its journal: reports/<run-id>/report.md, report.json
-    /// and samples.csv (a run writes them itself when it stops). With --verify,
+    /// Write a run's report from its journal: reports/<run-id>/report.html (one
+    /// self-contained page to open in a browser), report.md, report.json, samples.csv
+    /// and plots/*.svg (a run writes them itself when it stops). With --verify,
     /// recompute every figure of report.json from the journal's raw samples instead,
-    /// and fail naming the first figure that differs.
+    /// render report.md, report.html and the plots again and compare them, and fail
+    /// naming the first figure or line that differs.
     #[command(after_help = EXIT_REPORT)]
     Report(ReportArgs),
     /// Measure a kernel over a grid of problem sizes (--axis NAME=32..65536:x2, repeatable),
@@ -376,8 +378,9 @@ pub struct ReportArgs {
     /// Where runs write their journals.
     #[arg(long, default_value = "reports")]
     pub reports: PathBuf,
-    /// Check report.json against the journal's raw samples (exit 1 naming the first
-    /// figure that differs); writes nothing.
+    /// Check report.json against the journal's raw samples, and report.md,
+    /// report.html and the plots against the pages the journal renders (exit 1
+    /// naming the first figure or line that differs); writes nothing.
     #[arg(long)]
     pub verify: bool,
     /// Print the report as JSON on stdout (as well as writing the files).
