@@ -376,6 +376,39 @@ fn mark_svg(o: &mut String, g: Glyph, cx: f64, cy: f64, title: &str) {
     }
 }
 
+/// An axis-aligned box: x0, y0, x1, y1.
+type Rect = (f64, f64, f64, f64);
+
+fn overlaps(a: Rect, b: Rect) -> bool {
+    a.0 < b.2 && b.0 < a.2 && a.1 < b.3 && b.1 < a.3
+}
+
+/// Where a label `w` wide goes beside the mark at (cx, cy): the first of eight spots
+/// around it that stays in `area` and covers nothing `taken`; the first spot that
+/// stays in the area when every one covers something. Returns the text's baseline
+/// start.
+fn label_spot(w: f64, cx: f64, cy: f64, r: f64, area: Rect, taken: &[Rect]) -> (f64, f64) {
+    let gap = r + 3.0;
+    let spots = [
+        (cx + gap, cy - gap),
+        (cx + gap, cy + gap + FONT),
+        (cx - gap - w, cy - gap),
+        (cx - gap - w, cy + gap + FONT),
+        (cx + gap, cy + FONT / 2.0 - 1.0),
+        (cx - gap - w, cy + FONT / 2.0 - 1.0),
+        (cx - w / 2.0, cy - gap - 2.0),
+        (cx - w / 2.0, cy + gap + FONT + 2.0),
+    ];
+    let boxed = |(x, y): (f64, f64)| (x, y - FONT, x + w, y);
+    let inside = |b: Rect| b.0 >= area.0 && b.2 <= area.2 && b.1 >= area.1 && b.3 <= area.3;
+    spots
+        .iter()
+        .copied()
+        .find(|s| inside(boxed(*s)) && !taken.iter().any(|t| overlaps(boxed(*s), *t)))
+        .or_else(|| spots.iter().copied().find(|s| inside(boxed(*s))))
+        .unwrap_or(spots[0])
+}
+
 fn text_w(s: &str) -> f64 {
     s.chars().count() as f64 * CHAR_W
 }
@@ -508,29 +541,31 @@ impl Chart {
                 esc(&l.title)
             );
         }
-        for m in &self.marks {
-            if !(m.x.is_finite() && m.y.is_finite()) {
-                continue;
-            }
-            let (cx, cy) = (mx.t(m.x), my.t(m.y));
-            mark_svg(&mut o, m.glyph(), cx, cy, &m.title);
-            if let Some(l) = &m.label {
-                // Right of the mark, or left of it where it would leave the plot.
-                let w = text_w(l);
-                let lx = if cx + m.size + 3.0 + w > left + PLOT_W {
-                    (cx - m.size - 3.0 - w).max(left)
-                } else {
-                    cx + m.size + 3.0
-                };
-                let _ = writeln!(
-                    o,
-                    r#"<text class="point-label" x="{:.2}" y="{:.2}" fill="{}">{}</text>"#,
-                    lx,
-                    cy - m.size - 2.0,
-                    m.color,
-                    esc(l)
-                );
-            }
+        let placed: Vec<(&Mark, f64, f64)> = self
+            .marks
+            .iter()
+            .filter(|m| m.x.is_finite() && m.y.is_finite())
+            .map(|m| (m, mx.t(m.x), my.t(m.y)))
+            .collect();
+        for (m, cx, cy) in &placed {
+            mark_svg(&mut o, m.glyph(), *cx, *cy, &m.title);
+        }
+        // Labels over every mark, each where it covers no mark and no other label.
+        let area = (left, top, left + PLOT_W, top + PLOT_H);
+        let mut taken: Vec<Rect> = placed
+            .iter()
+            .map(|(m, cx, cy)| (cx - m.size, cy - m.size, cx + m.size, cy + m.size))
+            .collect();
+        for (m, cx, cy) in &placed {
+            let Some(l) = &m.label else { continue };
+            let (lx, ly) = label_spot(text_w(l), *cx, *cy, m.size, area, &taken);
+            taken.push((lx, ly - FONT, lx + text_w(l), ly));
+            let _ = writeln!(
+                o,
+                r#"<text class="point-label" x="{lx:.2}" y="{ly:.2}" fill="{}">{}</text>"#,
+                m.color,
+                esc(l)
+            );
         }
         if let Some((name, marks)) = &self.lane {
             let ly = top + PLOT_H + LANE_GAP;
