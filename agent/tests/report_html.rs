@@ -825,3 +825,74 @@ fn html_attributes_are_read_from_the_dumped_dom() {
     assert_eq!(attrs["data-errors"], "a \"b\" & c\nd");
     assert!(tag_attributes("<htmlx></htmlx>", "html").is_none());
 }
+
+/// Clicks a column head of a real report's table twice (as a reader would) and reads
+/// the column back: ascending by number, then descending.
+#[test]
+fn a_report_table_sorts_by_the_column_clicked() {
+    let Some(browser) = browser_or_skip("a_report_table_sorts_by_the_column_clicked") else {
+        return;
+    };
+    let name = "h100-simsearch-q1-study";
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let reports = tmp.path().join("reports");
+    let run = reports.join(name);
+    std::fs::create_dir_all(&run).expect("create the run directory");
+    std::fs::copy(
+        common::repo_root().join(format!("agent/tests/fixtures/journals/{name}.jsonl")),
+        run.join("journal.jsonl"),
+    )
+    .expect("copy the fixture");
+    let out = Command::new(common::nightshift_bin())
+        .args(["report", name, "--reports"])
+        .arg(&reports)
+        .output()
+        .expect("nightshift runs");
+    assert!(out.status.success(), "{out:?}");
+    let page = std::fs::read_to_string(run.join("report.html")).expect("report.html");
+    // The per-kernel table of every candidate: its "µs [95% CI]" column (the 5th).
+    let probe = r#"<script>
+(function () {
+  var h = Array.prototype.find.call(document.querySelectorAll("h3"), function (x) { return /every candidate$/.test(x.textContent); });
+  var table = h.nextElementSibling, th = table.querySelectorAll("thead th")[4];
+  function column() { return Array.prototype.map.call(table.tBodies[0].rows, function (r) { return r.cells[4].textContent; }).join("|"); }
+  th.click(); var up = column(); th.click(); var down = column();
+  document.documentElement.setAttribute("data-up", up);
+  document.documentElement.setAttribute("data-down", down);
+})();
+</script>
+</body>"#;
+    let probed = page.replacen("</body>", probe, 1);
+    let r = render_page(&browser, &probed);
+    let attrs = tag_attributes(&r.dom, "html").expect("the dumped DOM has <html>");
+    let numbers = |key: &str| -> Vec<f64> {
+        let v = attrs
+            .get(key)
+            .unwrap_or_else(|| panic!("the probe did not run: {:?}", r.stderr));
+        v.split('|')
+            .map(|c| {
+                if c.trim() == "-" {
+                    f64::INFINITY
+                } else {
+                    c.split_whitespace()
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(f64::NAN)
+                }
+            })
+            .collect()
+    };
+    let (up, down) = (numbers("data-up"), numbers("data-down"));
+    assert!(up.len() >= 5, "{up:?}");
+    let measured: Vec<f64> = up.iter().copied().filter(|x| x.is_finite()).collect();
+    assert!(measured.len() >= 3, "{up:?}");
+    assert!(
+        measured.windows(2).all(|w| w[0] <= w[1]),
+        "not ascending: {up:?}"
+    );
+    let measured: Vec<f64> = down.iter().copied().filter(|x| x.is_finite()).collect();
+    assert!(
+        measured.windows(2).all(|w| w[0] >= w[1]),
+        "not descending: {down:?}"
+    );
+}

@@ -121,11 +121,21 @@ pub(super) fn kernel_sections(o: &mut String, r: &Report, plots: &[String]) {
             ],
         ];
         o.push_str(&table(&["", "configuration", "µs [95% CI]"], &rows));
-        let _ = writeln!(
-            o,
-            "\nBest against baseline, measured interleaved at the end: {}.",
-            sx(&k.speedup)
-        );
+        match &k.speedup {
+            Some(_) => {
+                let _ = writeln!(
+                    o,
+                    "\nBest against baseline, measured interleaved at the end: {}.",
+                    sx(&k.speedup)
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    o,
+                    "\nBest against baseline: not measured interleaved (no final comparison: nothing was kept, or the run stopped before it)."
+                );
+            }
+        }
         for it in r
             .iterations
             .iter()

@@ -238,10 +238,6 @@ pub(crate) fn samples_chart(e: &Evidence) -> Option<String> {
         ),
         ("median".into(), Key::Line(chart::GREY, false)),
         (
-            "throttled (not counted)".into(),
-            Key::Mark(Shape::Circle, chart::GREY, false),
-        ),
-        (
             format!(
                 "speedup {}x [{}, {}]",
                 chart::number(e.speedup.x),
@@ -251,7 +247,17 @@ pub(crate) fn samples_chart(e: &Evidence) -> Option<String> {
             Key::Line("#000000", false),
         ),
     ];
+    if throttled(e) {
+        c.legend.push((
+            "throttled (not counted)".into(),
+            Key::Mark(Shape::Circle, chart::GREY, false),
+        ));
+    }
     c.svg()
+}
+
+fn throttled(e: &Evidence) -> bool {
+    !(e.a.throttled.is_empty() && e.b.throttled.is_empty())
 }
 
 /// A configuration cut to a legend's width.
@@ -309,10 +315,12 @@ pub(crate) fn pairs_chart(e: &Evidence) -> Option<String> {
     c.legend = vec![
         (na, Key::Line(chart::color(0), false)),
         (nb, Key::Line(chart::color(1), false)),
-        (
+    ];
+    if throttled(e) {
+        c.legend.push((
             "throttled (not counted)".into(),
             Key::Mark(Shape::Cross, chart::GREY, false),
-        ),
-    ];
+        ));
+    }
     c.svg()
 }
