@@ -46,6 +46,7 @@ pub fn write(reports: &Path, run_id: &str) -> Result<(Report, Vec<PathBuf>)> {
     files.extend(plots.into_iter().map(|(n, s)| (format!("plots/{n}"), s)));
     let mut written = Vec::new();
     for (name, text) in files {
+        let text = report::stamped(&name, &text);
         let p = dir.join(&name);
         let tmp = dir.join(format!("{name}.tmp"));
         std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;

@@ -171,7 +171,7 @@ pub(crate) fn samples_chart(e: &Evidence) -> Option<String> {
         Axis::new("time per launch", Unit::Si("s"), Scale::Lin),
     )
     .note(format!(
-        "each dot one sample; bar: median; bracket: the times the speedup's 95% interval allows ({} min gain)",
+        "each dot one sample; bar: median; bracket: the reference's median over the ends of the speedup's 95% interval ({} min gain)",
         chart::number(e.speedup.min_gain * 100.0) + "%"
     ));
     for (col, (arm, name, color)) in [(&e.a, &na, chart::color(0)), (&e.b, &nb, chart::color(1))]
@@ -215,8 +215,14 @@ pub(crate) fn samples_chart(e: &Evidence) -> Option<String> {
     let a = e.a.median_us * 1e-6;
     let (hi_t, lo_t) = (a / e.speedup.ci_lo, a / e.speedup.ci_hi);
     let x = 1.42;
+    // Too few pairs leave the interval unbounded: no bracket to draw.
+    let bounded = hi_t.is_finite() && lo_t.is_finite() && lo_t > 0.0;
     c.lines.push(Line::new(
-        vec![(x - 0.04, lo_t), (x, lo_t), (x, hi_t), (x - 0.04, hi_t)],
+        if bounded {
+            vec![(x - 0.04, lo_t), (x, lo_t), (x, hi_t), (x - 0.04, hi_t)]
+        } else {
+            vec![]
+        },
         "#000000",
         format!(
             "speedup {}x, 95% interval [{}, {}]: {} to {}",

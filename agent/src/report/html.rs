@@ -12,7 +12,7 @@ use super::Report;
 
 /// The version written into the page: `--verify` can only re-render what the same
 /// version wrote.
-pub(crate) const GENERATOR: &str = concat!("nightshift ", env!("CARGO_PKG_VERSION"));
+pub(crate) const GENERATOR: &str = super::GENERATOR;
 
 const CSS: &str = r#"
 :root { --fg: #1d1d1f; --muted: #555; --line: #d8d8d8; --accent: #4e79a7; }
@@ -165,8 +165,10 @@ pub fn html(r: &Report, plots: &[(String, String)]) -> String {
                     None => out.push(Event::Text(CowStr::from(format!("(plot {name})")))),
                 }
             }
-            // Text from a run (a compile log, a proposer's words) is never markup.
+            // Text from a run (a compile log, a proposer's words) is never markup,
+            // and never a link: link syntax in it keeps its words, not its target.
             Event::Html(t) | Event::InlineHtml(t) => out.push(Event::Text(t.clone())),
+            Event::Start(Tag::Link { .. }) | Event::End(TagEnd::Link) => {}
             e => out.push(e.clone()),
         }
         i += 1;

@@ -40,7 +40,32 @@ pub use proposals::{Money, ProposalReport, ProposerSpend};
 pub use render::{markdown, samples_csv};
 pub use verify::{verify, verify_page};
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: every kept change's and final comparison's samples (`evidence`).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// What wrote a page of the report, stamped in it: `--verify` can only render again
+/// what the same version and report format wrote.
+pub const GENERATOR: &str = concat!(
+    "nightshift ",
+    env!("CARGO_PKG_VERSION"),
+    ", report format 2"
+);
+
+/// A page as written to disk, with its stamp: `report.md` and the plots carry it as
+/// a comment on their first line (the HTML page has its own `<meta>`).
+pub fn stamped(name: &str, text: &str) -> String {
+    if name.ends_with(".md") {
+        format!("<!-- written by {GENERATOR} -->\n{text}")
+    } else if name.ends_with(".svg") {
+        // After the root element's start: an SVG file still begins with `<svg`.
+        match text.split_once('\n') {
+            Some((first, rest)) => format!("{first}\n<!-- written by {GENERATOR} -->\n{rest}"),
+            None => text.to_string(),
+        }
+    } else {
+        text.to_string()
+    }
+}
 
 /// Relative width of a 95% interval above which a caveat is written.
 const WIDE_INTERVAL: f64 = 0.05;

@@ -224,7 +224,7 @@ pub fn roofline(r: &Report, points: &[RoofPoint]) -> Option<String> {
         ("FP16 tensor", m.tensor_f16_measured_gflops),
     ]
     .into_iter()
-    .filter_map(|(n, c)| c.map(|c| (n, c * 1e9)))
+    .filter_map(|(n, c)| c.filter(|c| *c > 0.0).map(|c| (n, c * 1e9)))
     .collect();
     let peak = ceilings.iter().map(|c| c.1).fold(f64::NAN, f64::max);
     if points.is_empty() || !peak.is_finite() || dram <= 0.0 {
@@ -330,7 +330,10 @@ pub(crate) fn series(
                     col,
                     format!(
                         "{name}: {} at {} = {}",
-                        chart::number(p.1),
+                        match &c.y.unit {
+                            Unit::Si(u) => chart::si(p.1, u),
+                            _ => chart::number(p.1),
+                        },
                         c.x.label,
                         chart::number(p.0)
                     ),

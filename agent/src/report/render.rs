@@ -28,7 +28,15 @@ fn opt<T: std::fmt::Display>(x: &Option<T>) -> String {
 
 /// A Markdown table; `|` in cells is escaped.
 pub(super) fn table(head: &[&str], rows: &[Vec<String>]) -> String {
-    let esc = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+    // A cell's trailing `\` would escape the next `|` and merge two cells.
+    let esc = |s: &str| {
+        let s = s.replace('|', "\\|").replace('\n', " ");
+        if s.ends_with('\\') {
+            format!("{s} ")
+        } else {
+            s
+        }
+    };
     let mut out = format!("| {} |\n", head.join(" | "));
     out.push_str(&format!("|{}\n", " --- |".repeat(head.len())));
     for r in rows {

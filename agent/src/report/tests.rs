@@ -394,11 +394,12 @@ fn a_sweep_plot_is_svg_on_every_combination_of_scales() {
 /// self-contained.
 fn html_matches_markdown(name: &str, r: &Report, svgs: &[(String, String)], md: &str) {
     let page = html(r, svgs);
+    let body = &page[page.find("<main>").expect("a <main>")..];
     for h in md.lines().filter_map(|l| l.strip_prefix("## ")) {
-        let h = h.replace('`', "");
+        let h = chart::esc(&h.replace('`', ""));
         assert!(
-            page.contains(&format!("\">{}</h2>", chart::esc(&h))) || page.contains(&chart::esc(&h)),
-            "{name}: section {h} not in the page"
+            body.contains(&format!("\">{h}</h2>")),
+            "{name}: section {h} not in the page's body"
         );
     }
     let md_tables = md.lines().filter(|l| l.starts_with("| --- |")).count();
@@ -417,8 +418,10 @@ fn html_matches_markdown(name: &str, r: &Report, svgs: &[(String, String)], md: 
         assert!(!page.contains(bad), "{name}: `{bad}` in the page");
     }
     assert!(page.contains("<nav class=\"toc\">") && page.contains("data-ready"));
+    // Stamped like the files on disk, the page verifies line by line.
+    let stamped = super::stamped("report.html", &page);
     assert_eq!(
-        verify_page("report.html", &page, &page).unwrap(),
+        verify_page("report.html", &stamped, &page).unwrap(),
         page.lines().count()
     );
 }
@@ -451,4 +454,42 @@ fn a_page_changed_by_hand_fails_verification_naming_the_line() {
     let moved = svg.replacen("cx=\"", "cx=\"1", 1);
     let e = verify_page(file, &moved, svg).unwrap_err().to_string();
     assert!(e.contains(file.as_str()), "{e}");
+}
+
+/// Text from a run is never markup in the page: link syntax keeps its words and
+/// loses its target, a tag is shown as text, a trailing backslash does not merge
+/// table cells.
+#[test]
+fn run_text_cannot_become_a_link_a_tag_or_a_merged_cell() {
+    let recs = records("h100-softmax-finished");
+    let state = st(&recs);
+    let mut r = build("s", &state);
+    r.kernels[0].state = "done [click](javascript:alert(1)) <script>x()</script> a\\".into();
+    r.iterations[0].config = "a`[cfg](javascript:alert(2))`".into();
+    let page = html(&r, &plots(&r, &state));
+    assert!(!page.contains("href=\"javascript"), "a link survived");
+    assert!(!page.contains("<script>x()"), "a tag survived");
+    assert!(page.contains("click"));
+    let md = markdown(&r, &[]);
+    let row = md.lines().find(|l| l.contains("done [click]")).unwrap();
+    assert!(row.ends_with("a\\  |"), "{row}");
+}
+
+/// A stamp from another version or format is named, not compared.
+#[test]
+fn a_page_from_another_version_says_so() {
+    let md = super::stamped("report.md", "# x\n");
+    let old = md.replace(super::GENERATOR, "nightshift 0.0.9, report format 1");
+    let e = verify_page("report.md", &old, &md).unwrap_err().to_string();
+    assert!(
+        e.contains("report format 1") && e.contains("write it again"),
+        "{e}"
+    );
+    let e = verify_page("report.md", "# x\n", &md)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("an earlier nightshift"), "{e}");
+    let svg = super::stamped("plots/a.svg", "<svg>\n</svg>\n");
+    assert!(svg.starts_with("<svg>\n<!-- written by"));
+    roxmltree::Document::parse(&svg).unwrap();
 }

@@ -17,6 +17,13 @@ use super::*;
 /// journal recorded is recomputed from its samples (equal to 12 significant digits).
 /// Names the first figure that differs.
 pub fn verify(report: &Value, run_id: &str, records: &[Record]) -> Result<usize, ReportError> {
+    let version = report.get("schema_version").and_then(Value::as_u64);
+    if version != Some(SCHEMA_VERSION as u64) {
+        return Err(ReportError::Journal(format!(
+            "report.json has schema version {}, this nightshift writes {SCHEMA_VERSION}: write it again with `nightshift report {run_id}` to check it",
+            version.map_or("(none)".to_string(), |v| v.to_string())
+        )));
+    }
     let state = RunState::from_records(records);
     let rec = &state.recorded;
     let seed = rec.seed();
@@ -83,19 +90,23 @@ pub fn verify(report: &Value, run_id: &str, records: &[Record]) -> Result<usize,
 /// A page written by another version of nightshift is named as such: it cannot be
 /// checked until it is written again. Returns the lines compared.
 pub fn verify_page(name: &str, found: &str, expected: &str) -> Result<usize, ReportError> {
-    if name.ends_with(".html") {
-        let generator = |t: &str| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("<meta name=\"generator\" content=\""))
-                .map(|l| l.trim_end_matches("\">").to_string())
-        };
-        if generator(found) != generator(expected) {
-            return Err(ReportError::Journal(format!(
-                "{name} was written by {}, this is {}: write it again with `nightshift report <run-id>` to check it",
-                generator(found).unwrap_or_else(|| "something else".into()),
-                super::html::GENERATOR
-            )));
-        }
+    // The stamp: `<meta name="generator" ...>` in the page, a comment elsewhere.
+    let generator = |t: &str| {
+        t.lines().take(12).find_map(|l| {
+            l.strip_prefix("<meta name=\"generator\" content=\"")
+                .map(|g| g.trim_end_matches("\">").to_string())
+                .or_else(|| {
+                    l.strip_prefix("<!-- written by ")
+                        .map(|g| g.trim_end_matches(" -->").to_string())
+                })
+        })
+    };
+    if generator(found) != generator(expected) {
+        return Err(ReportError::Journal(format!(
+            "{name} was written by {}, this is {}: write it again with `nightshift report <run-id>` to check it",
+            generator(found).unwrap_or_else(|| "an earlier nightshift".into()),
+            super::GENERATOR
+        )));
     }
     let (mut f, mut e) = (found.lines(), expected.lines());
     let mut n = 0;

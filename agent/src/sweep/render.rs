@@ -66,7 +66,16 @@ pub fn plot(points: &[Point], axes: &[Axis], over: Option<&str>, kernel: &str) -
     use crate::report::chart::{Axis, Scale, Unit};
     crate::report::plot::series(
         &format!("{kernel}: median time per launch over {}", x_axis.name),
-        Axis::new(x_axis.name.clone(), Unit::Plain(""), Scale::Log),
+        Axis::new(
+            x_axis.name.clone(),
+            Unit::Plain(""),
+            // A log axis only where every value can sit on one.
+            if lines.iter().flat_map(|l| &l.1).all(|p| p.0 > 0.0) {
+                Scale::Log
+            } else {
+                Scale::Lin
+            },
+        ),
         Axis::new("time per launch (median, log)", Unit::Si("s"), Scale::Log),
         &lines,
     )

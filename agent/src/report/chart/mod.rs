@@ -416,6 +416,28 @@ fn text_w(s: &str) -> f64 {
 impl Chart {
     /// The SVG, or None when no mark or line has a point the axes can place.
     pub fn svg(&self) -> Option<String> {
+        // A value a log axis cannot place (zero or negative) is left out, and said.
+        let fits = |v: f64, scale: Scale| v.is_finite() && (scale == Scale::Lin || v > 0.0);
+        let ok = |x: f64, y: f64| fits(x, self.x.scale) && fits(y, self.y.scale);
+        let left_out = self.marks.iter().filter(|m| !ok(m.x, m.y)).count()
+            + self
+                .lane
+                .iter()
+                .flat_map(|l| l.1.iter())
+                .filter(|m| !fits(m.x, self.x.scale))
+                .count();
+        let note = if left_out > 0 {
+            let what = format!(
+                "{left_out} point(s) at or below zero (or not finite) are not drawn on the log axis"
+            );
+            if self.note.is_empty() {
+                what
+            } else {
+                format!("{}; {what}", self.note)
+            }
+        } else {
+            self.note.clone()
+        };
         let xs = self
             .marks
             .iter()
@@ -462,7 +484,7 @@ impl Chart {
             } else {
                 36.0 + 2.0 * LEGEND_PAD
             };
-        let top = TOP_TITLE + if self.note.is_empty() { 0.0 } else { NOTE_H } + 12.0;
+        let top = TOP_TITLE + if note.is_empty() { 0.0 } else { NOTE_H } + 12.0;
         let lane_h = if self.lane.is_some() {
             LANE_GAP + LANE_H
         } else {
@@ -471,7 +493,7 @@ impl Chart {
         let legend_h = self.legend.len() as f64 * LEGEND_ROW + 2.0 * LEGEND_PAD;
         let width = (left + PLOT_W + 24.0 + legend_w + 12.0)
             .max(text_w(&self.title) * 1.2 + 24.0)
-            .max(text_w(&self.note) + 24.0);
+            .max(text_w(&note) + 24.0);
         let height = (top + PLOT_H + lane_h + BOTTOM).max(top + legend_h + 12.0);
         let mx = Map {
             lo: x0,
@@ -502,12 +524,12 @@ impl Chart {
             r#"<text class="chart-title" x="{left}" y="20" font-size="15" font-weight="bold">{}</text>"#,
             esc(&self.title)
         );
-        if !self.note.is_empty() {
+        if !note.is_empty() {
             let _ = writeln!(
                 o,
                 r##"<text class="chart-note" x="{left}" y="{}" fill="#444">{}</text>"##,
                 20.0 + NOTE_H,
-                esc(&self.note)
+                esc(&note)
             );
         }
         let _ = writeln!(
@@ -521,7 +543,7 @@ impl Chart {
             let pts: Vec<String> = l
                 .points
                 .iter()
-                .filter(|p| p.0.is_finite() && p.1.is_finite())
+                .filter(|p| ok(p.0, p.1))
                 .map(|p| format!("{:.2},{:.2}", mx.t(p.0), my.t(p.1)))
                 .collect();
             if pts.is_empty() {
@@ -544,7 +566,7 @@ impl Chart {
         let placed: Vec<(&Mark, f64, f64)> = self
             .marks
             .iter()
-            .filter(|m| m.x.is_finite() && m.y.is_finite())
+            .filter(|m| ok(m.x, m.y))
             .map(|m| (m, mx.t(m.x), my.t(m.y)))
             .collect();
         for (m, cx, cy) in &placed {
@@ -580,7 +602,7 @@ impl Chart {
                 ly + LANE_H / 2.0 + 4.0,
                 esc(name)
             );
-            for m in marks.iter().filter(|m| m.x.is_finite()) {
+            for m in marks.iter().filter(|m| fits(m.x, self.x.scale)) {
                 mark_svg(&mut o, m.glyph(), mx.t(m.x), ly + LANE_H / 2.0, &m.title);
             }
         }

@@ -138,3 +138,20 @@ fn nothing_to_place_draws_nothing() {
         .push(Mark::new(-1.0, f64::NAN, color(0), "not placeable"));
     assert!(c.svg().is_none());
 }
+
+#[test]
+fn a_value_a_log_axis_cannot_place_is_left_out_and_said() {
+    let mut c = busy_chart();
+    c.marks
+        .push(Mark::new(1.0, 0.0, color(0), "zero on a log axis"));
+    c.marks.push(Mark::new(2.0, -3.0, color(0), "negative"));
+    c.lines.push(Line::new(
+        vec![(0.0, 0.0), (1.0, 1.0)],
+        color(1),
+        "through zero",
+    ));
+    let svg = c.svg().unwrap();
+    assert!(!svg.contains("inf") && !svg.contains("NaN"), "{svg}");
+    assert!(svg.contains("2 point(s) at or below zero"));
+    assert_eq!(geometry::check(&svg), Ok(6));
+}
