@@ -50,6 +50,7 @@ pub mod settings;
 pub mod spec;
 pub mod state;
 pub mod study;
+pub mod surrogate;
 pub mod sweep;
 pub mod table;
 #[cfg(test)]

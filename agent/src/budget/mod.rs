@@ -41,6 +41,25 @@ pub struct Budgets {
     pub run: RunLimits,
     pub price: Prices,
     pub limits: Limits,
+    /// What the run does once the pattern library has nothing left for a kernel.
+    #[serde(default)]
+    pub search: Search,
+}
+
+/// `[search]`: the model-based search after the patterns.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Search {
+    /// Spend what is left on a model-based search over the kernel's whole space
+    /// (true, the default), or call the kernel done (false).
+    pub after_patterns: bool,
+}
+
+impl Default for Search {
+    fn default() -> Self {
+        Search {
+            after_patterns: true,
+        }
+    }
 }
 
 /// What the whole run may spend; `None` lifts that limit (at least one is set).
@@ -150,6 +169,13 @@ struct RawBudgets {
     run: Option<Spanned<RawRun>>,
     price: Option<RawPrice>,
     limits: Option<RawLimits>,
+    search: Option<RawSearch>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSearch {
+    after_patterns: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -269,7 +295,19 @@ fn validate(raw: RawBudgets, ctx: &Ctx) -> Result<Budgets, SpecError> {
             limits.pattern = duration(ctx, v, "limits.pattern_minutes", "minutes", 60.0)?;
         }
     }
-    Ok(Budgets { run, price, limits })
+    let search = Search {
+        after_patterns: raw
+            .search
+            .as_ref()
+            .and_then(|s| s.after_patterns)
+            .unwrap_or(true),
+    };
+    Ok(Budgets {
+        run,
+        price,
+        limits,
+        search,
+    })
 }
 
 fn opt<T>(

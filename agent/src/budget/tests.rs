@@ -652,3 +652,19 @@ fn human_durations() {
     assert_eq!(human_s(-30.0), "-30.0s");
     assert_eq!(human_s(f64::INFINITY), "infs");
 }
+
+#[test]
+fn the_search_after_the_patterns_is_on_unless_the_file_turns_it_off() {
+    assert!(
+        parse("[run]\ngpu_hours = 1\n")
+            .unwrap()
+            .search
+            .after_patterns
+    );
+    let b = parse("[run]\ngpu_hours = 1\n[search]\nafter_patterns = false\n").unwrap();
+    assert!(!b.search.after_patterns);
+    let e = parse("[run]\ngpu_hours = 1\n[search]\nafter_pattern = false\n").unwrap_err();
+    assert!(e.to_string().contains("after_pattern"), "{e}");
+    let e = parse("[run]\ngpu_hours = 1\n[search]\nafter_patterns = 1\n").unwrap_err();
+    assert!(e.to_string().contains("search"), "{e}");
+}

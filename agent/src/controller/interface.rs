@@ -200,6 +200,12 @@ pub enum Action {
         kernel: usize,
         reason: String,
     },
+    /// Tunables of a kernel no applicable pattern moves (at its baseline's profile),
+    /// each with why: said at the start of the kernel, never silently frozen.
+    Unmoved {
+        kernel: usize,
+        tunables: Vec<String>,
+    },
     /// Nothing more for this kernel.
     KernelDone {
         kernel: usize,

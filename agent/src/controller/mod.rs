@@ -90,6 +90,13 @@ struct KernelState {
     /// A question was sent and its answer is not taken yet (other kernels run
     /// meanwhile): the most it can cost.
     awaiting: Option<f64>,
+    /// Every median measured on it (baseline and candidates that passed), µs: what
+    /// the model search after the patterns is fitted to.
+    measured: Vec<(Candidate, f64)>,
+    /// The model search's prediction for the candidate it asked for last.
+    searching: Option<crate::patterns::Prediction>,
+    /// GPU seconds the model search spent since its last gain (its ROI).
+    search_spent_s: f64,
 }
 
 /// What a pattern's candidates have bought, over every kernel (the bandit's arms).
@@ -146,6 +153,9 @@ impl Controller {
                     since_resume: 0,
                     asks: BTreeMap::new(),
                     awaiting: None,
+                    measured: Vec::new(),
+                    searching: None,
+                    search_spent_s: 0.0,
                 })
                 .collect(),
             total_s: Ledger::new(ledger.price_per_gpu_hour())
@@ -265,8 +275,14 @@ impl Controller {
                 let base = Candidate::from(k.spec.baseline());
                 k.tried.insert(base.clone());
                 if result.passed {
-                    k.best = Some(base);
+                    k.best = Some(base.clone());
                     k.profile = result.profile;
+                    let profile = self.kernels[kernel].profile.clone();
+                    self.measured(kernel, &base, profile.as_ref());
+                    let tunables = self.unmoved(kernel);
+                    if !tunables.is_empty() {
+                        out.push(Action::Unmoved { kernel, tunables });
+                    }
                     self.next(now_s, kernel, &mut out);
                 } else {
                     self.kernels[kernel].done = true;
@@ -357,6 +373,9 @@ impl Controller {
             .map(|a| a.pattern.clone())
             .unwrap_or_default();
         self.count(kernel, &result.cost);
+        if result.passed {
+            self.measured(kernel, &config, result.profile.as_ref());
+        }
         let spent: f64 = result.cost.iter().map(|(_, s)| s).sum();
         let fast = result.passed && result.verdict == Some(Verdict::Fast);
         let credit = self.credit.entry(pattern.clone()).or_default();
@@ -461,72 +480,6 @@ impl Controller {
         }
     }
 
-    /// Starts the next kernel that has not started, else resumes a paused one, else
-    /// stops: nothing is left.
-    fn advance(&mut self, now_s: f64, out: &mut Vec<Action>) {
-        let n = self.kernels.len();
-        if let Some(i) = (0..n).find(|&i| !self.kernels[i].started) {
-            self.current = i;
-            let name = self.kernels[i].spec.name.clone();
-            if self.refused(now_s, &name, None, out) {
-                return;
-            }
-            self.kernels[i].started = true;
-            self.give_share(i);
-            self.asked = Some(Asked::Baseline(i));
-            out.push(Action::MeasureBaseline {
-                kernel: i,
-                config: self.kernels[i].spec.baseline(),
-            });
-            return;
-        }
-        let paused = (1..=n)
-            .map(|d| (self.current + d) % n)
-            .find(|&i| self.kernels[i].paused || self.kernels[i].awaiting.is_some());
-        if let Some(i) = paused {
-            self.current = i;
-            self.kernels[i].paused = false;
-            self.give_share(i);
-            if self.kernels[i].awaiting.take().is_some() {
-                // Its question was sent when it stepped aside: take the answer.
-                self.asked = None;
-                out.push(Action::Await { kernel: i });
-                return;
-            }
-            self.next(now_s, i, out);
-            return;
-        }
-        self.stopped = true;
-        out.push(Action::Stop {
-            reason: StopReason::NothingLeft,
-        });
-    }
-
-    /// Pauses `kernel`, past its share while others wait (its line of attack kept),
-    /// and moves on.
-    fn pause(&mut self, now_s: f64, kernel: usize, out: &mut Vec<Action>) {
-        let k = &mut self.kernels[kernel];
-        k.paused = true;
-        let reason = format!(
-            "spent {:.0} s, its share of the budget, while other kernels wait; it resumes with what they leave",
-            k.spent_s
-        );
-        out.push(Action::KernelPaused { kernel, reason });
-        self.advance(now_s, out);
-    }
-
-    fn done(&mut self, now_s: f64, kernel: usize, out: &mut Vec<Action>) {
-        self.kernels[kernel].done = true;
-        out.push(Action::KernelDone {
-            kernel,
-            reason: "no applicable pattern has anything left to try".into(),
-        });
-        // The next kernel starts once the comparison is made (its cost known).
-        if !self.final_comparison(now_s, kernel, out) {
-            self.advance(now_s, out);
-        }
-    }
-
     /// The next candidate of `kernel`, or the next pattern, or the next kernel.
     fn next(&mut self, now_s: f64, kernel: usize, out: &mut Vec<Action>) {
         loop {
@@ -558,6 +511,9 @@ impl Controller {
                     }
                 }
                 if picked.is_none() {
+                    if a.pattern == SEARCH {
+                        k.search_spent_s = if a.gained { 0.0 } else { a.spent_s };
+                    }
                     k.exhausted.insert(a.pattern.clone());
                     k.attack = None;
                 }
@@ -585,7 +541,10 @@ impl Controller {
                     return;
                 }
                 let against = self.kernels[kernel].best.clone().unwrap_or_default();
-                let prediction = self.pattern(&pattern).and_then(|p| p.predict.clone());
+                let prediction = match self.pattern(&pattern) {
+                    Some(p) => p.predict.clone(),
+                    None => self.kernels[kernel].searching.clone(),
+                };
                 self.asked = Some(Asked::Work(kernel, pattern.clone()));
                 out.push(Action::Evaluate {
                     kernel,
@@ -606,6 +565,17 @@ impl Controller {
                     });
                 }
                 None => {
+                    if let Some((c, prediction)) = self.search_next(kernel) {
+                        let k = &mut self.kernels[kernel];
+                        k.searching = Some(prediction);
+                        k.attack = Some(Attack {
+                            pattern: SEARCH.into(),
+                            queue: VecDeque::from([c]),
+                            spent_s: k.search_spent_s,
+                            gained: false,
+                        });
+                        continue;
+                    }
                     if let Some(study) = self.study(kernel) {
                         let name = self.kernels[kernel].spec.name.clone();
                         if self.refused(now_s, &name, Some(&study.pattern), out) {
@@ -669,9 +639,13 @@ impl Controller {
 
 mod admission;
 mod interface;
+mod model_search;
 mod proposal;
 mod search;
 mod study;
+mod turns;
+
+pub use model_search::SEARCH;
 
 use study::StudyRun;
 
@@ -679,5 +653,7 @@ use study::StudyRun;
 mod proposal_tests;
 #[cfg(test)]
 mod rewrite_tests;
+#[cfg(test)]
+mod search_tests;
 #[cfg(test)]
 mod tests;

@@ -22,6 +22,7 @@ mod charges;
 mod evaluator;
 #[cfg(any(test, debug_assertions))]
 pub mod fake;
+mod notes;
 mod notices;
 mod proposals;
 mod replay;
@@ -596,35 +597,13 @@ impl<E: Evaluator> Dispatcher<E> {
                     pattern,
                     config,
                     reason,
-                } => {
-                    self.view.show(Seen::NotApplicable {
-                        kernel: &self.kernels[kernel].spec.name,
-                        config: &config.to_string(),
-                        reason: &reason,
-                    });
-                    self.record(JEvent::NotApplicable {
-                        kernel: self.name(kernel),
-                        pattern,
-                        config: config.to_string(),
-                        reason,
-                    })?
-                }
+                } => self.not_applicable(kernel, pattern, &config, reason)?,
                 Action::Pivot {
                     kernel,
                     pattern,
                     reason,
-                } => {
-                    self.view.show(Seen::Pivot {
-                        kernel: &self.kernels[kernel].spec.name,
-                        pattern: &pattern,
-                        reason: &reason,
-                    });
-                    self.record(JEvent::Pivot {
-                        kernel: self.name(kernel),
-                        pattern,
-                        reason,
-                    })?
-                }
+                } => self.pivot(kernel, pattern, reason)?,
+                Action::Unmoved { kernel, tunables } => self.unmoved(kernel, tunables)?,
                 Action::StudyBegin {
                     kernel,
                     pattern,

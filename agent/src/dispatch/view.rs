@@ -69,6 +69,11 @@ pub enum Seen<'a> {
         pattern: &'a str,
         reason: &'a str,
     },
+    /// A tunable no applicable pattern moves.
+    Unmoved {
+        kernel: &'a str,
+        tunable: &'a str,
+    },
     NotApplicable {
         kernel: &'a str,
         config: &'a str,
@@ -213,6 +218,9 @@ impl Seen<'_> {
                 pattern,
                 reason,
             } => format!("{kernel:<10} pivot away from {pattern}: {reason}"),
+            Seen::Unmoved { kernel, tunable } => {
+                format!("{kernel:<10} no pattern moves {tunable}")
+            }
             Seen::NotApplicable {
                 kernel,
                 config,

@@ -62,7 +62,14 @@ impl<E: Evaluator> Dispatcher<E> {
         against: &Candidate,
         prediction: Option<&Prediction>,
     ) -> Result<()> {
-        let key = (kernel, pattern.to_string(), against.clone());
+        // The model search proposes one candidate at a time, each with its own
+        // prediction: one record each.
+        let line = if pattern == crate::controller::SEARCH {
+            format!("{pattern} {config}")
+        } else {
+            pattern.to_string()
+        };
+        let key = (kernel, line, against.clone());
         if self.proposed.as_ref() == Some(&key) {
             return Ok(());
         }

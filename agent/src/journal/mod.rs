@@ -184,6 +184,12 @@ pub enum Event {
         config: String,
         reason: String,
     },
+    /// Tunables of a kernel no applicable pattern moves, each with why (at the start
+    /// of the kernel).
+    Unmoved {
+        kernel: String,
+        tunables: Vec<String>,
+    },
     /// The loop gave up on a pattern for a kernel.
     Pivot {
         kernel: String,

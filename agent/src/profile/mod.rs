@@ -83,6 +83,7 @@ pub const SIGNALS: &[(&str, &str)] = &[
         "has_stages",
         "1 when the spec has a tunable of role `stages`",
     ),
+    ("has_other", "1 when the spec has a tunable of role `other`"),
     (
         "has_workload_axes",
         "1 when the spec declares workload axes (batch, heads)",
@@ -151,6 +152,7 @@ impl Profile {
             ("has_parallelism", Role::Parallelism),
             ("has_variant", Role::Variant),
             ("has_stages", Role::Stages),
+            ("has_other", Role::Other),
         ] {
             put(
                 name,

@@ -122,6 +122,7 @@ pub fn build(run_id: &str, state: &RunState) -> Report {
         rewrites,
         proposals,
         evidence: super::evidence::evidence(rec, seed),
+        unmoved: rec.unmoved.clone(),
     }
 }
 

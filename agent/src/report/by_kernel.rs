@@ -101,6 +101,13 @@ pub(super) fn kernel_sections(o: &mut String, r: &Report, plots: &[String]) {
     for k in &r.kernels {
         let _ = writeln!(o, "\n## Kernel {}\n", k.kernel);
         let _ = writeln!(o, "{}.\n", k.state);
+        if let Some((_, tunables)) = r.unmoved.iter().find(|(n, _)| *n == k.kernel) {
+            let _ = writeln!(o, "Tunables no applicable pattern moves:\n");
+            for t in tunables {
+                let _ = writeln!(o, "- {t}");
+            }
+            let _ = writeln!(o);
+        }
         let rows = vec![
             vec![
                 "baseline".into(),

@@ -105,6 +105,9 @@ pub struct Report {
     /// the report.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub evidence: Vec<Evidence>,
+    /// Per kernel, the tunables no applicable pattern moved, each with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmoved: Vec<(String, Vec<String>)>,
 }
 
 fn is_zero(x: &f64) -> bool {

@@ -229,6 +229,7 @@ impl RunState {
             | Event::ProposerAnswer(_)
             | Event::ProposalInvalid { .. }
             | Event::Notified(_)
+            | Event::Unmoved { .. }
             | Event::Pivot { .. } => {}
         }
         self.kernel_fold(&rec.event);

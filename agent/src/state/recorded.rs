@@ -131,6 +131,8 @@ pub struct Recorded {
     pub evaluations: Vec<Evaluated>,
     pub proposals: Vec<Proposed>,
     pub pivots: Vec<Pivoted>,
+    /// Per kernel, the tunables no applicable pattern moved (the last word of each).
+    pub unmoved: Vec<(String, Vec<String>)>,
     /// Rewrite candidates that did not apply, in order.
     pub not_applicable: Vec<NotApplied>,
     /// Every `FinalComparison` record, in order ([`Recorded::final_of`]: a
@@ -178,6 +180,7 @@ pub fn decision_key(e: &Event) -> Option<String> {
         | Event::NotApplicable { .. }
         | Event::ProposalInvalid { .. }
         | Event::Pivot { .. }
+        | Event::Unmoved { .. }
         | Event::KernelDone { .. }
         | Event::KernelPaused { .. } => serde_json::to_string(e).ok(),
         _ => None,
@@ -340,6 +343,10 @@ impl Recorded {
                 },
             )),
             Event::Notified(n) => self.notified.push(n.key.clone()),
+            Event::Unmoved { kernel, tunables } => {
+                self.unmoved.retain(|(k, _)| k != kernel);
+                self.unmoved.push((kernel.clone(), tunables.clone()));
+            }
             Event::Pivot {
                 kernel,
                 pattern,
