@@ -896,3 +896,55 @@ fn a_report_table_sorts_by_the_column_clicked() {
         "not descending: {down:?}"
     );
 }
+
+/// What a run writes verifies as written, and a figure changed by hand in the page or
+/// a plot fails naming the file and line (no browser needed).
+#[test]
+fn a_written_report_verifies_and_a_changed_page_does_not() {
+    let name = "h100-layernorm-sigint";
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let reports = tmp.path().join("reports");
+    let run = reports.join(name);
+    std::fs::create_dir_all(&run).expect("create the run directory");
+    std::fs::copy(
+        common::repo_root().join(format!("agent/tests/fixtures/journals/{name}.jsonl")),
+        run.join("journal.jsonl"),
+    )
+    .expect("copy the fixture");
+    let nightshift = |verify: bool| {
+        let mut c = Command::new(common::nightshift_bin());
+        c.args(["report", name, "--reports"]).arg(&reports);
+        if verify {
+            c.arg("--verify");
+        }
+        c.output().expect("nightshift runs")
+    };
+    assert!(nightshift(false).status.success());
+    let ok = nightshift(true);
+    let said = String::from_utf8_lossy(&ok.stdout).to_string();
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(
+        said.contains("report.html") && said.contains("plots/evidence-1-samples.svg"),
+        "{said}"
+    );
+    // The baseline's median, changed in the page.
+    let page = std::fs::read_to_string(run.join("report.html")).expect("report.html");
+    let changed = page.replacen("189.94", "179.94", 1);
+    assert_ne!(changed, page);
+    std::fs::write(run.join("report.html"), changed).unwrap();
+    let bad = nightshift(true);
+    let err = String::from_utf8_lossy(&bad.stderr).to_string();
+    assert_eq!(bad.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("report.html line") && err.contains("179.94"),
+        "{err}"
+    );
+    // Written again, then a plot's point moved.
+    assert!(nightshift(false).status.success());
+    let plot = run.join("plots/progress.svg");
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    std::fs::write(&plot, svg.replacen("cx=\"", "cx=\"1", 1)).unwrap();
+    let bad = nightshift(true);
+    let err = String::from_utf8_lossy(&bad.stderr).to_string();
+    assert!(err.contains("plots/progress.svg line"), "{err}");
+}
