@@ -115,9 +115,9 @@ impl Controller {
         let best_us = k
             .measured
             .iter()
-            .filter(|(c, _)| *c == best)
-            .map(|(_, t)| *t)
-            .last();
+            .rev()
+            .find(|(c, _)| *c == best)
+            .map(|(_, t)| *t);
         let s = crate::surrogate::suggest(&observed, &points)?;
         let predicted = match (s.predicted_us, best_us) {
             (Some(p), Some(b)) if p > 0.0 => b / p,

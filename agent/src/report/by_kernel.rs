@@ -4,8 +4,8 @@
 
 use std::fmt::Write;
 
+use super::cells::{sx, t, table};
 use super::plot::evidence_names;
-use super::render::{sx, t, table};
 use super::*;
 
 /// The source diff of a kept candidate: a rewrite's or a proposal's (empty: the

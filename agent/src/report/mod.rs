@@ -8,6 +8,7 @@
 
 mod build;
 mod by_kernel;
+mod cells;
 pub(crate) mod chart;
 pub mod compare;
 mod derive;

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::super::render::table;
+use super::super::cells::table;
 use super::super::Report;
 use super::{Money, ProposalReport};
 
