@@ -233,7 +233,7 @@ fn run_full(
     } else {
         (Journal::create(reports, id).unwrap(), vec![])
     };
-    let budgets = Budgets::parse(budgets_toml, Path::new("budgets.toml")).unwrap();
+    let budgets = Budgets::parse(&patterns_only(budgets_toml), Path::new("budgets.toml")).unwrap();
     if previous.is_empty() {
         journal
             .append(&J::RunStarted {
@@ -502,7 +502,7 @@ fn a_signal_stops_before_the_next_candidate_and_resume_measures_nothing_twice() 
 
 /// The ledger the charges of `records` add up to, at the scripted device's price.
 fn folded(records: &[Record], budgets_toml: &str) -> crate::budget::Ledger {
-    let b = Budgets::parse(budgets_toml, Path::new("budgets.toml")).unwrap();
+    let b = Budgets::parse(&patterns_only(budgets_toml), Path::new("budgets.toml")).unwrap();
     let charges: Vec<&Charge> = records
         .iter()
         .filter_map(|r| match &r.event {
@@ -724,7 +724,7 @@ fn killed_at_every_record(budgets_toml: &str, step: usize) -> Run {
             folded_work(&resumed.records, budgets_toml).spent(),
             folded_work(&straight.records, budgets_toml).spent(),
         );
-        let b = Budgets::parse(budgets_toml, Path::new("budgets.toml")).unwrap();
+        let b = Budgets::parse(&patterns_only(budgets_toml), Path::new("budgets.toml")).unwrap();
         assert!(
             b.run.gpu.is_none_or(|g| all.gpu_s <= g.as_secs_f64())
                 && b.run.dollars.is_none_or(|d| all.dollars <= d),
@@ -1181,3 +1181,15 @@ mod notices;
 mod proposals;
 mod rewrites;
 mod secret;
+
+/// Budgets whose run ends with the pattern library (the model search after it is
+/// off): these tests follow the patterns' decisions; the search has its own tests.
+fn patterns_only(budgets_toml: &str) -> String {
+    if budgets_toml.contains("after_patterns = true") {
+        budgets_toml.replace("after_patterns = true", "after_patterns = false")
+    } else if budgets_toml.contains("[search]") {
+        budgets_toml.to_string()
+    } else {
+        format!("{budgets_toml}\n[search]\nafter_patterns = false\n")
+    }
+}
