@@ -826,14 +826,9 @@ fn html_attributes_are_read_from_the_dumped_dom() {
     assert!(tag_attributes("<htmlx></htmlx>", "html").is_none());
 }
 
-/// Clicks a column head of a real report's table twice (as a reader would) and reads
-/// the column back: ascending by number, then descending.
-#[test]
-fn a_report_table_sorts_by_the_column_clicked() {
-    let Some(browser) = browser_or_skip("a_report_table_sorts_by_the_column_clicked") else {
-        return;
-    };
-    let name = "h100-simsearch-q1-study";
+/// A fixture journal as the run `name` under a temporary reports directory:
+/// (the directory's guard, the reports directory, the run's directory).
+fn fixture_run(name: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let tmp = tempfile::tempdir().expect("temporary directory");
     let reports = tmp.path().join("reports");
     let run = reports.join(name);
@@ -843,6 +838,18 @@ fn a_report_table_sorts_by_the_column_clicked() {
         run.join("journal.jsonl"),
     )
     .expect("copy the fixture");
+    (tmp, reports, run)
+}
+
+/// Clicks a column head of a real report's table twice (as a reader would) and reads
+/// the column back: ascending by number, then descending.
+#[test]
+fn a_report_table_sorts_by_the_column_clicked() {
+    let Some(browser) = browser_or_skip("a_report_table_sorts_by_the_column_clicked") else {
+        return;
+    };
+    let name = "h100-simsearch-q1-study";
+    let (_tmp, reports, run) = fixture_run(name);
     let out = Command::new(common::nightshift_bin())
         .args(["report", name, "--reports"])
         .arg(&reports)
@@ -902,15 +909,7 @@ fn a_report_table_sorts_by_the_column_clicked() {
 #[test]
 fn a_written_report_verifies_and_a_changed_page_does_not() {
     let name = "h100-layernorm-sigint";
-    let tmp = tempfile::tempdir().expect("temporary directory");
-    let reports = tmp.path().join("reports");
-    let run = reports.join(name);
-    std::fs::create_dir_all(&run).expect("create the run directory");
-    std::fs::copy(
-        common::repo_root().join(format!("agent/tests/fixtures/journals/{name}.jsonl")),
-        run.join("journal.jsonl"),
-    )
-    .expect("copy the fixture");
+    let (_tmp, reports, run) = fixture_run(name);
     let nightshift = |verify: bool| {
         let mut c = Command::new(common::nightshift_bin());
         c.args(["report", name, "--reports"]).arg(&reports);
