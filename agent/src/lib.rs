@@ -47,6 +47,7 @@ pub mod report;
 pub mod rewrite;
 pub mod runs;
 pub mod settings;
+pub mod space;
 pub mod spec;
 pub mod state;
 pub mod study;

@@ -8,6 +8,7 @@ mod doctor;
 mod patterns;
 pub mod report;
 mod rewrite;
+mod space;
 pub use rewrite::{RewriteArgs, RewriteFlags};
 pub mod run;
 pub mod status;
@@ -75,6 +76,12 @@ pub enum Command {
     /// as JSON, a Rust const and a C #define. --resume continues an interrupted sweep.
     #[command(after_help = EXIT_GPU)]
     Sweep(SweepArgs),
+    /// Measure every configuration of a kernel's space that its restrictions allow,
+    /// each compiled, validated and timed alone with bench's protocols: the optimum,
+    /// and what each configuration cost to evaluate (space.jsonl, the exhaustive table
+    /// bench/search-efficiency judges searches by). --resume continues.
+    #[command(after_help = EXIT_GPU)]
+    Space(space::SpaceArgs),
     /// The regression gate for CI on a GPU runner: measure each kernel's committed
     /// configuration (tuned.toml, else its baseline) against a baseline file written by
     /// `check --record`, and exit 1 when one is SLOW beyond --threshold. Prints a
@@ -614,6 +621,7 @@ pub fn main() -> i32 {
             }
             check::run(&a, o)
         }
+        Command::Space(a) => space::run(&a),
         Command::Sweep(a) => {
             let mut o = a.common.options();
             o.min_gain = a.min_gain;
