@@ -15,6 +15,7 @@ fn the_suite_has_the_bundled_kernels() {
         .collect();
     for k in [
         "attention",
+        "conv2d",
         "gemm",
         "gemv",
         "layernorm",

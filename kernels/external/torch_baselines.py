@@ -53,6 +53,7 @@ AXES = {
     # attention/kernel.toml's axis is mask (1 full, 2 causal); its kernel arg causal = mask - 1
     "attention": ["B", "H", "S", "D", ("causal", "mask")],
     "simsearch": ["Q", "N", "dim", "k"],
+    "conv2d": ["H", "W"],
 }
 # check: (name, dtype) of inputs, outputs and scalars as nightshift names them.
 CHECK_ARGS = {
@@ -66,6 +67,7 @@ CHECK_ARGS = {
                   ["B", "H", "S", "D", "causal"]),
     "simsearch": ([("queries", "f32"), ("corpus", "f32")], [("scores", "f32"), ("index", "i32")],
                   ["Q", "N", "dim", "k"]),
+    "conv2d": ([("in", "f32"), ("f", "f32")], [("out", "f32")], ["H", "W"]),
 }
 DTYPE_SIZES = {"f16": 2, "f32": 4, "i32": 4}
 
@@ -199,6 +201,12 @@ def build_op(torch, kernel, p, dev, notes):
                 lambda q, c: torch.topk(F.normalize(q) @ F.normalize(c).T, k, dim=-1),
                 f"torch.topk(F.normalize(q) @ F.normalize(c).T, {k}, dim=-1), fp32, TF32 disabled, "
                 "corpus normalization timed")
+    if kernel == "conv2d":
+        # F.conv2d is a cross-correlation, as the kernel is: out[y, x] = sum f[i, j] *
+        # in[y + i - 3, x + j - 3], zeros outside (padding 3 keeps the size).
+        return (lambda i: (randn(gen(i), 1, 1, p["H"], p["W"]), randn(gen(i + 1000), 1, 1, 7, 7)),
+                lambda x, w: F.conv2d(x, w, padding=3),
+                "F.conv2d(x[1, 1, H, W], f[1, 1, 7, 7], padding=3), fp32, TF32 disabled")
     raise Fail(f"unknown kernel {kernel!r}")
 
 
@@ -504,6 +512,15 @@ def check_outputs(torch, kernel, b, s):
         atol = max(1e-4, 1e-6 * math.sqrt(S) * vmax)
         return [compare("O", expect_len(b, "O", n), out, 1e-3, atol,
                         "fp16 output (half ulp <= 2^-11 relative): rtol 1e-3, atol max(1e-4, 1e-6*sqrt(S)*max|V|)")]
+    if kernel == "conv2d":
+        h, w = s["H"], s["W"]
+        x = expect_len(b, "in", h * w).view(1, 1, h, w)
+        f = expect_len(b, "f", 49).view(1, 1, 7, 7)
+        want = F.conv2d(x, f, padding=3).view(-1)
+        mx = lambda t: t.abs().max().item() if t.numel() else 0.0
+        atol = max(1e-6, 1e-6 * 7 * mx(x) * mx(f))
+        return [compare("out", expect_len(b, "out", h * w), want, 1e-5, atol,
+                        "fp32 output: rtol 1e-5, atol 1e-6*sqrt(49)*max|in|*max|f|")]
     if kernel == "simsearch":
         return check_simsearch(torch, b, s)
     raise Fail(f"unknown kernel {kernel!r}")
