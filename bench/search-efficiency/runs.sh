@@ -3,26 +3,36 @@
 # after spaces.sh): `nightshift run` on each kernel alone with a GPU-time budget of a
 # fraction of what measuring its whole space cost (from its space.jsonl).
 #
-#   bench/search-efficiency/runs.sh OUT_DIR "0.05 0.10 0.25" [kernel ...]
+#   bench/search-efficiency/runs.sh SPACES_DIR OUT_DIR "0.05 0.10 0.25" [kernel ...]
 #
-# Each run's journal is copied to OUT_DIR/runs/<kernel>-<fraction>[-<repeat>]/ as soon
+# SPACES_DIR holds spaces.sh's tables (<kernel>/space.jsonl). The exhaustive GPU time
+# is the sum of every configuration's cost (its compile timed alone, its validation
+# and its measurement): what evaluating the whole space one configuration after
+# another costs. Each run's journal is copied to OUT_DIR/runs/<kernel>-<fraction>[-<repeat>]/ as soon
 # as it ends. The run's options are the defaults but for these, the same for every
 # kernel: no energy window (a search pays for time only; the space's table has none),
 # a 5 s candidate watchdog (the reserve a run keeps back from its budget), the model
-# search after the patterns (budgets.toml's default). REPEAT (default 1) runs each
-# budget that many times.
+# search after the patterns (budgets.toml's default), and the pattern library without
+# its source tier: a rewritten kernel is outside the table, which could not judge it
+# (FULL_LIBRARY=1 keeps it). REPEAT (default 1) runs each budget that many times.
 set -u
-out=${1:?usage: runs.sh OUT_DIR FRACTIONS [kernel ...]}
-fractions=${2:-0.05 0.10 0.25}
-shift 2 2>/dev/null || shift $#
+spaces=${1:?usage: runs.sh SPACES_DIR OUT_DIR FRACTIONS [kernel ...]}
+out=${2:?usage: runs.sh SPACES_DIR OUT_DIR FRACTIONS [kernel ...]}
+fractions=${3:-0.05 0.10 0.25}
+shift 3 2>/dev/null || shift $#
 kernels=("$@")
 [ ${#kernels[@]} -gt 0 ] || kernels=(attention gemv simsearch gemm conv2d)
 ns=${NIGHTSHIFT:-nightshift}
 repeat=${REPEAT:-1}
 work=$(mktemp -d)
-mkdir -p "$out/runs"
+mkdir -p "$out/runs" "$work/patterns"
+for p in patterns/*.toml; do
+    if [ "${FULL_LIBRARY:-0}" = 1 ] || ! grep -q '^tier *= *"source"' "$p"; then
+        cp "$p" "$work/patterns/"
+    fi
+done
 for k in "${kernels[@]}"; do
-    table="$out/spaces/$k/space.jsonl"
+    table="$spaces/$k/space.jsonl"
     if [ ! -f "$table" ]; then
         echo "== $k: no $table (run spaces.sh first)"
         continue
@@ -46,8 +56,14 @@ candidate_watchdog_seconds = 5.0
 after_patterns = true
 TOML
             echo "== $id: $f of ${total} GPU-s = ${hours} GPU-hours ($(date -u +%H:%M:%S))"
-            timeout --signal=INT 900 "$ns" run "kernels/$k" --new --run-id "$id" \
-                --budgets "$work/budgets.toml" --reports "$work/reports" --energy-ms 0 \
+            # Each run compiles from scratch (its own compile cache), as the exhaustive
+            # measurement did; the device's measured ceilings are copied in.
+            cache="$work/cache-$id"
+            mkdir -p "$cache"
+            cp -r "${NIGHTSHIFT_CACHE_DIR:-$HOME/.cache/nightshift}/ceilings" "$cache/" 2>/dev/null
+            NIGHTSHIFT_CACHE_DIR="$cache" timeout --signal=INT 900 "$ns" run "kernels/$k" --new --run-id "$id" \
+                --budgets "$work/budgets.toml" --patterns "$work/patterns" \
+                --reports "$work/reports" --energy-ms 0 \
                 --allow-dirty > "$work/$id.log" 2>&1
             echo "   exit $?; $(tail -n 2 "$work/$id.log" | tr '\n' ' ')"
             mkdir -p "$out/runs/$id"
