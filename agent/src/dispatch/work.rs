@@ -394,9 +394,43 @@ pub fn candidate_result(
 pub(super) fn prediction_text(p: Option<&Prediction>) -> String {
     match p {
         None => "no prediction".into(),
-        Some(p) => match &p.note {
-            Some(n) => format!("{:.2}x or better; {n}", p.speedup),
-            None => format!("{:.2}x or better", p.speedup),
-        },
+        Some(p) => {
+            // A model's candidate may be expected slower and still tried for its
+            // uncertainty: "or better" would claim a bound nobody made.
+            let head = if p.speedup >= 1.0 {
+                format!("{:.2}x or better", p.speedup)
+            } else {
+                format!("{:.2}x expected, tried for the chance of better", p.speedup)
+            };
+            match &p.note {
+                Some(n) => format!("{head}; {n}"),
+                None => head,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prediction_below_one_is_not_called_a_bound() {
+        let p = |speedup: f64, note: Option<&str>| Prediction {
+            speedup,
+            note: note.map(String::from),
+        };
+        assert_eq!(prediction_text(None), "no prediction");
+        assert_eq!(prediction_text(Some(&p(1.5, None))), "1.50x or better");
+        assert_eq!(
+            prediction_text(Some(&p(1.05, Some("registers rise")))),
+            "1.05x or better; registers rise"
+        );
+        let search = prediction_text(Some(&p(0.87, Some("the model's median 12 µs"))));
+        assert_eq!(
+            search,
+            "0.87x expected, tried for the chance of better; the model's median 12 µs"
+        );
+        assert!(!search.contains("or better;"));
     }
 }
