@@ -52,12 +52,17 @@ pub struct Search {
     /// Spend what is left on a model-based search over the kernel's whole space
     /// (true, the default), or call the kernel done (false).
     pub after_patterns: bool,
+    /// Also take one search candidate whenever the patterns' last two candidates were
+    /// not FAST, instead of waiting for the library to run out (false, the default).
+    #[serde(default)]
+    pub interleave: bool,
 }
 
 impl Default for Search {
     fn default() -> Self {
         Search {
             after_patterns: true,
+            interleave: false,
         }
     }
 }
@@ -176,6 +181,7 @@ struct RawBudgets {
 #[serde(deny_unknown_fields)]
 struct RawSearch {
     after_patterns: Option<bool>,
+    interleave: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -301,7 +307,19 @@ fn validate(raw: RawBudgets, ctx: &Ctx) -> Result<Budgets, SpecError> {
             .as_ref()
             .and_then(|s| s.after_patterns)
             .unwrap_or(true),
+        interleave: raw
+            .search
+            .as_ref()
+            .and_then(|s| s.interleave)
+            .unwrap_or(false),
     };
+    if search.interleave && !search.after_patterns {
+        return Err(ctx.err(
+            None,
+            "search.interleave",
+            "needs `after_patterns = true` (the search it interleaves is off)",
+        ));
+    }
     Ok(Budgets {
         run,
         price,

@@ -667,4 +667,15 @@ fn the_search_after_the_patterns_is_on_unless_the_file_turns_it_off() {
     assert!(e.to_string().contains("after_pattern"), "{e}");
     let e = parse("[run]\ngpu_hours = 1\n[search]\nafter_patterns = 1\n").unwrap_err();
     assert!(e.to_string().contains("search"), "{e}");
+    // Interleaving the search with the patterns is asked for, never assumed.
+    assert!(!parse("[run]\ngpu_hours = 1\n").unwrap().search.interleave);
+    assert!(!b.search.interleave);
+    let b = parse("[run]\ngpu_hours = 1\n[search]\ninterleave = true\n").unwrap();
+    assert!(b.search.interleave && b.search.after_patterns);
+    let e = parse("[run]\ngpu_hours = 1\n[search]\nafter_patterns = false\ninterleave = true\n")
+        .unwrap_err();
+    assert!(e.to_string().contains("search.interleave"), "{e}");
+    // Budgets journaled before the setting existed read as interleave off.
+    let old: Search = serde_json::from_str(r#"{"after_patterns":true}"#).unwrap();
+    assert!(old.after_patterns && !old.interleave);
 }

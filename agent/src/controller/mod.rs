@@ -97,6 +97,12 @@ struct KernelState {
     searching: Option<crate::patterns::Prediction>,
     /// GPU seconds the model search spent since its last gain (its ROI).
     search_spent_s: f64,
+    /// Pattern candidates in a row that were not FAST: the model search is
+    /// interleaved after [`model_search::INTERLEAVE_AFTER`] of them.
+    misses: usize,
+    /// A pattern's line of attack set aside for one interleaved search candidate,
+    /// with the best it was built around.
+    stash: Option<(Attack, Option<Candidate>)>,
 }
 
 /// What a pattern's candidates have bought, over every kernel (the bandit's arms).
@@ -156,6 +162,8 @@ impl Controller {
                     measured: Vec::new(),
                     searching: None,
                     search_spent_s: 0.0,
+                    misses: 0,
+                    stash: None,
                 })
                 .collect(),
             total_s: Ledger::new(ledger.price_per_gpu_hour())
@@ -386,6 +394,11 @@ impl Controller {
         let k = &mut self.kernels[kernel];
         k.since_resume += 1;
         k.tried.insert(config.clone());
+        if fast {
+            k.misses = 0;
+        } else if pattern != SEARCH {
+            k.misses += 1;
+        }
         if let Some(a) = k.attack.as_mut() {
             a.spent_s += spent;
         }
@@ -501,6 +514,9 @@ impl Controller {
                 self.ask(now_s, kernel, pattern, attempt, out);
                 return;
             }
+            if self.resume_stash(kernel) || self.interleave(kernel) {
+                continue;
+            }
             let k = &mut self.kernels[kernel];
             let mut picked = None;
             if let Some(a) = k.attack.as_mut() {
@@ -514,7 +530,11 @@ impl Controller {
                     if a.pattern == SEARCH {
                         k.search_spent_s = if a.gained { 0.0 } else { a.spent_s };
                     }
-                    k.exhausted.insert(a.pattern.clone());
+                    // An interleaved search candidate ends: the stashed pattern
+                    // resumes (the search itself is not exhausted).
+                    if a.pattern != SEARCH || k.stash.is_none() {
+                        k.exhausted.insert(a.pattern.clone());
+                    }
                     k.attack = None;
                 }
             }
@@ -554,6 +574,9 @@ impl Controller {
                     prediction,
                 });
                 return;
+            }
+            if self.resume_stash(kernel) {
+                continue;
             }
             match self.choose(kernel) {
                 Some((pattern, queue)) => {

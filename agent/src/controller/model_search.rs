@@ -9,6 +9,13 @@
 //! budget `factor` times over without a gain. `budgets.toml` `[search]
 //! after_patterns = false` makes a kernel done instead.
 //!
+//! With `[search] interleave = true` the search does not wait for the patterns: once
+//! the model has a point more than the kernel has tunables, and the patterns' last
+//! [`INTERLEAVE_AFTER`] candidates were not FAST, one search candidate is taken before
+//! the pattern's next one (its line of attack is set aside and resumed after, or
+//! dropped when the search found a new best, whose neighbourhood every pattern then
+//! tries again).
+//!
 //! Also here: the tunables no applicable pattern moves, said at the start of a kernel.
 
 use rand::seq::index::sample;
@@ -22,6 +29,10 @@ use crate::spec::Config;
 
 /// The pattern name of the model's candidates in the journal and the report.
 pub const SEARCH: &str = "model-search";
+
+/// Pattern candidates in a row without a FAST verdict before a search candidate is
+/// interleaved.
+pub(super) const INTERLEAVE_AFTER: usize = 2;
 
 /// The most configurations the model scores per choice; a larger space is sampled
 /// (seeded by the kernel's name and the number of points measured).
@@ -64,6 +75,63 @@ impl Controller {
     /// Whether the search may go on for `kernel`: on in the budgets, not dropped.
     fn search_on(&self, kernel: usize) -> bool {
         self.budgets.search.after_patterns && !self.kernels[kernel].dropped.contains(SEARCH)
+    }
+
+    /// Sets the pattern's line of attack on `kernel` aside for one search candidate,
+    /// when the patterns stopped paying and the model has points enough; whether it
+    /// did.
+    pub(super) fn interleave(&mut self, kernel: usize) -> bool {
+        let k = &self.kernels[kernel];
+        // The points the model would be fitted to: those of the best's rewrites.
+        let points = k
+            .measured
+            .iter()
+            .filter(|(c, _)| k.best.as_ref().is_some_and(|b| b.rewrites == c.rewrites))
+            .count();
+        // A proposer's answers were paid for: their line is never set aside.
+        let due = self.budgets.search.interleave
+            && self.search_on(kernel)
+            && k.stash.is_none()
+            && k.misses >= INTERLEAVE_AFTER
+            && k.attack.as_ref().is_some_and(|a| {
+                a.pattern != SEARCH && self.proposal_attempts(&a.pattern).is_none()
+            })
+            && points > k.spec.tunables.len();
+        if !due {
+            return false;
+        }
+        let Some((c, prediction)) = self.search_next(kernel) else {
+            return false;
+        };
+        let k = &mut self.kernels[kernel];
+        let attack = k.attack.take().expect("checked above");
+        k.stash = Some((attack, k.best.clone()));
+        k.misses = 0;
+        k.searching = Some(prediction);
+        k.attack = Some(Attack {
+            pattern: SEARCH.into(),
+            queue: VecDeque::from([c]),
+            spent_s: k.search_spent_s,
+            gained: false,
+        });
+        true
+    }
+
+    /// When the interleaved search candidate is done (or its line was dropped), the
+    /// stashed pattern's line of attack resumes, or is dropped when the search found
+    /// a new best; whether a line resumed.
+    pub(super) fn resume_stash(&mut self, kernel: usize) -> bool {
+        let k = &mut self.kernels[kernel];
+        if k.attack.is_some() {
+            return false;
+        }
+        match k.stash.take() {
+            Some((attack, best)) if best == k.best => {
+                k.attack = Some(attack);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The search's next candidate for `kernel`, with the model's prediction, or None

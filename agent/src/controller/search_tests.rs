@@ -1,7 +1,8 @@
 //! The model search after the patterns, driven with scripted events: it takes over
 //! when the library has nothing left, never measures a configuration twice, reaches
 //! the optimum of a space whose values interact, replays the same choices from the
-//! same events, stops on its ROI, and is off when the budgets say so.
+//! same events, stops on its ROI, and is off when the budgets say so; and it is
+//! interleaved with patterns that stopped paying.
 
 use std::path::{Path, PathBuf};
 
@@ -185,4 +186,153 @@ fn with_the_search_off_the_kernel_is_done_when_the_patterns_are() {
     assert!(actions
         .iter()
         .any(|x| matches!(x, Action::KernelDone { .. })));
+}
+
+/// conv2d under three patterns of one tier that move its blocks, tiles and variant a
+/// step at a time, each candidate's verdict from `verdict(pattern, config)`. Returns
+/// the evaluations, in order, with their patterns.
+fn interleaved_night(
+    interleave: bool,
+    verdict: &dyn Fn(&str, &Config) -> Verdict,
+) -> Vec<(String, Config)> {
+    use crate::patterns::{Body, Direction, Move, Tier};
+    use crate::spec::Role;
+    let moves = |role| {
+        Body::Moves(vec![Move {
+            role,
+            direction: Direction::Any,
+        }])
+    };
+    let patterns = vec![
+        crate::testutil::pattern("blocks", Tier::Launch, moves(Role::Block)),
+        crate::testutil::pattern("tiles", Tier::Launch, moves(Role::Tile)),
+        crate::testutil::pattern("variants", Tier::Launch, moves(Role::Variant)),
+    ];
+    let text =
+        DEFAULT_BUDGETS_TOML.replace("interleave = false", &format!("interleave = {interleave}"));
+    let b = Budgets::parse(&text, Path::new("budgets.toml")).unwrap();
+    assert_eq!(b.search.interleave, interleave);
+    let ledger = Ledger::for_device(&b, "NVIDIA H100 80GB HBM3");
+    let s = spec("conv2d");
+    let base = s.baseline();
+    let mut c = Controller::new(vec![s], Library { patterns }, b, ledger);
+    c.handle(0.0, Event::Started);
+    let conv = |c: &Config| {
+        let v = |k: &str| c.0[k] as f64;
+        100.0 + (v("BX") - 64.0).abs() + 3.0 * (v("TY") - 4.0).abs() - 10.0 * v("SHMEM")
+    };
+    let measured = |c: &Config, verdict: Option<Verdict>| CandidateResult {
+        passed: true,
+        outcome: "passed".into(),
+        verdict,
+        speedup: verdict.map(|v| if v == Verdict::Fast { 1.1 } else { 0.9 }),
+        profile: Some(Profile {
+            signals: [("time_us".to_string(), conv(c))].into_iter().collect(),
+        }),
+        cost: vec![(Stage::Measure, 1.0)],
+    };
+    let mut a = c.handle(
+        1.0,
+        Event::Baseline {
+            kernel: 0,
+            result: measured(&base, None),
+        },
+    );
+    let mut out = Vec::new();
+    for step in 0..12 {
+        let Some((config, pattern)) = a.iter().find_map(|x| match x {
+            Action::Evaluate {
+                config, pattern, ..
+            } => Some((config.clone(), pattern.clone())),
+            _ => None,
+        }) else {
+            break;
+        };
+        let v = verdict(&pattern, &config.config);
+        out.push((pattern, config.config.clone()));
+        let r = measured(&config.config, Some(v));
+        a = c.handle(
+            2.0 + step as f64,
+            Event::Evaluated {
+                kernel: 0,
+                config,
+                result: r,
+            },
+        );
+    }
+    out
+}
+
+#[test]
+fn the_search_is_interleaved_when_the_patterns_stop_paying_and_they_resume_after() {
+    // Every candidate is SLOW: once the model has a point more than conv2d's six
+    // tunables, a search candidate comes before the patterns' next one.
+    let night = interleaved_night(true, &|_, _| Verdict::Slow);
+    let patterns: Vec<&str> = night.iter().map(|(p, _)| p.as_str()).collect();
+    let first = patterns
+        .iter()
+        .position(|p| *p == SEARCH)
+        .expect("a search candidate");
+    // Baseline plus six candidates measured: seven points.
+    assert_eq!(first, 6, "{patterns:?}");
+    // A pattern's candidate follows it: the search did not wait for the library.
+    assert_ne!(patterns[first + 1], SEARCH, "{patterns:?}");
+    assert!(patterns[first + 1..].contains(&"variants"), "{patterns:?}");
+    // Two pattern misses in a row before each interleaved search candidate, while
+    // the patterns last.
+    let last_pattern = patterns.iter().rposition(|p| *p != SEARCH).unwrap();
+    for (i, p) in patterns.iter().enumerate().take(last_pattern) {
+        if *p == SEARCH && i > 0 && patterns[i - 1] != SEARCH {
+            assert!(i >= 2 && patterns[i - 2] != SEARCH, "{patterns:?}");
+        }
+    }
+    let mut configs: Vec<String> = night.iter().map(|(_, c)| c.to_string()).collect();
+    let n = configs.len();
+    configs.sort();
+    configs.dedup();
+    assert_eq!(configs.len(), n, "a configuration measured twice");
+}
+
+#[test]
+fn a_new_best_from_the_search_sends_every_pattern_back_to_work_around_it() {
+    // The first search candidate is FAST: the stashed line of attack is dropped and
+    // the next candidate is a pattern's step from the new best.
+    let night = interleaved_night(true, &|p, _| {
+        if p == SEARCH {
+            Verdict::Fast
+        } else {
+            Verdict::Slow
+        }
+    });
+    let first = night.iter().position(|(p, _)| p == SEARCH).unwrap();
+    let best = &night[first].1;
+    let (next_pattern, next) = &night[first + 1];
+    assert_ne!(next_pattern, SEARCH);
+    let differ = best.0.iter().filter(|(k, v)| next.0[*k] != **v).count();
+    assert_eq!(differ, 1, "{best} then {next}");
+}
+
+#[test]
+fn interleaving_replays_the_same_choices() {
+    let slow = |_: &str, _: &Config| Verdict::Slow;
+    assert_eq!(
+        interleaved_night(true, &slow),
+        interleaved_night(true, &slow)
+    );
+}
+
+#[test]
+fn by_default_the_search_waits_for_the_patterns() {
+    let night = interleaved_night(false, &|_, _| Verdict::Slow);
+    let patterns: Vec<&str> = night.iter().map(|(p, _)| p.as_str()).collect();
+    // Four block steps, two tile steps and one variant step, then the search.
+    let first = patterns
+        .iter()
+        .position(|p| *p == SEARCH)
+        .expect("a search candidate");
+    assert_eq!(first, 7, "{patterns:?}");
+    assert!(
+        patterns[first..].iter().all(|p| *p == SEARCH),
+        "{patterns:?}"
+    );
 }
