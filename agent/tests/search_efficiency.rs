@@ -88,7 +88,17 @@ fn the_recorded_runs_read_to_the_readme_figures() {
     );
     // conv2d reached its optimum at the 37th evaluation, 2.8% of the exhaustive time,
     // in both runs; gemm at the 46th (10.7%); simsearch at the 38th (20.2%).
+    let interleaved = Command::new(python().expect("checked above"))
+        .arg(root.join("bench/search-efficiency/analyze.py"))
+        .arg(root.join("bench/search-efficiency/h200-2026-12-02/interleaved"))
+        .arg("--no-kt")
+        .output()
+        .expect("python runs");
+    let text = format!("{text}{}", String::from_utf8_lossy(&interleaved.stdout));
     for line in [
+        // With the search interleaved (one run each).
+        "| simsearch-0.25 | 0.25 (47.2 s) | 41.9 (22.2%) | 36 | +0.0% | 19 / 29.5 s / 15.6% |",
+        "| conv2d-0.25 | 0.25 (61.7 s) | 60.6 (24.6%) | 95 | +0.0% | 56 / 24.6 s / 10.0% |",
         "| conv2d-0.10 | 0.10 (24.7 s) | 19.7 (8.0%) | 87 | +0.0% | 37 / 6.9 s / 2.8% |",
         "| conv2d-0.25 | 0.25 (61.7 s) | 57.6 (23.3%) | 172 | +0.0% | 37 / 7.0 s / 2.8% |",
         "| gemm-0.25 | 0.25 (50.7 s) | 45.4 (22.4%) | 93 | +0.0% | 46 / 21.6 s / 10.7% |",

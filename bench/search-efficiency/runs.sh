@@ -14,7 +14,8 @@
 # a 5 s candidate watchdog (the reserve a run keeps back from its budget), the model
 # search after the patterns (budgets.toml's default), and the pattern library without
 # its source tier: a rewritten kernel is outside the table, which could not judge it
-# (FULL_LIBRARY=1 keeps it). REPEAT (default 1) runs each budget that many times.
+# (FULL_LIBRARY=1 keeps it). REPEAT (default 1) runs each budget that many times;
+# INTERLEAVE=1 sets `[search] interleave = true`.
 set -u
 spaces=${1:?usage: runs.sh SPACES_DIR OUT_DIR FRACTIONS [kernel ...]}
 out=${2:?usage: runs.sh SPACES_DIR OUT_DIR FRACTIONS [kernel ...]}
@@ -54,6 +55,7 @@ gpu_hours = $hours
 candidate_watchdog_seconds = 5.0
 [search]
 after_patterns = true
+interleave = $([ "${INTERLEAVE:-0}" = 1 ] && echo true || echo false)
 TOML
             echo "== $id: $f of ${total} GPU-s = ${hours} GPU-hours ($(date -u +%H:%M:%S))"
             # Each run compiles from scratch (its own compile cache), as the exhaustive
