@@ -558,3 +558,59 @@ fn status_of_a_run_that_never_started_suggests_no_resume() {
         "{out}"
     );
 }
+
+/// `nightshift bench` in `dir` (where its nightshift.toml is read).
+fn bench_in(dir: &std::path::Path) -> (i32, String) {
+    let k = common::repo_root().join("kernels/softmax");
+    let out = Command::new(common::nightshift_bin())
+        .args(["bench", k.to_str().unwrap(), "--validate-only"])
+        .current_dir(dir)
+        .output()
+        .expect("nightshift runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn the_worker_is_started_through_the_launcher_of_nightshift_toml() {
+    let d = tempfile::tempdir().unwrap();
+    // A launcher that leaves a mark, then runs the worker's command line it is given.
+    std::fs::write(
+        d.path().join("nightshift.toml"),
+        "[worker]\nlauncher = [\"sh\", \"-c\", \"echo \\\"$@\\\" > launched; exec \\\"$@\\\"\", \"launcher\"]\n",
+    )
+    .unwrap();
+    let (code, err) = bench_in(d.path());
+    let launched = std::fs::read_to_string(d.path().join("launched")).unwrap_or_default();
+    assert!(launched.contains(" worker --gpu 0"), "{launched:?} {err}");
+    if common::no_gpu_reason().is_some() {
+        // The worker's own answer came back through the launcher: no GPU here.
+        assert_eq!(code, 3, "{err}");
+        assert!(err.contains("cannot open CUDA device"), "{err}");
+    } else {
+        assert_eq!(code, 0, "{err}");
+    }
+    // A launcher that cannot be started is the infrastructure failing.
+    std::fs::write(
+        d.path().join("nightshift.toml"),
+        "[worker]\nlauncher = [\"/nonexistent/srun\"]\n",
+    )
+    .unwrap();
+    let (code, err) = bench_in(d.path());
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("/nonexistent/srun"), "{err}");
+    // A malformed launcher is bad input, named before any GPU.
+    std::fs::write(
+        d.path().join("nightshift.toml"),
+        "[worker]\nlauncher = [\"\"]\n",
+    )
+    .unwrap();
+    let (code, err) = bench_in(d.path());
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("nightshift.toml:2") && err.contains("worker.launcher"),
+        "{err}"
+    );
+}

@@ -574,7 +574,16 @@ pub fn error_class(e: &anyhow::Error) -> i32 {
 
 /// Starts the GPU session of a command, or says why not: the command then exits with
 /// `exit::NO_GPU`.
-pub fn start_session(opts: Options) -> Result<crate::evaluate::Session, i32> {
+pub fn start_session(mut opts: Options) -> Result<crate::evaluate::Session, i32> {
+    // nightshift.toml here may say how the worker is started (`[worker] launcher`).
+    match crate::settings::Settings::load_optional(std::path::Path::new(".")) {
+        Ok(s) => opts.launcher = s.launcher,
+        Err(e) => {
+            clear_progress();
+            eprintln!("error: {e}");
+            return Err(exit::USAGE);
+        }
+    }
     crate::evaluate::Session::start(opts, progress_printer()).map_err(|e| {
         clear_progress();
         eprintln!("error: {e}");

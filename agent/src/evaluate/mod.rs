@@ -37,6 +37,9 @@ pub struct Options {
     pub remeasure_ceilings: bool,
     /// The `nightshift` executable that runs the worker (default: this executable).
     pub worker_exe: Option<PathBuf>,
+    /// The command the worker is started through (`nightshift.toml` `[worker]
+    /// launcher`; empty: directly). A restart goes through it again.
+    pub launcher: Vec<String>,
 }
 
 impl Options {
@@ -51,6 +54,7 @@ impl Options {
             plausibility_margin: 0.03,
             remeasure_ceilings: false,
             worker_exe: None,
+            launcher: vec![],
         }
     }
 }

@@ -46,6 +46,7 @@ impl Session {
             None => WorkerCommand::this_exe(args)
                 .map_err(|e| EvalError::Infra(format!("cannot find this executable: {e}")))?,
         };
+        let cmd = cmd.through(&opts.launcher);
         // Ceilings and start-up get a longer leash than a candidate.
         let mut sup = Supervisor::new(cmd, opts.watchdog.max(Duration::from_secs(60)));
         progress("starting the GPU worker");

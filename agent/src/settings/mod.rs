@@ -44,6 +44,10 @@ pub struct Settings {
     /// None: no proposer is configured (the loop uses its own rewrites only).
     pub proposer: Option<ProposerSettings>,
     pub notify: Notify,
+    /// `[worker] launcher`: the command the GPU worker is started through (empty:
+    /// started directly), e.g. `["srun", "--gres=gpu:1", "--ntasks=1"]` or
+    /// `["ssh", "gpu-host"]`; the worker's own command line follows it.
+    pub launcher: Vec<String>,
 }
 
 /// Who writes code when a proposal pattern asks for it.
@@ -151,7 +155,15 @@ impl Settings {
             Some(n) => notify(&ctx, n)?,
             None => Notify::default(),
         };
-        Ok(Settings { proposer, notify })
+        let launcher = match raw.worker.and_then(|w| w.launcher) {
+            Some(l) => launcher(&ctx, l)?,
+            None => vec![],
+        };
+        Ok(Settings {
+            proposer,
+            notify,
+            launcher,
+        })
     }
 }
 
@@ -164,6 +176,13 @@ impl Settings {
 struct RawSettings {
     proposer: Option<Spanned<RawProposer>>,
     notify: Option<RawNotify>,
+    worker: Option<RawWorker>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorker {
+    launcher: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -202,6 +221,32 @@ struct RawWebhook {
 }
 
 type Ctx<'a> = TomlText<'a>;
+
+/// The most words a launcher may have, and the longest word.
+const MAX_LAUNCHER_WORDS: usize = 64;
+const MAX_LAUNCHER_WORD: usize = 4096;
+
+/// `[worker] launcher`: words, none empty, none with a NUL, not too many.
+fn launcher(ctx: &Ctx, raw: Spanned<Vec<String>>) -> Result<Vec<String>, SpecError> {
+    let span = raw.span();
+    let words = raw.into_inner();
+    let bad = |m: String| ctx.err(Some(span.clone()), "worker.launcher", m);
+    if words.len() > MAX_LAUNCHER_WORDS {
+        return Err(bad(format!(
+            "has {} words, more than {MAX_LAUNCHER_WORDS}",
+            words.len()
+        )));
+    }
+    for (i, w) in words.iter().enumerate() {
+        if w.is_empty() || w.contains('\0') || w.len() > MAX_LAUNCHER_WORD {
+            return Err(bad(format!(
+                "word {} is empty, holds a NUL or is longer than {MAX_LAUNCHER_WORD} bytes",
+                i + 1
+            )));
+        }
+    }
+    Ok(words)
+}
 
 fn proposer(ctx: &Ctx, raw: Spanned<RawProposer>) -> Result<ProposerSettings, SpecError> {
     let span = raw.span();

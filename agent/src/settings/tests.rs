@@ -266,3 +266,36 @@ fn a_webhook_url_that_is_refused_is_not_repeated() {
     assert_eq!(e.key.as_deref(), Some("notify.webhooks[0].url"), "{e}");
     assert!(!e.to_string().contains("secret-token"), "{e}");
 }
+
+#[test]
+fn the_worker_launcher_is_read_and_checked() {
+    assert!(parse("").unwrap().launcher.is_empty());
+    let s = parse("[worker]\nlauncher = [\"srun\", \"--gres=gpu:1\", \"--ntasks=1\"]\n").unwrap();
+    assert_eq!(s.launcher, ["srun", "--gres=gpu:1", "--ntasks=1"]);
+    assert!(parse("[worker]\nlauncher = []\n")
+        .unwrap()
+        .launcher
+        .is_empty());
+    assert_err(
+        "[worker]\nlauncher = [\"srun\", \"\"]\n",
+        2,
+        "worker.launcher",
+        "word 2",
+    );
+    assert_err(
+        "[worker]\nlauncher = \"srun\"\n",
+        2,
+        "worker.launcher",
+        "sequence",
+    );
+    let many = vec!["\"x\""; 65].join(", ");
+    assert_err(
+        &format!("[worker]\nlauncher = [{many}]\n"),
+        2,
+        "worker.launcher",
+        "65 words",
+    );
+    let e = err("[worker]\nlaunch = [\"srun\"]\n");
+    assert_eq!(e.line, Some(2), "{e}");
+    assert!(e.to_string().contains("launch"), "{e}");
+}

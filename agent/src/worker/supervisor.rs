@@ -27,6 +27,22 @@ impl WorkerCommand {
             args,
         })
     }
+
+    /// The same command started through `launcher` (`srun ...`, `ssh host`): the
+    /// launcher's first word is run with its other words, then this command's
+    /// program and arguments. An empty launcher leaves the command as it is.
+    pub fn through(self, launcher: &[String]) -> Self {
+        let Some((first, rest)) = launcher.split_first() else {
+            return self;
+        };
+        let mut args = rest.to_vec();
+        args.push(self.program.display().to_string());
+        args.extend(self.args);
+        WorkerCommand {
+            program: PathBuf::from(first),
+            args,
+        }
+    }
 }
 
 /// The infrastructure failed: the worker cannot be started or refuses to start.
@@ -285,5 +301,38 @@ impl Supervisor {
 impl Drop for Supervisor {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_launcher_goes_before_the_worker_command_and_none_leaves_it() {
+        let cmd = || WorkerCommand {
+            program: PathBuf::from("/opt/nightshift"),
+            args: vec!["worker".into(), "--gpu".into(), "1".into()],
+        };
+        let direct = cmd().through(&[]);
+        assert_eq!(direct.program, PathBuf::from("/opt/nightshift"));
+        assert_eq!(direct.args, ["worker", "--gpu", "1"]);
+        let l: Vec<String> = ["srun", "--gres=gpu:1", "--ntasks=1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let srun = cmd().through(&l);
+        assert_eq!(srun.program, PathBuf::from("srun"));
+        assert_eq!(
+            srun.args,
+            [
+                "--gres=gpu:1",
+                "--ntasks=1",
+                "/opt/nightshift",
+                "worker",
+                "--gpu",
+                "1"
+            ]
+        );
     }
 }

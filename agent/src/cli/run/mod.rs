@@ -47,7 +47,8 @@ fn run_inner(a: &RunArgs, opts: Options) -> Result<i32> {
     let p = prepare(a)?;
     // nightshift.toml (a proposer, notifications) is checked before the GPU too.
     let settings = crate::settings::Settings::load_optional(&p.repo)?;
-    let opts = session_options(opts, &p.options, p.budgets.limits.candidate_watchdog);
+    let mut opts = session_options(opts, &p.options, p.budgets.limits.candidate_watchdog);
+    opts.launcher = settings.launcher.clone();
     let view = if a.common.json {
         View::quiet()
     } else {
