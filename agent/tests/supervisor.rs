@@ -145,3 +145,41 @@ fn a_worker_that_reports_a_crash_is_retired_before_the_next_request() {
     );
     assert_eq!(sup.restarts, 1);
 }
+
+#[test]
+fn a_worker_lost_under_a_request_is_replaced_and_the_request_sent_once_more() {
+    // The first worker dies under the request (a lost node); the second answers.
+    let d = tempfile::tempdir().unwrap();
+    let mark = d.path().join("lost-once");
+    let on = format!(
+        "if [ -f {m} ]; then echo '{{\"kind\":\"error\",\"message\":\"second worker\"}}'; else touch {m}; exit 9; fi",
+        m = mark.display()
+    );
+    let mut sup = Supervisor::new(fake(&on), Duration::from_secs(10));
+    let (reply, why) = sup
+        .call_retrying(&Request::Ceilings, &mut |_| {})
+        .expect("the worker starts");
+    assert_eq!(
+        reply,
+        Reply::Done(Response::Error {
+            message: "second worker".into()
+        })
+    );
+    let why = why.expect("said why it was sent again");
+    assert!(why.contains("died") && why.contains('9'), "{why}");
+    assert_eq!(sup.restarts, 1);
+    // Once only: a request that kills every worker comes back Died.
+    let mut sup = Supervisor::new(fake("exit 3"), Duration::from_secs(10));
+    let (reply, why) = sup.call_retrying(&Request::Ceilings, &mut |_| {}).unwrap();
+    assert!(matches!(reply, Reply::Died { .. }), "{reply:?}");
+    assert!(why.is_some());
+    assert_eq!(sup.restarts, 1);
+    // An answer the first time is not sent again.
+    let mut sup = Supervisor::new(
+        fake("echo '{\"kind\":\"error\",\"message\":\"x\"}'"),
+        Duration::from_secs(10),
+    );
+    let (_, why) = sup.call_retrying(&Request::Ceilings, &mut |_| {}).unwrap();
+    assert!(why.is_none());
+    assert_eq!(sup.restarts, 0);
+}

@@ -274,7 +274,7 @@ impl Session {
             e.times.compile_ms = 0.0;
         }
         let progress = &mut self.progress;
-        let reply = self.sup.call(
+        let (reply, retried) = self.sup.call_retrying(
             &Request::Evaluate {
                 job: Box::new(job.clone()),
             },
@@ -284,6 +284,7 @@ impl Session {
             Reply::Done(Response::Evaluated { report }) => self.absorb(&mut e, *report, &job, spec),
             other => e.outcome = Self::lost(other)?,
         }
+        e.anomalies.extend(retried);
         e.times.total_ms = start.elapsed().as_secs_f64() * 1e3;
         Ok(e)
     }
@@ -390,7 +391,7 @@ impl Session {
             min_gain: self.opts.min_gain,
             lone,
         };
-        let reply = self.sup.call(&req, &mut |s| progress(s))?;
+        let (reply, retried) = self.sup.call_retrying(&req, &mut |s| progress(s))?;
         let mut ab = None;
         match reply {
             Reply::Done(Response::Compared {
@@ -410,6 +411,10 @@ impl Session {
                 ea.outcome = o.clone();
                 eb.outcome = o;
             }
+        }
+        if let Some(why) = retried {
+            ea.anomalies.push(why.clone());
+            eb.anomalies.push(why);
         }
         let total = start.elapsed().as_secs_f64() * 1e3;
         ea.times.total_ms = total;

@@ -208,6 +208,26 @@ impl Supervisor {
         Ok(self.exchange(req, progress))
     }
 
+    /// [`Supervisor::call`], sent once more to a fresh worker when the worker died
+    /// under it (a lost node or a preemption behind a launcher; or the request itself
+    /// killed it, and then it dies again): the reply, and why the request was sent
+    /// again when it was. A hang is not retried: the watchdog already waited.
+    pub fn call_retrying(
+        &mut self,
+        req: &Request,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(Reply, Option<String>), SupervisorError> {
+        let first = self.call(req, progress)?;
+        let Reply::Died { stage, status } = &first else {
+            return Ok((first, None));
+        };
+        let why = format!(
+            "the worker died ({status}) during {stage}; the request was sent once more to a fresh worker"
+        );
+        let second = self.call(req, progress)?;
+        Ok((second, Some(why)))
+    }
+
     fn exchange(&mut self, req: &Request, progress: &mut dyn FnMut(&str)) -> Reply {
         let mut stage = "waiting for the worker".to_string();
         let Some(proc) = self.proc.as_mut() else {
