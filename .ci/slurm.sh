@@ -12,6 +12,11 @@ for b in munged slurmctld slurmd srun sinfo; do
   command -v "$b" >/dev/null 2>&1 || { say "no $b (install slurm-wlm and munge)"; exit 1; }
 done
 [ "$(id -u)" -eq 0 ] || { say "not root: cannot start munged and slurmd"; exit 1; }
+# A machine with its own Slurm (a cluster node) is left alone.
+if [ -e /etc/slurm/slurm.conf ] || [ -e /etc/slurm-llnl/slurm.conf ]; then
+  say "this machine has its own Slurm configuration: not starting another"
+  exit 1
+fi
 mkdir -p "$dir/state" "$dir/spool" "$dir/log"
 host=$(hostname -s)
 cpus=$(nproc)
@@ -35,7 +40,7 @@ MpiDefault=none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
-NodeName=$host CPUs=$cpus State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
 fi
@@ -56,11 +61,14 @@ if ! pgrep -x munged >/dev/null 2>&1; then
     munged --force || { say "munged did not start"; exit 1; }
   fi
 fi
-pgrep -x slurmctld >/dev/null 2>&1 || slurmctld -f "$conf" || { say "slurmctld did not start"; exit 1; }
-pgrep -x slurmd >/dev/null 2>&1 || slurmd -f "$conf" || { say "slurmd did not start"; exit 1; }
-for _ in $(seq 1 60); do
+# Ours, by their pid files: a daemon of another Slurm is not taken for ours.
+running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+running "$dir/slurmctld.pid" || slurmctld -f "$conf" || { say "slurmctld did not start"; exit 1; }
+running "$dir/slurmd.pid" || slurmd -f "$conf" || { say "slurmd did not start"; exit 1; }
+deadline=$((SECONDS + 60))
+while [ "$SECONDS" -lt "$deadline" ]; do
   if sinfo -h -o %T 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
-    if timeout 30 srun --ntasks=1 true 2>/dev/null; then
+    if timeout 20 srun --ntasks=1 true 2>/dev/null; then
       echo "$conf"
       exit 0
     fi

@@ -183,3 +183,58 @@ fn a_worker_lost_under_a_request_is_replaced_and_the_request_sent_once_more() {
     assert!(why.is_none());
     assert_eq!(sup.restarts, 0);
 }
+
+/// A stand-in worker that says `ready2` instead of `READY` once `mark` exists, and
+/// dies on a ceilings request (creating `mark`).
+fn changing(mark: &std::path::Path, ready2: &str) -> WorkerCommand {
+    let script = format!(
+        r#"while IFS= read -r line; do
+  case "$line" in
+    *'"hello"'*) if [ -f {m} ]; then echo '{ready2}'; else echo '{READY}'; fi ;;
+    *'"ceilings"'*) touch {m}; exit 7 ;;
+    *'"shutdown"'*) exit 0 ;;
+  esac
+done"#,
+        m = mark.display()
+    );
+    WorkerCommand {
+        program: "/bin/sh".into(),
+        args: vec!["-c".into(), script],
+    }
+}
+
+#[test]
+fn a_restarted_worker_on_another_device_model_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let other = READY.replace("\"stand-in\"", "\"another GPU\"");
+    let mut sup = Supervisor::new(
+        changing(&d.path().join("m"), &other),
+        Duration::from_secs(10),
+    );
+    // The first worker dies; its replacement says it is on another device: the death
+    // stands as the answer, with why no fresh worker took the request.
+    let (reply, why) = sup.call_retrying(&Request::Ceilings, &mut |_| {}).unwrap();
+    assert!(matches!(reply, Reply::Died { .. }), "{reply:?}");
+    let why = why.unwrap();
+    assert!(
+        why.contains("another device") && why.contains("another GPU"),
+        "{why}"
+    );
+    // The next request says so too, as the infrastructure failing.
+    match sup.call(&Request::Ceilings, &mut |_| {}) {
+        Err(SupervisorError::Handshake(m)) => assert!(m.contains("another device"), "{m}"),
+        other => panic!("expected a refused handshake, got {other:?}"),
+    }
+    // The same model on another GPU of it (another UUID) is accepted.
+    let d = tempfile::tempdir().unwrap();
+    let twin = READY.replace("GPU-00000000", "GPU-11111111");
+    let mut sup = Supervisor::new(
+        changing(&d.path().join("m"), &twin),
+        Duration::from_secs(10),
+    );
+    let (reply, _) = sup.call_retrying(&Request::Ceilings, &mut |_| {}).unwrap();
+    // The replacement took the request (and died on it too: the mark exists).
+    assert!(matches!(reply, Reply::Died { .. }), "{reply:?}");
+    assert_eq!(sup.restarts, 1);
+    assert!(sup.device.as_ref().unwrap().uuid.contains("11111111"));
+}

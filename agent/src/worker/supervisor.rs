@@ -99,6 +99,9 @@ pub struct Supervisor {
     cmd: WorkerCommand,
     /// Longest silence allowed from the worker while it works on a request.
     pub watchdog: Duration,
+    /// How long a worker may take to say `ready` (a launcher may queue for a node):
+    /// the watchdog it was created with, and never under a minute.
+    startup: Duration,
     proc: Option<Proc>,
     /// Workers started after the first.
     pub restarts: u32,
@@ -111,6 +114,7 @@ impl Supervisor {
         Supervisor {
             cmd,
             watchdog,
+            startup: watchdog.max(Duration::from_secs(60)),
             proc: None,
             restarts: 0,
             starts: 0,
@@ -163,13 +167,30 @@ impl Supervisor {
     pub fn ensure_started(&mut self) -> Result<&DeviceInfo, SupervisorError> {
         if self.proc.is_none() {
             self.spawn()?;
-            match self.exchange(&Request::Hello, &mut |_| {}) {
+            let watchdog = std::mem::replace(&mut self.watchdog, self.startup);
+            let hello = self.exchange(&Request::Hello, &mut |_| {});
+            self.watchdog = watchdog;
+            match hello {
                 Reply::Done(Response::Ready { protocol, device }) => {
                     if protocol != PROTOCOL_VERSION {
                         self.kill();
                         return Err(SupervisorError::Handshake(format!(
                             "the worker speaks protocol {protocol}, this nightshift speaks {PROTOCOL_VERSION}"
                         )));
+                    }
+                    // A restarted worker (a launcher may place it on another node)
+                    // must measure on the same kind of device as the first.
+                    let kind = |d: &DeviceInfo| {
+                        format!("{} {}, driver {}", d.name, d.arch, d.driver_version)
+                    };
+                    if let Some(was) = self.device.as_ref().map(kind) {
+                        if was != kind(&device) {
+                            self.kill();
+                            return Err(SupervisorError::Handshake(format!(
+                                "the restarted worker is on another device ({}) than the first ({was})",
+                                kind(&device)
+                            )));
+                        }
                     }
                     self.device = Some(*device);
                 }
@@ -224,8 +245,12 @@ impl Supervisor {
         let why = format!(
             "the worker died ({status}) during {stage}; the request was sent once more to a fresh worker"
         );
-        let second = self.call(req, progress)?;
-        Ok((second, Some(why)))
+        // No fresh worker: the death stands as the request's answer (the candidate
+        // is recorded and charged); the next request says why none starts.
+        match self.call(req, progress) {
+            Ok(second) => Ok((second, Some(why))),
+            Err(e) => Ok((first, Some(format!("{why}, but none started: {e}")))),
+        }
     }
 
     fn exchange(&mut self, req: &Request, progress: &mut dyn FnMut(&str)) -> Reply {
