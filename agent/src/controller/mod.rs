@@ -589,14 +589,7 @@ impl Controller {
                 }
                 None => {
                     if let Some((c, prediction)) = self.search_next(kernel) {
-                        let k = &mut self.kernels[kernel];
-                        k.searching = Some(prediction);
-                        k.attack = Some(Attack {
-                            pattern: SEARCH.into(),
-                            queue: VecDeque::from([c]),
-                            spent_s: k.search_spent_s,
-                            gained: false,
-                        });
+                        self.search_with(kernel, c, prediction);
                         continue;
                     }
                     if let Some(study) = self.study(kernel) {

@@ -107,6 +107,14 @@ impl Controller {
         let attack = k.attack.take().expect("checked above");
         k.stash = Some((attack, k.best.clone()));
         k.misses = 0;
+        self.search_with(kernel, c, prediction);
+        true
+    }
+
+    /// Makes the search's candidate `c` the line of attack on `kernel`, its ROI
+    /// spend carried over.
+    pub(super) fn search_with(&mut self, kernel: usize, c: Candidate, prediction: Prediction) {
+        let k = &mut self.kernels[kernel];
         k.searching = Some(prediction);
         k.attack = Some(Attack {
             pattern: SEARCH.into(),
@@ -114,7 +122,6 @@ impl Controller {
             spent_s: k.search_spent_s,
             gained: false,
         });
-        true
     }
 
     /// When the interleaved search candidate is done (or its line was dropped), the
