@@ -66,6 +66,26 @@ fn too_large(path: &Path, max: u64) -> io::Error {
     )
 }
 
+/// The records of a JSON-lines file written as its work goes (a sweep's points, a
+/// space's configurations), each line parsed as `T`. A last line cut short by a crash
+/// is left out (its work is done again); any other line that does not parse is an
+/// error naming the file and the line.
+pub fn read_records<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Vec<T>> {
+    use anyhow::Context as _;
+    let text = read_text(path, MAX_JOURNAL_BYTES)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let n = text.lines().count();
+    let mut out = Vec::new();
+    for (i, l) in text.lines().enumerate() {
+        match serde_json::from_str::<T>(l) {
+            Ok(r) => out.push(r),
+            Err(_) if i + 1 == n => {}
+            Err(e) => anyhow::bail!("{} line {}: {e}", path.display(), i + 1),
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,17 +83,12 @@ pub fn journal(out: &Path) -> PathBuf {
 /// The header and rows of a `space.jsonl` (a last line cut short by a crash is left
 /// out: that configuration is measured again).
 pub fn read(path: &Path) -> Result<(Header, Vec<Row>)> {
-    let text = crate::files::read_text(path, crate::files::MAX_JOURNAL_BYTES)
-        .with_context(|| format!("reading {}", path.display()))?;
     let mut header = None;
     let mut rows = Vec::new();
-    let n = text.lines().count();
-    for (i, l) in text.lines().enumerate() {
-        match serde_json::from_str::<Line>(l) {
-            Ok(Line::Space(h)) => header = Some(h),
-            Ok(Line::Config(r)) => rows.push(r),
-            Err(_) if i + 1 == n => {}
-            Err(e) => bail!("{} line {}: {e}", path.display(), i + 1),
+    for l in crate::files::read_records::<Line>(path)? {
+        match l {
+            Line::Space(h) => header = Some(h),
+            Line::Config(r) => rows.push(r),
         }
     }
     let header = header.ok_or_else(|| anyhow!("{}: no space header", path.display()))?;

@@ -39,18 +39,12 @@ pub struct Resumed {
 }
 
 fn read_lines(path: &Path) -> Result<(Header, Vec<Point>)> {
-    let text = crate::files::read_text(path, crate::files::MAX_JOURNAL_BYTES)
-        .with_context(|| format!("reading {}", path.display()))?;
     let mut header = None;
     let mut points = Vec::new();
-    let n = text.lines().count();
-    for (i, l) in text.lines().enumerate() {
-        match serde_json::from_str::<Line>(l) {
-            Ok(Line::Sweep(h)) => header = Some(h),
-            Ok(Line::Point(p)) => points.push(p),
-            // A line cut short by a crash is the last one: it is measured again.
-            Err(_) if i + 1 == n => {}
-            Err(e) => bail!("{} line {}: {e}", path.display(), i + 1),
+    for l in crate::files::read_records::<Line>(path)? {
+        match l {
+            Line::Sweep(h) => header = Some(h),
+            Line::Point(p) => points.push(p),
         }
     }
     let header = header.ok_or_else(|| anyhow!("{}: no sweep header", path.display()))?;
