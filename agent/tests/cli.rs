@@ -316,6 +316,8 @@ fn status_reads_a_journal_and_says_how_the_run_stands() {
             options: None,
         },
         Event::Evaluated {
+            ahead: false,
+            gpu: None,
             kernel: "softmax".into(),
             config: "BLOCK=128 VARIANT=0 VEC=1".into(),
             pattern: None,

@@ -126,6 +126,15 @@ pub enum Event {
         /// A rewritten candidate's rewrites, options and source diff.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rewritten: Option<crate::rewrite::Change>,
+        /// The CUDA ordinal of the GPU that measured it (None in journals written
+        /// before it was recorded, and for a test double).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gpu: Option<usize>,
+        /// Measured ahead of its turn on a free GPU of a run with several, against
+        /// the best of that moment: used when the controller asks for it against the
+        /// same best, else left as measured (the best moved first).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        ahead: bool,
     },
     /// A rewrite candidate whose rewrites do not apply to the kernel (nothing to
     /// change, or the edit would not parse): never compiled, no GPU time.
@@ -219,6 +228,9 @@ pub enum Event {
         baseline_evaluation: Typed<Evaluation>,
         #[serde(default)]
         best_evaluation: Typed<Evaluation>,
+        /// The CUDA ordinal of the GPU that measured both.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gpu: Option<usize>,
     },
     /// The loop has nothing more to do for a kernel.
     KernelDone { kernel: String, reason: String },
@@ -235,6 +247,9 @@ pub enum Event {
         #[serde(default, with = "opt_nonfinite")]
         median_us: Option<f64>,
         evaluation: Typed<Evaluation>,
+        /// The CUDA ordinal of the GPU that measured it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gpu: Option<usize>,
     },
     /// A study's conclusion, from its points (`result` is a `StudyResult`).
     Study {
@@ -293,8 +308,13 @@ pub struct RunOptions {
     pub target_noise: f64,
     #[serde(with = "crate::nonfinite")]
     pub energy_ms: f64,
-    /// The CUDA device ordinal.
+    /// The CUDA device ordinal (the first of `gpus`, when several).
     pub gpu: usize,
+    /// The CUDA device ordinals of a run on several GPUs (`--gpus`), one worker each
+    /// (empty: `gpu` alone). A resume may name others: the same device model is
+    /// checked, not the ordinals.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<usize>,
     /// The pattern library's directory, as given.
     pub patterns: String,
     /// A digest of its files' names and contents.

@@ -35,6 +35,7 @@ fn every_event() -> Vec<Event> {
                 target_noise: 0.005,
                 energy_ms: 200.0,
                 gpu: 0,
+                gpus: vec![0, 1],
                 patterns: "patterns".into(),
                 patterns_hash: "fedcba9876543210".into(),
             }),
@@ -56,6 +57,8 @@ fn every_event() -> Vec<Event> {
             configs: vec!["BLOCK=128 VEC=2".into(), "BLOCK=128 VEC=4".into()],
         },
         Event::Evaluated {
+            ahead: false,
+            gpu: None,
             kernel: "softmax".into(),
             config: "BLOCK=128 VEC=2".into(),
             pattern: Some("vectorize".into()),
@@ -65,6 +68,8 @@ fn every_event() -> Vec<Event> {
             rewritten: None,
         },
         Event::Evaluated {
+            ahead: false,
+            gpu: None,
             kernel: "softmax".into(),
             config: "BLOCK=128 VEC=4".into(),
             pattern: None,
@@ -150,6 +155,7 @@ fn every_event() -> Vec<Event> {
             nightshift: "0.1.0".into(),
         },
         Event::StudyPoint {
+            gpu: None,
             kernel: "attention".into(),
             pattern: "workload-batching".into(),
             config: "VARIANT=1".into(),
@@ -167,6 +173,7 @@ fn every_event() -> Vec<Event> {
             result: Typed::Unreadable(json!({"knee": 4})),
         },
         Event::FinalComparison {
+            gpu: None,
             kernel: "softmax".into(),
             baseline: "BLOCK=128 VEC=1".into(),
             best: "BLOCK=128 VEC=2".into(),
@@ -334,6 +341,8 @@ fn a_record_whose_timing_is_not_a_time_is_an_error_naming_its_line() {
         append_all(&mut j, &every_event()[..2]);
         j.append_at(
             &Event::Evaluated {
+                ahead: false,
+                gpu: None,
                 kernel: "softmax".into(),
                 config: "BLOCK=64".into(),
                 pattern: None,
@@ -562,6 +571,8 @@ fn resume_summarizes_what_a_crashed_run_did() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = new_journal(dir.path());
     let evaluated = |config: &str, outcome: &str| Event::Evaluated {
+        ahead: false,
+        gpu: None,
         kernel: "softmax".into(),
         config: config.into(),
         pattern: Some("vectorize".into()),

@@ -176,7 +176,14 @@ fn iterations(rec: &Recorded, seed: u64) -> Vec<Iteration> {
             outcome: e.outcome.name().to_string(),
             timing: timing(e, seed),
             speedup: None,
-            decision: if e.outcome == Outcome::Passed {
+            decision: if ev.ahead {
+                // Measured on a free GPU for a request that never came (the best
+                // moved first, or the run stopped): a measurement, not a verdict.
+                format!(
+                    "measured ahead{}; not asked for (the best moved first, or the run stopped)",
+                    ev.gpu.map(|g| format!(" on GPU {g}")).unwrap_or_default()
+                )
+            } else if e.outcome == Outcome::Passed {
                 "not decided when the run stopped".into()
             } else {
                 format!("rejected: {}", e.outcome.describe())

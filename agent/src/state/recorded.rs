@@ -42,6 +42,10 @@ pub struct Evaluated {
     pub rewritten: Option<crate::rewrite::Change>,
     pub verdict: Option<Judged>,
     pub decision: Option<Decision>,
+    /// The CUDA ordinal of the GPU that measured it, when recorded.
+    pub gpu: Option<usize>,
+    /// Measured ahead of its turn on a free GPU (see the journal's `Evaluated`).
+    pub ahead: bool,
 }
 
 /// An A/B verdict on a candidate.
@@ -276,6 +280,8 @@ impl Recorded {
                 pattern,
                 evaluation,
                 rewritten,
+                gpu,
+                ahead,
                 ..
             } => self.evaluations.push(Evaluated {
                 seq,
@@ -286,6 +292,8 @@ impl Recorded {
                 rewritten: rewritten.clone(),
                 verdict: None,
                 decision: None,
+                gpu: *gpu,
+                ahead: *ahead,
             }),
             Event::Verdict { kernel, config, .. } => {
                 let judged = judged(seq, &rec.event);

@@ -119,6 +119,8 @@ impl Journal {
             }));
         }
         self.push(Event::Evaluated {
+            ahead: false,
+            gpu: None,
             kernel: "softmax".into(),
             config: config.into(),
             pattern: pattern.map(str::to_string),
