@@ -152,19 +152,40 @@ pub fn plan(
 /// Measures every kernel of the plan on the session's GPU (with the session's seed,
 /// which a check takes from the baseline file): recorded into a baseline file
 /// stamped with `command`, or judged by the gate under `rules`.
-pub fn run(session: &mut Session, plan: &Plan, command: String, rules: &Rules) -> Result<Checked> {
-    let device = session.device.name.clone();
-    let seed = session.opts.measure.seed;
+pub fn run(
+    sessions: &mut [Session],
+    plan: &Plan,
+    command: String,
+    rules: &Rules,
+) -> Result<Checked> {
+    let first = sessions.first().ok_or_else(|| anyhow!("no GPU session"))?;
+    let device = first.device.name.clone();
+    let seed = first.opts.measure.seed;
     if let Some(b) = &plan.baseline {
         b.check_device(&device, rules.force)
             .map_err(|e| anyhow!(e))?;
     }
+    // The kernels side by side on the GPUs (one each at a time), kept in the plan's
+    // order.
+    let work = |s: &mut Session, k: &Kernel| -> Result<Result<Recorded, Decision>> {
+        Ok(match &k.recorded {
+            None => Ok(record(s, k, seed)?),
+            Some(r) => Err(judge(s, k, r, rules, seed)?),
+        })
+    };
+    let mut out: Vec<Option<Result<Recorded, Decision>>> =
+        (0..plan.kernels.len()).map(|_| None).collect();
+    let items: Vec<&Kernel> = plan.kernels.iter().collect();
+    crate::fanout::fan_out(sessions, items, &work, &mut |i, r| {
+        out[i] = Some(r);
+        Ok(())
+    })?;
     let mut records = Vec::new();
     let mut decisions = Vec::new();
-    for k in &plan.kernels {
-        match &k.recorded {
-            None => records.push(record(session, k, seed)?),
-            Some(r) => decisions.push(judge(session, k, r, rules, seed)?),
+    for r in out.into_iter().flatten() {
+        match r {
+            Ok(rec) => records.push(rec),
+            Err(d) => decisions.push(d),
         }
     }
     if plan.baseline.is_some() {

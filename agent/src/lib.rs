@@ -31,6 +31,7 @@ pub mod controller;
 pub mod digest;
 pub mod dispatch;
 pub mod evaluate;
+pub mod fanout;
 pub mod files;
 pub mod gate;
 #[allow(unsafe_code)] // the one module that touches CUDA, NVRTC and NVML

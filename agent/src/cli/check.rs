@@ -23,7 +23,8 @@ fn go(a: &CheckArgs, mut opts: Options) -> Result<i32> {
     if let Some(b) = &plan.baseline {
         opts.measure.seed = b.seed;
     }
-    let mut session = match super::start_session(opts) {
+    let gpus = super::gpus::ordinals(a.gpus.as_ref(), a.common.gpu)?;
+    let mut sessions = match super::gpus::start_here(opts, &gpus) {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
@@ -33,8 +34,8 @@ fn go(a: &CheckArgs, mut opts: Options) -> Result<i32> {
         force: a.force,
     };
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let result = check::run(&mut session, &plan, command, &rules);
-    session.shutdown();
+    let result = check::run(&mut sessions, &plan, command, &rules);
+    sessions.into_iter().for_each(|s| s.shutdown());
     let checked = result?;
     clear_progress();
     match checked {

@@ -5,10 +5,15 @@ mod bench;
 mod calibrate;
 mod check;
 mod doctor;
+mod gpus;
+mod parse;
 mod patterns;
 pub mod report;
 mod rewrite;
 mod space;
+use gpus::parse_gpus;
+pub use gpus::{start_sessions, GpuSet};
+use parse::*;
 pub use rewrite::{RewriteArgs, RewriteFlags};
 pub mod run;
 pub mod status;
@@ -260,6 +265,14 @@ pub struct RunArgs {
     /// will not see).
     #[arg(long)]
     pub allow_dirty: bool,
+    /// Run on several GPUs of one model: `0,1,2,3` or `all` (one worker process
+    /// each, with its own watchdog and restarts). The controller's requests are
+    /// carried out in its order; the free GPUs measure ahead the candidates queued
+    /// behind the one in flight and the baselines of the kernels not started, each
+    /// A/B comparison on one GPU. Every GPU's held time is charged. A resume may
+    /// name other GPUs of the same model [default: --gpu; a resumed run: the run's].
+    #[arg(long, value_name = "LIST", value_parser = parse_gpus, conflicts_with = "gpu")]
+    pub gpus: Option<GpuSet>,
     /// Resume a run although it differs from this command: another device model,
     /// other kernels or options, or specs changed since it started (each difference
     /// is journaled).
@@ -334,6 +347,10 @@ pub struct CheckArgs {
     /// Longest time spent sampling one kernel, seconds.
     #[arg(long, value_parser = parse_seconds, default_value_t = 3.0)]
     pub max_time: f64,
+    /// Check the kernels side by side on several GPUs of one model: `0,1` or `all`
+    /// (one worker each; every kernel is measured alone on one GPU).
+    #[arg(long, value_name = "LIST", value_parser = parse_gpus, conflicts_with = "gpu")]
+    pub gpus: Option<GpuSet>,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -374,6 +391,10 @@ pub struct SweepArgs {
     /// Most points the grid may have (the product of the axes' points).
     #[arg(long, default_value_t = crate::sweep::DEFAULT_MAX_POINTS)]
     pub max_points: u64,
+    /// Measure the points side by side on several GPUs of one model: `0,1` or
+    /// `all` (one worker each; each point, its variants interleaved, on one GPU).
+    #[arg(long, value_name = "LIST", value_parser = parse_gpus, conflicts_with = "gpu")]
+    pub gpus: Option<GpuSet>,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -429,86 +450,6 @@ pub struct WorkerArgs {
     pub gpu: usize,
     #[arg(long)]
     pub cache_dir: PathBuf,
-}
-
-/// A number from the command line: finite, and within `[min, max]` (`min` excluded
-/// when `open`). NaN, infinities and values past the stated limits are refused,
-/// naming the range, so that no flag can panic a conversion or silently mean nothing.
-fn number_in(s: &str, min: f64, max: f64, open: bool) -> Result<f64, String> {
-    let x: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number"))?;
-    let low_ok = if open { x > min } else { x >= min };
-    if !(x.is_finite() && low_ok && x <= max) {
-        let lo = if open { "above" } else { "at least" };
-        return Err(format!(
-            "`{s}`: must be a finite number {lo} {min} and at most {max}"
-        ));
-    }
-    Ok(x)
-}
-
-/// Seconds of a time limit: above 0, at most a day.
-fn parse_seconds(s: &str) -> Result<f64, String> {
-    number_in(s, 0.0, 86_400.0, true)
-}
-
-/// A minimum gain: a fraction from 0 to below 1 (0.02 = 2%).
-fn parse_min_gain(s: &str) -> Result<f64, String> {
-    number_in(s, 0.0, 0.99, false)
-}
-
-/// A target noise: a fraction above 0 and below 1.
-fn parse_noise(s: &str) -> Result<f64, String> {
-    number_in(s, 0.0, 0.99, true)
-}
-
-/// An energy window: 0 (none) to 60 000 ms.
-fn parse_energy_ms(s: &str) -> Result<f64, String> {
-    number_in(s, 0.0, 60_000.0, false)
-}
-
-/// A budget (minutes, GPU-hours or dollars): above 0, at most a million.
-fn parse_budget(s: &str) -> Result<f64, String> {
-    number_in(s, 0.0, 1e6, true)
-}
-
-/// A regression threshold: a fraction above 0 and below 1.
-fn parse_threshold(s: &str) -> Result<f64, String> {
-    number_in(s, 0.0, 0.99, true)
-}
-
-fn parse_count_in(s: &str, max: usize) -> Result<usize, String> {
-    let n: usize = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a whole number"))?;
-    if n > max {
-        return Err(format!("`{s}`: at most {max}"));
-    }
-    Ok(n)
-}
-
-/// Retries of an ambiguous check: at most 20.
-fn parse_retries(s: &str) -> Result<usize, String> {
-    parse_count_in(s, 20)
-}
-
-/// Comparisons of a calibration: at most 100 000.
-fn parse_count(s: &str) -> Result<usize, String> {
-    parse_count_in(s, 100_000)
-}
-
-fn parse_assignment(s: &str) -> Result<(String, i64), String> {
-    let (name, value) = s
-        .split_once('=')
-        .ok_or_else(|| format!("`{s}` is not NAME=VALUE"))?;
-    let value: i64 = value
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{value}` in `{s}` is not an integer"))?;
-    Ok((name.trim().to_string(), value))
 }
 
 impl CommonArgs {

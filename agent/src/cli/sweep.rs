@@ -37,12 +37,13 @@ fn go(a: &SweepArgs, opts: Options) -> Result<i32> {
     )?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let resumed = sweep::resumed(&plan, a.resume)?;
-    let mut session = match super::start_session(opts) {
+    let gpus = super::gpus::ordinals(a.gpus.as_ref(), a.common.gpu)?;
+    let mut sessions = match super::gpus::start_here(opts, &gpus) {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
     let over = a.over.as_deref();
-    let swept = sweep::run(&mut session, &plan, resumed, command, &mut |p| match p {
+    let swept = sweep::run(&mut sessions, &plan, resumed, command, &mut |p| match p {
         Progress::Resuming { measured, total } => {
             eprintln!("resuming: {measured} of {total} points measured already")
         }
@@ -51,7 +52,7 @@ fn go(a: &SweepArgs, opts: Options) -> Result<i32> {
             eprintln!("[{n}/{total}] {}", sweep::describe(point, over));
         }
     });
-    session.shutdown();
+    sessions.into_iter().for_each(|s| s.shutdown());
     let swept = swept?;
     swept.write(&plan)?;
     if a.common.json {

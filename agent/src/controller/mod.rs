@@ -28,6 +28,7 @@ use crate::patterns::{Body, Direction, Library, Pattern};
 use crate::profile::Profile;
 use crate::spec::{Candidate, KernelSpec};
 
+pub use ahead::{Ahead, Known};
 pub use interface::{Action, Answer, CandidateResult, Event};
 pub use proposal::proposal_digest;
 
@@ -116,6 +117,7 @@ struct Credit {
 /// The UCB1 exploration weight, in units of ln(speedup) per candidate.
 const EXPLORATION: f64 = 0.1;
 
+#[derive(Clone)]
 pub struct Controller {
     kernels: Vec<KernelState>,
     library: Library,
@@ -654,6 +656,7 @@ impl Controller {
 }
 
 mod admission;
+mod ahead;
 mod interface;
 mod model_search;
 mod proposal;

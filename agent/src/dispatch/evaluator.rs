@@ -23,6 +23,10 @@ pub trait Evaluator: Send + 'static {
     fn machine(&self) -> Option<(Value, Value, Value)> {
         None
     }
+    /// The CUDA ordinal of its GPU (None: not a GPU, a test double).
+    fn ordinal(&self) -> Option<usize> {
+        None
+    }
     /// Where a compile prefetch may put its results (None: no prefetch).
     fn prefetch_target(&self) -> Option<(PathBuf, String)> {
         None
@@ -54,6 +58,9 @@ impl Evaluator for Session {
     }
     fn prefetch_target(&self) -> Option<(PathBuf, String)> {
         Some((self.opts.cache_dir.clone(), self.device.arch.clone()))
+    }
+    fn ordinal(&self) -> Option<usize> {
+        Some(self.opts.gpu)
     }
     fn machine(&self) -> Option<(Value, Value, Value)> {
         Some((

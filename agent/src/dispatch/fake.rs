@@ -146,12 +146,24 @@ pub fn made_up_ab(fast: bool) -> AbResult {
 /// the configuration: one in seven fails validation, one in three is FAST.
 pub struct FakeGpu {
     delay: Duration,
+    ordinal: Option<usize>,
 }
 
 impl FakeGpu {
     /// `delay`: the time one evaluation takes (a comparison takes twice that).
     pub fn new(delay: Duration) -> FakeGpu {
-        FakeGpu { delay }
+        FakeGpu {
+            delay,
+            ordinal: None,
+        }
+    }
+
+    /// The same, saying it is GPU `ordinal` (a run with several).
+    pub fn on(self, ordinal: usize) -> FakeGpu {
+        FakeGpu {
+            ordinal: Some(ordinal),
+            ..self
+        }
     }
 
     /// A made-up property of a configuration of a version of the kernel.
@@ -203,5 +215,8 @@ impl Evaluator for FakeGpu {
     }
     fn min_gain(&self) -> f64 {
         0.02
+    }
+    fn ordinal(&self) -> Option<usize> {
+        self.ordinal
     }
 }

@@ -19,11 +19,13 @@
 //! past the wall limit).
 
 mod charges;
+mod clock;
 mod evaluator;
 #[cfg(any(test, debug_assertions))]
 pub mod fake;
 mod notes;
 mod notices;
+mod pool;
 mod proposals;
 mod replay;
 mod studies;
@@ -36,8 +38,6 @@ mod tests;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
@@ -57,6 +57,7 @@ use crate::tuned;
 use crate::vcs::Workspace;
 use crate::vocab::{AbFigures, AbResult, MethodChoice, Outcome};
 
+pub use clock::{Clock, StopFlag};
 pub use evaluator::Evaluator;
 use replay::Replay;
 pub use summary::{KernelSummary, RunSummary};
@@ -74,43 +75,6 @@ pub struct KernelEntry {
     pub rel_dir: PathBuf,
 }
 
-/// The dispatcher's clock: real time, or (for tests of the loop's decisions whose
-/// figures are made up) a clock that stands still, so that no decision depends on
-/// how fast the test machine is.
-#[derive(Debug, Clone, Copy)]
-pub enum Clock {
-    Real(Instant),
-    Frozen,
-}
-
-impl Clock {
-    pub fn real() -> Clock {
-        Clock::Real(Instant::now())
-    }
-
-    fn elapsed_s(&self) -> f64 {
-        match self {
-            Clock::Real(t) => t.elapsed().as_secs_f64(),
-            Clock::Frozen => 0.0,
-        }
-    }
-}
-
-/// A stop requested from outside (SIGINT, SIGTERM): honoured before the next
-/// candidate starts, so the one in flight is finished and journaled.
-#[derive(Debug, Clone, Default)]
-pub struct StopFlag(Arc<Mutex<Option<String>>>);
-
-impl StopFlag {
-    pub fn request(&self, why: &str) {
-        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        g.get_or_insert_with(|| why.to_string());
-    }
-    fn get(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
-
 /// Everything a run needs, checked before any GPU time is spent.
 pub struct Setup<E: Evaluator> {
     pub run_id: String,
@@ -118,7 +82,8 @@ pub struct Setup<E: Evaluator> {
     pub library: Library,
     pub budgets: Budgets,
     pub workspace: Workspace,
-    pub evaluator: E,
+    /// One per GPU of the run (at least one), all of one device model.
+    pub evaluators: Vec<E>,
     pub journal: Journal,
     /// The journal's records so far (empty for a new run).
     pub previous: Vec<Record>,
@@ -148,7 +113,9 @@ pub struct Dispatcher<E: Evaluator> {
     budgets: Budgets,
     journal: Journal,
     ws: Workspace,
-    ev: Option<E>,
+    gpus: pool::Pool<E>,
+    /// Where a compile prefetch may put its results (None: no prefetch).
+    prefetch_to: Option<(PathBuf, String)>,
     replay: Replay,
     run_id: String,
     device: String,
@@ -165,8 +132,11 @@ pub struct Dispatcher<E: Evaluator> {
     /// The replay ended: the work the controller asked for last must be admitted
     /// again on the whole ledger and the real clock.
     recheck: bool,
-    /// Seconds of this process's wall time already charged to the ledger.
-    accounted_s: f64,
+    /// The seqs of the records of work measured ahead by this process and not
+    /// taken by the controller yet (taken, they count as evaluated, not replayed).
+    ahead_seqs: std::collections::HashSet<u64>,
+    /// Pieces of work measured ahead by this process.
+    measured_ahead: usize,
     last: Option<Evidence>,
     /// The (kernel, pattern, best) of the last proposal journaled.
     proposed: Option<(usize, String, Candidate)>,
@@ -203,7 +173,18 @@ fn now_ms() -> u64 {
 
 impl<E: Evaluator> Dispatcher<E> {
     pub fn new(setup: Setup<E>) -> Result<Self> {
-        let device = setup.evaluator.device_name();
+        let first = setup
+            .evaluators
+            .first()
+            .ok_or_else(|| anyhow!("a run needs at least one GPU"))?;
+        let device = first.device_name();
+        if let Some(other) = setup.evaluators.iter().find(|e| e.device_name() != device) {
+            return Err(anyhow!(
+                "the GPUs of a run must be of one model (their measurements are compared): {device} and {}",
+                other.device_name()
+            ));
+        }
+        let prefetch_to = first.prefetch_target();
         let ledger = crate::budget::Ledger::for_device(&setup.budgets, &device);
         let specs = setup.kernels.iter().map(|k| k.spec.clone()).collect();
         let ctl = Controller::new(specs, setup.library, setup.budgets.clone(), ledger)
@@ -221,7 +202,8 @@ impl<E: Evaluator> Dispatcher<E> {
             budgets: setup.budgets,
             journal: setup.journal,
             ws: setup.workspace,
-            ev: Some(setup.evaluator),
+            gpus: pool::Pool::new(setup.evaluators),
+            prefetch_to,
             wall_offset_s,
             start_ms,
             replaying: !setup.previous.is_empty(),
@@ -232,7 +214,8 @@ impl<E: Evaluator> Dispatcher<E> {
             stop: setup.stop,
             view: setup.view,
             clock: setup.clock,
-            accounted_s: 0.0,
+            ahead_seqs: Default::default(),
+            measured_ahead: 0,
             last: None,
             proposed: None,
             state,
@@ -284,10 +267,18 @@ impl<E: Evaluator> Dispatcher<E> {
             Action::MeasureBaseline { kernel, config } => {
                 self.replay.evaluated.contains_key(&key(*kernel, config))
             }
-            Action::Evaluate { kernel, config, .. } => {
+            Action::Evaluate {
+                kernel,
+                config,
+                against,
+                ..
+            } => {
+                // A verdict answers only a request against the best it was
+                // measured against.
                 let k = key(*kernel, config);
                 self.replay.evaluated.get(&k).is_some_and(|e| {
-                    e.value.outcome != Outcome::Passed || self.replay.verdicts.contains_key(&k)
+                    e.value.outcome != Outcome::Passed
+                        || self.replay.verdict(&k, &against.to_string()).is_some()
                 })
             }
             Action::StudyPoint {
@@ -340,29 +331,10 @@ impl<E: Evaluator> Dispatcher<E> {
         Ok(())
     }
 
-    /// Runs `f` on the evaluator off the async thread.
-    async fn on_gpu<T: Send + 'static>(
-        &mut self,
-        f: impl FnOnce(&mut E) -> Result<T, EvalError> + Send + 'static,
-    ) -> Result<T> {
-        let mut ev = self
-            .ev
-            .take()
-            .ok_or_else(|| anyhow!("the GPU worker is gone"))?;
-        let (ev, r) = tokio::task::spawn_blocking(move || {
-            let r = f(&mut ev);
-            (ev, r)
-        })
-        .await
-        .map_err(|e| anyhow!("the GPU thread failed: {e}"))?;
-        self.ev = Some(ev);
-        Ok(r?)
-    }
-
     /// Starts compiling the candidates queued after this one, so that their compile
     /// overlaps this one's measurement.
     fn prefetch(&self, kernel: usize) {
-        let Some((cache, arch)) = self.ev.as_ref().and_then(|e| e.prefetch_target()) else {
+        let Some((cache, arch)) = self.prefetch_to.clone() else {
             return;
         };
         let name = self.name(kernel);
@@ -439,7 +411,7 @@ impl<E: Evaluator> Dispatcher<E> {
 
     /// Runs the loop until the controller stops; journals how it ended.
     pub async fn run(mut self) -> Result<RunSummary> {
-        if let Some((device, ceilings, measure)) = self.ev.as_ref().and_then(|e| e.machine()) {
+        if let Some((device, ceilings, measure)) = self.gpus.any().and_then(|e| e.machine()) {
             self.write(&JEvent::Machine {
                 device,
                 ceilings,
@@ -450,6 +422,13 @@ impl<E: Evaluator> Dispatcher<E> {
         // (A limit stops the controller only after the final comparisons it kept room
         // for: they are actions like any other.)
         let ended = self.drive().await;
+        // The work measured ahead still in flight lands and is journaled: the GPUs
+        // spent it.
+        let drained = self.drain().await;
+        let ended = match (ended, drained) {
+            (Ok(_), Err(e)) => Err(e),
+            (ended, _) => ended,
+        };
         // The notices still on their way: what became of them is journaled.
         let _ = self.sent(true).await;
         let (reason, stop) = match &ended {
@@ -459,6 +438,7 @@ impl<E: Evaluator> Dispatcher<E> {
         // A run that stopped inside its replay: its ledger still gets every charge.
         self.go_live()?;
         let _ = self.charge_idle(None);
+        self.release_all()?;
         let spent = self.ctl.ledger().spent();
         self.snapshot()?;
         self.write(&JEvent::RunFinished {
@@ -466,7 +446,7 @@ impl<E: Evaluator> Dispatcher<E> {
             stop: stop.clone(),
         })?;
         self.view.clear();
-        if let Some(ev) = self.ev.take() {
+        for ev in self.gpus.take_all() {
             ev.shutdown();
         }
         ended?;
@@ -485,6 +465,8 @@ impl<E: Evaluator> Dispatcher<E> {
             wall_s: self.clock.elapsed_s(),
             gpu_busy_s: self.gpu_busy_s,
             overrun_s: wall_limit.map_or(0.0, |l| (self.now_s() - l).max(0.0)),
+            gpus: self.gpus.size(),
+            measured_ahead: self.measured_ahead,
         })
     }
 
@@ -521,6 +503,10 @@ impl<E: Evaluator> Dispatcher<E> {
                         continue;
                     }
                 }
+                // With several GPUs: the free ones measure ahead, and a request
+                // already in flight ahead is waited for.
+                self.look_ahead(&action);
+                self.wait_for(&action).await?;
             }
             match action {
                 Action::MeasureBaseline { kernel, config } => {

@@ -27,6 +27,9 @@ pub(super) struct Replay {
     /// By (kernel, config): the evaluation as recorded.
     pub evaluated: HashMap<(String, String), At<Evaluation>>,
     pub verdicts: HashMap<(String, String), At<AbFigures>>,
+    /// By (kernel, config): the best its verdict was measured against (a verdict
+    /// answers a request against that best only).
+    pub against: HashMap<(String, String), String>,
     /// By kernel: the `FinalComparison` record.
     pub finals: HashMap<String, At<Event>>,
     /// By (kernel, config, scale): a study's measurement as recorded.
@@ -60,8 +63,16 @@ impl Replay {
             if let Some(x) = &e.evaluation {
                 r.evaluated.insert(key.clone(), At::of(e.seq, x.clone()));
             }
-            if let Some(j) = &e.verdict {
-                r.verdicts.insert(key.clone(), At::of(j.seq, j.figures));
+            match &e.verdict {
+                Some(j) => {
+                    r.verdicts.insert(key.clone(), At::of(j.seq, j.figures));
+                    r.against.insert(key.clone(), j.baseline.clone());
+                }
+                // A later evaluation without a verdict: no earlier verdict is its.
+                None => {
+                    r.verdicts.remove(&key);
+                    r.against.remove(&key);
+                }
             }
             if let Some(Decision::Committed { sha, seq }) = &e.decision {
                 r.commits.insert(key, At::of(*seq, sha.clone()));
@@ -113,6 +124,34 @@ impl Replay {
             .take_while(|c| c.seq <= seq)
             .count();
         self.take(upto)
+    }
+
+    /// A charge journaled at `seq` by this process: released like a recorded one,
+    /// when the record it precedes is consumed (at once for the work the controller
+    /// asked for; later for work measured ahead of its turn).
+    pub fn hold(&mut self, seq: u64, c: Charge) {
+        self.charges.push(At::of(seq, c));
+    }
+
+    /// GPU seconds journaled and not released to the ledger yet.
+    pub fn unreleased_s(&self) -> f64 {
+        self.charges[self.released..]
+            .iter()
+            .map(|c| c.value.gpu_s)
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .sum()
+    }
+
+    /// The charges journaled and not released yet.
+    pub fn unreleased(&self) -> impl Iterator<Item = &Charge> {
+        self.charges[self.released..].iter().map(|c| &c.value)
+    }
+
+    /// The verdict recorded for (kernel, config) against `against`: None when there
+    /// is none, or it was measured against another best.
+    pub fn verdict(&self, key: &(String, String), against: &str) -> Option<At<AbFigures>> {
+        let v = self.verdicts.get(key)?;
+        (self.against.get(key).map(String::as_str) == Some(against)).then(|| v.clone())
     }
 
     /// Every charge not released yet: the replay is over.

@@ -52,7 +52,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 config.config.clone(),
                 self.pins[kernel],
             );
-            let e = self
+            let (e, slot) = self
                 .on_gpu(move |ev| {
                     ev.pin_method(pin);
                     ev.evaluate(&s2, &c2)
@@ -60,7 +60,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 .await?;
             self.evaluated += 1;
             let label = format!("study x{scale}: {config}");
-            self.charge_stages(kernel, Some(pattern), label, &e, None)?;
+            self.charge_stages(slot, kernel, Some(pattern), label, &e, None, false)?;
             self.write(&JEvent::StudyPoint {
                 kernel: spec.name.clone(),
                 pattern: pattern.to_string(),
@@ -70,6 +70,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 outcome: e.outcome.name().into(),
                 median_us: e.median_us(),
                 evaluation: e.clone().into(),
+                gpu: self.gpus.ordinal(slot),
             })?;
             e
         };

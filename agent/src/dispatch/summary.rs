@@ -41,6 +41,11 @@ pub struct RunSummary {
     pub gpu_busy_s: f64,
     /// Past the wall budget, seconds (0 when inside).
     pub overrun_s: f64,
+    /// GPUs this process ran on (one worker each).
+    pub gpus: usize,
+    /// Pieces of work this process measured ahead on free GPUs; those the controller
+    /// then asked for are counted in `evaluated` too.
+    pub measured_ahead: usize,
 }
 
 impl<E: Evaluator> Dispatcher<E> {

@@ -50,6 +50,8 @@ struct Scripted {
     stop_after: Option<(usize, StopFlag)>,
     /// The timing method pinned before each call.
     pins: Arc<Mutex<Vec<MethodChoice>>>,
+    /// The GPU it says it is (a run with several).
+    ordinal: Option<usize>,
 }
 
 impl Scripted {
@@ -62,6 +64,7 @@ impl Scripted {
             marks: false,
             stop_after: None,
             pins: Arc::default(),
+            ordinal: None,
         }
     }
     fn called(&self, what: String) {
@@ -133,6 +136,9 @@ impl Evaluator for Scripted {
     fn pin_method(&mut self, method: MethodChoice) {
         self.pins.lock().unwrap().push(method);
     }
+    fn ordinal(&self) -> Option<usize> {
+        self.ordinal
+    }
     fn machine(&self) -> Option<(Value, Value, Value)> {
         Some((
             serde_json::json!({"name": "scripted"}),
@@ -203,6 +209,8 @@ struct Extras {
     notifier: Option<crate::notify::Notifier>,
     /// The clock stands still: decisions do not depend on the machine's speed.
     frozen: bool,
+    /// GPUs of the run (0: one), each a clone of the evaluator.
+    gpus: usize,
 }
 
 /// A run with a code-writing proposer or webhooks, or neither.
@@ -272,7 +280,12 @@ fn run_full(
         library,
         budgets,
         workspace: ws,
-        evaluator: ev,
+        evaluators: (0..extras.gpus.max(1))
+            .map(|i| Scripted {
+                ordinal: Some(i),
+                ..ev.clone()
+            })
+            .collect(),
         journal,
         previous,
         stop,
@@ -1193,3 +1206,6 @@ fn patterns_only(budgets_toml: &str) -> String {
         format!("{budgets_toml}\n[search]\nafter_patterns = false\n")
     }
 }
+
+/// Runs on several GPUs: the same decisions, work measured ahead.
+mod gpus;

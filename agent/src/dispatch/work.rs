@@ -14,30 +14,22 @@ impl<E: Evaluator> Dispatcher<E> {
         let spec = self.kernels[kernel].spec.clone();
         let key = (spec.name.clone(), config.to_string());
         let e = if let Some(e) = self.replay.evaluated.get(&key).cloned() {
-            self.replayed += 1;
-            self.consumed(e.seq)?;
+            self.took(e.seq)?;
             e.value
         } else {
             self.status(kernel, "baseline");
             self.charge_idle(Some(kernel))?;
             let (s2, c2) = (spec.clone(), config.clone());
-            let e = self
+            let (e, slot) = self
                 .on_gpu(move |ev| {
                     ev.pin_method(MethodChoice::Auto);
                     ev.evaluate(&s2, &c2)
                 })
                 .await?;
             self.evaluated += 1;
-            self.charge_stages(kernel, None, config.to_string(), &e, None)?;
-            self.write(&JEvent::Evaluated {
-                kernel: spec.name.clone(),
-                config: config.to_string(),
-                pattern: None,
-                outcome: e.outcome.name().into(),
-                median_us: e.median_us(),
-                evaluation: e.clone().into(),
-                rewritten: None,
-            })?;
+            self.charge_stages(slot, kernel, None, config.to_string(), &e, None, false)?;
+            let gpu = self.gpus.ordinal(slot);
+            self.write_evaluated(kernel, &config.to_string(), None, &e, None, gpu, false)?;
             e
         };
         if let Some(m) = &e.measurement {
@@ -104,18 +96,22 @@ impl<E: Evaluator> Dispatcher<E> {
         let spec = self.kernels[kernel].spec.clone();
         let key = (spec.name.clone(), config.to_string());
         let recorded = self.replay.evaluated.get(&key).cloned();
-        let verdict = self.replay.verdicts.get(&key).cloned();
+        let verdict = self.replay.verdict(&key, &against.to_string());
+        // Measured ahead against a best that has moved since: measured again, and
+        // recorded again.
+        let stale = verdict.is_none() && self.replay.verdicts.contains_key(&key);
         // A candidate that passed has a Verdict record right after its Evaluated one;
         // a kill between the two leaves the evaluation without its verdict, and the
         // pair is measured again (the Evaluated record is not written twice).
-        let half = recorded
-            .as_ref()
-            .is_some_and(|e| e.value.outcome == Outcome::Passed && verdict.is_none());
+        let half = !stale
+            && recorded
+                .as_ref()
+                .is_some_and(|e| e.value.outcome == Outcome::Passed && verdict.is_none());
         let (version_a, _) = self.version(kernel, against)?;
         let (version_b, change) = self.version(kernel, config)?;
-        let (e, ab) = if let (Some(e), false) = (recorded, half) {
-            self.replayed += 1;
+        let (e, ab) = if let (Some(e), false, false) = (recorded, half, stale) {
             let last = verdict.as_ref().map_or(e.seq, |v| v.seq.max(e.seq));
+            self.took(e.seq)?;
             self.consumed(last)?;
             (e.value, verdict.map(|v| v.value))
         } else {
@@ -125,7 +121,7 @@ impl<E: Evaluator> Dispatcher<E> {
             let (sa, a2) = (version_a, against.config.clone());
             let (sb, b2) = (version_b.clone(), config.config.clone());
             let pin = self.pins[kernel];
-            let (ea, eb, ab) = self
+            let ((ea, eb, ab), slot) = self
                 .on_gpu(move |ev| {
                     ev.pin_method(pin);
                     ev.compare((&sa, &a2), (&sb, &b2))
@@ -135,32 +131,16 @@ impl<E: Evaluator> Dispatcher<E> {
             // The incumbent's validation is its own stage when the comparison stands
             // (its record, with the Verdict, says what it cost); otherwise idle time.
             let revalidated = ab.is_some().then_some(&ea);
-            self.charge_stages(kernel, Some(pattern), config.to_string(), &eb, revalidated)?;
+            let label = config.to_string();
+            self.charge_stages(slot, kernel, Some(pattern), label, &eb, revalidated, false)?;
             if !half {
-                self.write(&JEvent::Evaluated {
-                    kernel: spec.name.clone(),
-                    config: config.to_string(),
-                    pattern: Some(pattern.to_string()),
-                    outcome: eb.outcome.name().into(),
-                    median_us: eb.median_us(),
-                    evaluation: eb.clone().into(),
-                    rewritten: change.clone(),
-                })?;
+                let gpu = self.gpus.ordinal(slot);
+                let (c, change) = (config.to_string(), change.clone());
+                self.write_evaluated(kernel, &c, Some(pattern), &eb, change, gpu, false)?;
             }
             let ab = ab.as_ref().map(AbFigures::from);
             if let Some(a) = ab {
-                self.write(&JEvent::Verdict {
-                    kernel: spec.name.clone(),
-                    config: config.to_string(),
-                    baseline: against.to_string(),
-                    verdict: a.verdict,
-                    speedup: a.speedup,
-                    ci_lo: a.ci_lo,
-                    ci_hi: a.ci_hi,
-                    pairs: a.pairs,
-                    min_gain: a.min_gain,
-                    against: ea.clone().into(),
-                })?;
+                self.write_verdict(kernel, config, against, a, &ea)?;
             }
             (eb, ab)
         };
@@ -182,6 +162,55 @@ impl<E: Evaluator> Dispatcher<E> {
             ab,
         });
         Ok(r)
+    }
+
+    /// Journals an `Evaluated` record; returns its seq.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn write_evaluated(
+        &mut self,
+        kernel: usize,
+        config: &str,
+        pattern: Option<&str>,
+        e: &Evaluation,
+        rewritten: Option<crate::rewrite::Change>,
+        gpu: Option<usize>,
+        ahead: bool,
+    ) -> Result<u64> {
+        self.write(&JEvent::Evaluated {
+            kernel: self.name(kernel),
+            config: config.to_string(),
+            pattern: pattern.map(str::to_string),
+            outcome: e.outcome.name().into(),
+            median_us: e.median_us(),
+            evaluation: e.clone().into(),
+            rewritten,
+            gpu,
+            ahead,
+        })
+    }
+
+    /// Journals the `Verdict` of `config` against `against` (re-measured as `ea`
+    /// beside it); returns its seq.
+    pub(super) fn write_verdict(
+        &mut self,
+        kernel: usize,
+        config: &Candidate,
+        against: &Candidate,
+        a: AbFigures,
+        ea: &Evaluation,
+    ) -> Result<u64> {
+        self.write(&JEvent::Verdict {
+            kernel: self.name(kernel),
+            config: config.to_string(),
+            baseline: against.to_string(),
+            verdict: a.verdict,
+            speedup: a.speedup,
+            ci_lo: a.ci_lo,
+            ci_hi: a.ci_hi,
+            pairs: a.pairs,
+            min_gain: a.min_gain,
+            against: ea.clone().into(),
+        })
     }
 
     pub(super) fn commit(
@@ -285,7 +314,7 @@ impl<E: Evaluator> Dispatcher<E> {
             let (sa, a2) = (spec.clone(), base.clone());
             let (sb, b2) = (version_best, best.config.clone());
             let pin = self.pins[kernel];
-            let (ea, eb, ab) = self
+            let ((ea, eb, ab), slot) = self
                 .on_gpu(move |ev| {
                     ev.pin_method(pin);
                     ev.compare((&sa, &a2), (&sb, &b2))
@@ -293,6 +322,7 @@ impl<E: Evaluator> Dispatcher<E> {
                 .await?;
             let ab = ab.as_ref().map(AbFigures::from);
             let rec = JEvent::FinalComparison {
+                gpu: self.gpus.ordinal(slot),
                 kernel: spec.name.clone(),
                 baseline: base.to_string(),
                 best: best.to_string(),
@@ -305,7 +335,8 @@ impl<E: Evaluator> Dispatcher<E> {
                 best_evaluation: eb.clone().into(),
             };
             // Charged like a candidate: from its own recorded stage times.
-            self.charge_stages(kernel, None, format!("final: {best}"), &eb, Some(&ea))?;
+            let label = format!("final: {best}");
+            self.charge_stages(slot, kernel, None, label, &eb, Some(&ea), false)?;
             self.write(&rec)?;
             (rec, cost_of(&eb, Some(&ea)))
         };

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 
 use super::file::{self, Appender, Header, Line, Resumed};
 use super::measure::measure_point;
@@ -27,17 +27,21 @@ pub enum Progress<'a> {
 }
 
 /// Measures the points of the plan's grid that `resumed` does not hold yet on the
-/// session's GPU (which must be the one a resumed sweep was measured on), appending
-/// each to `sweep.jsonl`, and derives what the whole grid shows. `command` is the
+/// sessions' GPUs (one point at a time on each; of the model a resumed sweep was
+/// measured on), appending each to `sweep.jsonl` as it lands, and derives what the
+/// whole grid shows. `command` is the
 /// command line, recorded in a new sweep's header and its thresholds.
 pub fn run(
-    session: &mut Session,
+    sessions: &mut [Session],
     plan: &Plan,
     resumed: Option<Resumed>,
     command: String,
     on: &mut dyn FnMut(Progress),
 ) -> Result<Swept> {
-    let device = session.device.name.clone();
+    let device = sessions
+        .first()
+        .map(|s| s.device.name.clone())
+        .ok_or_else(|| anyhow!("no GPU session"))?;
     let (previous, mut done) = match resumed {
         Some(r) => (Some(r.header), r.points),
         None => (None, Vec::new()),
@@ -68,14 +72,14 @@ pub fn run(
             total,
         });
     }
-    measure_rest(session, plan, &mut done, &mut file, on)?;
+    measure_rest(sessions, plan, &mut done, &mut file, on)?;
     let command = previous.map_or(command, |h| h.command);
     Ok(finish(plan, done, device, command))
 }
 
-/// Measures every point of the grid not in `done`, in the grid's order.
+/// Measures every point of the grid not in `done`, handed out in the grid's order.
 fn measure_rest(
-    session: &mut Session,
+    sessions: &mut [Session],
     plan: &Plan,
     done: &mut Vec<Point>,
     file: &mut Appender,
@@ -87,12 +91,15 @@ fn measure_rest(
         .filter_map(|p| grid_index(&plan.axes, &p.at))
         .collect();
     let total = plan.total();
-    let todo = grid(&plan.axes)
+    let todo: Vec<Vec<(String, i64)>> = grid(&plan.axes)
         .enumerate()
         .filter(|(i, _)| !measured.contains(&(*i as u64)))
-        .map(|(_, at)| at);
-    for at in todo {
-        let p = measure_point(session, &plan.spec, &plan.configs, at, &order)?;
+        .map(|(_, at)| at)
+        .collect();
+    let work = |s: &mut Session, at: Vec<(String, i64)>| {
+        measure_point(s, &plan.spec, &plan.configs, at, &order)
+    };
+    crate::fanout::fan_out(sessions, todo, &work, &mut |_, p: Point| {
         file.append(&Line::Point(p.clone()))?;
         on(Progress::Measured {
             n: done.len() + 1,
@@ -100,8 +107,8 @@ fn measure_rest(
             point: &p,
         });
         done.push(p);
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// The grid's points in its order, the crossovers between variants, the thresholds

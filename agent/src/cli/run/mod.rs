@@ -14,7 +14,7 @@ use crate::dispatch::{
     view::{Seen, View},
     Dispatcher, Evaluator, KernelEntry, RunSummary, Setup, StopFlag,
 };
-use crate::evaluate::{Options, Session};
+use crate::evaluate::Options;
 use crate::journal::{self, Event, Journal, RunOptions};
 use crate::runs::{human_duration, lock_path};
 use crate::spec::KernelSpec;
@@ -60,11 +60,14 @@ fn run_inner(a: &RunArgs, opts: Options) -> Result<i32> {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(20);
-        let fake = crate::dispatch::fake::FakeGpu::new(Duration::from_millis(ms));
-        return carry_out(a, p, &settings, fake, view);
+        let fakes = ordinals(&p.options)
+            .into_iter()
+            .map(|g| crate::dispatch::fake::FakeGpu::new(Duration::from_millis(ms)).on(g))
+            .collect();
+        return carry_out(a, p, &settings, fakes, view);
     }
-    // The GPU last: nothing above spent any of its time.
-    let session = match Session::start(opts, view.progress()) {
+    // The GPUs last: nothing above spent any of their time.
+    let sessions = match super::start_sessions(&opts, &ordinals(&p.options), view.progress()) {
         Ok(s) => s,
         Err(e) => {
             view.clear();
@@ -73,7 +76,16 @@ fn run_inner(a: &RunArgs, opts: Options) -> Result<i32> {
             return Ok(exit::NO_GPU);
         }
     };
-    carry_out(a, p, &settings, session, view)
+    carry_out(a, p, &settings, sessions, view)
+}
+
+/// The CUDA ordinals of the run's workers.
+fn ordinals(o: &RunOptions) -> Vec<usize> {
+    if o.gpus.is_empty() {
+        vec![o.gpu]
+    } else {
+        o.gpus.clone()
+    }
 }
 
 /// The run itself, on `ev`: the journal opened or started, the worktree, the loop.
@@ -81,10 +93,13 @@ fn carry_out<E: Evaluator>(
     a: &RunArgs,
     p: Prepared,
     settings: &crate::settings::Settings,
-    ev: E,
+    evs: Vec<E>,
     view: View,
 ) -> Result<i32> {
-    let device = ev.device_name();
+    let device = evs
+        .first()
+        .map(|e| e.device_name())
+        .ok_or_else(|| anyhow!("no GPU to run on"))?;
     let proposer = match settings
         .proposer
         .as_ref()
@@ -93,7 +108,7 @@ fn carry_out<E: Evaluator>(
         None => None,
         Some(Ok(p)) => Some(p),
         Some(Err(e)) => {
-            ev.shutdown();
+            evs.into_iter().for_each(Evaluator::shutdown);
             bail!("the proposer of {}: {e}", crate::settings::FILE_NAME);
         }
     };
@@ -102,7 +117,7 @@ fn carry_out<E: Evaluator>(
             .device
             .unwrap_or_default();
         if recorded != device && !a.force {
-            ev.shutdown();
+            evs.into_iter().for_each(Evaluator::shutdown);
             bail!(
                 "run {} was measured on {recorded}, this is {device}: its measurements would not compare; \
                  start a new run (or --force)",
@@ -134,7 +149,7 @@ fn carry_out<E: Evaluator>(
         library: p.library,
         budgets: p.budgets,
         workspace: ws,
-        evaluator: ev,
+        evaluators: evs,
         journal,
         previous,
         stop: stop.clone(),
@@ -412,13 +427,23 @@ pub fn render(s: &RunSummary) -> String {
             out.push_str(&format!("{} workload batching: {c}\n", k.kernel));
         }
     }
-    let busy = if s.wall_s > 0.0 {
-        100.0 * s.gpu_busy_s / s.wall_s
+    // On N GPUs the GPUs held N x the wall time.
+    let held = s.wall_s * s.gpus.max(1) as f64;
+    let busy = if held > 0.0 {
+        100.0 * s.gpu_busy_s / held
     } else {
         0.0
     };
+    let gpus = if s.gpus > 1 {
+        format!(
+            " on {} GPUs ({} piece(s) of work measured ahead)",
+            s.gpus, s.measured_ahead
+        )
+    } else {
+        String::new()
+    };
     out.push_str(&format!(
-        "\nspent {:.2} GPU-hours, ${:.2}; this process: {:.0} s wall, GPU validating or measuring {busy:.0}% of it, {} candidate(s) evaluated{}{}\n",
+        "\nspent {:.2} GPU-hours, ${:.2}; this process: {:.0} s wall{gpus}, GPUs validating or measuring {busy:.0}% of it, {} candidate(s) evaluated{}{}\n",
         s.spent.gpu_s / 3600.0,
         s.dollars,
         s.wall_s,

@@ -74,6 +74,8 @@ struct AskedOptions {
     target_noise: Option<f64>,
     energy_ms: Option<f64>,
     gpu: Option<usize>,
+    /// `--gpus`, resolved to ordinals.
+    gpus: Option<Vec<usize>>,
     patterns: Option<PathBuf>,
 }
 
@@ -108,6 +110,7 @@ fn asked_options(a: &RunArgs) -> Result<AskedOptions> {
             "a number of milliseconds from 0 to 60000",
         )?,
         gpu: a.common.gpu,
+        gpus: a.gpus.as_ref().map(|g| g.resolve()).transpose()?,
         patterns: a.patterns.clone(),
     })
 }
@@ -122,7 +125,13 @@ impl AskedOptions {
             max_time_s: self.max_time_s.unwrap_or(DEFAULT_MAX_TIME_S),
             target_noise: self.target_noise.unwrap_or(DEFAULT_TARGET_NOISE),
             energy_ms: self.energy_ms.unwrap_or(DEFAULT_ENERGY_MS),
-            gpu: self.gpu.unwrap_or(0),
+            gpu: self
+                .gpus
+                .as_ref()
+                .and_then(|g| g.first().copied())
+                .or(self.gpu)
+                .unwrap_or(0),
+            gpus: self.gpus.clone().unwrap_or_default(),
             patterns: self
                 .patterns
                 .as_deref()
@@ -168,6 +177,12 @@ impl AskedOptions {
         if let Some(g) = self.gpu.filter(|g| *g != run.gpu) {
             diffs.push(format!("--gpu {g}: the run measures on GPU {}", run.gpu));
             out.gpu = g;
+        }
+        // Other GPUs of the same model (checked when the workers start) measure
+        // alike: a resume may take more or fewer of them without --force.
+        if let Some(g) = &self.gpus {
+            out.gpu = g.first().copied().unwrap_or(out.gpu);
+            out.gpus = g.clone();
         }
         if let Some(p) = &self.patterns {
             let p = p.to_string_lossy();

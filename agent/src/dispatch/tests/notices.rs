@@ -39,6 +39,7 @@ fn with_webhook(repo: &Path, reports: &Path, server: &Server) -> Run {
         Scripted::new(vec_wins, variant_broken),
         StopFlag::default(),
         Extras {
+            gpus: 0,
             proposer: None,
             notifier: Some(notifier(server)),
             frozen: false,

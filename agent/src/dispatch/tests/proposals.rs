@@ -100,6 +100,7 @@ fn night(repo: &Path, reports: &Path, dir: &Path, ev: Scripted, stop: StopFlag) 
         ev,
         stop,
         Extras {
+            gpus: 0,
             proposer: Some(proposer(dir)),
             notifier: None,
             frozen: false,
@@ -393,6 +394,7 @@ fn later_candidates_built_on_a_kept_proposal_do_not_rewrite_what_it_is_told() {
         marking(),
         StopFlag::default(),
         Extras {
+            gpus: 0,
             proposer: Some(proposer(dir.path())),
             notifier: None,
             frozen: false,
@@ -476,6 +478,7 @@ fn two_kernels(repo: &Path, reports: &Path, dir: &Path) -> Run {
         marking(),
         StopFlag::default(),
         Extras {
+            gpus: 0,
             proposer: Some(proposer(dir)),
             notifier: None,
             frozen: true,

@@ -87,6 +87,7 @@ fn night(repo: &Path, reports: &Path, proposer: Proposer, budgets: &str) -> Run 
         ev,
         StopFlag::default(),
         Extras {
+            gpus: 0,
             proposer: Some(proposer),
             notifier: None,
             frozen: false,
