@@ -129,89 +129,72 @@ impl Controller {
                 return out;
             }
         }
-        let mut sim = self.clone();
-        let mut queue = VecDeque::from([pending.clone()]);
-        let mut first = true;
-        for _ in 0..LOOKAHEAD_STEPS {
-            if out.len() >= free {
-                break;
+        // The controller's own line, then each other kernel's as it would go if its
+        // turn came now; one piece from each in turn, so that a FAST on one line
+        // (which makes what was measured ahead on it stale) leaves the others' work.
+        let mut lines = vec![Line {
+            sim: self.clone(),
+            queue: VecDeque::from([pending.clone()]),
+            pending: true,
+            steps: 0,
+        }];
+        lines.extend(self.other_lines(now_s, known));
+        loop {
+            let mut progressed = false;
+            for line in lines.iter_mut() {
+                if out.len() >= free {
+                    return out;
+                }
+                if let Some(a) = line.next_unknown(now_s, known, &out) {
+                    if !admit(a, &mut out) {
+                        return out;
+                    }
+                    progressed = true;
+                }
             }
-            let Some(action) = queue.pop_front() else {
-                break;
-            };
-            let is_pending = std::mem::take(&mut first);
-            let event = match &action {
-                Action::MeasureBaseline { kernel, config } => {
-                    let a = Ahead::Baseline {
-                        kernel: *kernel,
-                        config: config.clone(),
-                    };
-                    match known(&a) {
-                        Known::Measured(result) => Event::Baseline {
-                            kernel: *kernel,
-                            result,
-                        },
-                        // What comes after depends on its profile.
-                        _ => break,
-                    }
-                }
-                Action::Evaluate {
-                    kernel,
-                    pattern,
-                    config,
-                    against,
-                    ..
-                } => {
-                    let a = Ahead::Evaluate {
-                        kernel: *kernel,
-                        pattern: pattern.clone(),
-                        config: config.clone(),
-                        against: against.clone(),
-                    };
-                    let result = match known(&a) {
-                        Known::Measured(r) => r,
-                        Known::InFlight => self.guess(&a),
-                        Known::Not => {
-                            let guess = self.guess(&a);
-                            if !is_pending && !admit(a, &mut out) {
-                                break;
-                            }
-                            guess
-                        }
-                    };
-                    Event::Evaluated {
-                        kernel: *kernel,
-                        config: config.clone(),
-                        result,
-                    }
-                }
-                Action::FinalComparison { kernel, .. } => Event::Compared {
-                    kernel: *kernel,
-                    cost: vec![(Stage::Measure, self.projected_of(*kernel, None))],
-                },
-                Action::StudyPoint {
-                    kernel,
-                    pattern,
-                    scale,
-                    ..
-                } => Event::StudyPoint {
-                    kernel: *kernel,
-                    scale: *scale,
-                    cost: Some(vec![(
-                        Stage::Measure,
-                        self.projected_of(*kernel, Some(pattern)),
-                    )]),
-                },
-                // The proposer's answers cannot be guessed; a stop ends the line.
-                Action::Propose { .. }
-                | Action::Send { .. }
-                | Action::Await { .. }
-                | Action::Stop { .. } => break,
-                _ => continue,
-            };
-            queue.extend(sim.handle(now_s, event));
+            if !progressed {
+                return out;
+            }
         }
-        out
+    }
+
+    /// For each kernel waiting its turn (not started with its baseline measured, or
+    /// paused), a copy of the controller that gave it its turn now.
+    fn other_lines(&self, now_s: f64, known: &dyn Fn(&Ahead) -> Known) -> Vec<Line> {
+        let mut lines = Vec::new();
+        for (i, k) in self.kernels.iter().enumerate() {
+            if k.done || k.awaiting.is_some() || (k.started && !k.paused) {
+                continue;
+            }
+            let mut sim = self.clone();
+            sim.current = i;
+            let queue: Vec<Action> = if !k.started {
+                let a = Ahead::Baseline {
+                    kernel: i,
+                    config: k.spec.baseline(),
+                };
+                let Known::Measured(result) = known(&a) else {
+                    continue;
+                };
+                sim.kernels[i].started = true;
+                sim.give_share(i);
+                sim.asked = Some(Asked::Baseline(i));
+                sim.handle(now_s, Event::Baseline { kernel: i, result })
+            } else {
+                sim.kernels[i].paused = false;
+                sim.give_share(i);
+                let mut out = Vec::new();
+                sim.next(now_s, i, &mut out);
+                out
+            };
+            lines.push(Line {
+                sim,
+                queue: queue.into(),
+                pending: false,
+                steps: 0,
+            });
+        }
+        lines
     }
 
     /// What a candidate not measured yet is taken to be, looking ahead: passed and
@@ -240,5 +223,114 @@ impl Controller {
                 kernel, pattern, ..
             } => self.projected_of(*kernel, Some(pattern)),
         }
+    }
+}
+
+/// One line of work followed ahead: a copy of the controller and what it asked for
+/// that is not answered yet.
+struct Line {
+    sim: Controller,
+    queue: VecDeque<Action>,
+    /// The head of the queue is the request being carried out.
+    pending: bool,
+    steps: usize,
+}
+
+impl Line {
+    /// Follows the line to the next piece of work neither measured, nor in flight,
+    /// nor in `taken`; None when the line ends or needs what cannot be guessed.
+    fn next_unknown(
+        &mut self,
+        now_s: f64,
+        known: &dyn Fn(&Ahead) -> Known,
+        taken: &[Ahead],
+    ) -> Option<Ahead> {
+        while self.steps < LOOKAHEAD_STEPS {
+            self.steps += 1;
+            let action = self.queue.pop_front()?;
+            let is_pending = std::mem::take(&mut self.pending);
+            let mut found = None;
+            let event = match &action {
+                Action::MeasureBaseline { kernel, config } => {
+                    let a = Ahead::Baseline {
+                        kernel: *kernel,
+                        config: config.clone(),
+                    };
+                    match known(&a) {
+                        Known::Measured(result) => Event::Baseline {
+                            kernel: *kernel,
+                            result,
+                        },
+                        // What comes after depends on its profile.
+                        _ => {
+                            self.queue.clear();
+                            return None;
+                        }
+                    }
+                }
+                Action::Evaluate {
+                    kernel,
+                    pattern,
+                    config,
+                    against,
+                    ..
+                } => {
+                    let a = Ahead::Evaluate {
+                        kernel: *kernel,
+                        pattern: pattern.clone(),
+                        config: config.clone(),
+                        against: against.clone(),
+                    };
+                    let result = match known(&a) {
+                        Known::Measured(r) => r,
+                        Known::InFlight => self.sim.guess(&a),
+                        Known::Not => {
+                            let guess = self.sim.guess(&a);
+                            if !is_pending && !taken.contains(&a) {
+                                found = Some(a);
+                            }
+                            guess
+                        }
+                    };
+                    Event::Evaluated {
+                        kernel: *kernel,
+                        config: config.clone(),
+                        result,
+                    }
+                }
+                Action::FinalComparison { kernel, .. } => Event::Compared {
+                    kernel: *kernel,
+                    cost: vec![(Stage::Measure, self.sim.projected_of(*kernel, None))],
+                },
+                Action::StudyPoint {
+                    kernel,
+                    pattern,
+                    scale,
+                    ..
+                } => Event::StudyPoint {
+                    kernel: *kernel,
+                    scale: *scale,
+                    cost: Some(vec![(
+                        Stage::Measure,
+                        self.sim.projected_of(*kernel, Some(pattern)),
+                    )]),
+                },
+                // The proposer's answers cannot be guessed; a stop ends the line.
+                Action::Propose { .. }
+                | Action::Send { .. }
+                | Action::Await { .. }
+                | Action::Stop { .. } => {
+                    self.queue.clear();
+                    return None;
+                }
+                _ => continue,
+            };
+            let next = self.sim.handle(now_s, event);
+            self.queue.extend(next);
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
     }
 }

@@ -1181,3 +1181,7 @@ fn a_together_pattern_steps_a_tile_and_its_warps_at_once() {
     }
     panic!("BM=64 WM=2 was never evaluated");
 }
+
+/// Looking ahead for a run on several GPUs.
+#[path = "ahead_tests.rs"]
+mod ahead;
