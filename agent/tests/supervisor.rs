@@ -22,6 +22,7 @@ done"#
     WorkerCommand {
         program: "/bin/sh".into(),
         args: vec!["-c".into(), script],
+        launched: false,
     }
 }
 
@@ -95,6 +96,7 @@ fn a_worker_that_refuses_to_start_is_a_clear_error() {
     let cmd = WorkerCommand {
         program: "/bin/sh".into(),
         args: vec!["-c".into(), r#"read -r line; echo '{"kind":"error","message":"cannot open CUDA device 0: no CUDA driver"}'; exit 2"#.into()],
+        launched: false,
     };
     let mut sup = Supervisor::new(cmd, Duration::from_secs(10));
     match sup.call(&Request::Ceilings, &mut |_| {}) {
@@ -108,6 +110,7 @@ fn a_missing_worker_program_is_a_clear_error() {
     let cmd = WorkerCommand {
         program: "/nonexistent/nightshift".into(),
         args: vec![],
+        launched: false,
     };
     let mut sup = Supervisor::new(cmd, Duration::from_secs(1));
     let e = sup.call(&Request::Hello, &mut |_| {}).unwrap_err();
@@ -200,6 +203,7 @@ done"#,
     WorkerCommand {
         program: "/bin/sh".into(),
         args: vec!["-c".into(), script],
+        launched: false,
     }
 }
 
@@ -237,4 +241,33 @@ fn a_restarted_worker_on_another_device_model_is_refused() {
     assert!(matches!(reply, Reply::Died { .. }), "{reply:?}");
     assert_eq!(sup.restarts, 1);
     assert!(sup.device.as_ref().unwrap().uuid.contains("11111111"));
+}
+
+#[test]
+fn a_hung_worker_behind_a_launcher_is_asked_to_end_before_it_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mark = dir.path().join("term");
+    // A launcher (as srun would) that passes SIGTERM on to the worker it started.
+    let launcher = format!(
+        r#"exec 3<&0; trap 'echo term > {}; kill $w; exit 143' TERM; "$@" <&3 3<&- & w=$!; wait $w; wait $w"#,
+        mark.display()
+    );
+    let cmd =
+        fake("sleep 600").through(&["/bin/sh".into(), "-c".into(), launcher, "launcher".into()]);
+    assert!(cmd.launched);
+    let mut sup = Supervisor::new(cmd, Duration::from_millis(300));
+    let start = Instant::now();
+    assert!(matches!(call(&mut sup), Reply::Hung { .. }));
+    assert!(!sup.is_running());
+    assert_eq!(
+        std::fs::read_to_string(&mark).unwrap_or_default().trim(),
+        "term",
+        "the launcher never heard SIGTERM"
+    );
+    // It ended on the SIGTERM, well inside the grace before SIGKILL.
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
 }

@@ -36,7 +36,10 @@ fn the_baselines_come_first_then_the_line_behind_the_request() {
     let busy = [Ahead::of(&pending).unwrap()];
     let ahead = c.lookahead(2.0, &pending, 4, (&busy, 0.0), &nothing_known);
     assert_eq!(ahead.len(), 4, "{ahead:?}");
-    assert!(matches!(ahead[0], Ahead::Baseline { kernel: 1, .. }), "{ahead:?}");
+    assert!(
+        matches!(ahead[0], Ahead::Baseline { kernel: 1, .. }),
+        "{ahead:?}"
+    );
     let Action::Evaluate {
         config: asked,
         against,
@@ -129,9 +132,26 @@ fn looking_ahead_changes_no_decision() {
     );
     assert!(evaluate_of(&a).is_some(), "{a:?}");
     // A stopped controller looks at nothing.
-    let mut s = controller(vec![spec("softmax")], library(), budgets(DEFAULT_BUDGETS_TOML));
-    s.handle(0.0, Event::Interrupted { signal: "SIGINT".into() });
+    let mut s = controller(
+        vec![spec("softmax")],
+        library(),
+        budgets(DEFAULT_BUDGETS_TOML),
+    );
+    s.handle(
+        0.0,
+        Event::Interrupted {
+            signal: "SIGINT".into(),
+        },
+    );
     assert!(s
-        .lookahead(1.0, &Action::Stop { reason: StopReason::NothingLeft }, 4, (&[], 0.0), &nothing_known)
+        .lookahead(
+            1.0,
+            &Action::Stop {
+                reason: StopReason::NothingLeft
+            },
+            4,
+            (&[], 0.0),
+            &nothing_known
+        )
         .is_empty());
 }

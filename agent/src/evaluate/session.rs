@@ -42,6 +42,7 @@ impl Session {
             Some(p) => WorkerCommand {
                 program: p.clone(),
                 args,
+                launched: false,
             },
             None => WorkerCommand::this_exe(args)
                 .map_err(|e| EvalError::Infra(format!("cannot find this executable: {e}")))?,

@@ -17,7 +17,14 @@ use crate::gpu::DeviceInfo;
 pub struct WorkerCommand {
     pub program: PathBuf,
     pub args: Vec<String>,
+    /// Started through a launcher (`srun`, `ssh`): killing it asks first (SIGTERM,
+    /// which `srun` passes on to the job step) and waits [`TERM_GRACE`] before
+    /// SIGKILL, so the worker on the far side ends too and frees its GPU.
+    pub launched: bool,
 }
+
+/// How long a launched worker has to end after SIGTERM before it is SIGKILLed.
+pub const TERM_GRACE: Duration = Duration::from_secs(5);
 
 impl WorkerCommand {
     /// This executable's own `worker` subcommand.
@@ -25,6 +32,7 @@ impl WorkerCommand {
         Ok(WorkerCommand {
             program: std::env::current_exe()?,
             args,
+            launched: false,
         })
     }
 
@@ -41,6 +49,7 @@ impl WorkerCommand {
         WorkerCommand {
             program: PathBuf::from(first),
             args,
+            launched: true,
         }
     }
 }
@@ -83,15 +92,46 @@ struct Proc {
     child: Child,
     stdin: ChildStdin,
     rx: Receiver<Line>,
+    /// Ask with SIGTERM before SIGKILL (a launched worker).
+    term_first: bool,
 }
 
 impl Proc {
     fn kill(mut self) -> String {
+        if self.term_first && self.terminated() {
+            return match self.child.wait() {
+                Ok(s) => s.to_string(),
+                Err(e) => format!("unknown ({e})"),
+            };
+        }
         let _ = self.child.kill();
         match self.child.wait() {
             Ok(s) => s.to_string(),
             Err(e) => format!("unknown ({e})"),
         }
+    }
+
+    /// Sends SIGTERM (through `kill`, this crate's one way to signal outside
+    /// `gpu/`) and waits up to [`TERM_GRACE`]; whether the launcher ended.
+    fn terminated(&mut self) -> bool {
+        let asked = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !asked {
+            return false;
+        }
+        let start = std::time::Instant::now();
+        while start.elapsed() < TERM_GRACE {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 }
 
@@ -159,7 +199,12 @@ impl Supervisor {
             self.restarts += 1;
         }
         self.starts += 1;
-        self.proc = Some(Proc { child, stdin, rx });
+        self.proc = Some(Proc {
+            child,
+            stdin,
+            rx,
+            term_first: self.cmd.launched,
+        });
         Ok(())
     }
 
@@ -358,6 +403,7 @@ mod tests {
         let cmd = || WorkerCommand {
             program: PathBuf::from("/opt/nightshift"),
             args: vec!["worker".into(), "--gpu".into(), "1".into()],
+            launched: false,
         };
         let direct = cmd().through(&[]);
         assert_eq!(direct.program, PathBuf::from("/opt/nightshift"));
