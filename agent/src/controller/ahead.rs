@@ -69,8 +69,11 @@ pub enum Known {
     Not,
 }
 
-/// How many of its own steps a look ahead takes at most.
-const LOOKAHEAD_STEPS: usize = 400;
+/// How many of its own steps a line followed ahead takes at most.
+const LOOKAHEAD_STEPS: usize = 100;
+
+/// Pieces of a line in flight or measured ahead at once, at the least.
+const MIN_DEPTH: usize = 2;
 
 impl Controller {
     /// Up to `free` pieces of work to measure ahead on free GPUs, beside `busy` (the
@@ -133,19 +136,25 @@ impl Controller {
         // turn came now; one piece from each in turn, so that a FAST on one line
         // (which makes what was measured ahead on it stale) leaves the others' work.
         let mut lines = vec![Line {
-            sim: self.clone(),
+            sim: self.sim(),
             queue: VecDeque::from([pending.clone()]),
             pending: true,
             steps: 0,
+            ahead: 0,
         }];
-        lines.extend(self.other_lines(now_s, known));
+        lines.extend(self.other_lines(now_s, known, free));
+        // Each line is followed only so deep: the further along a line, the likelier
+        // a FAST before it makes the piece stale. Deep enough that every GPU can
+        // have work when few lines are left.
+        let gpus = free + busy.len();
+        let depth = MIN_DEPTH.max(gpus.div_ceil(lines.len().max(1)));
         loop {
             let mut progressed = false;
             for line in lines.iter_mut() {
                 if out.len() >= free {
                     return out;
                 }
-                if let Some(a) = line.next_unknown(now_s, known, &out) {
+                if let Some(a) = line.next_unknown(now_s, known, &out, depth) {
                     if !admit(a, &mut out) {
                         return out;
                     }
@@ -159,14 +168,20 @@ impl Controller {
     }
 
     /// For each kernel waiting its turn (not started with its baseline measured, or
-    /// paused), a copy of the controller that gave it its turn now.
-    fn other_lines(&self, now_s: f64, known: &dyn Fn(&Ahead) -> Known) -> Vec<Line> {
+    /// paused), the next ones after the current kernel first, at most `most`: a copy
+    /// of the controller that gave it its turn now.
+    fn other_lines(&self, now_s: f64, known: &dyn Fn(&Ahead) -> Known, most: usize) -> Vec<Line> {
         let mut lines = Vec::new();
-        for (i, k) in self.kernels.iter().enumerate() {
+        let n = self.kernels.len();
+        for i in (1..=n).map(|d| (self.current + d) % n) {
+            let k = &self.kernels[i];
+            if lines.len() >= most {
+                break;
+            }
             if k.done || k.awaiting.is_some() || (k.started && !k.paused) {
                 continue;
             }
-            let mut sim = self.clone();
+            let mut sim = self.sim();
             sim.current = i;
             let queue: Vec<Action> = if !k.started {
                 let a = Ahead::Baseline {
@@ -192,9 +207,20 @@ impl Controller {
                 queue: queue.into(),
                 pending: false,
                 steps: 0,
+                ahead: 0,
             });
         }
         lines
+    }
+
+    /// A copy to follow a line ahead, without the model search: its candidates come
+    /// from a fit to what was measured, which guesses would only distort (and its
+    /// fits cost the daemon's time at every request).
+    fn sim(&self) -> Controller {
+        let mut sim = self.clone();
+        sim.budgets.search.after_patterns = false;
+        sim.budgets.search.interleave = false;
+        sim
     }
 
     /// What a candidate not measured yet is taken to be, looking ahead: passed and
@@ -234,6 +260,8 @@ struct Line {
     /// The head of the queue is the request being carried out.
     pending: bool,
     steps: usize,
+    /// Its pieces in flight or handed out so far.
+    ahead: usize,
 }
 
 impl Line {
@@ -244,8 +272,9 @@ impl Line {
         now_s: f64,
         known: &dyn Fn(&Ahead) -> Known,
         taken: &[Ahead],
+        depth: usize,
     ) -> Option<Ahead> {
-        while self.steps < LOOKAHEAD_STEPS {
+        while self.steps < LOOKAHEAD_STEPS && self.ahead < depth {
             self.steps += 1;
             let action = self.queue.pop_front()?;
             let is_pending = std::mem::take(&mut self.pending);
@@ -283,10 +312,14 @@ impl Line {
                     };
                     let result = match known(&a) {
                         Known::Measured(r) => r,
-                        Known::InFlight => self.sim.guess(&a),
+                        Known::InFlight => {
+                            self.ahead += usize::from(!is_pending);
+                            self.sim.guess(&a)
+                        }
                         Known::Not => {
                             let guess = self.sim.guess(&a);
                             if !is_pending && !taken.contains(&a) {
+                                self.ahead += 1;
                                 found = Some(a);
                             }
                             guess

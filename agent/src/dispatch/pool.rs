@@ -168,7 +168,10 @@ impl<E: Evaluator> Dispatcher<E> {
         // The request itself takes a GPU unless it is answered already (or is the
         // proposer's answer, which takes none).
         let needs = !answered && !matches!(action, Action::Await { .. });
-        let free = self.gpus.idle.len().saturating_sub(usize::from(needs));
+        // With three GPUs or more, one is kept free for the controller's next request
+        // (else it would wait for work measured ahead to land).
+        let reserve = usize::from(needs) + usize::from(self.gpus.size() >= 3);
+        let free = self.gpus.idle.len().saturating_sub(reserve);
         if free == 0 {
             return;
         }
